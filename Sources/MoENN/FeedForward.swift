@@ -1,0 +1,73 @@
+import MoECore
+
+/// What a residual block applies after its norm: a dense FFN now, a Mixture-of-Experts layer
+/// later. Each implementation keeps the activations of its last forward for its backward.
+public protocol FeedForwardLayer: AnyObject {
+    var parameters: [Parameter] { get }
+    /// `y[n, hidden] = F(x[n, hidden])`; `x` must stay valid until `backward`.
+    func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                 context: ForwardContext)
+    /// Accumulates parameter gradients and writes `dx = ∂L/∂x` given `dy = ∂L/∂y`.
+    func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>)
+}
+
+/// Per-step facts a layer may need: whether it is training, the step (for seeded noise), the seed.
+public struct ForwardContext: Sendable {
+    public var training: Bool
+    public var step: Int
+    public var seed: UInt64
+    public init(training: Bool, step: Int, seed: UInt64) {
+        self.training = training
+        self.step = step
+        self.seed = seed
+    }
+}
+
+/// The position-wise feed-forward network `F(x) = W2 · act(W1 · x + b1) + b2`
+/// (Vaswani et al. 2017), with `w1 [ffn, hidden]`, `w2 [hidden, ffn]` as in PyTorch.
+public final class DenseFFN: FeedForwardLayer {
+    public let fc1: Linear
+    public let fc2: Linear
+    public let activation: Activation
+    private var input: UnsafePointer<Float>?
+    private let preActivation: Scratch
+    private let activated: Scratch
+    private let gradient: Scratch
+
+    public init(_ prefix: String, hidden: Int, ffn: Int, activation: Activation) {
+        fc1 = Linear(prefix, in: hidden, out: ffn, weightName: "w1", biasName: "b1")
+        fc2 = Linear(prefix, in: ffn, out: hidden, weightName: "w2", biasName: "b2")
+        self.activation = activation
+        preActivation = Scratch(width: ffn)
+        activated = Scratch(width: ffn)
+        gradient = Scratch(width: ffn)
+    }
+
+    public var parameters: [Parameter] { fc1.parameters + fc2.parameters }
+
+    public func initialize(seed: UInt64) {
+        fc1.initialize(seed: seed)
+        fc2.initialize(seed: seed)
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                        context: ForwardContext) {
+        preActivation.ensure(rows: n)
+        activated.ensure(rows: n)
+        input = x
+        fc1.forward(x, rows: n, into: preActivation.data)
+        activation.forward(preActivation.data, activated.data, count: n * fc1.outFeatures)
+        fc2.forward(activated.data, rows: n, into: y)
+    }
+
+    var activationStorage: [UnsafeMutablePointer<Float>] { [preActivation, activated, gradient].map(\.data) }
+
+    public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
+        guard let x = input else { preconditionFailure("DenseFFN.backward before forward") }
+        gradient.ensure(rows: n)
+        let g = gradient.data
+        fc2.backward(activated.data, dy, rows: n, dx: g)  // g = ∂L/∂act
+        activation.backward(preActivation.data, g, g, count: n * fc1.outFeatures)  // g = ∂L/∂pre
+        fc1.backward(x, g, rows: n, dx: dx)
+    }
+}

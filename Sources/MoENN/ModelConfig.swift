@@ -1,0 +1,50 @@
+/// The residual MLP's architecture (ARCHITECTURE §5.3). Stored as JSON in every checkpoint's
+/// `config` attribute, so a reader with h5py and numpy can rebuild the forward pass.
+/// Decoding fills every missing key with its default (mlx-swift style).
+public struct ModelConfig: Codable, Equatable, Sendable {
+    /// Input features per sample.
+    public var features: Int
+    /// Output classes.
+    public var classes: Int
+    /// Width of the residual stream.
+    public var hidden: Int = 128
+    /// Inner width of each FFN.
+    public var ffn: Int = 512
+    /// Number of residual blocks.
+    public var blocks: Int = 2
+    public var activation: Activation = .gelu
+    /// Dropout probability on each block's output (0 = off).
+    public var dropout: Float = 0
+    /// LayerNorm ε.
+    public var normEps: Float = 1e-5
+
+    public init(features: Int, classes: Int, hidden: Int = 128, ffn: Int = 512, blocks: Int = 2,
+                activation: Activation = .gelu, dropout: Float = 0, normEps: Float = 1e-5) {
+        self.features = features
+        self.classes = classes
+        self.hidden = hidden
+        self.ffn = ffn
+        self.blocks = blocks
+        self.activation = activation
+        self.dropout = dropout
+        self.normEps = normEps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case features, classes, hidden, ffn, blocks, activation, dropout
+        case normEps = "norm_eps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ModelConfig(features: 1, classes: 1)
+        features = try c.decode(Int.self, forKey: .features)
+        classes = try c.decode(Int.self, forKey: .classes)
+        hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
+        ffn = try c.decodeIfPresent(Int.self, forKey: .ffn) ?? d.ffn
+        blocks = try c.decodeIfPresent(Int.self, forKey: .blocks) ?? d.blocks
+        activation = try c.decodeIfPresent(Activation.self, forKey: .activation) ?? d.activation
+        dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? d.dropout
+        normEps = try c.decodeIfPresent(Float.self, forKey: .normEps) ?? d.normEps
+    }
+}

@@ -1,0 +1,126 @@
+import MoECore
+
+/// The residual MLP classifier of ARCHITECTURE §5.3:
+///
+///     h₀ = embed(x)                         Linear(features → hidden)
+///     hᵢ₊₁ = hᵢ + F_i(LN_i(hᵢ))             blocks (pre-norm residual)
+///     logits = head(LN(h_B))                Linear(hidden → classes)
+///     loss = CrossEntropy(logits, y)
+///
+/// Parameters are named by their checkpoint path (`embed/weight`, `blocks/0/ffn/w1`, …).
+/// Activations live in buffers sized for the largest batch seen, so after the first step a
+/// forward/backward pair allocates nothing.
+public final class ResidualMLP {
+    public let config: ModelConfig
+    public let embed: Linear
+    public let blocks: [ResidualBlock]
+    public let norm: LayerNorm
+    public let head: Linear
+    /// Every parameter, in checkpoint order.
+    public let parameters: [Parameter]
+
+    private var streams: [Scratch]
+    private let finalNormed: Scratch, finalMean: Scratch, finalRstd: Scratch
+    private let logitsBuffer: Scratch, probsBuffer: Scratch
+    private let gradStream: Scratch, gradFinal: Scratch, gradLogits: Scratch
+    private var lastInput: UnsafePointer<Float>?
+    private var lastLabels: UnsafePointer<Int>?
+    private var lastRows = 0
+
+    /// A model with PyTorch-default initialisation drawn from `seed`.
+    public init(config: ModelConfig, seed: UInt64) {
+        self.config = config
+        let h = config.hidden
+        embed = Linear("embed", in: config.features, out: h)
+        blocks = (0..<config.blocks).map { i in
+            let ffn = DenseFFN("blocks/\(i)/ffn", hidden: h, ffn: config.ffn, activation: config.activation)
+            ffn.initialize(seed: seed)
+            return ResidualBlock(index: i, hidden: h, feedForward: ffn, dropout: config.dropout,
+                                 normEps: config.normEps)
+        }
+        norm = LayerNorm("norm", dim: h, eps: config.normEps)
+        head = Linear("head", in: h, out: config.classes)
+        embed.initialize(seed: seed)
+        head.initialize(seed: seed)
+        parameters = embed.parameters + blocks.flatMap(\.parameters) + norm.parameters + head.parameters
+        streams = (0...config.blocks).map { _ in Scratch(width: h) }
+        finalNormed = Scratch(width: h); finalMean = Scratch(width: 1); finalRstd = Scratch(width: 1)
+        logitsBuffer = Scratch(width: config.classes); probsBuffer = Scratch(width: config.classes)
+        gradStream = Scratch(width: h); gradFinal = Scratch(width: h); gradLogits = Scratch(width: config.classes)
+    }
+
+    /// Logits of the last forward pass, `[rows, classes]` (valid for `lastRows` rows).
+    public var logits: UnsafeMutablePointer<Float> { logitsBuffer.data }
+    /// Softmax probabilities of the last forward pass with labels.
+    public var probabilities: UnsafeMutablePointer<Float> { probsBuffer.data }
+
+    /// Computes logits for `n` rows of `x [n, features]` (kept in `logits`).
+    public func forwardLogits(_ x: UnsafePointer<Float>, rows n: Int, context: ForwardContext) {
+        for s in streams { s.ensure(rows: n) }
+        finalNormed.ensure(rows: n); finalMean.ensure(rows: n); finalRstd.ensure(rows: n)
+        logitsBuffer.ensure(rows: n); probsBuffer.ensure(rows: n)
+        lastInput = x
+        lastRows = n
+        embed.forward(x, rows: n, into: streams[0].data)
+        for (i, block) in blocks.enumerated() {
+            block.forward(streams[i].data, rows: n, into: streams[i + 1].data, context: context)
+        }
+        norm.forward(streams[config.blocks].data, rows: n, into: finalNormed.data,
+                     mean: finalMean.data, rstd: finalRstd.data)
+        head.forward(finalNormed.data, rows: n, into: logitsBuffer.data)
+    }
+
+    /// Forward pass with the cross-entropy loss: returns the mean loss and the number of
+    /// correct argmax predictions. `labels` must stay valid until `backward`.
+    @discardableResult
+    public func forward(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
+                        context: ForwardContext) -> (loss: Double, correct: Int) {
+        forwardLogits(x, rows: n, context: context)
+        lastLabels = labels
+        return CrossEntropy.forward(logitsBuffer.data, labels: labels, rows: n, classes: config.classes,
+                                    probs: probsBuffer.data)
+    }
+
+    /// Backward pass of the last `forward`: accumulates every parameter's gradient of the mean
+    /// loss (times `lossScale`).
+    public func backward(lossScale: Float = 1) {
+        guard let x = lastInput, let labels = lastLabels else { preconditionFailure("backward before forward") }
+        let n = lastRows
+        gradStream.ensure(rows: n); gradFinal.ensure(rows: n); gradLogits.ensure(rows: n)
+        CrossEntropy.backward(probs: probsBuffer.data, labels: labels, rows: n, classes: config.classes,
+                              scale: lossScale, dlogits: gradLogits.data)
+        head.backward(finalNormed.data, gradLogits.data, rows: n, dx: gradFinal.data)
+        norm.backward(streams[config.blocks].data, gradFinal.data, rows: n, mean: finalMean.data,
+                      rstd: finalRstd.data, dx: gradStream.data)
+        for block in blocks.reversed() {
+            block.backward(gradStream.data, rows: n, dx: gradStream.data)
+        }
+        embed.backward(x, gradStream.data, rows: n, dx: nil)
+    }
+
+    /// Addresses of every activation buffer (for tests that check buffers are reused, not reallocated).
+    var activationStorage: [UnsafeMutablePointer<Float>] {
+        streams.map(\.data) + [finalNormed, finalMean, finalRstd, logitsBuffer, probsBuffer, gradStream, gradFinal, gradLogits].map(\.data)
+            + blocks.flatMap(\.activationStorage)
+    }
+
+    /// Mean loss and accuracy over a whole data set, in batches of `batchSize` (no dropout).
+    public func evaluate(x: Tensor, labels: [Int], batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
+        let n = x.rows
+        guard n > 0 else { return (0, 0) }
+        var total: Double = 0
+        var correct = 0
+        labels.withUnsafeBufferPointer { lb in
+            var start = 0
+            while start < n {
+                let rows = min(batchSize, n - start)
+                let r = forward(x.row(start), labels: lb.baseAddress! + start, rows: rows,
+                                context: ForwardContext(training: false, step: 0, seed: 0))
+                total += r.loss * Double(rows)
+                correct += r.correct
+                start += rows
+            }
+        }
+        return (total / Double(n), Double(correct) / Double(n))
+    }
+}

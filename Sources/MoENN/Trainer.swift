@@ -1,0 +1,88 @@
+import MoECore
+
+/// Hyper-parameters of the optimisation loop (the spec's `train` section maps onto this).
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, CaseIterable, Sendable { case sgd, adamw }
+    public var kind: Kind = .adamw
+    public var lr: Float = 1e-3
+    public var weightDecay: Float = 0.01
+    /// SGD momentum μ.
+    public var momentum: Float = 0.9
+    public var nesterov: Bool = false
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    /// Global gradient-norm clipping threshold; nil = no clipping.
+    public var gradClip: Double? = 1.0
+    public var schedule: LRSchedule.Kind = .cosine
+    public var warmupSteps: Int = 0
+    public var minLR: Float = 0
+
+    public init(kind: Kind = .adamw, lr: Float = 1e-3, weightDecay: Float = 0.01, momentum: Float = 0.9,
+                nesterov: Bool = false, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                gradClip: Double? = 1.0, schedule: LRSchedule.Kind = .cosine, warmupSteps: Int = 0,
+                minLR: Float = 0) {
+        self.kind = kind; self.lr = lr; self.weightDecay = weightDecay; self.momentum = momentum
+        self.nesterov = nesterov; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.gradClip = gradClip; self.schedule = schedule; self.warmupSteps = warmupSteps; self.minLR = minLR
+    }
+
+    /// The optimizer this configuration describes, over `parameters`.
+    public func makeOptimizer(_ parameters: [Parameter]) -> Optimizer {
+        switch kind {
+        case .sgd: return SGD(parameters: parameters, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+        case .adamw: return AdamW(parameters: parameters, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay)
+        }
+    }
+
+    public func makeSchedule(totalSteps: Int) -> LRSchedule {
+        LRSchedule(kind: schedule, base: lr, warmupSteps: warmupSteps, totalSteps: totalSteps, minLR: minLR)
+    }
+}
+
+/// What one optimisation step measured.
+public struct StepResult: Sendable {
+    public var loss: Double
+    public var correct: Int
+    /// Global gradient norm before clipping.
+    public var gradNorm: Double
+    public var lr: Float
+}
+
+/// One optimisation step at a time: zero gradients → forward → backward → clip → update.
+/// Holds no data; the caller feeds batches (so the same loop serves every split strategy).
+public final class Trainer {
+    public let model: ResidualMLP
+    public let config: OptimizerConfig
+    public let optimizer: Optimizer
+    public let schedule: LRSchedule
+    public let seed: UInt64
+
+    public init(model: ResidualMLP, config: OptimizerConfig, totalSteps: Int, seed: UInt64) {
+        self.model = model
+        self.config = config
+        self.optimizer = config.makeOptimizer(model.parameters)
+        self.schedule = config.makeSchedule(totalSteps: totalSteps)
+        self.seed = seed
+    }
+
+    /// Steps taken so far (the optimizer's count; restored with its state on resume).
+    public var step: Int { optimizer.stepCount }
+
+    /// Trains on one batch of `n` rows. A non-finite loss or gradient leaves the parameters
+    /// untouched and is reported in the result (the caller decides to stop).
+    @discardableResult
+    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int) -> StepResult {
+        let t = step
+        model.parameters.zeroGrad()
+        let out = model.forward(x, labels: labels, rows: n,
+                                context: ForwardContext(training: true, step: t, seed: seed))
+        let lr = schedule.lr(at: t)
+        guard out.loss.isFinite else { return StepResult(loss: out.loss, correct: out.correct, gradNorm: .nan, lr: lr) }
+        model.backward()
+        let norm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
+        guard norm.isFinite else { return StepResult(loss: out.loss, correct: out.correct, gradNorm: norm, lr: lr) }
+        optimizer.step(lr: lr)
+        return StepResult(loss: out.loss, correct: out.correct, gradNorm: norm, lr: lr)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import MoECore
+import MoENN
+
+/// Measurements shared by the benchmark modes. Every rate is the best of `trials` trials, each
+/// repeating the operation until `minTime` seconds have passed (the same method as the numpy
+/// reference script), so the two sides are measured alike.
+enum Bench {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Best rate (operations per second) of `body` over the trials.
+    static func bestRate(trials: Int = 5, minTime: Double = 0.2, _ body: () -> Void) -> Double {
+        body()  // warm-up
+        var best = 0.0
+        for _ in 0..<trials {
+            var reps = 0
+            let start = now()
+            var elapsed = 0.0
+            repeat {
+                body()
+                reps += 1
+                elapsed = now() - start
+            } while elapsed < minTime
+            best = max(best, Double(reps) / elapsed)
+        }
+        return best
+    }
+
+    /// GFLOP/s of `C = A·B` for n×n float32 matrices through `BLAS.gemm`.
+    static func sgemm(n: Int) -> Double {
+        var rng = RNG(seed: 0, purpose: "bench/sgemm")
+        let a = Tensor(shape: [n, n]), b = Tensor(shape: [n, n]), c = Tensor(shape: [n, n])
+        rng.fillNormal(a)
+        rng.fillNormal(b)
+        let rate = bestRate { BLAS.matmul(a, b, into: c) }
+        return rate * 2 * Double(n * n * n) / 1e9
+    }
+
+    struct TrainingResult {
+        var samplesPerSecond: Double
+        var gflops: Double
+        var stepMilliseconds: Double
+    }
+
+    /// Training-step throughput of the residual MLP (features 64, hidden 256, ffn 1024, 4 blocks,
+    /// 10 classes, batch 256, AdamW with clipping): forward, backward, clip and update.
+    static func trainingStep(batch: Int = 256) -> TrainingResult {
+        let config = ModelConfig(features: 64, classes: 10, hidden: 256, ffn: 1024, blocks: 4)
+        let model = ResidualMLP(config: config, seed: 0)
+        let trainer = Trainer(model: model, config: OptimizerConfig(lr: 1e-3), totalSteps: 1_000_000, seed: 0)
+        var rng = RNG(seed: 0, purpose: "bench/data")
+        let x = Tensor(shape: [batch, 64])
+        rng.fillNormal(x)
+        let labels = (0..<batch).map { _ in rng.int(below: 10) }
+        let rate = labels.withUnsafeBufferPointer { lb in
+            bestRate(minTime: 0.5) { trainer.trainStep(x.data, labels: lb.baseAddress!, rows: batch) }
+        }
+        // Matrix FLOPs per step: forward 2·B·Σ(in·out) over the Linear layers, backward twice that.
+        let h = config.hidden, f = config.ffn
+        let macs = config.features * h + config.blocks * 2 * h * f + h * config.classes
+        let flopsPerStep = 3 * 2 * Double(batch) * Double(macs)
+        return TrainingResult(samplesPerSecond: rate * Double(batch), gflops: rate * flopsPerStep / 1e9,
+                              stepMilliseconds: 1000 / rate)
+    }
+}

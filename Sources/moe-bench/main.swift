@@ -1,0 +1,119 @@
+import Foundation
+import MoECore
+
+// moe-bench: `make bench` runs it. Modes:
+//   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
+//   moe-bench [--reference numpy.json] [--default-kernel default.json] [--markdown FILE]
+//                                                 the full table, with ratios against the reference
+
+BLASEnvironment.prepareProcess()
+
+struct Options {
+    var sgemmOnly = false
+    var json = false
+    var reference: String?
+    var defaultKernel: String?
+    var markdown: String?
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst()
+    func value(_ flag: String) -> String {
+        guard let v = args.popFirst() else { fail("\(flag) needs a value") }
+        return v
+    }
+    while let a = args.popFirst() {
+        switch a {
+        case "--sgemm-only": o.sgemmOnly = true
+        case "--json": o.json = true
+        case "--reference": o.reference = value(a)
+        case "--default-kernel": o.defaultKernel = value(a)
+        case "--markdown": o.markdown = value(a)
+        default: fail("unknown option '\(a)'")
+        }
+    }
+    return o
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("moe-bench: error: \(message)\n".utf8))
+    exit(2)
+}
+
+func readJSON(_ path: String) -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: path),
+          let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        fail("cannot read JSON from \(path)")
+    }
+    return obj
+}
+
+let sizes = [256, 512, 1024, 2048]
+let options = parseOptions()
+let core = BLASInfo.coreName.trimmingCharacters(in: .whitespaces)
+
+var sgemm: [Int: Double] = [:]
+for n in sizes { sgemm[n] = Bench.sgemm(n: n) }
+
+if options.sgemmOnly {
+    let obj: [String: Any] = ["core": core, "sgemm": Dictionary(uniqueKeysWithValues: sizes.map { (String($0), sgemm[$0]!) })]
+    let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
+
+let training = Bench.trainingStep()
+let reference = options.reference.map(readJSON)
+let numpySgemm = reference?["sgemm"] as? [String: Double] ?? [:]
+let defaultKernel = options.defaultKernel.map(readJSON)
+let defaultSgemm = defaultKernel?["sgemm"] as? [String: Double] ?? [:]
+
+func fmt(_ x: Double?, _ digits: Int = 1) -> String { x.map { String(format: "%.\(digits)f", $0) } ?? "–" }
+
+var lines: [String] = []
+lines.append("| n | moe-run sgemm GFLOP/s (\(core)) | numpy GFLOP/s | ratio moe-run / numpy | OpenBLAS's own kernel choice (\(defaultKernel?["core"] as? String ?? "not measured")) GFLOP/s |")
+lines.append("|---:|---:|---:|---:|---:|")
+for n in sizes {
+    let ours = sgemm[n]!
+    let np = numpySgemm[String(n)]
+    lines.append("| \(n) | \(fmt(ours)) | \(fmt(np)) | \(np.map { fmt(ours / $0, 2) } ?? "–") | \(fmt(defaultSgemm[String(n)])) |")
+}
+let trainingLine = "Residual MLP training step (features 64, hidden 256, ffn 1024, 4 blocks, batch 256, AdamW, clip 1.0): "
+    + "\(fmt(training.samplesPerSecond, 0)) samples/s, \(fmt(training.stepMilliseconds, 2)) ms/step, "
+    + "\(fmt(training.gflops)) GFLOP/s of matrix work (\(fmt(training.gflops / (sgemm[1024]!), 2)) × our sgemm at n = 1024)."
+
+print(lines.joined(separator: "\n"))
+print(trainingLine)
+
+if let path = options.markdown {
+    var cpu = "unknown CPU"
+    if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+       let colon = line.firstIndex(of: ":") {
+        cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    let env = ProcessInfo.processInfo.environment
+    let date = ISO8601DateFormatter().string(from: Date())
+    let md = """
+    # Benchmarks
+
+    Written by `make bench` on \(date). Machine: \(cpu), \(BLASEnvironment.cores) cores.
+    moe-run: OpenBLAS \(BLASInfo.config.trimmingCharacters(in: .whitespaces)), kernel `\(core)`, \
+    OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "unset").
+    Reference: numpy \(reference?["numpy"] as? String ?? "not measured") (\(reference?["blas"] as? String ?? "?")), \
+    same thread count, measured in the same `make bench` run.
+    Method: best of 5 trials, each repeating the product for at least 0.2 s (training: 0.5 s), after a warm-up.
+    The last column is OpenBLAS left to detect the CPU itself (no `OPENBLAS_CORETYPE`): what every \
+    moe-run process would get without its start-up re-exec.
+
+    \(lines.joined(separator: "\n"))
+
+    \(trainingLine)
+
+    Target (issue 2): moe-run's sgemm within 10% of numpy's (ratio ≥ 0.90) at n ≥ 512.
+
+    """
+    do { try md.write(toFile: path, atomically: true, encoding: .utf8) } catch { fail("cannot write \(path): \(error)") }
+    print("wrote \(path)")
+}
