@@ -12,7 +12,7 @@ final class TrainingTests: XCTestCase {
             .deletingLastPathComponent().appendingPathComponent("experiments/data/digits.h5").path
     }
 
-    private func train(_ model: ResidualMLP, on data: Dataset, epochs: Int, batchSize: Int = 64,
+    private func fit(_ model: ResidualMLP, on data: Dataset, epochs: Int, batchSize: Int = 64,
                        optimizer: OptimizerConfig, seed: UInt64) throws {
         let batches = try MiniBatches(data, batchSize: batchSize, seed: seed)
         let trainer = Trainer(model: model, config: optimizer, totalSteps: epochs * batches.batchesPerEpoch, seed: seed)
@@ -33,7 +33,7 @@ final class TrainingTests: XCTestCase {
         let train = norm.apply(splits.train), test = norm.apply(splits.test)
         let model = ResidualMLP(config: ModelConfig(features: 64, classes: 10, hidden: 64, ffn: 256, blocks: 2), seed: 3)
         let before = model.evaluate(x: test.x, labels: test.y)
-        try train(model, on: train, epochs: 15, optimizer: OptimizerConfig(lr: 3e-3), seed: 3)
+        try fit(model, on: train, epochs: 15, optimizer: OptimizerConfig(lr: 3e-3), seed: 3)
         let after = model.evaluate(x: test.x, labels: test.y)
         print("digits: test accuracy \(before.accuracy) before, \(after.accuracy) after training; test loss \(after.loss)")
         XCTAssertLessThan(before.accuracy, 0.3, "an untrained model is near chance")
@@ -45,7 +45,7 @@ final class TrainingTests: XCTestCase {
         let splits = try data.split(train: 0.7, val: 0.15, seed: 4)
         let norm = Standardization.fit(splits.train)
         let model = ResidualMLP(config: ModelConfig(features: 64, classes: 10, hidden: 64, ffn: 128, blocks: 1), seed: 4)
-        try train(model, on: norm.apply(splits.train), epochs: 15,
+        try fit(model, on: norm.apply(splits.train), epochs: 15,
                   optimizer: OptimizerConfig(kind: .sgd, lr: 0.05, weightDecay: 1e-4, momentum: 0.9, schedule: .constant),
                   seed: 4)
         XCTAssertGreaterThan(model.evaluate(x: norm.apply(splits.val).x, labels: splits.val.y).accuracy, 0.90)
@@ -57,7 +57,7 @@ final class TrainingTests: XCTestCase {
         func run(seed: UInt64) throws -> [Tensor] {
             let model = ResidualMLP(config: ModelConfig(features: 16, classes: 4, hidden: 32, ffn: 64, blocks: 2, dropout: 0.1),
                                     seed: seed)
-            try train(model, on: data, epochs: 3, optimizer: OptimizerConfig(lr: 3e-3, warmupSteps: 5), seed: seed)
+            try fit(model, on: data, epochs: 3, optimizer: OptimizerConfig(lr: 3e-3, warmupSteps: 5), seed: seed)
             return model.parameters.map(\.value)
         }
         let a = try run(seed: 9), b = try run(seed: 9), c = try run(seed: 10)
