@@ -54,7 +54,7 @@ build: setup
 
 test: setup venv
 	swift build $(SWIFT_FLAGS) --build-tests
-	MOE_RUN_PYTHON="$(PY)" swift test $(SWIFT_FLAGS) --skip-build --parallel --num-workers $(NPROC)
+	MOE_RUN_PYTHON="$(PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing
 
 bench: build venv
 	@mkdir -p .build

@@ -104,7 +104,7 @@ final class OptimizerTests: XCTestCase {
         let trainer = Trainer(model: model, config: OptimizerConfig(), totalSteps: 10, seed: 1)
         let x = randomTensor([16, 3], seed: 1, purpose: "x")
         let labels = Array(repeating: 1, count: 16)
-        labels.withUnsafeBufferPointer { trainer.trainStep(x.data, labels: $0.baseAddress!, rows: 16) }
+        _ = labels.withUnsafeBufferPointer { trainer.trainStep(x.data, labels: $0.baseAddress!, rows: 16) }
         let first = model.activationStorage
         labels.withUnsafeBufferPointer { lb in
             trainer.trainStep(x.data, labels: lb.baseAddress!, rows: 16)
