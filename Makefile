@@ -65,5 +65,6 @@ bench: build venv
 clean:
 	rm -rf .build
 
+## run: the quickstart experiment (rerunning reuses the complete run: --resume).
 run: build
-	@echo "run: the moe-run command and experiments/quickstart.yaml arrive with issue 3; built: $(BIN)/moe-bench"
+	$(BIN)/moe-run experiments/quickstart.yaml --resume

@@ -9,7 +9,14 @@ let package = Package(
         .library(name: "MoENN", targets: ["MoENN"]),
         .library(name: "MoEData", targets: ["MoEData"]),
         .library(name: "MoEHDF5", targets: ["MoEHDF5"]),
+        .library(name: "MoESpec", targets: ["MoESpec"]),
+        .library(name: "MoEStore", targets: ["MoEStore"]),
+        .executable(name: "moe-run", targets: ["moe-run"]),
         .executable(name: "moe-bench", targets: ["moe-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // System libraries: flags come from pkg-config, never unsafeFlags.
@@ -22,12 +29,24 @@ let package = Package(
         .target(name: "MoENN", dependencies: ["MoECore"]),
         .target(name: "MoEHDF5", dependencies: ["CHDF5"]),
         .target(name: "MoEData", dependencies: ["MoECore", "MoEHDF5"]),
+        .target(name: "MoESpec", dependencies: ["Yams"]),
+        .target(name: "MoEPlan", dependencies: ["MoESpec"]),
+        .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan"]),
+        .executableTarget(name: "moe-run", dependencies: [
+            "MoERuntime", "MoESpec", "MoEPlan", "MoEStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
         .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
         .testTarget(name: "MoEHDF5Tests", dependencies: ["MoEHDF5"]),
         .testTarget(name: "MoEDataTests", dependencies: ["MoEData", "MoENN"]),
+        .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),
+        .testTarget(name: "MoEStoreTests", dependencies: ["MoEStore", "MoENN", "MoEHDF5", "MoEData"]),
+        .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,8 +15,9 @@ public enum H5Storage: Equatable {
     public static let compressionThreshold = 64 * 1024
     /// Chunks are made no larger than this (256 KiB), well inside HDF5's 1 MiB default chunk cache.
     public static let targetChunkBytes = 256 * 1024
-    /// The deflate level used for compressed datasets and series.
-    public static let deflateLevel: UInt32 = 4
+    /// The gzip (deflate) level of compressed datasets and series, 0...9, for the whole process
+    /// (a run sets it once from the spec's `output.compression`; 0 = chunked without filters).
+    nonisolated(unsafe) public static var deflateLevel: UInt32 = 4
 }
 
 /// A chunk shape for a dataset of `shape`: the full shape, halving the dimensions in turn
@@ -38,8 +39,10 @@ func makeDCPL(chunk: [Int]?) -> hid_t {
     if let chunk {
         var dims = hsizes(chunk)
         _ = H5Pset_chunk(dcpl, Int32(dims.count), &dims)
-        _ = H5Pset_shuffle(dcpl)
-        _ = H5Pset_deflate(dcpl, H5Storage.deflateLevel)
+        if H5Storage.deflateLevel > 0 {
+            _ = H5Pset_shuffle(dcpl)
+            _ = H5Pset_deflate(dcpl, min(H5Storage.deflateLevel, 9))
+        }
     }
     return dcpl
 }

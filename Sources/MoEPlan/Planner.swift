@@ -1,0 +1,37 @@
+import MoESpec
+
+/// Compiles a validated spec into its execution plan. A pure function: no I/O, no clock, no
+/// randomness; the same spec always gives the same plan.
+public enum Planner {
+    public static func plan(_ spec: ExperimentSpec) -> Plan {
+        var tasks: [PlanTask] = []
+        let dataSummary: String
+        let dataInputs: [String]
+        switch spec.data.source {
+        case .synthetic(let s):
+            dataSummary = "generate \(s.samples) synthetic samples (\(s.domains) domains, \(s.features) features, \(s.classes) classes), split \(fractions(spec.data.split))"
+            dataInputs = []
+        case .file(let f):
+            dataSummary = "load \(f.path), split \(fractions(spec.data.split))"
+            dataInputs = [f.resolvedPath]
+        }
+        tasks.append(PlanTask(id: "data", kind: .data, dependsOn: [], workers: 1, inputs: dataInputs,
+                              output: "tasks/data.h5", summary: dataSummary))
+        let m = spec.model
+        tasks.append(PlanTask(
+            id: "train", kind: .train, dependsOn: ["data"], workers: 1,
+            inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"],
+            output: "tasks/train.h5",
+            summary: "train dense residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"))
+        tasks.append(PlanTask(
+            id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
+            inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
+            output: "tasks/evaluate.h5",
+            summary: "evaluate the final model on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
+        return Plan(name: spec.name, tasks: tasks)
+    }
+
+    private static func fractions(_ f: DataSpec.Fractions) -> String {
+        "\(f.train)/\(f.val)/\(f.test)"
+    }
+}

@@ -1,0 +1,49 @@
+import MoEData
+import MoEHDF5
+import MoESpec
+
+/// The `data` task: generate or load the samples, split them (seeded), fit the standardisation
+/// on the training part, and write `tasks/data.h5`:
+///
+///     /data/{train,val,test}/{x, y, domain?}    raw features, as loaded or generated
+///     /data/standardization/{mean, std}         when data.standardize (fitted on train)
+///     attrs: classes, features, source
+enum DataTask {
+    static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
+        let dataset: Dataset
+        let source: String
+        switch spec.data.source {
+        case .synthetic(let s):
+            dataset = try spec.syntheticGenerator(s).generate()
+            source = "synthetic"
+        case .file(let f):
+            dataset = f.resolvedFormat == .csv ? try Dataset.load(csv: f.resolvedPath) : try Dataset.load(hdf5: f.resolvedPath)
+            source = f.path
+        }
+        let splits = try dataset.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.seed64)
+        let norm = spec.data.standardize ? Standardization.fit(splits.train) : nil
+        try H5File.createAtomically(layout.taskFile("data")) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "task")
+            try file.setAttribute("task", "data")
+            try file.setAttribute("source", source)
+            try file.setAttribute("classes", Int64(dataset.classes))
+            try file.setAttribute("features", Int64(dataset.features))
+            for (name, part) in [("train", splits.train), ("val", splits.val), ("test", splits.test)] {
+                try part.write(to: file, path: "data/" + name)
+            }
+            try norm?.write(to: file, path: "data/standardization")
+        }
+        log.info("data: \(dataset.count) samples (\(source)), \(dataset.features) features, \(dataset.classes) classes; split \(splits.train.count)/\(splits.val.count)/\(splits.test.count)")
+    }
+
+    /// A split of the data task's output, standardised when the run standardises.
+    static func load(_ split: String, layout: RunLayout) throws -> (data: Dataset, norm: Standardization?) {
+        let file = try H5File.open(layout.taskFile("data"))
+        let group = try file.openGroup("data/" + split)
+        let raw = try Dataset.load(from: group, source: layout.taskFile("data") + ":/data/" + split)
+        guard file.exists("data/standardization") else { return (raw, nil) }
+        let norm = try Standardization.read(from: file, path: "data/standardization")
+        return (norm.apply(raw), norm)
+    }
+}

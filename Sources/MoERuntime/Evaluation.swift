@@ -1,0 +1,44 @@
+import Foundation
+import MoEData
+import MoEHDF5
+import MoENN
+import MoEStore
+
+/// `moe-run eval`: a stored model on a data file.
+public enum Evaluation {
+    public struct Result: Sendable {
+        public var count: Int
+        public var loss: Double
+        public var accuracy: Double
+    }
+
+    /// Where the model is inside `file`: the root if it is a checkpoint group, else `/model`
+    /// (a train task file), else `/models/final` (a run file).
+    static func modelGroup(in file: H5File) -> String? {
+        if file.hasAttribute("kind"), (try? file.stringAttribute("kind")) == "model" { return "/" }
+        for path in ["model", "models/final"] where file.exists(path) { return path }
+        return nil
+    }
+
+    public static func evaluate(checkpoint: String, data: String, batchSize: Int = 1024) throws -> Result {
+        guard FileManager.default.fileExists(atPath: checkpoint) else {
+            throw RuntimeError.io(path: checkpoint, message: "no such file")
+        }
+        let file = try H5File.open(checkpoint)
+        guard let path = modelGroup(in: file) else {
+            throw RuntimeError.io(path: checkpoint, message: "holds no model (expected a checkpoint group, /model or /models/final)")
+        }
+        let (model, norm) = try Checkpoint.loadModel(from: file, at: path)
+        guard FileManager.default.fileExists(atPath: data) else { throw RuntimeError.io(path: data, message: "no such file") }
+        var dataset = data.lowercased().hasSuffix(".csv") ? try Dataset.load(csv: data) : try Dataset.load(hdf5: data)
+        guard dataset.features == model.config.features else {
+            throw RuntimeError.io(path: data, message: "has \(dataset.features) features; the model expects \(model.config.features)")
+        }
+        if let bad = dataset.y.first(where: { $0 >= model.config.classes }) {
+            throw RuntimeError.io(path: data, message: "has label \(bad); the model knows \(model.config.classes) classes")
+        }
+        if let norm { dataset = norm.apply(dataset) }
+        let r = model.evaluate(x: dataset.x, labels: dataset.y, batchSize: batchSize)
+        return Result(count: dataset.count, loss: r.loss, accuracy: r.accuracy)
+    }
+}

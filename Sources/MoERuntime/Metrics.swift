@@ -1,0 +1,43 @@
+import MoEHDF5
+
+/// Metric series of a training task, stored as `/metrics/step` (int64) and
+/// `/metrics/<series>` (float64), one row per log step; validation metrics, computed at their
+/// own interval, as `/metrics/eval/step` and `/metrics/eval/<series>`.
+struct MetricsLog {
+    static let trainSeries = ["train_loss", "train_accuracy", "lr", "grad_norm", "epoch", "samples_per_second"]
+    static let evalSeries = ["val_loss", "val_accuracy"]
+
+    var steps: [Int64] = []
+    var series: [String: [Double]] = Dictionary(uniqueKeysWithValues: trainSeries.map { ($0, []) })
+    var evalSteps: [Int64] = []
+    var evalValues: [String: [Double]] = Dictionary(uniqueKeysWithValues: evalSeries.map { ($0, []) })
+
+    mutating func log(step: Int, _ values: [String: Double]) {
+        steps.append(Int64(step))
+        for name in Self.trainSeries { series[name]!.append(values[name] ?? .nan) }
+    }
+
+    mutating func logEval(step: Int, loss: Double, accuracy: Double) {
+        evalSteps.append(Int64(step))
+        evalValues["val_loss"]!.append(loss)
+        evalValues["val_accuracy"]!.append(accuracy)
+    }
+
+    func write(to location: H5Location) throws {
+        let group = try location.createGroup("metrics")
+        try group.createDataset("step", steps)
+        for name in Self.trainSeries { try group.createDataset(name, series[name]!) }
+        try group.createDataset("eval/step", evalSteps)
+        for name in Self.evalSeries { try group.createDataset("eval/" + name, evalValues[name]!) }
+    }
+
+    static func read(from location: H5Location) throws -> MetricsLog {
+        var m = MetricsLog()
+        let group = try location.openGroup("metrics")
+        m.steps = try group.read("step", as: Int64.self).values
+        for name in trainSeries { m.series[name] = try group.read(name, as: Double.self).values }
+        m.evalSteps = try group.read("eval/step", as: Int64.self).values
+        for name in evalSeries { m.evalValues[name] = try group.read("eval/" + name, as: Double.self).values }
+        return m
+    }
+}

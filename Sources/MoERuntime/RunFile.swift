@@ -1,0 +1,65 @@
+import Foundation
+import MoECore
+import MoEHDF5
+import MoEPlan
+import MoESpec
+
+/// Writes `run.h5`, the index of a run (ARCHITECTURE §5.2): attributes, the resolved spec, the
+/// plan, external links to the task files, data splits and models, and the summary metrics.
+/// It is rewritten whole (tmp file, fsync, rename) whenever the status changes, never in place.
+enum RunFile {
+    static let version = "0.1.0"
+
+    struct Header {
+        var status: String
+        var started: String
+        var finished: String?
+    }
+
+    static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, header: Header) throws {
+        let yaml = spec.resolvedYAML()
+        try H5File.createAtomically(layout.runFile) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "run")
+            try file.setAttribute("name", spec.name)
+            try file.setAttribute("status", header.status)
+            try file.setAttribute("seed", Int64(spec.seed))
+            try file.setAttribute("spec_sha256", SHA256.hex(yaml))
+            try file.setAttribute("moe_run_version", version)
+            try file.setAttribute("started", header.started)
+            try file.setAttribute("finished", header.finished ?? "")
+            try file.createString("spec", yaml)
+            try file.createString("plan", plan.json())
+            let fm = FileManager.default
+            for task in plan.tasks where fm.fileExists(atPath: layout.taskFile(task.id)) {
+                try file.createExternalLink("tasks/" + task.id, file: layout.relativeTaskFile(task.id), object: "/")
+            }
+            if fm.fileExists(atPath: layout.taskFile("data")) {
+                for split in ["train", "val", "test"] {
+                    try file.createExternalLink("data/" + split, file: layout.relativeTaskFile("data"), object: "/data/" + split)
+                }
+            }
+            if fm.fileExists(atPath: layout.taskFile("train")) {
+                try file.createExternalLink("models/final", file: layout.relativeTaskFile("train"), object: "/model")
+            }
+            if fm.fileExists(atPath: layout.taskFile("evaluate")) {
+                let eval = try H5File.open(layout.taskFile("evaluate"))
+                if eval.exists("summary/final") {
+                    for name in try eval.openGroup("summary/final").children() {
+                        try file.createScalar("summary/final/" + name, try eval.readScalar("summary/final/" + name, as: Double.self))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The status and start time of an existing run file, if there is one.
+    static func readHeader(_ layout: RunLayout) -> Header? {
+        guard FileManager.default.fileExists(atPath: layout.runFile),
+              let file = try? H5File.open(layout.runFile),
+              let status = try? file.stringAttribute("status") else { return nil }
+        return Header(status: status, started: (try? file.stringAttribute("started")) ?? now(), finished: nil)
+    }
+
+    static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import MoECore
+import MoESpec
+
+/// Where a run's files live (ARCHITECTURE §5.2):
+///
+///     <output>/<spec name>/<run-id>/run.h5, log.txt, tasks/<task>.h5
+///
+/// The run id is the first 12 hex digits of the SHA-256 of the resolved spec with `output.dir`
+/// blanked, so rerunning the same experiment finds the same directory wherever results go.
+public struct RunLayout: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    public init(spec: ExperimentSpec, outputRoot: String) {
+        directory = (outputRoot as NSString).appendingPathComponent(spec.name) + "/" + RunLayout.runID(spec)
+    }
+
+    /// Stable hash of everything that determines the results.
+    public static func runID(_ spec: ExperimentSpec) -> String {
+        var s = spec
+        s.output.dir = ""
+        return String(SHA256.hex(s.resolvedYAML()).prefix(12))
+    }
+
+    public var runFile: String { directory + "/run.h5" }
+    public var logFile: String { directory + "/log.txt" }
+    public var tasksDirectory: String { directory + "/tasks" }
+    /// The finished output of a task.
+    public func taskFile(_ id: String) -> String { tasksDirectory + "/\(id).h5" }
+    /// The in-progress state of a task (checkpoints, metrics so far); replaced atomically.
+    public func partialFile(_ id: String) -> String { tasksDirectory + "/\(id).partial.h5" }
+    /// A task file's path relative to the run directory (for external links).
+    public func relativeTaskFile(_ id: String) -> String { "tasks/\(id).h5" }
+
+    /// Creates the run and task directories.
+    public func create() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: tasksDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(error.localizedDescription)")
+        }
+    }
+}

@@ -1,0 +1,38 @@
+/// What can end a run early, each with the exit code of the CLI contract (ARCHITECTURE §5.1).
+public enum RuntimeError: Error, CustomStringConvertible {
+    /// The loss or gradient became NaN or infinite.
+    case diverged(task: String, step: Int, epoch: Int, loss: Double)
+    /// SIGINT or SIGTERM: state saved, `--resume` continues.
+    case interrupted(task: String, step: Int)
+    /// The run directory holds a complete run and neither `--resume` nor `--force` was given.
+    case runExists(dir: String, status: String)
+    /// A task could not read or write what it needs.
+    case io(path: String, message: String)
+    /// Bad input given on the command line (not in a spec).
+    case usage(String)
+
+    public var exitCode: Int32 {
+        switch self {
+        case .diverged, .io: return 1
+        case .interrupted: return 130
+        case .runExists, .usage: return 2
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .diverged(task, step, epoch, loss):
+            return "\(task): loss became \(loss) at step \(step) (epoch \(epoch + 1)); the run stopped. Lower train.lr or set train.grad_clip"
+        case let .interrupted(task, step):
+            return "\(task): interrupted at step \(step); state saved, rerun with --resume to continue"
+        case let .runExists(dir, status):
+            return status == "complete"
+                ? "\(dir): a complete run of this spec exists; use --resume to reuse it or --force to run again"
+                : "\(dir): an unfinished run of this spec exists (status \(status)); use --resume to continue it or --force to start over"
+        case let .io(path, message):
+            return "\(path): \(message)"
+        case let .usage(message):
+            return message
+        }
+    }
+}

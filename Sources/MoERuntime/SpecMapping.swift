@@ -1,0 +1,30 @@
+import MoENN
+import MoEData
+import MoESpec
+
+/// Translates the validated spec into the numerical modules' configurations: the only place
+/// where spec names meet layer and optimizer names.
+extension ExperimentSpec {
+    var seed64: UInt64 { UInt64(seed) }
+
+    func modelConfig(features: Int, classes: Int) -> ModelConfig {
+        ModelConfig(features: features, classes: classes, hidden: model.hidden, ffn: model.ffn,
+                    blocks: model.blocks, activation: Activation(rawValue: model.activation.rawValue)!,
+                    dropout: Float(model.dropout), normEps: Float(model.normEps))
+    }
+
+    var optimizerConfig: OptimizerConfig {
+        OptimizerConfig(kind: train.optimizer == .sgd ? .sgd : .adamw, lr: Float(train.lr),
+                        weightDecay: Float(train.weightDecay), momentum: Float(train.momentum),
+                        nesterov: train.nesterov, beta1: Float(train.betas[0]), beta2: Float(train.betas[1]),
+                        eps: Float(train.eps), gradClip: train.gradClip,
+                        schedule: train.schedule == .constant ? .constant : .cosine,
+                        warmupSteps: train.warmupSteps, minLR: Float(train.minLR))
+    }
+
+    /// The synthetic generator for `data.source: synthetic`.
+    func syntheticGenerator(_ s: DataSpec.SyntheticData) -> SyntheticDomains {
+        SyntheticDomains(features: s.features, classes: s.classes, domains: s.domains, samples: s.samples,
+                         separation: Float(s.separation), labelNoise: Float(s.labelNoise), seed: seed64)
+    }
+}

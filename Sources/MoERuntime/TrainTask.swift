@@ -1,0 +1,189 @@
+import Foundation
+import MoECore
+import MoEData
+import MoEHDF5
+import MoENN
+import MoESpec
+import MoEStore
+
+/// The `train` task: dense training of the residual MLP with periodic checkpoints.
+///
+/// While it runs, its state lives in `tasks/train.partial.h5`, replaced atomically at every
+/// checkpoint: metrics so far, the last `output.keep_checkpoints` checkpoints
+/// (`/checkpoints/<step>/{model, optimizer}`) and the position in the data (epoch, batch).
+/// Resuming loads the newest checkpoint and replays the same batch order (the order of epoch e
+/// is a function of the seed and e), so a resumed run ends with bit-identical weights. When done,
+/// `tasks/train.h5` is written atomically with `/metrics`, `/checkpoints` and the final `/model`.
+final class TrainTask {
+    let spec: ExperimentSpec
+    let layout: RunLayout
+    let log: RunLog
+    let id = "train"
+
+    private var metrics = MetricsLog()
+    /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
+    private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
+    private var norm: Standardization?
+
+    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
+        self.spec = spec
+        self.layout = layout
+        self.log = log
+    }
+
+    func run() throws {
+        let (train, norm) = try DataTask.load("train", layout: layout)
+        let (val, _) = try DataTask.load("val", layout: layout)
+        self.norm = norm
+        let model = ResidualMLP(config: spec.modelConfig(features: train.features, classes: train.classes), seed: spec.seed64)
+        let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
+        let epochs = spec.train.epochs
+        let totalSteps = epochs * batches.batchesPerEpoch
+        let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
+        var epoch = 0, batchInEpoch = 0
+        if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
+            (epoch, batchInEpoch) = try restore(model: model, optimizer: trainer.optimizer)
+            log.info("train: resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
+        }
+        log.info("train: \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
+
+        let start = Date()
+        var window = (loss: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
+        var lastLine = Date.distantPast
+        while epoch < epochs {
+            batches.start(epoch: epoch)
+            for _ in 0..<batchInEpoch { _ = batches.next() }
+            while batches.next() {
+                let r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows)
+                batchInEpoch += 1
+                let step = trainer.step
+                guard r.loss.isFinite, r.gradNorm.isFinite else {
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss.isFinite ? r.gradNorm : r.loss)
+                }
+                window.loss += r.loss * Double(batches.rows); window.correct += r.correct
+                window.rows += batches.rows; window.steps += 1
+                if step % spec.train.logEvery == 0 || step == totalSteps {
+                    let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
+                    metrics.log(step: step, [
+                        "train_loss": window.loss / Double(window.rows),
+                        "train_accuracy": Double(window.correct) / Double(window.rows),
+                        "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
+                        "samples_per_second": Double(window.rows) / elapsed,
+                    ])
+                    let rate = Double(window.rows) / elapsed
+                    let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
+                    let line = String(format: "train: epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
+                                      epoch + 1, epochs, step, totalSteps, window.loss / Double(window.rows),
+                                      Double(window.correct) / Double(window.rows), r.lr, rate, eta)
+                    if log.drawsProgress {
+                        log.progress(progressBar(Double(step) / Double(totalSteps)) + " " + line)
+                        log.record(line)
+                    } else if Date().timeIntervalSince(lastLine) >= 2 || step == totalSteps {
+                        log.info(line)
+                        lastLine = Date()
+                    } else {
+                        log.record(line)
+                    }
+                    window = (0, 0, 0, 0, Date())
+                }
+                if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(model, val, step: step) }
+                if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
+                    try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
+                }
+                if Interrupts.requested {
+                    try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
+                    throw RuntimeError.interrupted(task: id, step: step)
+                }
+            }
+            epoch += 1
+            batchInEpoch = 0
+            if spec.train.evalEvery == 0 { evaluate(model, val, step: trainer.step) }
+            if spec.train.checkpointEvery == 0 {
+                try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: 0)
+            }
+        }
+        try finish(model: model, optimizer: trainer.optimizer, seconds: Date().timeIntervalSince(start))
+    }
+
+    private func evaluate(_ model: ResidualMLP, _ val: Dataset, step: Int) {
+        guard val.count > 0 else { return }
+        let r = model.evaluate(x: val.x, labels: val.y, batchSize: spec.eval.batchSize)
+        metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
+        log.record(String(format: "train: step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
+    }
+
+    /// Saves the current state as the newest checkpoint and rewrites the partial file.
+    private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
+        if kept.last?.step == optimizer.stepCount { return }
+        kept.append((optimizer.stepCount, epoch, batch, model.parameters.map { $0.value.copy() },
+                     optimizer.state.map { $0.tensor.copy() }))
+        if kept.count > spec.output.keepCheckpoints { kept.removeFirst(kept.count - spec.output.keepCheckpoints) }
+        try H5File.createAtomically(layout.partialFile(id)) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "partial")
+            try file.setAttribute("task", id)
+            try metrics.write(to: file)
+            try writeCheckpoints(model: model, optimizer: optimizer, to: file)
+        }
+    }
+
+    /// `/checkpoints/<step>/{model, optimizer}` for every kept checkpoint, with the data position.
+    private func writeCheckpoints(model: ResidualMLP, optimizer: Optimizer, to file: H5File) throws {
+        let liveParams = model.parameters.map { $0.value.copy() }
+        let liveState = optimizer.state.map { $0.tensor.copy() }
+        let liveStep = optimizer.stepCount
+        defer {
+            for (p, v) in zip(model.parameters, liveParams) { p.value.copy(from: v) }
+            for (s, v) in zip(optimizer.state, liveState) { s.tensor.copy(from: v) }
+            optimizer.stepCount = liveStep
+        }
+        for c in kept {
+            for (p, v) in zip(model.parameters, c.params) { p.value.copy(from: v) }
+            for (s, v) in zip(optimizer.state, c.state) { s.tensor.copy(from: v) }
+            optimizer.stepCount = c.step
+            let path = "checkpoints/\(c.step)"
+            try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
+            try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
+            let group = try file.openGroup(path)
+            try group.setAttribute("step", Int64(c.step))
+            try group.setAttribute("epoch", Int64(c.epoch))
+            try group.setAttribute("batch", Int64(c.batch))
+        }
+    }
+
+    /// Loads the partial file: metrics, kept checkpoints, and the newest one into the model.
+    private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
+        let file = try H5File.open(layout.partialFile(id))
+        metrics = try MetricsLog.read(from: file)
+        let steps = try file.openGroup("checkpoints").children().compactMap(Int.init).sorted()
+        guard !steps.isEmpty else { throw RuntimeError.io(path: layout.partialFile(id), message: "holds no checkpoint") }
+        kept = []
+        var position = (0, 0)
+        for step in steps {
+            let path = "checkpoints/\(step)"
+            try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
+            try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
+            let group = try file.openGroup(path)
+            position = (Int(try group.attribute("epoch", as: Int64.self)), Int(try group.attribute("batch", as: Int64.self)))
+            kept.append((step, position.0, position.1, model.parameters.map { $0.value.copy() },
+                         optimizer.state.map { $0.tensor.copy() }))
+        }
+        return position
+    }
+
+    private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
+        try H5File.createAtomically(layout.taskFile(id)) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "task")
+            try file.setAttribute("task", id)
+            try file.setAttribute("steps", Int64(optimizer.stepCount))
+            try file.setAttribute("train_seconds", seconds)
+            try metrics.write(to: file)
+            try writeCheckpoints(model: model, optimizer: optimizer, to: file)
+            try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
+        }
+        try? FileManager.default.removeItem(atPath: layout.partialFile(id))
+        let lastEval = metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
+        log.info(String(format: "train: done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
+    }
+}

@@ -1,0 +1,146 @@
+/// Where rules look up positions: a key's value if it was written, else its enclosing mapping.
+struct RuleContext {
+    let decode: DecodeContext
+    let root: SourceLocation
+
+    func at(_ keyPath: String) -> SourceLocation { decode.location(of: keyPath, fallback: root) }
+    func given(_ keyPath: String) -> Bool { decode.given.contains(keyPath) }
+
+    func error(_ keyPath: String, _ message: String, hint: String? = nil) -> SpecError {
+        SpecError(at(keyPath), keyPath, message, hint: hint)
+    }
+}
+
+/// A rule between keys, checked after every key has its own type and range.
+struct CrossFieldRule: Sendable {
+    /// One line for docs/spec.md.
+    let summary: String
+    let check: @Sendable (ExperimentSpec, RuleContext) -> SpecError?
+}
+
+/// The rules between keys, checked in this order; the first broken one is reported.
+enum CrossFieldRules {
+    static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+        for rule in all {
+            if let error = rule.check(spec, context) { throw error }
+        }
+    }
+
+    static let all: [CrossFieldRule] = [
+        CrossFieldRule(summary: "`data.split` fractions sum to 1.") { s, c in
+            let f = s.data.split
+            let sum = f.train + f.val + f.test
+            guard abs(sum - 1) > 1e-9 else { return nil }
+            return c.error("data.split", "fractions must sum to 1, got \(formatNumber((sum * 1e9).rounded() / 1e9)) (train \(formatNumber(f.train)) + val \(formatNumber(f.val)) + test \(formatNumber(f.test)))")
+        },
+        CrossFieldRule(summary: "`experts > 1` needs a `split.strategy` other than `none`, and a strategy needs `experts > 1`.") { s, c in
+            if s.experts > 1, s.split.strategy == .none {
+                return c.error("experts", "values above 1 need a split.strategy (replicate, neurons, layerwise or branch); it is none")
+            }
+            if s.experts == 1, s.split.strategy != .none {
+                return c.error("split.strategy", "\(s.split.strategy.rawValue) needs experts above 1, got experts: 1")
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "`split.strategy: layerwise` needs `experts <= model.blocks` (one stage per expert).") { s, c in
+            guard s.split.strategy == .layerwise, s.experts > s.model.blocks else { return nil }
+            return c.error("experts", "must be at most model.blocks (\(s.model.blocks)) with split.strategy: layerwise, got \(s.experts)")
+        },
+        CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` and `experts <= model.ffn`.") { s, c in
+            guard s.split.strategy == .neurons else { return nil }
+            if s.split.pretrainEpochs < 1 {
+                return c.error("split.pretrain_epochs", "must be at least 1 with split.strategy: neurons (the dense FFN is trained first), got 0")
+            }
+            if s.experts > s.model.ffn {
+                return c.error("experts", "must be at most model.ffn (\(s.model.ffn)) with split.strategy: neurons, got \(s.experts)")
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "`split.upcycle_from` only with `replicate`; `split.overrides` only with `branch`, one entry per expert.") { s, c in
+            if s.split.upcycleFrom != nil, s.split.strategy != .replicate {
+                return c.error("split.upcycle_from", "applies only with split.strategy: replicate")
+            }
+            if let overrides = s.split.overrides {
+                if s.split.strategy != .branch { return c.error("split.overrides", "applies only with split.strategy: branch") }
+                if overrides.count != s.experts {
+                    return c.error("split.overrides", "needs one entry per expert (\(s.experts)), got \(overrides.count)")
+                }
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` needs `k: 1`.") { s, c in
+            if s.router.type == .switch, s.router.k != 1 {
+                return c.error("router.k", "must be 1 with router.type: switch, got \(s.router.k)")
+            }
+            if s.router.k > s.experts {
+                return c.error("router.k", "must be between 1 and experts (\(s.experts)), got \(s.router.k)")
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "`router.type: expert_choice` needs a `router.capacity_factor`.") { s, c in
+            guard s.router.type == .expert_choice, s.router.capacityFactor == nil else { return nil }
+            if c.given("router.capacity_factor") {
+                return c.error("router.capacity_factor", "must be a number with router.type: expert_choice, got null (dropless)",
+                               hint: "experts pick capacity_factor · tokens / experts tokens each; e.g. 1.25")
+            }
+            return c.error("router.type", "expert_choice needs router.capacity_factor (it has no dropless form)",
+                           hint: "set router.capacity_factor, e.g. 1.25")
+        },
+        CrossFieldRule(summary: "`parallelism.mode: pipeline` needs `layerwise`, `branch` needs `branch`, `expert` needs `replicate` or `neurons`.") { s, c in
+            let needed: [ParallelismSpec.Mode: [SplitSpec.Strategy]] = [
+                .pipeline: [.layerwise], .branch: [.branch], .expert: [.replicate, .neurons],
+            ]
+            guard let strategies = needed[s.parallelism.mode], !strategies.contains(s.split.strategy) else { return nil }
+            let names = strategies.map(\.rawValue).joined(separator: " or ")
+            return c.error("parallelism.mode", "\(s.parallelism.mode.rawValue) needs split.strategy: \(names), got \(s.split.strategy.rawValue)")
+        },
+        CrossFieldRule(summary: "`train.local: true` needs `layerwise` and excludes `parallelism.mode: pipeline`.") { s, c in
+            guard s.train.local else { return nil }
+            if s.split.strategy != .layerwise {
+                return c.error("train.local", "applies only with split.strategy: layerwise, got \(s.split.strategy.rawValue)")
+            }
+            if s.parallelism.mode == .pipeline {
+                return c.error("train.local", "stage-local training and parallelism.mode: pipeline exclude each other; pick one")
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "`train.min_lr <= train.lr`.") { s, c in
+            guard s.train.minLR > s.train.lr else { return nil }
+            return c.error("train.min_lr", "must be at most train.lr (\(formatNumber(s.train.lr))), got \(formatNumber(s.train.minLR))")
+        },
+        CrossFieldRule(summary: "`fusion.method: stack` needs `layerwise`; every other method needs `branch`; `slerp` needs exactly 2 experts; `fusion.finetune` needs a method.") { s, c in
+            let method = s.fusion.method
+            if method == .stack, s.split.strategy != .layerwise {
+                return c.error("fusion.method", "stack needs split.strategy: layerwise, got \(s.split.strategy.rawValue)")
+            }
+            if method != .stack, method != .none, s.split.strategy != .branch {
+                return c.error("fusion.method", "\(method.rawValue) needs split.strategy: branch, got \(s.split.strategy.rawValue)")
+            }
+            if method == .slerp, s.experts != 2 {
+                return c.error("fusion.method", "slerp needs exactly 2 experts, got \(s.experts)")
+            }
+            if s.fusion.finetune != nil, method == .none {
+                return c.error("fusion.finetune", "needs a fusion.method other than none")
+            }
+            return nil
+        },
+        CrossFieldRule(summary: "An explicit `fusion.weights` list has one weight per expert, not all zero.") { s, c in
+            guard case .explicit(let weights) = s.fusion.weights else { return nil }
+            if weights.count != s.experts {
+                return c.error("fusion.weights", "needs one weight per expert (\(s.experts)), got \(weights.count)")
+            }
+            if weights.allSatisfy({ $0 == 0 }) { return c.error("fusion.weights", "must not all be zero") }
+            return nil
+        },
+        CrossFieldRule(summary: "`sweep.trials` is required with `method: random` and not allowed with `grid`.") { s, c in
+            guard let sweep = s.sweep else { return nil }
+            if sweep.method == .random, sweep.trials == nil {
+                return c.error("sweep.trials", "required with sweep.method: random")
+            }
+            if sweep.method == .grid, sweep.trials != nil {
+                return c.error("sweep.trials", "applies only with sweep.method: random (grid runs every combination)")
+            }
+            return nil
+        },
+    ]
+}

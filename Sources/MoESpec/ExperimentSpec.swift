@@ -1,0 +1,347 @@
+/// A validated experiment: every section typed, every default resolved.
+///
+/// Produced only by `SpecLoader`, which guarantees that every value is in range, that the
+/// cross-field rules hold and that nothing outside `SupportGate` is requested. `docs/spec.md`
+/// (generated from `SpecSchema`) describes each key.
+public struct ExperimentSpec: Equatable, Sendable {
+    /// Names the results folder: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+    public var name: String
+    public var seed: Int
+    public var description: String?
+    public var data: DataSpec
+    public var model: ModelSpec
+    /// Number of experts; 1 means a dense model.
+    public var experts: Int
+    public var split: SplitSpec
+    public var router: RouterSpec
+    public var parallelism: ParallelismSpec
+    public var train: TrainSpec
+    public var fusion: FusionSpec
+    public var eval: EvalSpec
+    public var output: OutputSpec
+    /// `nil` when the spec has no `sweep` section.
+    public var sweep: SweepSpec?
+}
+
+// MARK: - data
+
+public struct DataSpec: Equatable, Sendable {
+    /// Where the samples come from, with the keys that only apply to that source.
+    public enum Source: Equatable, Sendable {
+        case synthetic(SyntheticData)
+        case file(DataFile)
+
+        /// The `data.source` value.
+        public var kind: Kind {
+            switch self {
+            case .synthetic: return .synthetic
+            case .file: return .file
+            }
+        }
+    }
+
+    public enum Kind: String, CaseIterable, Sendable { case synthetic, file }
+
+    /// The synthetic domain generator's parameters (`data.source: synthetic`).
+    public struct SyntheticData: Equatable, Sendable {
+        public var features: Int
+        public var classes: Int
+        public var domains: Int
+        public var samples: Int
+        public var separation: Double
+        public var labelNoise: Double
+    }
+
+    /// A data file (`data.source: file`).
+    public struct DataFile: Equatable, Sendable {
+        /// As written in the spec (relative paths are relative to the spec file's directory).
+        public var path: String
+        /// Absolute, standardised path of the file; it existed when the spec was loaded.
+        public var resolvedPath: String
+        /// As written (`auto` stays `auto`); see `resolvedFormat`.
+        public var format: FileFormat
+
+        /// The concrete format: `format`, or for `auto` the one the extension names.
+        public var resolvedFormat: FileFormat {
+            format == .auto ? FileFormat.fromExtension(of: path) ?? .auto : format
+        }
+    }
+
+    public enum FileFormat: String, CaseIterable, Sendable {
+        case auto, hdf5, csv
+
+        /// `.h5`/`.hdf5`/`.he5` → hdf5, `.csv` → csv, anything else → nil.
+        public static func fromExtension(of path: String) -> FileFormat? {
+            let lower = path.lowercased()
+            if lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") || lower.hasSuffix(".he5") { return .hdf5 }
+            if lower.hasSuffix(".csv") { return .csv }
+            return nil
+        }
+    }
+
+    /// Fractions of the samples in each split; each in (0, 1), summing to 1.
+    public struct Fractions: Equatable, Sendable {
+        public var train: Double
+        public var val: Double
+        public var test: Double
+    }
+
+    public var source: Source
+    public var split: Fractions
+    public var standardize: Bool
+}
+
+// MARK: - model
+
+public struct ModelSpec: Equatable, Sendable {
+    public enum Activation: String, CaseIterable, Sendable { case gelu, relu, silu }
+
+    /// Which blocks become MoE layers when `experts > 1`.
+    public enum MoEBlocks: Equatable, Sendable {
+        case all
+        /// Explicit block indices, each `< blocks`, unique, in the order written.
+        case indices([Int])
+        /// Every N-th block: indices N-1, 2N-1, ... (N <= blocks).
+        case every(Int)
+
+        /// The block indices this selects in a model with `blocks` blocks, ascending.
+        public func indices(blocks: Int) -> [Int] {
+            switch self {
+            case .all: return Array(0..<blocks)
+            case .indices(let list): return list.sorted()
+            case .every(let n): return stride(from: n - 1, to: blocks, by: n).map { $0 }
+            }
+        }
+    }
+
+    public var hidden: Int
+    public var ffn: Int
+    public var blocks: Int
+    public var activation: Activation
+    public var dropout: Double
+    public var normEps: Double
+    public var moeBlocks: MoEBlocks
+}
+
+// MARK: - split
+
+public struct SplitSpec: Equatable, Sendable {
+    public enum Strategy: String, CaseIterable, Sendable { case none, replicate, neurons, layerwise, branch }
+    /// How `neurons` groups hidden units into experts.
+    public enum NeuronMethod: String, CaseIterable, Sendable { case cluster, contiguous, random }
+    /// How `branch` shards the training data between experts.
+    public enum ShardBy: String, CaseIterable, Sendable { case domain, random, index }
+
+    /// Per-expert training overrides for `branch`; `nil` fields keep the `train` value.
+    public struct ExpertOverride: Equatable, Sendable {
+        public var lr: Double?
+        public var seed: Int?
+        public var epochs: Int?
+        public var batchSize: Int?
+        public var weightDecay: Double?
+
+        public init(lr: Double? = nil, seed: Int? = nil, epochs: Int? = nil, batchSize: Int? = nil,
+                    weightDecay: Double? = nil) {
+            self.lr = lr
+            self.seed = seed
+            self.epochs = epochs
+            self.batchSize = batchSize
+            self.weightDecay = weightDecay
+        }
+    }
+
+    public var strategy: Strategy
+    /// As written (replicate only).
+    public var upcycleFrom: String?
+    /// Absolute path of `upcycleFrom`; it existed when the spec was loaded.
+    public var resolvedUpcycleFrom: String?
+    public var pretrainEpochs: Int
+    public var method: NeuronMethod
+    public var shardBy: ShardBy
+    /// One entry per expert (branch only).
+    public var overrides: [ExpertOverride]?
+}
+
+// MARK: - router
+
+public struct RouterSpec: Equatable, Sendable {
+    public enum Kind: String, CaseIterable, Sendable {
+        case topk, `switch`, noisy_topk, expert_choice, hash, domain
+    }
+    public enum DropPolicy: String, CaseIterable, Sendable { case probs, position }
+
+    public var type: Kind
+    public var k: Int
+    /// `nil` = dropless.
+    public var capacityFactor: Double?
+    public var minCapacity: Int
+    public var dropPolicy: DropPolicy
+    public var auxLoss: Double
+    public var zLoss: Double
+    public var jitter: Double
+    public var normalizeTopk: Bool
+}
+
+// MARK: - parallelism
+
+public struct ParallelismSpec: Equatable, Sendable {
+    public enum Mode: String, CaseIterable, Sendable { case none, branch, data, expert, pipeline }
+    public enum Compression: String, CaseIterable, Sendable { case none, fp16, int8, topk }
+
+    public var mode: Mode
+    public var workers: Int
+    public var retries: Int
+    public var microbatches: Int
+    public var compression: Compression
+    public var ratio: Double
+}
+
+// MARK: - train
+
+public struct TrainSpec: Equatable, Sendable {
+    public enum Optimizer: String, CaseIterable, Sendable { case adamw, sgd }
+    public enum Schedule: String, CaseIterable, Sendable { case constant, cosine }
+
+    public var epochs: Int
+    public var batchSize: Int
+    public var optimizer: Optimizer
+    public var lr: Double
+    public var weightDecay: Double
+    public var momentum: Double
+    public var nesterov: Bool
+    public var betas: [Double]
+    public var eps: Double
+    /// `nil` = no clipping.
+    public var gradClip: Double?
+    public var schedule: Schedule
+    public var warmupSteps: Int
+    public var minLR: Double
+    public var logEvery: Int
+    /// 0 = at the end of each epoch.
+    public var evalEvery: Int
+    /// 0 = at the end of each epoch.
+    public var checkpointEvery: Int
+    /// Stage-local training with auxiliary heads (layerwise only).
+    public var local: Bool
+}
+
+// MARK: - fusion
+
+public struct FusionSpec: Equatable, Sendable {
+    public enum Method: String, CaseIterable, Sendable {
+        case none, average, greedy_soup, task_arithmetic, ties, dare, dare_ties, slerp, fisher, mix
+        case ensemble, stack
+    }
+
+    public enum Weights: Equatable, Sendable {
+        case uniform, dataSize, valLoss, optimized
+        /// One non-negative weight per expert.
+        case explicit([Double])
+
+        /// The keyword for the named schemes (`nil` for an explicit list).
+        public var keyword: String? {
+            switch self {
+            case .uniform: return "uniform"
+            case .dataSize: return "data_size"
+            case .valLoss: return "val_loss"
+            case .optimized: return "optimized"
+            case .explicit: return nil
+            }
+        }
+
+        static let named: [Weights] = [.uniform, .dataSize, .valLoss, .optimized]
+    }
+
+    public struct Finetune: Equatable, Sendable {
+        public var epochs: Int
+        public var lr: Double
+    }
+
+    public var method: Method
+    public var weights: Weights
+    public var temperature: Double
+    public var lambda: Double
+    public var density: Double
+    public var rescale: Bool
+    public var t: Double
+    public var normalize: Bool
+    public var epsilon: Double
+    public var fisherSamples: Int
+    /// `nil` = no fine-tuning after fusion.
+    public var finetune: Finetune?
+}
+
+// MARK: - eval, output, sweep
+
+public struct EvalSpec: Equatable, Sendable {
+    public enum Split: String, CaseIterable, Sendable { case train, val, test }
+
+    public var batchSize: Int
+    public var splits: [Split]
+}
+
+public struct OutputSpec: Equatable, Sendable {
+    /// Relative to the working directory of the run.
+    public var dir: String
+    public var keepCheckpoints: Int
+    /// gzip level for datasets, 0...9.
+    public var compression: Int
+}
+
+public struct SweepSpec: Equatable, Sendable {
+    public enum Method: String, CaseIterable, Sendable { case grid, random }
+
+    /// One swept key: a valid spec key path and the values it takes, in order.
+    public struct Parameter: Equatable, Sendable {
+        public var keyPath: String
+        public var values: [SpecValue]
+    }
+
+    public var method: Method
+    /// Number of sampled trials (random only).
+    public var trials: Int?
+    public var seed: Int
+    public var parameters: [Parameter]
+}
+
+/// A plain YAML value (for defaults and swept values).
+public indirect enum SpecValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case number(Double)
+    case string(String)
+    case list([SpecValue])
+    case map([Entry])
+
+    public struct Entry: Equatable, Sendable {
+        public var key: String
+        public var value: SpecValue
+    }
+}
+
+extension SpecValue {
+    /// The string of a `.string`.
+    var text: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The strings of a list of strings.
+    var texts: [String]? {
+        if case .list(let items) = self { return items.compactMap(\.text) }
+        return nil
+    }
+
+    /// The numbers of a list of numbers (integers included).
+    var numbers: [Double]? {
+        guard case .list(let items) = self else { return nil }
+        return items.compactMap {
+            switch $0 {
+            case .number(let d): return d
+            case .int(let i): return Double(i)
+            default: return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+/// Keys that the document gives but that cannot affect the run as configured are errors, never
+/// silently ignored: a `router` section on a dense model, fusion parameters without a fusion
+/// method, SGD's momentum with AdamW, … Checked after the cross-field rules, before the support
+/// gate; the first such key (in this table's order) is reported at its position.
+enum IneffectiveKeys {
+    struct Rule: Sendable {
+        /// A key path, or a section followed by `.` for every key under it.
+        let keys: [String]
+        /// One line for docs/spec.md.
+        let summary: String
+        /// Why the keys have no effect in `spec`, or nil when they do.
+        let reason: @Sendable (ExperimentSpec) -> String?
+    }
+
+    static let rules: [Rule] = [
+        Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
+            s.experts == 1 ? "has no effect with experts: 1 (a dense model has no router or MoE blocks)" : nil
+        },
+        Rule(keys: ["split.method"], summary: "`split.method` applies to `neurons` only.") { s in
+            s.split.strategy == .neurons ? nil : "applies only with split.strategy: neurons"
+        },
+        Rule(keys: ["split.shard_by"], summary: "`split.shard_by` applies to `branch` only.") { s in
+            s.split.strategy == .branch ? nil : "applies only with split.strategy: branch"
+        },
+        Rule(keys: ["split.pretrain_epochs"], summary: "`split.pretrain_epochs` needs a split strategy.") { s in
+            s.split.strategy == .none ? "has no effect with split.strategy: none" : nil
+        },
+        Rule(keys: ["fusion.weights", "fusion.temperature", "fusion.lambda", "fusion.density", "fusion.rescale",
+                    "fusion.t", "fusion.normalize", "fusion.epsilon", "fusion.fisher_samples"],
+             summary: "fusion parameters need a `fusion.method`.") { s in
+            s.fusion.method == .none ? "has no effect with fusion.method: none" : nil
+        },
+        Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `pipeline` mode only.") { s in
+            s.parallelism.mode == .pipeline ? nil : "applies only with parallelism.mode: pipeline"
+        },
+        Rule(keys: ["parallelism.ratio"], summary: "`parallelism.ratio` applies to `compression: topk` only.") { s in
+            s.parallelism.compression == .topk ? nil : "applies only with parallelism.compression: topk"
+        },
+        Rule(keys: ["train.momentum", "train.nesterov"], summary: "`train.momentum` and `train.nesterov` apply to `sgd` only.") { s in
+            s.train.optimizer == .sgd ? nil : "applies only with train.optimizer: sgd"
+        },
+        Rule(keys: ["train.betas", "train.eps"], summary: "`train.betas` and `train.eps` apply to `adamw` only.") { s in
+            s.train.optimizer == .adamw ? nil : "applies only with train.optimizer: adamw"
+        },
+    ]
+
+    static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+        for rule in rules {
+            guard let reason = rule.reason(spec) else { continue }
+            let given = context.decode.given
+            for key in rule.keys {
+                let hit = key.hasSuffix(".") ? given.filter { $0.hasPrefix(key) }.min { context.at($0) < context.at($1) }
+                                              : (given.contains(key) ? key : nil)
+                if let hit { throw context.error(hit, reason, hint: "remove the key, or change the setting it depends on") }
+            }
+        }
+    }
+}
+
+extension SourceLocation {
+    static func < (a: SourceLocation, b: SourceLocation) -> Bool { (a.line, a.column) < (b.line, b.column) }
+}

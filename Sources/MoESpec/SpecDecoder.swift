@@ -1,0 +1,218 @@
+import Foundation
+
+/// Decodes a spec tree section by section: unknown keys, types, ranges and defaults.
+///
+/// Order (it decides which error is reported when there are several): the keys of a mapping are
+/// checked for unknown names when the mapping is reached; sections and keys are decoded in schema
+/// order. Rules between keys of different sections are `CrossFieldRules`, run afterwards.
+struct SpecDecoder {
+    let context: DecodeContext
+
+    func decode(_ root: SpecNode) throws -> ExperimentSpec {
+        guard root.entries != nil else {
+            throw SpecError(root.location, "", "the top level must be a mapping of keys (name:, data:, model:, ...), got \(root.described)")
+        }
+        let r = try MappingReader(root, path: "", fields: SpecSchema.root, parentLocation: root.location, context: context)
+        let name = try decodeName(r)
+        let seed = try r.int(SpecSchema.Root.seed)
+        let description = try r.optionalString(SpecSchema.Root.description)
+        let data = try decodeData(try r.section(field("data")))
+        let model = try decodeModel(try r.section(field("model")))
+        let experts = try r.int(SpecSchema.Root.experts)
+        let split = try decodeSplit(try r.section(field("split")))
+        let router = try decodeRouter(try r.section(field("router")), experts: experts)
+        let parallelism = try decodeParallelism(try r.section(field("parallelism")))
+        let train = try decodeTrain(try r.section(field("train")))
+        let fusion = try decodeFusion(try r.section(field("fusion")), train: train)
+        let eval = try decodeEval(try r.section(field("eval")))
+        let output = try decodeOutput(try r.section(field("output")))
+        let sweepField = field("sweep")
+        let sweepGiven = r.node(sweepField).map { !$0.isNull } ?? false   // `sweep: null` = no sweep
+        let sweep = sweepGiven ? try decodeSweep(try r.section(sweepField)) : nil
+        return ExperimentSpec(name: name, seed: seed, description: description, data: data, model: model,
+                              experts: experts, split: split, router: router, parallelism: parallelism, train: train,
+                              fusion: fusion, eval: eval, output: output, sweep: sweep)
+    }
+
+    private func field(_ key: String) -> SchemaField { SpecSchema.root.first { $0.key == key }! }
+
+    private func decodeName(_ r: MappingReader) throws -> String {
+        let f = SpecSchema.Root.name
+        guard r.has(f) else { throw r.missing(f) }
+        let name = try r.string(f)
+        let chars = Array(name.unicodeScalars)
+        func ok(_ c: Unicode.Scalar, first: Bool) -> Bool {
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || (!first && "_.-".unicodeScalars.contains(c)))
+        }
+        guard let head = chars.first, ok(head, first: true), chars.dropFirst().allSatisfy({ ok($0, first: false) }) else {
+            throw SpecError(context.locations["name"]!, "name",
+                            "must match [A-Za-z0-9][A-Za-z0-9_.-]*, got \(quoted(name))",
+                            hint: "the name becomes a folder: use letters, digits, '_', '.', '-'")
+        }
+        return name
+    }
+
+    // MARK: data
+
+    private func decodeData(_ r: MappingReader) throws -> DataSpec {
+        typealias S = SpecSchema.Data
+        let kind = try r.choice(S.source, as: DataSpec.Kind.self)
+        let source: DataSpec.Source
+        switch kind {
+        case .synthetic:
+            if let f = S.fileOnly.first(where: r.has) {
+                throw SpecError(r.keyLocation(f), r.child(f.key), "applies only with data.source: file")
+            }
+            source = .synthetic(.init(features: try r.int(S.features), classes: try r.int(S.classes),
+                                      domains: try r.int(S.domains), samples: try r.int(S.samples),
+                                      separation: try r.number(S.separation), labelNoise: try r.number(S.labelNoise)))
+        case .file:
+            if let f = S.syntheticOnly.first(where: r.has) {
+                throw SpecError(r.keyLocation(f), r.child(f.key),
+                                "applies only with data.source: synthetic (a data file brings its own)")
+            }
+            guard r.has(S.path), let path = try r.optionalString(S.path) else {
+                throw r.missing(S.path, "required with data.source: file")
+            }
+            let format = try r.choice(S.format, as: DataSpec.FileFormat.self)
+            let location = context.locations["data.path"]!
+            let resolved = try PathResolver.existingFile(path, base: context.baseDirectory, at: location, keyPath: "data.path")
+            if format == .auto, DataSpec.FileFormat.fromExtension(of: path) == nil {
+                throw SpecError(location, "data.path", "cannot tell the file format from the extension",
+                                hint: "name the file .h5/.hdf5 or .csv, or set data.format: hdf5 or csv")
+            }
+            source = .file(.init(path: path, resolvedPath: resolved, format: format))
+        }
+        let fr = try r.section(S.split)
+        let fractions = DataSpec.Fractions(train: try fr.number(S.Fractions.train), val: try fr.number(S.Fractions.val),
+                                           test: try fr.number(S.Fractions.test))
+        return DataSpec(source: source, split: fractions, standardize: try r.bool(S.standardize))
+    }
+
+    // MARK: model
+
+    private func decodeModel(_ r: MappingReader) throws -> ModelSpec {
+        typealias S = SpecSchema.Model
+        let blocks = try r.int(S.blocks)
+        return ModelSpec(hidden: try r.int(S.hidden), ffn: try r.int(S.ffn), blocks: blocks,
+                         activation: try r.choice(S.activation, as: ModelSpec.Activation.self),
+                         dropout: try r.number(S.dropout), normEps: try r.number(S.normEps),
+                         moeBlocks: try decodeMoEBlocks(r, blocks: blocks))
+    }
+
+    private func decodeMoEBlocks(_ r: MappingReader, blocks: Int) throws -> ModelSpec.MoEBlocks {
+        let f = SpecSchema.Model.moeBlocks
+        let path = r.child(f.key)
+        guard let node = r.node(f) else { return .all }
+        switch node.kind {
+        case .scalar(let s):
+            if case .string("all") = s.value { return .all }
+            if case .string(let text) = s.value {
+                throw SpecError(node.location, path, "unknown value \(quoted(text)); allowed: all, a list of block indices, or {every: N}",
+                                hint: Suggestions.closest(to: text, in: ["all"]).map { "did you mean \($0)?" })
+            }
+            throw SpecError(node.location, path, "expected \(f.type.expectation), got \(node.described)")
+        case .sequence(let items):
+            guard !items.isEmpty else { throw SpecError(node.location, path, "must not be empty", hint: "use all, or list block indices") }
+            var seen: [Int] = []
+            for (i, item) in items.enumerated() {
+                let index = try Check.integer(item, "\(path)[\(i)]", .integer(min: 0, max: nil))
+                guard index < blocks else {
+                    throw SpecError(item.location, "\(path)[\(i)]", "must be a block index below model.blocks (\(blocks)), got \(index)")
+                }
+                guard !seen.contains(index) else {
+                    throw SpecError(item.location, "\(path)[\(i)]", "block \(index) is listed twice")
+                }
+                seen.append(index)
+            }
+            return .indices(seen)
+        case .mapping:
+            let m = try MappingReader(node, path: path, fields: [SpecSchema.Model.every], parentLocation: node.location, context: context)
+            let every = try m.int(SpecSchema.Model.every)
+            guard every <= blocks else {
+                throw SpecError(context.locations["\(path).every"]!, "\(path).every",
+                                "must be between 1 and model.blocks (\(blocks)), got \(every)")
+            }
+            return .every(every)
+        }
+    }
+
+    // MARK: split, router, parallelism
+
+    private func decodeSplit(_ r: MappingReader) throws -> SplitSpec {
+        typealias S = SpecSchema.Split
+        let strategy = try r.choice(S.strategy, as: SplitSpec.Strategy.self)
+        let upcycle = try r.optionalString(S.upcycleFrom)
+        let resolved = try upcycle.map {
+            try PathResolver.existingFile($0, base: context.baseDirectory, at: context.locations["split.upcycle_from"]!,
+                                          keyPath: "split.upcycle_from")
+        }
+        return SplitSpec(strategy: strategy, upcycleFrom: upcycle, resolvedUpcycleFrom: resolved,
+                         pretrainEpochs: try r.int(S.pretrainEpochs),
+                         method: try r.choice(S.method, as: SplitSpec.NeuronMethod.self),
+                         shardBy: try r.choice(S.shardBy, as: SplitSpec.ShardBy.self),
+                         overrides: try decodeOverrides(r))
+    }
+
+    private func decodeOverrides(_ r: MappingReader) throws -> [SplitSpec.ExpertOverride]? {
+        let f = SpecSchema.Split.overrides
+        guard let node = r.node(f), !node.isNull else { return nil }
+        let path = r.child(f.key)
+        let items = try Check.list(node, path, f.type.expectation)
+        return try items.enumerated().map { i, item in
+            if item.isNull {
+                throw SpecError(item.location, "\(path)[\(i)]", "expected a mapping (use {} to keep every train value), got null")
+            }
+            let m = try MappingReader(item, path: "\(path)[\(i)]", fields: SpecSchema.Split.overrideFields,
+                                      parentLocation: item.location, context: context)
+            return SplitSpec.ExpertOverride(lr: try m.optionalNumber(SpecSchema.Train.lr),
+                                            seed: try m.optionalInt(SpecSchema.Root.seed),
+                                            epochs: try m.optionalInt(SpecSchema.Train.epochs),
+                                            batchSize: try m.optionalInt(SpecSchema.Train.batchSize),
+                                            weightDecay: try m.optionalNumber(SpecSchema.Train.weightDecay))
+        }
+    }
+
+    private func decodeRouter(_ r: MappingReader, experts: Int) throws -> RouterSpec {
+        typealias S = SpecSchema.Router
+        let type = try r.choice(S.type, as: RouterSpec.Kind.self)
+        let k = try r.optionalInt(S.k) ?? (type == .switch ? 1 : min(2, experts))
+        return RouterSpec(type: type, k: k, capacityFactor: try r.nullableNumber(S.capacityFactor),
+                          minCapacity: try r.int(S.minCapacity),
+                          dropPolicy: try r.choice(S.dropPolicy, as: RouterSpec.DropPolicy.self),
+                          auxLoss: try r.number(S.auxLoss), zLoss: try r.number(S.zLoss), jitter: try r.number(S.jitter),
+                          normalizeTopk: try r.bool(S.normalizeTopk))
+    }
+
+    private func decodeParallelism(_ r: MappingReader) throws -> ParallelismSpec {
+        typealias S = SpecSchema.Parallelism
+        return ParallelismSpec(mode: try r.choice(S.mode, as: ParallelismSpec.Mode.self), workers: try r.int(S.workers),
+                               retries: try r.int(S.retries), microbatches: try r.int(S.microbatches),
+                               compression: try r.choice(S.compression, as: ParallelismSpec.Compression.self),
+                               ratio: try r.number(S.ratio))
+    }
+}
+
+/// Resolves paths written in a spec against the spec file's directory.
+enum PathResolver {
+    /// Absolute, standardised path; relative paths are taken from `base`.
+    static func absolute(_ path: String, base: String) -> String {
+        let joined = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
+        return URL(fileURLWithPath: joined).standardizedFileURL.path
+    }
+
+    /// The absolute path of an existing regular file, or an error at the key's value.
+    static func existingFile(_ path: String, base: String, at location: SourceLocation, keyPath: String) throws -> String {
+        guard !path.isEmpty else { throw SpecError(location, keyPath, "must not be empty") }
+        let resolved = absolute(path, base: base)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory) else {
+            let relative = path.hasPrefix("/") ? "" : " (relative to the spec file's directory)"
+            throw SpecError(location, keyPath, "no such file: \(quoted(path))\(relative)", hint: "looked for \(resolved)")
+        }
+        guard !isDirectory.boolValue else {
+            throw SpecError(location, keyPath, "\(quoted(path)) is a directory, not a file", hint: "looked for \(resolved)")
+        }
+        return resolved
+    }
+}

@@ -1,0 +1,230 @@
+/// The spec schema: every key, its type, range, default and meaning, in the order the resolved
+/// YAML and `docs/spec.md` list them. Decoders read ranges and defaults from here.
+public enum SpecSchema {
+    /// The top-level keys.
+    public static let root: [SchemaField] = [
+        Root.name, Root.seed, Root.description,
+        SchemaField("data", .section(Data.all), "Where the samples come from and how they are split."),
+        SchemaField("model", .section(Model.all), "The residual MLP classifier: embed → blocks → norm → head."),
+        Root.experts,
+        SchemaField("split", .section(Split.all), "How the model is turned into experts (the four workflows)."),
+        SchemaField("router", .section(Router.all), "The MoE router (used when `experts > 1`)."),
+        SchemaField("parallelism", .section(Parallelism.all), "How tasks are spread over worker processes."),
+        SchemaField("train", .section(Train.all), "Optimisation."),
+        SchemaField("fusion", .section(Fusion.all), "How trained experts are combined into one model."),
+        SchemaField("eval", .section(Eval.all), "Evaluation of the final model."),
+        SchemaField("output", .section(Output.all), "Where and how results are written."),
+        SchemaField("sweep", .section(Sweep.all), nullable: true, defaultText: "absent",
+                    "Runs the experiment over a grid or a random sample of key values (optional section)."),
+    ]
+
+    /// The field at a dotted path (`router.k`), or nil.
+    public static func field(at keyPath: String) -> SchemaField? {
+        var fields = root
+        var found: SchemaField?
+        for segment in keyPath.split(separator: ".", omittingEmptySubsequences: false) {
+            guard let field = fields.first(where: { $0.key == segment }) else { return nil }
+            found = field
+            fields = field.children
+        }
+        return found
+    }
+
+    enum Root {
+        static let name = SchemaField("name", .string, defaultText: "required",
+            "Names the results folder (`output.dir/<name>/`): `[A-Za-z0-9][A-Za-z0-9_.-]*`.")
+        static let seed = SchemaField("seed", .integer(min: 0, max: nil), default: .int(0),
+            "Seed of every random stream (data, initialisation, shuffling, dropout).")
+        static let description = SchemaField("description", .string, nullable: true, default: .null,
+            "Free text stored with the run.")
+        static let experts = SchemaField("experts", .integer(min: 1, max: nil), default: .int(1),
+            "Number of experts; 1 is a dense model. Above 1 needs a `split.strategy`.")
+    }
+
+    enum Data {
+        static let source = SchemaField("source", SchemaField.choice(DataSpec.Kind.self), default: .string("synthetic"),
+            "`synthetic`: Gaussian domain clusters, each labelled by its own random teacher; `file`: an HDF5 or CSV file.")
+        static let path = SchemaField("path", .string, defaultText: "required with `file`",
+            "The data file (file only), relative to the spec file's directory; it must exist.")
+        static let format = SchemaField("format", SchemaField.choice(DataSpec.FileFormat.self), default: .string("auto"),
+            "File format (file only); `auto` goes by the extension: `.h5`, `.hdf5` → hdf5, `.csv` → csv.")
+        static let features = SchemaField("features", .integer(min: 1, max: nil), default: .int(16),
+            "Input features (synthetic only: with `file` they come from the file and the key is an error).")
+        static let classes = SchemaField("classes", .integer(min: 2, max: nil), default: .int(4), "Classes (synthetic only).")
+        static let domains = SchemaField("domains", .integer(min: 1, max: nil), default: .int(4), "Domains (synthetic only).")
+        static let samples = SchemaField("samples", .integer(min: 10, max: nil), default: .int(4000), "Samples in total (synthetic only).")
+        static let separation = SchemaField("separation", .number(.positive), default: .number(6.0),
+            "Distance between domain centres, in standard deviations of a cluster (synthetic only; the generator default).")
+        static let labelNoise = SchemaField("label_noise", .number(.unitHalfOpen), default: .number(0.0),
+            "Fraction of labels replaced by random ones (synthetic only).")
+        static let split = SchemaField("split", .section(Fractions.all),
+            "Fractions of the samples for train, val and test; each in (0, 1), summing to 1.")
+        static let standardize = SchemaField("standardize", .boolean, default: .bool(true),
+            "Standardise features with the training split's mean and standard deviation.")
+        static let all = [source, path, format, features, classes, domains, samples, separation, labelNoise, split, standardize]
+        /// Keys that only apply to `source: synthetic` / `source: file`.
+        static let syntheticOnly = [features, classes, domains, samples, separation, labelNoise]
+        static let fileOnly = [path, format]
+
+        enum Fractions {
+            static let train = SchemaField("train", .number(.unitOpen), default: .number(0.8), "Training fraction.")
+            static let val = SchemaField("val", .number(.unitOpen), default: .number(0.1), "Validation fraction.")
+            static let test = SchemaField("test", .number(.unitOpen), default: .number(0.1), "Test fraction.")
+            static let all = [train, val, test]
+        }
+    }
+
+    enum Model {
+        static let hidden = SchemaField("hidden", .integer(min: 1, max: nil), default: .int(128), "Width of the residual stream.")
+        static let ffn = SchemaField("ffn", .integer(min: 1, max: nil), default: .int(512), "Hidden units of each FFN (and of each expert).")
+        static let blocks = SchemaField("blocks", .integer(min: 1, max: nil), default: .int(2), "Pre-norm residual FFN blocks.")
+        static let activation = SchemaField("activation", SchemaField.choice(ModelSpec.Activation.self), default: .string("gelu"),
+            "FFN activation.")
+        static let dropout = SchemaField("dropout", .number(.unitHalfOpen), default: .number(0.0), "Dropout after the FFN activation.")
+        static let normEps = SchemaField("norm_eps", .number(.positive), default: .number(1e-5), "LayerNorm epsilon.")
+        static let moeBlocks = SchemaField("moe_blocks",
+            .custom("`all`, a non-empty list of distinct block indices (each < `blocks`), or `{every: N}` (1 <= N <= `blocks`)"),
+            default: .string("all"), "Blocks that become MoE layers when `experts > 1`; `{every: N}` picks blocks N-1, 2N-1, ...")
+        static let all = [hidden, ffn, blocks, activation, dropout, normEps, moeBlocks]
+        static let every = SchemaField("every", .integer(min: 1, max: nil), defaultText: "required", "Period N.")
+    }
+
+    enum Split {
+        static let strategy = SchemaField("strategy", SchemaField.choice(SplitSpec.Strategy.self), default: .string("none"),
+            "`replicate`: FFN copies + router; `neurons`: partition a trained FFN (MoEfication); `layerwise`: stages of blocks; `branch`: full copies trained apart, then fused.")
+        static let upcycleFrom = SchemaField("upcycle_from", .string, nullable: true, default: .null,
+            "Checkpoint whose dense FFNs initialise the experts (replicate only; sparse upcycling); relative to the spec file's directory; it must exist.")
+        static let pretrainEpochs = SchemaField("pretrain_epochs", .integer(min: 0, max: nil), default: .int(0),
+            "Dense epochs before splitting (the seed model of `branch`, the dense FFN of `neurons`, which needs at least 1).")
+        static let method = SchemaField("method", SchemaField.choice(SplitSpec.NeuronMethod.self), default: .string("cluster"),
+            "How `neurons` groups hidden units: co-activation clustering, contiguous ranges or at random.")
+        static let shardBy = SchemaField("shard_by", SchemaField.choice(SplitSpec.ShardBy.self), default: .string("domain"),
+            "How `branch` shards the training data between experts.")
+        static let overrides = SchemaField("overrides",
+            .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `batch_size`, `weight_decay`"),
+            nullable: true, default: .null, "Per-expert training settings (branch only); missing keys keep the `train` value.")
+        static let all = [strategy, upcycleFrom, pretrainEpochs, method, shardBy, overrides]
+        /// Keys of one `overrides` entry (typed and ranged like their `train`/top-level namesakes).
+        static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.batchSize, Train.weightDecay]
+    }
+
+    enum Router {
+        static let type = SchemaField("type", SchemaField.choice(RouterSpec.Kind.self), default: .string("topk"),
+            "`topk` softmax (GShard), `switch` (top-1), `noisy_topk` (Shazeer), `expert_choice`, `hash` (fixed), `domain` (oracle by domain id).")
+        static let k = SchemaField("k", .integer(min: 1, max: nil), defaultText: "2 (1 with `switch`; at most `experts`)",
+            "Experts per token; at most `experts`; `switch` requires 1.")
+        static let capacityFactor = SchemaField("capacity_factor", .number(.positive), nullable: true, default: .null,
+            "Expert capacity = factor · tokens · k / experts; null = dropless (`expert_choice` needs a value).")
+        static let minCapacity = SchemaField("min_capacity", .integer(min: 0, max: nil), default: .int(4), "Lower bound of the capacity.")
+        static let dropPolicy = SchemaField("drop_policy", SchemaField.choice(RouterSpec.DropPolicy.self), default: .string("probs"),
+            "Which tokens overflow first: lowest router probability, or latest position.")
+        static let auxLoss = SchemaField("aux_loss", .number(.nonNegative), default: .number(0.01),
+            "Load-balancing loss coefficient (Switch form E · Σ f_i · P_i, per layer).")
+        static let zLoss = SchemaField("z_loss", .number(.nonNegative), default: .number(0.001),
+            "Router z-loss coefficient (mean logsumexp² of the logits).")
+        static let jitter = SchemaField("jitter", .number(.unitHalfOpen), default: .number(0.0),
+            "Multiplicative input jitter ε: inputs scaled by U(1-ε, 1+ε) in training.")
+        static let normalizeTopk = SchemaField("normalize_topk", .boolean, default: .bool(true),
+            "Renormalise the k selected gate values to sum to 1.")
+        static let all = [type, k, capacityFactor, minCapacity, dropPolicy, auxLoss, zLoss, jitter, normalizeTopk]
+    }
+
+    enum Parallelism {
+        static let mode = SchemaField("mode", SchemaField.choice(ParallelismSpec.Mode.self), default: .string("none"),
+            "`branch`: experts in parallel processes; `data`: data parallel; `expert`: expert parallel; `pipeline`: GPipe stages (layerwise).")
+        static let workers = SchemaField("workers", .integer(min: 1, max: nil), default: .int(1), "Worker processes at once.")
+        static let retries = SchemaField("retries", .integer(min: 0, max: nil), default: .int(1),
+            "Restarts of a crashed task from its last checkpoint.")
+        static let microbatches = SchemaField("microbatches", .integer(min: 1, max: nil), default: .int(4),
+            "Micro-batches per batch (pipeline mode).")
+        static let compression = SchemaField("compression", SchemaField.choice(ParallelismSpec.Compression.self), default: .string("none"),
+            "Gradient compression for data-parallel all-reduce.")
+        static let ratio = SchemaField("ratio", .number(.unitOpenClosed), default: .number(0.01),
+            "Fraction of gradient entries kept by `topk` compression.")
+        static let all = [mode, workers, retries, microbatches, compression, ratio]
+    }
+
+    enum Train {
+        static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(10), "Passes over the training split.")
+        static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(64), "Samples per step.")
+        static let optimizer = SchemaField("optimizer", SchemaField.choice(TrainSpec.Optimizer.self), default: .string("adamw"),
+            "AdamW (decoupled weight decay) or SGD with momentum.")
+        static let lr = SchemaField("lr", .number(.positive), default: .number(0.001), "Peak learning rate.")
+        static let weightDecay = SchemaField("weight_decay", .number(.nonNegative), default: .number(0.01), "Weight decay.")
+        static let momentum = SchemaField("momentum", .number(.unitHalfOpen), default: .number(0.9), "SGD momentum.")
+        static let nesterov = SchemaField("nesterov", .boolean, default: .bool(false), "Nesterov momentum (SGD).")
+        static let betas = SchemaField("betas", .custom("`[b1, b2]`, each in [0, 1)"), default: .list([.number(0.9), .number(0.999)]),
+            "AdamW moment decay rates.")
+        static let eps = SchemaField("eps", .number(.positive), default: .number(1e-8), "AdamW epsilon.")
+        static let gradClip = SchemaField("grad_clip", .number(.positive), nullable: true, default: .number(1.0),
+            "Global gradient-norm clip; null = no clipping.")
+        static let schedule = SchemaField("schedule", SchemaField.choice(TrainSpec.Schedule.self), default: .string("cosine"),
+            "Learning-rate schedule after the warm-up.")
+        static let warmupSteps = SchemaField("warmup_steps", .integer(min: 0, max: nil), default: .int(0), "Linear warm-up steps.")
+        static let minLR = SchemaField("min_lr", .number(.nonNegative), default: .number(0.0),
+            "Final learning rate of the cosine schedule; at most `lr`.")
+        static let logEvery = SchemaField("log_every", .integer(min: 1, max: nil), default: .int(10), "Steps between metric rows.")
+        static let evalEvery = SchemaField("eval_every", .integer(min: 0, max: nil), default: .int(0),
+            "Steps between validations; 0 = at the end of each epoch.")
+        static let checkpointEvery = SchemaField("checkpoint_every", .integer(min: 0, max: nil), default: .int(0),
+            "Steps between checkpoints; 0 = at the end of each epoch.")
+        static let local = SchemaField("local", .boolean, default: .bool(false),
+            "Stage-local training with auxiliary heads (layerwise only; not with pipeline mode).")
+        static let all = [epochs, batchSize, optimizer, lr, weightDecay, momentum, nesterov, betas, eps, gradClip, schedule,
+                          warmupSteps, minLR, logEvery, evalEvery, checkpointEvery, local]
+    }
+
+    enum Fusion {
+        static let method = SchemaField("method", SchemaField.choice(FusionSpec.Method.self), default: .string("none"),
+            "`stack` needs layerwise; the other methods need branch; `slerp` exactly 2 experts.")
+        static let weights = SchemaField("weights",
+            .custom("`uniform`, `data_size`, `val_loss`, `optimized`, or a list of numbers >= 0, one per expert"),
+            default: .string("uniform"), "Expert weights for averaging methods (`val_loss`: softmax with `temperature`).")
+        static let temperature = SchemaField("temperature", .number(.positive), default: .number(1.0), "Softmax temperature of `val_loss` weights.")
+        static let lambda = SchemaField("lambda", .number(.any), default: .number(1.0), "Task-vector scale (task_arithmetic, ties, dare_ties).")
+        static let density = SchemaField("density", .number(.unitOpenClosed), default: .number(0.5), "Fraction of task-vector entries kept (ties, dare).")
+        static let rescale = SchemaField("rescale", .boolean, default: .bool(true), "DARE: rescale kept entries by 1/density.")
+        static let t = SchemaField("t", .number(.unitClosed), default: .number(0.5), "SLERP interpolation point.")
+        static let normalize = SchemaField("normalize", .boolean, default: .bool(true), "Normalise the weights to sum to 1.")
+        static let epsilon = SchemaField("epsilon", .number(.positive), default: .number(1e-8), "Fisher merging: added to the Fisher weights.")
+        static let fisherSamples = SchemaField("fisher_samples", .integer(min: 1, max: nil), default: .int(16),
+            "Batches used to estimate the diagonal Fisher.")
+        static let finetune = SchemaField("finetune", .section(Finetune.all), nullable: true, default: .null,
+            "Fine-tuning after fusion; null = none.")
+        static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, finetune]
+
+        enum Finetune {
+            static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(1), "Fine-tuning epochs.")
+            static let lr = SchemaField("lr", .number(.positive), defaultText: "`train.lr`", "Fine-tuning learning rate.")
+            static let all = [epochs, lr]
+        }
+    }
+
+    enum Eval {
+        static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(1024), "Samples per evaluation batch.")
+        static let splits = SchemaField("splits", .custom("a non-empty list of `train`, `val`, `test` without repeats"),
+            default: .list([.string("val"), .string("test")]), "Splits the final model is evaluated on.")
+        static let all = [batchSize, splits]
+    }
+
+    enum Output {
+        static let dir = SchemaField("dir", .string, default: .string("results"),
+            "Results folder, relative to the working directory.")
+        static let keepCheckpoints = SchemaField("keep_checkpoints", .integer(min: 1, max: nil), default: .int(2),
+            "Checkpoints kept per task (older ones are deleted).")
+        static let compression = SchemaField("compression", .integer(min: 0, max: 9), default: .int(4), "gzip level of datasets.")
+        static let all = [dir, keepCheckpoints, compression]
+    }
+
+    enum Sweep {
+        static let method = SchemaField("method", SchemaField.choice(SweepSpec.Method.self), default: .string("grid"),
+            "`grid`: every combination; `random`: `trials` samples.")
+        static let trials = SchemaField("trials", .integer(min: 1, max: nil), defaultText: "required with `random`",
+            "Sampled combinations (random only).")
+        static let seed = SchemaField("seed", .integer(min: 0, max: nil), default: .int(0), "Seed of the random sampling.")
+        static let parameters = SchemaField("parameters",
+            .custom("a mapping from key paths (`router.k`) to non-empty lists of values"), defaultText: "required",
+            "The swept keys: each path names a key of this schema, each value has that key's type and range; rules between keys apply to each combination.")
+        static let all = [method, trials, seed, parameters]
+    }
+}

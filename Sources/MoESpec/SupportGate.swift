@@ -1,0 +1,67 @@
+/// What this version of moe-run can run, in one table.
+///
+/// Every section of the schema parses and validates already; behaviour that later issues build
+/// is refused here, after validation, with an error naming the key. An issue that builds a
+/// feature deletes (or narrows) its entry. Entries are checked in order and the first refusal
+/// is reported, so the features of the latest issues come first.
+///
+/// Runs today: dense single-process training (`experts: 1`, `split.strategy: none`,
+/// `parallelism.mode: none` with `workers: 1`, `fusion.method: none`, no `sweep`), on synthetic
+/// or file data.
+enum SupportGate {
+    struct Entry: Sendable {
+        let keyPath: String
+        /// What is refused, for docs/spec.md.
+        let refused: String
+        /// The issue(s) that build it, for docs/spec.md.
+        let issue: String
+        /// The error message when `spec` asks for the feature, else nil.
+        let refusal: @Sendable (ExperimentSpec) -> String?
+    }
+
+    static let entries: [Entry] = [
+        Entry(keyPath: "sweep", refused: "any `sweep` section", issue: "7") { spec in
+            spec.sweep == nil ? nil : "not supported yet (issue 7)"
+        },
+        Entry(keyPath: "fusion.method", refused: "every method but `none`", issue: "6") { spec in
+            spec.fusion.method == .none ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
+        },
+        Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
+            spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
+        },
+        Entry(keyPath: "parallelism.mode", refused: "every mode but `none`", issue: "5") { spec in
+            spec.parallelism.mode == .none ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
+        },
+        Entry(keyPath: "parallelism.workers", refused: "values above 1", issue: "5") { spec in
+            spec.parallelism.workers == 1 ? nil
+                : "values above 1 are not supported yet (the multi-process scheduler arrives with issue 5)"
+        },
+        Entry(keyPath: "parallelism.retries", refused: "values other than 1", issue: "5") { spec in
+            spec.parallelism.retries == 1 ? nil
+                : "values other than 1 are not supported yet (the scheduler that retries crashed workers arrives with issue 5)"
+        },
+        Entry(keyPath: "parallelism.compression", refused: "every value but `none`", issue: "5") { spec in
+            spec.parallelism.compression == .none ? nil
+                : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
+        },
+        Entry(keyPath: "experts", refused: "values above 1", issue: "4") { spec in
+            spec.experts == 1 ? nil : "values above 1 are not supported yet (Mixture-of-Experts layers arrive with issue 4)"
+        },
+        Entry(keyPath: "split.strategy", refused: "`replicate`, `neurons` (issue 4); `layerwise`, `branch` (issue 5)", issue: "4, 5") { spec in
+            switch spec.split.strategy {
+            case .none: return nil
+            case .replicate, .neurons: return "\(quoted(spec.split.strategy.rawValue)) is not supported yet (issue 4)"
+            case .layerwise, .branch: return "\(quoted(spec.split.strategy.rawValue)) is not supported yet (issue 5)"
+            }
+        },
+    ]
+
+    static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+        for entry in entries {
+            if let message = entry.refusal(spec) {
+                throw context.error(entry.keyPath, message,
+                                    hint: "this version runs dense single-process training; see \"Not supported yet\" in docs/spec.md")
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import MoECore
+import MoEHDF5
+import MoENN
+import MoEData
+
+/// The self-describing checkpoint of ARCHITECTURE §5.3.
+///
+/// A checkpoint group has attributes `format = "moe-run/1"`, `kind = "model"` and `config` (the
+/// model configuration as JSON), and one float32 dataset per parameter under its PyTorch-style
+/// name (`embed/weight [hidden, features]`, `blocks/<i>/ffn/w1 [ffn, hidden]`, …), plus
+/// `input/mean` and `input/std` (float32 `[features]`) when the model expects standardised
+/// inputs `x' = (x − mean) / std`, so raw data files can be fed to it. Optimizer state
+/// lives in a sibling group with `kind = "optimizer"`, `optimizer` (its name) and `step`.
+public enum Checkpoint {
+    public static let format = "moe-run/1"
+
+    /// Errors that are about a checkpoint's content rather than HDF5 itself.
+    public enum Error: Swift.Error, CustomStringConvertible, Equatable {
+        case notACheckpoint(file: String, group: String, reason: String)
+        case mismatch(file: String, tensor: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case let .notACheckpoint(file, group, reason): return "\(file):\(group): not a moe-run model checkpoint: \(reason)"
+            case let .mismatch(file, tensor, reason): return "\(file):\(tensor): \(reason)"
+            }
+        }
+    }
+
+    /// The `config` attribute: the model configuration as JSON with sorted keys.
+    public static func configJSON(_ config: ModelConfig) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(config), as: UTF8.self)
+    }
+
+    /// Writes `model` (and `normalization`, if any) as a checkpoint group at `path` under `location`.
+    public static func writeModel(_ model: ResidualMLP, normalization: Standardization?,
+                                  to location: H5Location, at path: String) throws {
+        let group = try location.createGroup(path)
+        try group.setAttribute("format", format)
+        try group.setAttribute("kind", "model")
+        try group.setAttribute("config", configJSON(model.config))
+        for p in model.parameters {
+            try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
+        }
+        try normalization?.write(to: group, path: "input")
+    }
+
+    /// Writes the optimizer's state tensors and step count at `path`.
+    public static func writeOptimizer(_ optimizer: Optimizer, kind: OptimizerConfig.Kind,
+                                      to location: H5Location, at path: String) throws {
+        let group = try location.createGroup(path)
+        try group.setAttribute("format", format)
+        try group.setAttribute("kind", "optimizer")
+        try group.setAttribute("optimizer", kind.rawValue)
+        try group.setAttribute("step", Int64(optimizer.stepCount))
+        for (name, tensor) in optimizer.state {
+            try group.createDataset(name, from: UnsafeBufferPointer(tensor.buffer), shape: tensor.shape)
+        }
+    }
+
+    /// Reads the model configuration of the checkpoint group at `path`.
+    public static func readConfig(from location: H5Location, at path: String) throws -> ModelConfig {
+        let group = try location.openGroup(path)
+        guard group.hasAttribute("format"), try group.stringAttribute("format") == format else {
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "no format=\"\(format)\" attribute")
+        }
+        guard group.hasAttribute("kind"), try group.stringAttribute("kind") == "model" else {
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "kind is not \"model\"")
+        }
+        let json = try group.stringAttribute("config")
+        do {
+            return try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8))
+        } catch {
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "config is not valid JSON: \(error)")
+        }
+    }
+
+    /// Builds the model stored at `path` and returns it with its input normalisation.
+    public static func loadModel(from location: H5Location, at path: String) throws -> (ResidualMLP, Standardization?) {
+        let config = try readConfig(from: location, at: path)
+        let model = ResidualMLP(config: config, seed: 0)
+        try loadParameters(into: model.parameters, from: location, at: path)
+        let group = try location.openGroup(path)
+        var norm: Standardization?
+        if group.exists("input/mean") {
+            norm = try Standardization.read(from: group, path: "input")
+            guard norm!.mean.count == config.features else {
+                throw Error.mismatch(file: location.filePath, tensor: group.absolutePath("input/mean"),
+                                     reason: "normalisation has \(norm!.mean.count) features, the model \(config.features)")
+            }
+        }
+        return (model, norm)
+    }
+
+    /// Copies stored values into `parameters` by name; every parameter must exist with its shape.
+    public static func loadParameters(into parameters: [Parameter], from location: H5Location, at path: String) throws {
+        let group = try location.openGroup(path)
+        for p in parameters {
+            try read(p.value, name: p.name, from: group)
+        }
+    }
+
+    /// Restores an optimizer's state and step count from the group at `path`.
+    public static func loadOptimizer(into optimizer: Optimizer, from location: H5Location, at path: String) throws {
+        let group = try location.openGroup(path)
+        for (name, tensor) in optimizer.state { try read(tensor, name: name, from: group) }
+        optimizer.stepCount = Int(try group.attribute("step", as: Int64.self))
+    }
+
+    private static func read(_ tensor: Tensor, name: String, from group: H5Group) throws {
+        let object = group.absolutePath(name)
+        guard group.exists(name) else {
+            throw Error.mismatch(file: group.filePath, tensor: object, reason: "missing")
+        }
+        let dataset = try group.openDataset(name)
+        let shape = try dataset.shape
+        guard shape == tensor.shape else {
+            throw Error.mismatch(file: group.filePath, tensor: object,
+                                 reason: "shape \(shape) does not match the model's \(tensor.shape)")
+        }
+        try dataset.read(into: tensor.buffer)
+    }
+}

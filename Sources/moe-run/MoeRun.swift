@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import MoEHDF5
+import MoERuntime
+import MoESpec
+
+/// `moe-run`: declarative Mixture-of-Experts experiments (ARCHITECTURE §5.1).
+struct MoeRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "moe-run",
+        abstract: "Run Mixture-of-Experts experiments declared in YAML; results go to HDF5.",
+        discussion: "Exit codes: 0 success, 1 the run failed, 2 bad usage or bad spec (nothing written), 130 interrupted (resumable).",
+        version: "0.1.0",
+        subcommands: [Run.self, Validate.self, PlanCommand.self, Show.self, Eval.self],
+        defaultSubcommand: Run.self)
+
+    /// Runs the command; every error ends as one `moe-run: error: …` line (plus a hint line where
+    /// there is one) and the contract's exit code, never a stack trace.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            if exitCode(for: error) == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data(("moe-run: error: " + message(for: error) + "\n").utf8))
+            Foundation.exit(2)
+        }
+        let code: Int32
+        do {
+            try command.run()
+            code = 0
+        } catch let error as SpecError {
+            code = report(error.description, hint: error.hint, exitCode: 2)
+        } catch let error as RuntimeError {
+            code = report(error.description, hint: nil, exitCode: error.exitCode)
+        } catch let error as CLIError {
+            code = report(error.message, hint: nil, exitCode: error.exitCode)
+        } catch let error as ExitCode {
+            code = error.rawValue
+        } catch {
+            code = report("\(error)", hint: nil, exitCode: 1)
+        }
+        Foundation.exit(code)
+    }
+
+    private static func report(_ message: String, hint: String?, exitCode: Int32) -> Int32 {
+        var text = "moe-run: error: \(message)\n"
+        if let hint { text += "hint: \(hint)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+        return exitCode
+    }
+}
+
+/// A failure of a command itself (bad file given to `show` or `eval`, …).
+struct CLIError: Error {
+    var message: String
+    var exitCode: Int32 = 1
+}
+
+/// Options shared by the commands that read a spec.
+struct SpecOptions: ParsableArguments {
+    @Argument(help: "The experiment spec (YAML).")
+    var spec: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a spec value before validation, e.g. --set router.k=2 (repeatable).", valueName: "KEY=VALUE"))
+    var overrides: [String] = []
+
+    func load(extra: [String] = []) throws -> ExperimentSpec {
+        try SpecLoader.load(path: spec, overrides: overrides + extra)
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run an experiment (the default command).")
+
+    @OptionGroup var specOptions: SpecOptions
+    @Option(help: "Root folder for results (default: the spec's output.dir).") var out: String?
+    @Option(help: "Worker processes (sets parallelism.workers).") var workers: Int?
+    @Flag(help: "Continue an unfinished run, or reuse a complete one.") var resume = false
+    @Flag(help: "Delete an existing run of this spec and start over.") var force = false
+    @Flag(help: "Print only the final line.") var quiet = false
+
+    func run() throws {
+        if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
+        let spec = try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? [])
+        let layout = try Runner.run(spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet))
+        if !quiet { print(try RunSummary(path: layout.directory).text()) }
+        print(layout.directory)
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a spec; exit 0 if valid, 2 if not. Writes nothing.")
+    @OptionGroup var specOptions: SpecOptions
+
+    func run() throws {
+        let spec = try specOptions.load()
+        print("\(specOptions.spec): valid (\(spec.name))")
+    }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Print the task DAG of a spec. Writes nothing.")
+    @OptionGroup var specOptions: SpecOptions
+    @Flag(help: "Print the plan as JSON.") var json = false
+
+    func run() throws {
+        let plan = Planner.plan(try specOptions.load())
+        print(json ? plan.json() : plan.text())
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Summarise a run directory or any moe-run HDF5 file.")
+    @Argument(help: "A run directory, run.h5, a task file or a data file.") var path: String
+
+    func run() throws { print(try RunSummary(path: path).text()) }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Loss and accuracy of a checkpoint on a data file.")
+    @Argument(help: "A file holding a model: run.h5, tasks/train.h5, or a checkpoint file.") var checkpoint: String
+    @Argument(help: "An HDF5 (x, y) or CSV data file.") var data: String
+    @Option(help: "Batch size.") var batchSize = 1024
+
+    func run() throws {
+        let r = try Evaluation.evaluate(checkpoint: checkpoint, data: data, batchSize: batchSize)
+        print("\(data): \(r.count) samples, loss " + String(format: "%.6f, accuracy %.4f", r.loss, r.accuracy))
+    }
+}
+
+import MoEPlan

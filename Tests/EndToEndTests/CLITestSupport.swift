@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+
+/// Runs the built `moe-run` binary, as a user would.
+struct CLI {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
+    }
+
+    /// The `moe-run` next to the test bundle (`MOE_RUN_BIN` overrides).
+    static var binary: String {
+        if let b = ProcessInfo.processInfo.environment["MOE_RUN_BIN"] { return b }
+        return Bundle.main.bundleURL.appendingPathComponent("moe-run").path
+    }
+
+    static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// Starts `moe-run args…` in `directory`; returns the process (for tests that signal it).
+    static func start(_ args: [String], in directory: String, stdout: Pipe = Pipe(), stderr: Pipe = Pipe()) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: directory)
+        p.standardOutput = stdout
+        p.standardError = stderr
+        try p.run()
+        return p
+    }
+
+    /// Runs `moe-run args…` to completion.
+    @discardableResult
+    static func run(_ args: [String], in directory: String) throws -> Result {
+        let out = Pipe(), err = Pipe()
+        let p = try start(args, in: directory, stdout: out, stderr: err)
+        // Read before waiting so a full pipe cannot block the child.
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    /// A fresh scratch directory holding `spec.yaml` with `yaml`.
+    static func workspace(_ yaml: String, file: String = "spec.yaml") throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-run-e2e-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try yaml.write(toFile: dir + "/" + file, atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    /// Runs an external tool (h5dump, python) and returns status and output.
+    static func tool(_ path: String, _ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    /// Every file below `dir` (recursively).
+    static func files(under dir: String) -> [String] {
+        (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).map { dir + "/" + $0 }
+            .filter { var d: ObjCBool = false; return FileManager.default.fileExists(atPath: $0, isDirectory: &d) && !d.boolValue }
+    }
+}
+
+/// A tiny dense experiment: trains in about a second.
+func tinySpec(name: String = "tiny", epochs: Int = 3, extra: String = "") -> String {
+    """
+    name: \(name)
+    seed: 7
+    data:
+      source: synthetic
+      samples: 600
+      features: 8
+      classes: 3
+      domains: 3
+    model:
+      hidden: 16
+      ffn: 32
+      blocks: 2
+      dropout: 0.1
+    train:
+      epochs: \(epochs)
+      batch_size: 32
+      lr: 0.003
+      log_every: 5
+    output:
+      dir: out
+    \(extra)
+    """
+}

@@ -1,0 +1,79 @@
+import Foundation
+import MoEHDF5
+import XCTest
+
+/// Exact resume: a run killed with SIGKILL (or interrupted with SIGINT) mid-training and
+/// resumed with `--resume` ends with bit-identical final weights to an uninterrupted run.
+final class ResumeEndToEndTests: XCTestCase {
+    /// Long enough to be killed mid-way: ~1,900 steps, a checkpoint every 50.
+    let spec = tinySpec(name: "resume", epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
+        .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+
+    private func finalWeights(_ runDir: String) throws -> [String: [Float]] {
+        let file = try H5File.open(runDir + "/run.h5")
+        var out: [String: [Float]] = [:]
+        func walk(_ group: H5Group, _ prefix: String) throws {
+            for name in try group.children() {
+                let path = prefix.isEmpty ? name : prefix + "/" + name
+                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
+                else { out[path] = try group.read(name, as: Float.self).values }
+            }
+        }
+        try walk(try file.openGroup("models/final"), "")
+        return out
+    }
+
+    private func waitForCheckpoint(_ dir: String, process: Process, timeout: Double = 60) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && process.isRunning {
+            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    func testKilledRunResumesToBitIdenticalWeights() throws {
+        let reference = try CLI.workspace(spec)
+        let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try finalWeights(reference + "/" + r.lastLine)
+
+        let dir = try CLI.workspace(spec)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no checkpoint appeared before the run ended")
+        usleep(150_000)  // let it train past the checkpoint, so work is lost and redone
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+
+        let again = try CLI.run(["spec.yaml"], in: dir)
+        XCTAssertEqual(again.status, 2, "without --resume an unfinished run is not touched")
+        XCTAssertTrue(again.stderr.contains("--resume"), again.stderr)
+
+        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("data: complete, skipped"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
+        let got = try finalWeights(dir + "/" + resumed.lastLine)
+        XCTAssertEqual(Set(got.keys), Set(expected.keys))
+        for (name, values) in expected {
+            XCTAssertEqual(got[name]!.map(\.bitPattern), values.map(\.bitPattern), "\(name) differs after resume")
+        }
+    }
+
+    func testSIGINTLeavesAnInterruptedRunThatResumes() throws {
+        let dir = try CLI.workspace(spec)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertTrue(try waitForCheckpoint(dir, process: p))
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130)
+        let runDir = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/resume").first)
+        let run = try H5File.open(dir + "/out/resume/\(runDir)/run.h5")
+        XCTAssertEqual(try run.stringAttribute("status"), "interrupted")
+        run.close()
+        let resumed = try CLI.run(["spec.yaml", "--resume", "--quiet"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try H5File.open(dir + "/" + resumed.lastLine + "/run.h5").stringAttribute("status"), "complete")
+    }
+}

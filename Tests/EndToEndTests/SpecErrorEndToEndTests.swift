@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+
+/// Bad specs and bad overrides end as one precise line on stderr, exit 2, nothing written.
+final class SpecErrorEndToEndTests: XCTestCase {
+    func testBadSpecExitsTwoWithOneLineAndWritesNothing() throws {
+        let dir = try CLI.workspace(tinySpec().replacingOccurrences(of: "blocks: 2", with: "blocks: 2\n  hiden: 3"))
+        for args in [["validate", "spec.yaml"], ["spec.yaml"], ["plan", "spec.yaml"]] {
+            let r = try CLI.run(args, in: dir)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: spec.yaml:13:3: model.hiden: unknown key; did you mean hidden?"), r.stderr)
+            XCTAssertEqual(r.stdout, "")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
+    }
+
+    func testUnknownOverrideKeyIsRefusedWithSuggestion() throws {
+        let quickstart = CLI.repositoryRoot.appendingPathComponent("experiments/quickstart.yaml").path
+        let dir = try CLI.workspace(tinySpec())
+        let r = try CLI.run([quickstart, "--set", "train.lrr=1", "--out", dir + "/out"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: --set"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("train.lrr: unknown key; did you mean lr?"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
+    }
+
+    func testValidateAcceptsShippedExperiments() throws {
+        for name in ["quickstart", "digits-dense"] {
+            let path = CLI.repositoryRoot.appendingPathComponent("experiments/\(name).yaml").path
+            let r = try CLI.run(["validate", path], in: NSTemporaryDirectory())
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+        }
+    }
+
+    func testMissingSpecFileAndBadUsage() throws {
+        let dir = try CLI.workspace(tinySpec())
+        let missing = try CLI.run(["nope.yaml"], in: dir)
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.stderr.hasPrefix("moe-run: error: nope.yaml"), missing.stderr)
+        let usage = try CLI.run(["spec.yaml", "--bogus"], in: dir)
+        XCTAssertEqual(usage.status, 2, usage.stderr)
+        XCTAssertTrue(usage.stderr.contains("--bogus"), usage.stderr)
+    }
+}
