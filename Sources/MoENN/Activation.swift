@@ -14,38 +14,46 @@ import Darwin
 public enum Activation: String, Codable, CaseIterable, Sendable {
     case gelu, relu, silu
 
-    /// `y = f(x)` elementwise over `n` values.
+    /// `y = f(x)` elementwise over `n` values (vectorised: `FastMath.erf`/`exp` replace glibc).
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
         switch self {
         case .gelu:
-            for i in 0..<n { let v = x[i]; y[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752)) }
+            for i in 0..<n { let v = x[i]; y[i] = 0.5 * v * (1 + FastMath.erf(v * 0.70710678118654752)) }
         case .relu:
             for i in 0..<n { y[i] = max(x[i], 0) }
         case .silu:
-            for i in 0..<n { let v = x[i]; y[i] = v / (1 + expf(-v)) }
+            for i in 0..<n { let v = x[i]; y[i] = v / (1 + FastMath.exp(-v)) }
         }
     }
 
     /// `dx = f'(x) ⊙ dy` elementwise (overwrites `dx`; `dx` may alias `dy`).
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                          _ dx: UnsafeMutablePointer<Float>, count n: Int) {
-        switch self {
-        case .gelu:
-            for i in 0..<n {
-                let v = x[i]
-                let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-                let pdf = expf(-0.5 * v * v) * 0.39894228040143268
-                dx[i] = dy[i] * (cdf + v * pdf)
-            }
-        case .relu:
-            for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
-        case .silu:
-            for i in 0..<n {
-                let v = x[i]
-                let s = 1 / (1 + expf(-v))
-                dx[i] = dy[i] * s * (1 + v * (1 - s))
-            }
+        // One loop per activation and per aliasing case, so each is a plain loop LLVM
+        // vectorises: in place (dx == dy) it reads and writes through one pointer, since with two
+        // equal pointers the runtime overlap check would send it down the scalar path.
+        let inPlace = UnsafePointer(dx) == dy
+        switch (self, inPlace) {
+        case (.gelu, true): for i in 0..<n { dx[i] *= Activation.geluDerivative(x[i]) }
+        case (.gelu, false): for i in 0..<n { dx[i] = dy[i] * Activation.geluDerivative(x[i]) }
+        case (.relu, true): for i in 0..<n { dx[i] = x[i] > 0 ? dx[i] : 0 }
+        case (.relu, false): for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+        case (.silu, true): for i in 0..<n { dx[i] *= Activation.siluDerivative(x[i]) }
+        case (.silu, false): for i in 0..<n { dx[i] = dy[i] * Activation.siluDerivative(x[i]) }
         }
+    }
+
+    @inline(__always)
+    static func geluDerivative(_ v: Float) -> Float {
+        let cdf = 0.5 * (1 + FastMath.erf(v * 0.70710678118654752))
+        let pdf = FastMath.exp(-0.5 * v * v) * 0.39894228040143268
+        return cdf + v * pdf
+    }
+
+    @inline(__always)
+    static func siluDerivative(_ v: Float) -> Float {
+        let s = 1 / (1 + FastMath.exp(-v))
+        return s * (1 + v * (1 - s))
     }
 }
 

@@ -7,6 +7,7 @@ public final class RunLog: @unchecked Sendable {
     private let quiet: Bool
     private let isTTY: Bool
     private var progressShown = false
+    private var lastProgress = Date.distantPast
     private let formatter = ISO8601DateFormatter()
 
     public init(path: String?, quiet: Bool) {
@@ -38,6 +39,9 @@ public final class RunLog: @unchecked Sendable {
     /// Redraws the progress line on a TTY (no-op otherwise: plain runs get `info` lines instead).
     public func progress(_ line: String) {
         guard isTTY, !quiet else { return }
+        let now = Date()
+        guard now.timeIntervalSince(lastProgress) >= 0.1 else { return }  // at most 10 redraws a second
+        lastProgress = now
         let cols = 120
         let text = line.count > cols ? String(line.prefix(cols)) : line
         print("\r\u{1B}[2K" + text, terminator: "")

@@ -40,6 +40,26 @@ enum Bench {
         return rate * 2 * Double(n * n * n) / 1e9
     }
 
+    /// numpy's rate for one size, measured by the reference script in a child process whose
+    /// environment lacks OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (numpy bundles its own, newer
+    /// OpenBLAS, which detects this CPU itself) and uses the same thread count as moe-run.
+    static func numpyReference(python: String, script: String, n: Int) -> [String: Any] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, String(n)]
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_CORETYPE"] = nil
+        env["OPENBLAS_L2_SIZE"] = nil
+        env["OPENBLAS_NUM_THREADS"] = String(BLASInfo.threads)
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        do { try p.run() } catch { return [:] }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+
     struct TrainingResult {
         var samplesPerSecond: Double
         var gflops: Double

@@ -3,15 +3,19 @@ import MoECore
 
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
-//   moe-bench [--reference numpy.json] [--default-kernel default.json] [--markdown FILE]
+//   moe-bench --training-only                     the training-step measurement alone (for profiling)
+//   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
 
 BLASEnvironment.prepareProcess()
 
 struct Options {
     var sgemmOnly = false
+    var trainingOnly = false
     var json = false
     var reference: String?
+    var python: String?
+    var rounds = 3
     var defaultKernel: String?
     var markdown: String?
 }
@@ -26,8 +30,11 @@ func parseOptions() -> Options {
     while let a = args.popFirst() {
         switch a {
         case "--sgemm-only": o.sgemmOnly = true
+        case "--training-only": o.trainingOnly = true
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
+        case "--python": o.python = value(a)
+        case "--rounds": o.rounds = Int(value(a)) ?? 3
         case "--default-kernel": o.defaultKernel = value(a)
         case "--markdown": o.markdown = value(a)
         default: fail("unknown option '\(a)'")
@@ -53,8 +60,27 @@ let sizes = [256, 512, 1024, 2048]
 let options = parseOptions()
 let core = BLASInfo.coreName.trimmingCharacters(in: .whitespaces)
 
+if options.trainingOnly {
+    let t = Bench.trainingStep()
+    print(String(format: "training step: %.0f samples/s, %.2f ms/step, %.1f GFLOP/s", t.samplesPerSecond, t.stepMilliseconds, t.gflops))
+    exit(0)
+}
+
 var sgemm: [Int: Double] = [:]
-for n in sizes { sgemm[n] = Bench.sgemm(n: n) }
+var numpyRounds: [Int: Double] = [:]
+var numpyInfo: [String: Any] = [:]
+// Alternate: our sgemm, then numpy's, per size and round; keep each side's best. Interleaving
+// makes both sides see the same machine state (the machines are shared and noisy).
+for _ in 0..<(options.python == nil ? 1 : max(1, options.rounds)) {
+    for n in sizes {
+        sgemm[n] = max(sgemm[n] ?? 0, Bench.sgemm(n: n))
+        if let python = options.python, !options.sgemmOnly {
+            let r = Bench.numpyReference(python: python, script: "Tests/python/bench_numpy.py", n: n)
+            numpyInfo = r
+            if let rate = (r["sgemm"] as? [String: Double])?[String(n)] { numpyRounds[n] = max(numpyRounds[n] ?? 0, rate) }
+        }
+    }
+}
 
 if options.sgemmOnly {
     let obj: [String: Any] = ["core": core, "sgemm": Dictionary(uniqueKeysWithValues: sizes.map { (String($0), sgemm[$0]!) })]
@@ -64,8 +90,9 @@ if options.sgemmOnly {
 }
 
 let training = Bench.trainingStep()
-let reference = options.reference.map(readJSON)
-let numpySgemm = reference?["sgemm"] as? [String: Double] ?? [:]
+let reference = options.reference.map(readJSON) ?? (numpyInfo.isEmpty ? nil : numpyInfo)
+let numpySgemm = options.reference != nil ? reference?["sgemm"] as? [String: Double] ?? [:]
+    : Dictionary(uniqueKeysWithValues: numpyRounds.map { (String($0.key), $0.value) })
 let defaultKernel = options.defaultKernel.map(readJSON)
 let defaultSgemm = defaultKernel?["sgemm"] as? [String: Double] ?? [:]
 
@@ -99,11 +126,12 @@ if let path = options.markdown {
     # Benchmarks
 
     Written by `make bench` on \(date). Machine: \(cpu), \(BLASEnvironment.cores) cores.
-    moe-run: OpenBLAS \(BLASInfo.config.trimmingCharacters(in: .whitespaces)), kernel `\(core)`, \
+    moe-run: \(BLASInfo.config.trimmingCharacters(in: .whitespaces)), kernel `\(core)`, \
     OPENBLAS_NUM_THREADS=\(env["OPENBLAS_NUM_THREADS"] ?? "unset").
     Reference: numpy \(reference?["numpy"] as? String ?? "not measured") (\(reference?["blas"] as? String ?? "?")), \
     same thread count, measured in the same `make bench` run.
-    Method: best of 5 trials, each repeating the product for at least 0.2 s (training: 0.5 s), after a warm-up.
+    Method: best of 5 trials, each repeating the product for at least 0.2 s (training: 0.5 s), after a \
+    warm-up; moe-run and numpy alternate per size over \(options.rounds) rounds and each keeps its best.
     The last column is OpenBLAS left to detect the CPU itself (no `OPENBLAS_CORETYPE`): what every \
     moe-run process would get without its start-up re-exec.
 

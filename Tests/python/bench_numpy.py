@@ -3,6 +3,8 @@
 Same method as moe-bench: for each n, one warm-up product, then 5 trials each repeating the
 product until at least 0.2 s have passed; the best trial's rate is reported.
 Prints JSON: {"numpy": VERSION, "blas": "...", "sgemm": {"256": gflops, ...}}.
+Arguments: the sizes to measure (default 256 512 1024 2048). moe-bench calls it once per size
+and round, alternating with its own measurement, so both sides see the same machine state.
 """
 import json
 import time
@@ -40,6 +42,8 @@ def gflops(n, trials=5, min_time=0.2):
 
 
 if __name__ == "__main__":
+    import sys
+    sizes = [int(a) for a in sys.argv[1:]] or [256, 512, 1024, 2048]
     out = {"numpy": np.__version__, "blas": blas_name(),
-           "sgemm": {str(n): gflops(n) for n in (256, 512, 1024, 2048)}}
+           "sgemm": {str(n): gflops(n) for n in sizes}}
     print(json.dumps(out))
