@@ -47,6 +47,7 @@ let package = Package(
         .testTarget(name: "MoEStoreTests", dependencies: ["MoEStore", "MoENN", "MoEHDF5", "MoEData"]),
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
+        .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,14 +12,20 @@ public protocol FeedForwardLayer: AnyObject {
 }
 
 /// Per-step facts a layer may need: whether it is training, the step (for seeded noise), the seed.
-public struct ForwardContext: Sendable {
+public struct ForwardContext: @unchecked Sendable {
     public var training: Bool
     public var step: Int
     public var seed: UInt64
-    public init(training: Bool, step: Int, seed: UInt64) {
+    /// The batch's domain ids (one per row), for the `domain` router; nil when the data has none.
+    public var domains: UnsafePointer<Int>?
+    /// A hash of each sample's raw input row (set by the model), so the `hash` router's
+    /// assignment is fixed per sample instead of following the changing hidden states.
+    public var sampleKeys: UnsafePointer<UInt64>?
+    public init(training: Bool, step: Int, seed: UInt64, domains: UnsafePointer<Int>? = nil) {
         self.training = training
         self.step = step
         self.seed = seed
+        self.domains = domains
     }
 }
 

@@ -17,9 +17,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var dropout: Float = 0
     /// LayerNorm ε.
     public var normEps: Float = 1e-5
+    /// The Mixture-of-Experts blocks and their router; nil = a dense model.
+    public var moe: MoEConfig? = nil
 
     public init(features: Int, classes: Int, hidden: Int = 128, ffn: Int = 512, blocks: Int = 2,
-                activation: Activation = .gelu, dropout: Float = 0, normEps: Float = 1e-5) {
+                activation: Activation = .gelu, dropout: Float = 0, normEps: Float = 1e-5, moe: MoEConfig? = nil) {
         self.features = features
         self.classes = classes
         self.hidden = hidden
@@ -28,10 +30,11 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.activation = activation
         self.dropout = dropout
         self.normEps = normEps
+        self.moe = moe
     }
 
     enum CodingKeys: String, CodingKey {
-        case features, classes, hidden, ffn, blocks, activation, dropout
+        case features, classes, hidden, ffn, blocks, activation, dropout, moe
         case normEps = "norm_eps"
     }
 
@@ -46,5 +49,19 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         activation = try c.decodeIfPresent(Activation.self, forKey: .activation) ?? d.activation
         dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? d.dropout
         normEps = try c.decodeIfPresent(Float.self, forKey: .normEps) ?? d.normEps
+        moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(features, forKey: .features)
+        try c.encode(classes, forKey: .classes)
+        try c.encode(hidden, forKey: .hidden)
+        try c.encode(ffn, forKey: .ffn)
+        try c.encode(blocks, forKey: .blocks)
+        try c.encode(activation, forKey: .activation)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(normEps, forKey: .normEps)
+        try c.encode(moe, forKey: .moe)  // null for a dense model
     }
 }

@@ -24,6 +24,10 @@ public final class ResidualMLP {
     private let logitsBuffer: Scratch, probsBuffer: Scratch
     private let gradStream: Scratch, gradFinal: Scratch, gradLogits: Scratch
     private var lastInput: UnsafePointer<Float>?
+    private var sampleKeys = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private var sampleKeyCapacity = 0
+
+    deinit { sampleKeys.deallocate() }
     private var lastLabels: UnsafePointer<Int>?
     private var lastRows = 0
 
@@ -32,10 +36,20 @@ public final class ResidualMLP {
         self.config = config
         let h = config.hidden
         embed = Linear("embed", in: config.features, out: h)
+        let moeBlocks = Set(config.moe?.blocks ?? [])
         blocks = (0..<config.blocks).map { i in
-            let ffn = DenseFFN("blocks/\(i)/ffn", hidden: h, ffn: config.ffn, activation: config.activation)
-            ffn.initialize(seed: seed)
-            return ResidualBlock(index: i, hidden: h, feedForward: ffn, dropout: config.dropout,
+            let layer: FeedForwardLayer
+            if let moe = config.moe, moeBlocks.contains(i) {
+                let m = MoELayer("blocks/\(i)/moe", index: i, hidden: h, ffn: config.ffn, activation: config.activation,
+                                 config: moe, moeLayers: moeBlocks.count)
+                m.initialize(seed: seed)
+                layer = m
+            } else {
+                let ffn = DenseFFN("blocks/\(i)/ffn", hidden: h, ffn: config.ffn, activation: config.activation)
+                ffn.initialize(seed: seed)
+                layer = ffn
+            }
+            return ResidualBlock(index: i, hidden: h, feedForward: layer, dropout: config.dropout,
                                  normEps: config.normEps)
         }
         norm = LayerNorm("norm", dim: h, eps: config.normEps)
@@ -49,6 +63,13 @@ public final class ResidualMLP {
         gradStream = Scratch(width: h); gradFinal = Scratch(width: h); gradLogits = Scratch(width: config.classes)
     }
 
+    /// The MoE layers, in block order.
+    public var moeLayers: [MoELayer] { blocks.compactMap { $0.feedForward as? MoELayer } }
+
+    /// Σ over MoE layers of the weighted load-balancing and z losses of the last forward
+    /// (`aux_loss · mean_layers(aux) + z_loss · mean_layers(z)`); 0 for a dense model.
+    public var auxiliaryLoss: Double { moeLayers.reduce(0) { $0 + Double($1.auxiliaryLoss) } }
+
     /// Logits of the last forward pass, `[rows, classes]` (valid for `lastRows` rows).
     public var logits: UnsafeMutablePointer<Float> { logitsBuffer.data }
     /// Softmax probabilities of the last forward pass with labels.
@@ -56,6 +77,21 @@ public final class ResidualMLP {
 
     /// Computes logits for `n` rows of `x [n, features]` (kept in `logits`).
     public func forwardLogits(_ x: UnsafePointer<Float>, rows n: Int, context: ForwardContext) {
+        var context = context
+        if config.moe?.router == .hash {
+            if sampleKeyCapacity < n {
+                sampleKeys.deallocate()
+                sampleKeys = .allocate(capacity: n)
+                sampleKeyCapacity = n
+            }
+            let f = config.features
+            for t in 0..<n {
+                var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a over the row's bits
+                for j in 0..<f { h = (h ^ UInt64(x[t * f + j].bitPattern)) &* 0x0000_0100_0000_01b3 }
+                sampleKeys[t] = h
+            }
+            context.sampleKeys = UnsafePointer(sampleKeys)
+        }
         for s in streams { s.ensure(rows: n) }
         finalNormed.ensure(rows: n); finalMean.ensure(rows: n); finalRstd.ensure(rows: n)
         logitsBuffer.ensure(rows: n); probsBuffer.ensure(rows: n)
@@ -104,8 +140,13 @@ public final class ResidualMLP {
             + blocks.flatMap(\.activationStorage)
     }
 
+    private func withDomains<R>(_ domains: [Int]?, from start: Int, _ body: (UnsafePointer<Int>?) -> R) -> R {
+        guard let domains else { return body(nil) }
+        return domains.withUnsafeBufferPointer { body($0.baseAddress! + start) }
+    }
+
     /// Mean loss and accuracy over a whole data set, in batches of `batchSize` (no dropout).
-    public func evaluate(x: Tensor, labels: [Int], batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
+    public func evaluate(x: Tensor, labels: [Int], domains: [Int]? = nil, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
         let n = x.rows
         guard n > 0 else { return (0, 0) }
         var total: Double = 0
@@ -114,8 +155,10 @@ public final class ResidualMLP {
             var start = 0
             while start < n {
                 let rows = min(batchSize, n - start)
-                let r = forward(x.row(start), labels: lb.baseAddress! + start, rows: rows,
-                                context: ForwardContext(training: false, step: 0, seed: 0))
+                let r = withDomains(domains, from: start) { d in
+                    forward(x.row(start), labels: lb.baseAddress! + start, rows: rows,
+                            context: ForwardContext(training: false, step: 0, seed: 0, domains: d))
+                }
                 total += r.loss * Double(rows)
                 correct += r.correct
                 start += rows

@@ -42,7 +42,10 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
 
 /// What one optimisation step measured.
 public struct StepResult: Sendable {
+    /// Cross-entropy of the batch (the auxiliary losses are in `auxLoss`).
     public var loss: Double
+    /// Weighted load-balancing + z losses of the MoE layers (0 for a dense model).
+    public var auxLoss: Double = 0
     public var correct: Int
     /// Global gradient norm before clipping.
     public var gradNorm: Double
@@ -72,17 +75,21 @@ public final class Trainer {
     /// Trains on one batch of `n` rows. A non-finite loss or gradient leaves the parameters
     /// untouched and is reported in the result (the caller decides to stop).
     @discardableResult
-    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int) -> StepResult {
+    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
+                          domains: UnsafePointer<Int>? = nil) -> StepResult {
         let t = step
         model.parameters.zeroGrad()
         let out = model.forward(x, labels: labels, rows: n,
-                                context: ForwardContext(training: true, step: t, seed: seed))
+                                context: ForwardContext(training: true, step: t, seed: seed, domains: domains))
+        let aux = model.auxiliaryLoss
         let lr = schedule.lr(at: t)
-        guard out.loss.isFinite else { return StepResult(loss: out.loss, correct: out.correct, gradNorm: .nan, lr: lr) }
+        guard out.loss.isFinite, aux.isFinite else {
+            return StepResult(loss: out.loss.isFinite ? aux : out.loss, auxLoss: aux, correct: out.correct, gradNorm: .nan, lr: lr)
+        }
         model.backward()
         let norm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
-        guard norm.isFinite else { return StepResult(loss: out.loss, correct: out.correct, gradNorm: norm, lr: lr) }
+        guard norm.isFinite else { return StepResult(loss: out.loss, auxLoss: aux, correct: out.correct, gradNorm: norm, lr: lr) }
         optimizer.step(lr: lr)
-        return StepResult(loss: out.loss, correct: out.correct, gradNorm: norm, lr: lr)
+        return StepResult(loss: out.loss, auxLoss: aux, correct: out.correct, gradNorm: norm, lr: lr)
     }
 }

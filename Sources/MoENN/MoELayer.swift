@@ -1,0 +1,100 @@
+import MoECore
+
+/// A sparse Mixture-of-Experts feed-forward layer (Shazeer et al. 2017; GShard; Switch):
+///
+///     y_t = Σ_{e ∈ experts(t)} g_te · FFN_e(x_t),   FFN_e(x) = W2_e · act(W1_e · x + b1_e) + b2_e
+///
+/// Experts are stored `[E, out, in]` (`experts/w1 [E, ffn, hidden]`, `experts/w2 [E, hidden, ffn]`),
+/// as in mlx-swift. Dispatch is grouped: the router's assignments are ordered by expert, the
+/// tokens' rows gathered into one buffer, and each expert runs one GEMM pair on its contiguous
+/// rows (never a per-token loop); outputs are scaled by their gates and scattered back. A token
+/// whose every assignment was dropped by capacity gets 0 here, so the residual passes it unchanged.
+public final class MoELayer: FeedForwardLayer {
+    public let config: MoEConfig
+    public let router: MoERouter
+    public let w1: Parameter, b1: Parameter, w2: Parameter, b2: Parameter
+    public let activation: Activation
+    let hidden: Int, ffn: Int
+    private let gathered: Scratch, pre: Scratch, act: Scratch, out: Scratch
+    private let dOut: Scratch, dAct: Scratch, dIn: Scratch
+    private var dGate: [Float] = []
+
+    public init(_ prefix: String, index: Int, hidden: Int, ffn: Int, activation: Activation, config: MoEConfig, moeLayers: Int) {
+        self.config = config
+        self.hidden = hidden
+        self.ffn = ffn
+        self.activation = activation
+        let e = config.experts
+        router = MoERouter(prefix, index: index, hidden: hidden, config: config, moeLayers: moeLayers)
+        w1 = Parameter(name: prefix + "/experts/w1", shape: [e, ffn, hidden])
+        b1 = Parameter(name: prefix + "/experts/b1", shape: [e, ffn], decays: false)
+        w2 = Parameter(name: prefix + "/experts/w2", shape: [e, hidden, ffn])
+        b2 = Parameter(name: prefix + "/experts/b2", shape: [e, hidden], decays: false)
+        gathered = Scratch(width: hidden); pre = Scratch(width: ffn); act = Scratch(width: ffn); out = Scratch(width: hidden)
+        dOut = Scratch(width: hidden); dAct = Scratch(width: ffn); dIn = Scratch(width: hidden)
+    }
+
+    public var parameters: [Parameter] { router.parameters + [w1, b1, w2, b2] }
+
+    /// Each expert like a PyTorch `Linear`: U(±1/√fan_in), drawn per tensor from the seed.
+    public func initialize(seed: UInt64) {
+        router.initialize(seed: seed)
+        for (p, fanIn) in [(w1, hidden), (b1, hidden), (w2, ffn), (b2, ffn)] {
+            let bound = 1 / Float(fanIn).squareRoot()
+            var rng = RNG(seed: seed, purpose: "init/" + p.name)
+            rng.fillUniform(p.value, low: -bound, high: bound)
+        }
+    }
+
+    /// `weighted aux + z loss` of the last forward, already scaled by the coefficients / layers.
+    public var auxiliaryLoss: Float { router.auxScale * router.auxLoss + router.zScale * router.zLoss }
+
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                        context: ForwardContext) {
+        router.forward(x, rows: n, context: context)
+        let r = router.routing
+        let a = r.total
+        gathered.ensure(rows: a); pre.ensure(rows: a); act.ensure(rows: a); out.ensure(rows: a)
+        let xg = gathered.data
+        for i in 0..<a { (xg + i * hidden).update(from: x + r.token[i] * hidden, count: hidden) }
+        for e in 0..<config.experts where r.count(e) > 0 {
+            let o = r.offsets[e], rows = r.count(e)
+            let h = pre.data + o * ffn, g = act.data + o * ffn, ye = out.data + o * hidden
+            BLAS.gemm(m: rows, n: ffn, k: hidden, xg + o * hidden, w1.value.data + e * ffn * hidden, transB: true, h)
+            Kernels.addRowBias(rows: rows, cols: ffn, b1.value.data + e * ffn, h)
+            activation.forward(h, g, count: rows * ffn)
+            BLAS.gemm(m: rows, n: hidden, k: ffn, g, w2.value.data + e * hidden * ffn, transB: true, ye)
+            Kernels.addRowBias(rows: rows, cols: hidden, b2.value.data + e * hidden, ye)
+        }
+        y.update(repeating: 0, count: n * hidden)
+        for i in 0..<a { Kernels.axpy(hidden, r.gate[i], out.data + i * hidden, y + r.token[i] * hidden) }
+    }
+
+    public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
+        let r = router.routing
+        let a = r.total
+        dOut.ensure(rows: a); dAct.ensure(rows: a); dIn.ensure(rows: a)
+        if dGate.count < a { dGate = [Float](repeating: 0, count: a) }
+        // Combine backward: ∂L/∂gate = dy_t · y_e(x_t), ∂L/∂y_e(x_t) = gate · dy_t.
+        for i in 0..<a {
+            let dyt = dy + r.token[i] * hidden
+            dGate[i] = Kernels.dot(hidden, dyt, out.data + i * hidden)
+            let d = dOut.data + i * hidden, g = r.gate[i]
+            for j in 0..<hidden { d[j] = g * dyt[j] }
+        }
+        for e in 0..<config.experts where r.count(e) > 0 {
+            let o = r.offsets[e], rows = r.count(e)
+            let dye = dOut.data + o * hidden, da = dAct.data + o * ffn
+            BLAS.gemm(m: hidden, n: ffn, k: rows, dye, transA: true, act.data + o * ffn, beta: 1, w2.grad.data + e * hidden * ffn)
+            Kernels.accumulateColumnSums(rows: rows, cols: hidden, dye, b2.grad.data + e * hidden)
+            BLAS.gemm(m: rows, n: ffn, k: hidden, dye, w2.value.data + e * hidden * ffn, da)
+            activation.backward(pre.data + o * ffn, da, da, count: rows * ffn)
+            BLAS.gemm(m: ffn, n: hidden, k: rows, da, transA: true, gathered.data + o * hidden, beta: 1, w1.grad.data + e * ffn * hidden)
+            Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
+            BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn.data + o * hidden)
+        }
+        dx.update(repeating: 0, count: n * hidden)
+        for i in 0..<a { Kernels.add(hidden, dIn.data + i * hidden, dx + r.token[i] * hidden) }
+        router.backward(dGate: Array(dGate[0..<a]), rows: n, dx: dx)
+    }
+}

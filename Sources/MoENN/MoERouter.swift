@@ -1,0 +1,328 @@
+import MoECore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The assignments of one forward pass, grouped by expert: expert `e` serves the rows
+/// `offsets[e] ..< offsets[e + 1]` of `token`, `gate` and `slot` (tokens ascending within an
+/// expert, so results never depend on timing or sort stability).
+public struct Routing {
+    public var tokens = 0
+    public var experts = 0
+    public var offsets: [Int] = []
+    public var token: [Int] = []
+    public var gate: [Float] = []
+    /// Token-choice routers: the selection slot `t·k + j`; expert choice: the pair's index in `token`.
+    public var slot: [Int] = []
+    /// Assignments each expert was chosen for before capacity (token choice), for the aux loss.
+    public var chosen: [Int] = []
+    public var total: Int { offsets.last ?? 0 }
+    public func count(_ e: Int) -> Int { offsets[e + 1] - offsets[e] }
+}
+
+/// The router of an MoE layer: logits `z = x·Wᵀ` (`weight [E, hidden]`), float32 softmax, expert
+/// selection, capacity, and the backward pass from gate gradients (plus the auxiliary losses)
+/// to `W` and `x`.
+///
+/// Gates: `g = p` of the selected experts, or `p / Σ_{selected} p` with `normalizeTopk`.
+/// Losses, per layer, with T tokens and f_i the fraction of the T·k selections that chose i:
+///
+///     aux = E · Σ_i f_i · P_i,   P_i = (1/T) Σ_t p_ti          (Switch Transformer, eq. 4)
+///     z   = (1/T) Σ_t (log Σ_j e^{z_tj})²                       (ST-MoE, Zoph et al. 2022)
+///
+/// `∂aux/∂p_ti = E·f_i/T` (f is a count, not differentiated), `∂z/∂z_tj = 2·lse_t·softmax(z)_tj/T`.
+public final class MoERouter {
+    public let config: MoEConfig
+    public let index: Int
+    public let weight: Parameter
+    /// `noisy_topk` only: the noise scale projection `W_noise [E, hidden]`.
+    public let noiseWeight: Parameter?
+    let hidden: Int
+    /// Loss coefficients already divided by the number of MoE layers.
+    let auxScale: Float, zScale: Float
+
+    // Buffers of the last forward (grown to the largest batch, reused).
+    let logits: Scratch, probs: Scratch, cleanProbs: Scratch
+    let noiseLogits: Scratch, noise: Scratch, jitterMask: Scratch, dz: Scratch, dh: Scratch, dxr: Scratch
+    var lse: [Float] = []
+    var selected: [Int] = [], selectedGate: [Float] = [], selectedSum: [Float] = []
+    public private(set) var routing = Routing()
+    public private(set) var auxLoss: Float = 0
+    public private(set) var zLoss: Float = 0
+    private var input: UnsafePointer<Float>?
+    private var training = false
+    private var jittered = false
+    private var jitterSeed: (seed: UInt64, step: UInt64) = (0, 0)
+
+    public init(_ prefix: String, index: Int, hidden: Int, config: MoEConfig, moeLayers: Int) {
+        self.config = config
+        self.index = index
+        self.hidden = hidden
+        let e = config.experts
+        weight = Parameter(name: prefix + "/router/weight", shape: [e, hidden])
+        noiseWeight = config.router == .noisyTopk ? Parameter(name: prefix + "/router/noise_weight", shape: [e, hidden]) : nil
+        auxScale = config.auxLoss / Float(moeLayers)
+        zScale = config.zLoss / Float(moeLayers)
+        logits = Scratch(width: e); probs = Scratch(width: e); cleanProbs = Scratch(width: e)
+        noiseLogits = Scratch(width: e); noise = Scratch(width: e); dz = Scratch(width: e); dh = Scratch(width: e)
+        jitterMask = Scratch(width: hidden); dxr = Scratch(width: hidden)
+    }
+
+    public var parameters: [Parameter] { config.router.isLearned ? [weight] + (noiseWeight.map { [$0] } ?? []) : [] }
+
+    /// PyTorch-style U(±1/√hidden) for the router weights; the noise projection starts at zero
+    /// (so training starts with softplus(0) = log 2 noise scale).
+    public func initialize(seed: UInt64) {
+        guard config.router.isLearned else { return }
+        let bound = 1 / Float(hidden).squareRoot()
+        var rng = RNG(seed: seed, purpose: "init/" + weight.name)
+        rng.fillUniform(weight.value, low: -bound, high: bound)
+    }
+
+    /// Routes `n` tokens of `x [n, hidden]`.
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, context: ForwardContext) {
+        let e = config.experts, k = config.k
+        input = x
+        training = context.training
+        logits.ensure(rows: n); probs.ensure(rows: n); cleanProbs.ensure(rows: n)
+        jittered = context.training && config.jitter > 0 && config.router.isLearned
+        var xr = x
+        if jittered {
+            jitterMask.ensure(rows: n)
+            jitterSeed = (context.seed, UInt64(context.step))
+            var rng = RNG(seed: context.seed, purpose: "router/jitter/\(index)", stream: UInt64(context.step))
+            let m = jitterMask.data
+            for i in 0..<(n * hidden) { m[i] = rng.uniform(1 - config.jitter, 1 + config.jitter) * x[i] }
+            xr = UnsafePointer(m)
+        }
+        routedInput = xr
+        auxLoss = 0; zLoss = 0
+        if config.router.isLearned {
+            BLAS.gemm(m: n, n: e, k: hidden, xr, weight.value.data, transB: true, logits.data)
+            softmaxRows(logits.data, into: cleanProbs.data, rows: n, width: e, lse: &lse)
+            var z2: Double = 0
+            for t in 0..<n { z2 += Double(lse[t]) * Double(lse[t]) }
+            zLoss = Float(z2 / Double(n))
+            if config.router == .noisyTopk && context.training, let wn = noiseWeight {
+                noiseLogits.ensure(rows: n); noise.ensure(rows: n)
+                BLAS.gemm(m: n, n: e, k: hidden, xr, wn.value.data, transB: true, noiseLogits.data)
+                var rng = RNG(seed: context.seed, purpose: "router/noise/\(index)", stream: UInt64(context.step))
+                rng.fillNormal(noise.tensor)
+                let z = logits.data, h = noiseLogits.data, nz = noise.data
+                var noisy = [Float](repeating: 0, count: n * e)
+                for i in 0..<(n * e) { noisy[i] = z[i] + nz[i] * softplus(h[i]) }
+                var ignored: [Float] = []
+                noisy.withUnsafeBufferPointer { softmaxRows($0.baseAddress!, into: probs.data, rows: n, width: e, lse: &ignored) }
+            } else {
+                probs.data.update(from: cleanProbs.data, count: n * e)
+            }
+        }
+        select(rows: n, context: context)
+        if config.router.isTokenChoice {
+            // aux = E · Σ f_i P_i over the routing probabilities.
+            var total: Double = 0
+            let p = probs.data
+            for i in 0..<e {
+                var pi: Double = 0
+                for t in 0..<n { pi += Double(p[t * e + i]) }
+                total += Double(routing.chosen[i]) / Double(n * k) * pi / Double(n)
+            }
+            auxLoss = Float(Double(e) * total)
+        }
+        _ = k
+    }
+
+    private var routedInput: UnsafePointer<Float>?
+
+    /// Selection, gates and capacity into `routing`.
+    private func select(rows n: Int, context: ForwardContext) {
+        let e = config.experts, k = config.k
+        var pairs: [(expert: Int, token: Int, gate: Float, slot: Int, priority: Float)] = []
+        var chosen = [Int](repeating: 0, count: e)
+        let p = probs.data
+        switch config.router {
+        case .topk, .switch, .noisyTopk, .hash, .domain:
+            selected = [Int](repeating: 0, count: n * k)
+            selectedGate = [Float](repeating: 0, count: n * k)
+            selectedSum = [Float](repeating: 1, count: n)
+            for t in 0..<n {
+                chooseExperts(token: t, context: context, into: &selected, gates: &selectedGate)
+                if config.router.isLearned && config.normalizeTopk && k > 1 {
+                    var s: Float = 0
+                    for j in 0..<k { s += selectedGate[t * k + j] }
+                    selectedSum[t] = s
+                    for j in 0..<k { selectedGate[t * k + j] /= s }
+                }
+                for j in 0..<k {
+                    let ex = selected[t * k + j]
+                    chosen[ex] += 1
+                    let prio = config.dropPolicy == .probs && config.router.isLearned ? -p[t * e + ex] : Float(j * n + t)
+                    pairs.append((ex, t, selectedGate[t * k + j], t * k + j, prio))
+                }
+            }
+            if let cap = config.capacity(tokens: n) {
+                // Priority order: by probability (descending) or by (choice rank, token); ties by slot.
+                let order = pairs.indices.sorted { (pairs[$0].priority, pairs[$0].slot) < (pairs[$1].priority, pairs[$1].slot) }
+                var load = [Int](repeating: 0, count: e)
+                var keep = [Bool](repeating: false, count: pairs.count)
+                for i in order where load[pairs[i].expert] < cap {
+                    load[pairs[i].expert] += 1
+                    keep[i] = true
+                }
+                pairs = pairs.indices.filter { keep[$0] }.map { pairs[$0] }
+            }
+        case .expertChoice:
+            let cap = config.capacity(tokens: n) ?? max(config.minCapacity, (k * n + e - 1) / e)
+            for ex in 0..<e {
+                let top = (0..<n).sorted { (p[$0 * e + ex], -$0) > (p[$1 * e + ex], -$1) }.prefix(min(cap, n))
+                for t in top.sorted() { pairs.append((ex, t, p[t * e + ex], pairs.count, 0)) }
+                chosen[ex] = min(cap, n)
+            }
+        }
+        // Group by expert, tokens ascending.
+        pairs.sort { ($0.expert, $0.token) < ($1.expert, $1.token) }
+        var r = Routing()
+        r.tokens = n; r.experts = e; r.chosen = chosen
+        r.offsets = [Int](repeating: 0, count: e + 1)
+        for pr in pairs { r.offsets[pr.expert + 1] += 1 }
+        for i in 0..<e { r.offsets[i + 1] += r.offsets[i] }
+        r.token = pairs.map(\.token); r.gate = pairs.map(\.gate); r.slot = pairs.map(\.slot)
+        routing = r
+    }
+
+    /// The k experts of token `t`, most probable first (ties to the lower index), with gates.
+    private func chooseExperts(token t: Int, context: ForwardContext, into sel: inout [Int], gates: inout [Float]) {
+        let e = config.experts, k = config.k
+        switch config.router {
+        case .hash:
+            // FNV-1a over the input's bits and the seed, then a seeded Philox stream per token.
+            // The sample's key (a hash of its raw input, from the model), else a hash of this row.
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            if let keys = context.sampleKeys {
+                h = keys[t]
+            } else {
+                let row = input! + t * hidden
+                for j in 0..<hidden { h = (h ^ UInt64(row[j].bitPattern)) &* 0x0000_0100_0000_01b3 }
+            }
+            var rng = RNG(seed: config.hashSeed, purpose: "router/hash/\(index)", stream: h)
+            var pool = Array(0..<e)
+            for j in 0..<k {
+                let pick = j + rng.int(below: e - j)
+                pool.swapAt(j, pick)
+                sel[t * k + j] = pool[j]
+                gates[t * k + j] = 1 / Float(k)
+            }
+        case .domain:
+            guard let domains = context.domains else { preconditionFailure("router.type domain needs the samples' domain ids") }
+            sel[t] = domains[t] % e
+            gates[t] = 1
+        default:
+            let p = probs.data + t * e
+            var taken = 0
+            var used = [Bool](repeating: false, count: e)
+            while taken < k {
+                var best = -1
+                for i in 0..<e where !used[i] && (best < 0 || p[i] > p[best]) { best = i }
+                used[best] = true
+                sel[t * k + taken] = best
+                gates[t * k + taken] = p[best]
+                taken += 1
+            }
+        }
+    }
+
+    /// Given `dGate` (∂L/∂gate for each assignment in `routing` order), adds the aux and z-loss
+    /// gradients, back-propagates through the softmax (and noise) to the router weights, and adds
+    /// the router's share of ∂L/∂x into `dx`.
+    public func backward(dGate: [Float], rows n: Int, dx: UnsafeMutablePointer<Float>) {
+        guard config.router.isLearned, let x = routedInput else { return }
+        let e = config.experts, k = config.k
+        dz.ensure(rows: n)
+        let p = probs.data, d = dz.data
+        // ∂L/∂p into dz's storage first.
+        d.update(repeating: 0, count: n * e)
+        switch config.router {
+        case .expertChoice:
+            for a in 0..<routing.total { d[routing.token[a] * e + expertOf(a)] += dGate[a] }
+        default:
+            var dSlot = [Float](repeating: 0, count: n * k)
+            for a in 0..<routing.total { dSlot[routing.slot[a]] = dGate[a] }
+            for t in 0..<n {
+                if config.normalizeTopk && k > 1 {
+                    // g_j = p_j / S: ∂L/∂p_j = (dg_j − Σ_i dg_i g_i) / S for the selected j.
+                    var dot: Float = 0
+                    for j in 0..<k { dot += dSlot[t * k + j] * selectedGate[t * k + j] }
+                    for j in 0..<k { d[t * e + selected[t * k + j]] += (dSlot[t * k + j] - dot) / selectedSum[t] }
+                } else {
+                    for j in 0..<k { d[t * e + selected[t * k + j]] += dSlot[t * k + j] }
+                }
+            }
+            // Load balancing: ∂(auxScale·aux)/∂p_ti = auxScale · E · f_i / T.
+            for i in 0..<e {
+                let g = auxScale * Float(e) * Float(routing.chosen[i]) / Float(n * k) / Float(n)
+                for t in 0..<n { d[t * e + i] += g }
+            }
+        }
+        // Softmax: dz_tj = p_tj (dp_tj − Σ_i p_ti dp_ti), in place.
+        for t in 0..<n {
+            let pt = p + t * e, dt = d + t * e
+            var s: Float = 0
+            for i in 0..<e { s += pt[i] * dt[i] }
+            for i in 0..<e { dt[i] = pt[i] * (dt[i] - s) }
+        }
+        dxr.ensure(rows: n)
+        // Noise branch (noisy top-k while training): z' = z + ε·softplus(h), ∂z'/∂h = ε·σ(h).
+        var hasNoise = false
+        if config.router == .noisyTopk && training, let wn = noiseWeight {
+            dh.ensure(rows: n)
+            let h = noiseLogits.data, nz = noise.data, dhp = dh.data
+            for i in 0..<(n * e) { dhp[i] = d[i] * nz[i] * sigmoid(h[i]) }
+            BLAS.gemm(m: e, n: hidden, k: n, dhp, transA: true, x, beta: 1, wn.grad.data)
+            BLAS.gemm(m: n, n: hidden, k: e, dhp, wn.value.data, dxr.data)
+            hasNoise = true
+        }
+        // z-loss on the clean logits: ∂/∂z_tj = zScale · 2 · lse_t · softmax(z)_tj / T.
+        let pc = cleanProbs.data
+        for t in 0..<n {
+            let c = zScale * 2 * lse[t] / Float(n)
+            for i in 0..<e { d[t * e + i] += c * pc[t * e + i] }
+        }
+        BLAS.gemm(m: e, n: hidden, k: n, d, transA: true, x, beta: 1, weight.grad.data)
+        BLAS.gemm(m: n, n: hidden, k: e, d, weight.value.data, beta: hasNoise ? 1 : 0, dxr.data)
+        let g = dxr.data
+        if jittered {
+            // x_r = x ⊙ u: ∂L/∂x = ∂L/∂x_r ⊙ u, with u = x_r / x recomputed from the stored product.
+            var rng = RNG(seed: jitterSeed.seed, purpose: "router/jitter/\(index)", stream: jitterSeed.step)
+            for i in 0..<(n * hidden) { dx[i] += g[i] * rng.uniform(1 - config.jitter, 1 + config.jitter) }
+        } else {
+            for i in 0..<(n * hidden) { dx[i] += g[i] }
+        }
+    }
+
+    /// The expert of assignment `a` (its group in `routing.offsets`).
+    private func expertOf(_ a: Int) -> Int {
+        var lo = 0, hi = config.experts - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if routing.offsets[mid] <= a { lo = mid } else { hi = mid - 1 }
+        }
+        return lo
+    }
+}
+
+@inline(__always) func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }
+@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+
+/// Row-wise softmax of `rows × width` values, with each row's log-sum-exp.
+func softmaxRows(_ z: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>, rows: Int, width: Int, lse: inout [Float]) {
+    if lse.count < rows { lse = [Float](repeating: 0, count: rows) }
+    for t in 0..<rows {
+        let zt = z + t * width, pt = p + t * width
+        var m = zt[0]
+        for i in 1..<width { m = max(m, zt[i]) }
+        var s: Float = 0
+        for i in 0..<width { pt[i] = expf(zt[i] - m); s += pt[i] }
+        for i in 0..<width { pt[i] /= s }
+        lse[t] = m + logf(s)
+    }
+}
