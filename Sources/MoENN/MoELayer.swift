@@ -95,6 +95,6 @@ public final class MoELayer: FeedForwardLayer {
         }
         dx.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.add(hidden, dIn.data + i * hidden, dx + r.token[i] * hidden) }
-        router.backward(dGate: Array(dGate[0..<a]), rows: n, dx: dx)
+        dGate.withUnsafeBufferPointer { router.backward(dGate: $0.baseAddress!, rows: n, dx: dx) }
     }
 }

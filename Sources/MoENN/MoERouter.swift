@@ -45,8 +45,10 @@ public final class MoERouter {
     let logits: Scratch, probs: Scratch, cleanProbs: Scratch
     let noiseLogits: Scratch, noise: Scratch, jitterMask: Scratch, dz: Scratch, dh: Scratch, dxr: Scratch
     var lse: [Float] = []
-    var selected: [Int] = [], selectedGate: [Float] = [], selectedSum: [Float] = []
-    public private(set) var routing = Routing()
+    var noisyLSE: [Float] = []
+    /// Preallocated buffers of the selection (see MoESelection.swift).
+    var work = SelectionWorkspace()
+    public internal(set) var routing = Routing()
     public private(set) var auxLoss: Float = 0
     public private(set) var zLoss: Float = 0
     private var input: UnsafePointer<Float>?
@@ -79,7 +81,8 @@ public final class MoERouter {
         rng.fillUniform(weight.value, low: -bound, high: bound)
     }
 
-    /// Routes `n` tokens of `x [n, hidden]`.
+    /// Routes `n` tokens of `x [n, hidden]`. After the first call for the largest batch, it
+    /// allocates nothing: every buffer is kept and reused.
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, context: ForwardContext) {
         let e = config.experts, k = config.k
         input = x
@@ -108,11 +111,9 @@ public final class MoERouter {
                 BLAS.gemm(m: n, n: e, k: hidden, xr, wn.value.data, transB: true, noiseLogits.data)
                 var rng = RNG(seed: context.seed, purpose: "router/noise/\(index)", stream: UInt64(context.step))
                 rng.fillNormal(noise.tensor)
-                let z = logits.data, h = noiseLogits.data, nz = noise.data
-                var noisy = [Float](repeating: 0, count: n * e)
-                for i in 0..<(n * e) { noisy[i] = z[i] + nz[i] * softplus(h[i]) }
-                var ignored: [Float] = []
-                noisy.withUnsafeBufferPointer { softmaxRows($0.baseAddress!, into: probs.data, rows: n, width: e, lse: &ignored) }
+                let z = logits.data, h = noiseLogits.data, nz = noise.data, p = probs.data
+                for i in 0..<(n * e) { p[i] = z[i] + nz[i] * softplus(h[i]) }  // noisy logits, softmaxed in place
+                softmaxRows(p, into: p, rows: n, width: e, lse: &noisyLSE)
             } else {
                 probs.data.update(from: cleanProbs.data, count: n * e)
             }
@@ -132,109 +133,12 @@ public final class MoERouter {
         _ = k
     }
 
-    private var routedInput: UnsafePointer<Float>?
-
-    /// Selection, gates and capacity into `routing`.
-    private func select(rows n: Int, context: ForwardContext) {
-        let e = config.experts, k = config.k
-        var pairs: [(expert: Int, token: Int, gate: Float, slot: Int, priority: Float)] = []
-        var chosen = [Int](repeating: 0, count: e)
-        let p = probs.data
-        switch config.router {
-        case .topk, .switch, .noisyTopk, .hash, .domain:
-            selected = [Int](repeating: 0, count: n * k)
-            selectedGate = [Float](repeating: 0, count: n * k)
-            selectedSum = [Float](repeating: 1, count: n)
-            for t in 0..<n {
-                chooseExperts(token: t, context: context, into: &selected, gates: &selectedGate)
-                if config.router.isLearned && config.normalizeTopk && k > 1 {
-                    var s: Float = 0
-                    for j in 0..<k { s += selectedGate[t * k + j] }
-                    selectedSum[t] = s
-                    for j in 0..<k { selectedGate[t * k + j] /= s }
-                }
-                for j in 0..<k {
-                    let ex = selected[t * k + j]
-                    chosen[ex] += 1
-                    let prio = config.dropPolicy == .probs && config.router.isLearned ? -p[t * e + ex] : Float(j * n + t)
-                    pairs.append((ex, t, selectedGate[t * k + j], t * k + j, prio))
-                }
-            }
-            if let cap = config.capacity(tokens: n) {
-                // Priority order: by probability (descending) or by (choice rank, token); ties by slot.
-                let order = pairs.indices.sorted { (pairs[$0].priority, pairs[$0].slot) < (pairs[$1].priority, pairs[$1].slot) }
-                var load = [Int](repeating: 0, count: e)
-                var keep = [Bool](repeating: false, count: pairs.count)
-                for i in order where load[pairs[i].expert] < cap {
-                    load[pairs[i].expert] += 1
-                    keep[i] = true
-                }
-                pairs = pairs.indices.filter { keep[$0] }.map { pairs[$0] }
-            }
-        case .expertChoice:
-            let cap = config.capacity(tokens: n) ?? max(config.minCapacity, (k * n + e - 1) / e)
-            for ex in 0..<e {
-                let top = (0..<n).sorted { (p[$0 * e + ex], -$0) > (p[$1 * e + ex], -$1) }.prefix(min(cap, n))
-                for t in top.sorted() { pairs.append((ex, t, p[t * e + ex], pairs.count, 0)) }
-                chosen[ex] = min(cap, n)
-            }
-        }
-        // Group by expert, tokens ascending.
-        pairs.sort { ($0.expert, $0.token) < ($1.expert, $1.token) }
-        var r = Routing()
-        r.tokens = n; r.experts = e; r.chosen = chosen
-        r.offsets = [Int](repeating: 0, count: e + 1)
-        for pr in pairs { r.offsets[pr.expert + 1] += 1 }
-        for i in 0..<e { r.offsets[i + 1] += r.offsets[i] }
-        r.token = pairs.map(\.token); r.gate = pairs.map(\.gate); r.slot = pairs.map(\.slot)
-        routing = r
-    }
-
-    /// The k experts of token `t`, most probable first (ties to the lower index), with gates.
-    private func chooseExperts(token t: Int, context: ForwardContext, into sel: inout [Int], gates: inout [Float]) {
-        let e = config.experts, k = config.k
-        switch config.router {
-        case .hash:
-            // FNV-1a over the input's bits and the seed, then a seeded Philox stream per token.
-            // The sample's key (a hash of its raw input, from the model), else a hash of this row.
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            if let keys = context.sampleKeys {
-                h = keys[t]
-            } else {
-                let row = input! + t * hidden
-                for j in 0..<hidden { h = (h ^ UInt64(row[j].bitPattern)) &* 0x0000_0100_0000_01b3 }
-            }
-            var rng = RNG(seed: config.hashSeed, purpose: "router/hash/\(index)", stream: h)
-            var pool = Array(0..<e)
-            for j in 0..<k {
-                let pick = j + rng.int(below: e - j)
-                pool.swapAt(j, pick)
-                sel[t * k + j] = pool[j]
-                gates[t * k + j] = 1 / Float(k)
-            }
-        case .domain:
-            guard let domains = context.domains else { preconditionFailure("router.type domain needs the samples' domain ids") }
-            sel[t] = domains[t] % e
-            gates[t] = 1
-        default:
-            let p = probs.data + t * e
-            var taken = 0
-            var used = [Bool](repeating: false, count: e)
-            while taken < k {
-                var best = -1
-                for i in 0..<e where !used[i] && (best < 0 || p[i] > p[best]) { best = i }
-                used[best] = true
-                sel[t * k + taken] = best
-                gates[t * k + taken] = p[best]
-                taken += 1
-            }
-        }
-    }
+    var routedInput: UnsafePointer<Float>?
 
     /// Given `dGate` (∂L/∂gate for each assignment in `routing` order), adds the aux and z-loss
     /// gradients, back-propagates through the softmax (and noise) to the router weights, and adds
     /// the router's share of ∂L/∂x into `dx`.
-    public func backward(dGate: [Float], rows n: Int, dx: UnsafeMutablePointer<Float>) {
+    public func backward(dGate: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
         guard config.router.isLearned, let x = routedInput else { return }
         let e = config.experts, k = config.k
         dz.ensure(rows: n)
@@ -243,10 +147,15 @@ public final class MoERouter {
         d.update(repeating: 0, count: n * e)
         switch config.router {
         case .expertChoice:
-            for a in 0..<routing.total { d[routing.token[a] * e + expertOf(a)] += dGate[a] }
+            for ex in 0..<e {
+                for a in routing.offsets[ex]..<routing.offsets[ex + 1] { d[routing.token[a] * e + ex] += dGate[a] }
+            }
         default:
-            var dSlot = [Float](repeating: 0, count: n * k)
+            work.ensureSlotGradient(n * k)
+            let dSlot = work.slotGradient
+            dSlot.update(repeating: 0, count: n * k)
             for a in 0..<routing.total { dSlot[routing.slot[a]] = dGate[a] }
+            let selected = work.selected, selectedGate = work.selectedGate, selectedSum = work.selectedSum
             for t in 0..<n {
                 if config.normalizeTopk && k > 1 {
                     // g_j = p_j / S: ∂L/∂p_j = (dg_j − Σ_i dg_i g_i) / S for the selected j.
@@ -299,15 +208,6 @@ public final class MoERouter {
         }
     }
 
-    /// The expert of assignment `a` (its group in `routing.offsets`).
-    private func expertOf(_ a: Int) -> Int {
-        var lo = 0, hi = config.experts - 1
-        while lo < hi {
-            let mid = (lo + hi + 1) / 2
-            if routing.offsets[mid] <= a { lo = mid } else { hi = mid - 1 }
-        }
-        return lo
-    }
 }
 
 @inline(__always) func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }

@@ -60,6 +60,54 @@ enum Bench {
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
+    struct MoEResult {
+        var milliseconds: Double
+        var gflops: Double
+    }
+
+    /// Forward + backward of one MoE layer: T tokens, hidden d, ffn F, E experts, top-k
+    /// (GELU experts, renormalised gates, dropless, aux and z losses on).
+    /// Matrix FLOPs: 2·(T·k)·2·d·F forward, twice that backward, plus the router's 3·2·T·d·E.
+    static func moeLayer(tokens t: Int = 4096, hidden d: Int = 256, ffn f: Int = 1024, experts e: Int = 8, k: Int = 2) -> MoEResult {
+        let config = MoEConfig(experts: e, blocks: [0], router: .topk, k: k)
+        let layer = MoELayer("blocks/0/moe", index: 0, hidden: d, ffn: f, activation: .gelu, config: config, moeLayers: 1)
+        layer.initialize(seed: 0)
+        var rng = RNG(seed: 0, purpose: "bench/moe")
+        let x = Tensor(shape: [t, d]), y = Tensor(shape: [t, d]), dy = Tensor(shape: [t, d]), dx = Tensor(shape: [t, d])
+        rng.fillNormal(x)
+        rng.fillNormal(dy)
+        let ctx = ForwardContext(training: true, step: 0, seed: 0)
+        if ProcessInfo.processInfo.environment["MOE_BENCH_PHASES"] != nil {
+            layer.forward(x.data, rows: t, into: y.data, context: ctx)
+            layer.backward(dy.data, rows: t, dx: dx.data)
+            var t0 = now()
+            for _ in 0..<5 { layer.router.forward(x.data, rows: t, context: ctx) }
+            print("router fwd", (now() - t0) / 5 * 1000)
+            t0 = now()
+            for _ in 0..<5 { layer.forward(x.data, rows: t, into: y.data, context: ctx) }
+            print("layer fwd", (now() - t0) / 5 * 1000)
+            t0 = now()
+            for _ in 0..<5 { layer.backward(dy.data, rows: t, dx: dx.data) }
+            print("layer bwd", (now() - t0) / 5 * 1000)
+            for (m, n, kk, ta, tb) in [(1024, 1024, 256, false, true), (1024, 1024, 256, false, false), (1024, 256, 1024, false, true),
+                                       (1024, 1024, 1024, false, false), (256, 1024, 1024, true, false), (1024, 256, 1024, false, false)] {
+                let a = Tensor(shape: [m * kk]), w = Tensor(shape: [kk * n]), c = Tensor(shape: [m * n])
+                a.fill(0.5); w.fill(0.25)
+                BLAS.gemm(m: m, n: n, k: kk, a.data, transA: ta, w.data, transB: tb, c.data)
+                let t1 = now()
+                for _ in 0..<20 { BLAS.gemm(m: m, n: n, k: kk, a.data, transA: ta, w.data, transB: tb, c.data) }
+                let dt = (now() - t1) / 20
+                print("gemm m\(m) n\(n) k\(kk) tA \(ta) tB \(tb):", Int(2.0 * Double(m * n * kk) / dt / 1e9), "GFLOP/s")
+            }
+        }
+        let rate = bestRate(trials: 3, minTime: 0.5) {
+            layer.forward(x.data, rows: t, into: y.data, context: ctx)
+            layer.backward(dy.data, rows: t, dx: dx.data)
+        }
+        let flops = 3.0 * 2 * Double(t * k) * 2 * Double(d * f) + 3 * 2 * Double(t * d * e)
+        return MoEResult(milliseconds: 1000 / rate, gflops: rate * flops / 1e9)
+    }
+
     struct TrainingResult {
         var samplesPerSecond: Double
         var gflops: Double

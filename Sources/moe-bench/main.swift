@@ -1,5 +1,6 @@
 import Foundation
 import MoECore
+import MoENN
 
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
@@ -12,6 +13,7 @@ BLASEnvironment.prepareProcess()
 struct Options {
     var sgemmOnly = false
     var trainingOnly = false
+    var moeOnly = false
     var json = false
     var reference: String?
     var python: String?
@@ -31,6 +33,7 @@ func parseOptions() -> Options {
         switch a {
         case "--sgemm-only": o.sgemmOnly = true
         case "--training-only": o.trainingOnly = true
+        case "--moe-only": o.moeOnly = true
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
         case "--python": o.python = value(a)
@@ -59,6 +62,12 @@ func readJSON(_ path: String) -> [String: Any] {
 let sizes = [256, 512, 1024, 2048]
 let options = parseOptions()
 let core = BLASInfo.coreName.trimmingCharacters(in: .whitespaces)
+
+if options.moeOnly {
+    let m = Bench.moeLayer()
+    print(String(format: "MoE layer (T 4096, d 256, ffn 1024, E 8, top-2) forward+backward: %.1f ms, %.1f GFLOP/s", m.milliseconds, m.gflops))
+    exit(0)
+}
 
 if options.trainingOnly {
     let t = Bench.trainingStep()
