@@ -59,7 +59,7 @@ test: setup venv
 bench: build venv
 	@mkdir -p .build
 	env -u OPENBLAS_CORETYPE MOE_RUN_BLAS_CONFIGURED=1 OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --sgemm-only --json > .build/bench-default-kernel.json
-	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
+	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf .build

@@ -1,4 +1,7 @@
 import MoECore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A sparse Mixture-of-Experts feed-forward layer (Shazeer et al. 2017; GShard; Switch):
 ///
@@ -18,6 +21,8 @@ public final class MoELayer: FeedForwardLayer {
     private let gathered: Scratch, pre: Scratch, act: Scratch, out: Scratch
     private let dOut: Scratch, dAct: Scratch, dIn: Scratch
     private var dGate: [Float] = []
+    /// When set, each forward/backward adds its phase times here (for `make bench`).
+    public var profile: MoEProfile?
 
     public init(_ prefix: String, index: Int, hidden: Int, ffn: Int, activation: Activation, config: MoEConfig, moeLayers: Int) {
         self.config = config
@@ -51,12 +56,15 @@ public final class MoELayer: FeedForwardLayer {
 
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         context: ForwardContext) {
+        var clock = profile.map { _ in MoEProfile.now() }
         router.forward(x, rows: n, context: context)
+        profile?.add(.routerForward, since: &clock)
         let r = router.routing
         let a = r.total
         gathered.ensure(rows: a); pre.ensure(rows: a); act.ensure(rows: a); out.ensure(rows: a)
         let xg = gathered.data
         for i in 0..<a { (xg + i * hidden).update(from: x + r.token[i] * hidden, count: hidden) }
+        profile?.add(.gather, since: &clock)
         for e in 0..<config.experts where r.count(e) > 0 {
             let o = r.offsets[e], rows = r.count(e)
             let h = pre.data + o * ffn, g = act.data + o * ffn, ye = out.data + o * hidden
@@ -66,11 +74,14 @@ public final class MoELayer: FeedForwardLayer {
             BLAS.gemm(m: rows, n: hidden, k: ffn, g, w2.value.data + e * hidden * ffn, transB: true, ye)
             Kernels.addRowBias(rows: rows, cols: hidden, b2.value.data + e * hidden, ye)
         }
+        profile?.add(.expertsForward, since: &clock)
         y.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.axpy(hidden, r.gate[i], out.data + i * hidden, y + r.token[i] * hidden) }
+        profile?.add(.combine, since: &clock)
     }
 
     public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
+        var clock = profile.map { _ in MoEProfile.now() }
         let r = router.routing
         let a = r.total
         dOut.ensure(rows: a); dAct.ensure(rows: a); dIn.ensure(rows: a)
@@ -82,6 +93,7 @@ public final class MoELayer: FeedForwardLayer {
             let d = dOut.data + i * hidden, g = r.gate[i]
             for j in 0..<hidden { d[j] = g * dyt[j] }
         }
+        profile?.add(.combine, since: &clock)
         for e in 0..<config.experts where r.count(e) > 0 {
             let o = r.offsets[e], rows = r.count(e)
             let dye = dOut.data + o * hidden, da = dAct.data + o * ffn
@@ -93,8 +105,37 @@ public final class MoELayer: FeedForwardLayer {
             Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
             BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn.data + o * hidden)
         }
+        profile?.add(.expertsBackward, since: &clock)
         dx.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.add(hidden, dIn.data + i * hidden, dx + r.token[i] * hidden) }
+        profile?.add(.gather, since: &clock)
         dGate.withUnsafeBufferPointer { router.backward(dGate: $0.baseAddress!, rows: n, dx: dx) }
+        profile?.add(.routerBackward, since: &clock)
+    }
+}
+
+/// Wall time per phase of an MoE layer, summed over calls (forward and backward).
+public struct MoEProfile: Sendable {
+    public enum Phase: String, CaseIterable, Sendable {
+        case routerForward = "router forward (logits, softmax, top-k, capacity, grouping)"
+        case gather = "gather rows / scatter-add gradients"
+        case expertsForward = "expert GEMMs + activation, forward"
+        case combine = "combine (gate-weighted scatter) and its backward"
+        case expertsBackward = "expert GEMMs + activation, backward"
+        case routerBackward = "router backward (softmax, aux/z grads, router GEMMs)"
+    }
+    public var seconds: [Phase: Double] = [:]
+    public init() {}
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    mutating func add(_ phase: Phase, since clock: inout Double?) {
+        let t = MoEProfile.now()
+        seconds[phase, default: 0] += t - (clock ?? t)
+        clock = t
     }
 }

@@ -60,9 +60,25 @@ enum Bench {
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
+    /// The PyTorch eager reference of the MoE layer (Tests/python/bench_torch_moe.py) with as
+    /// many threads as OpenBLAS uses here.
+    static func torchMoE(python: String, script: String) -> [String: Any]? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, String(BLASInfo.threads)]
+        let out = Pipe()
+        p.standardOutput = out
+        do { try p.run() } catch { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+
     struct MoEResult {
         var milliseconds: Double
         var gflops: Double
+        /// Share of the time per phase, from 5 profiled forward+backward passes.
+        var phases: [(String, Double)]
     }
 
     /// Forward + backward of one MoE layer: T tokens, hidden d, ffn F, E experts, top-k
@@ -77,35 +93,19 @@ enum Bench {
         rng.fillNormal(x)
         rng.fillNormal(dy)
         let ctx = ForwardContext(training: true, step: 0, seed: 0)
-        if ProcessInfo.processInfo.environment["MOE_BENCH_PHASES"] != nil {
-            layer.forward(x.data, rows: t, into: y.data, context: ctx)
-            layer.backward(dy.data, rows: t, dx: dx.data)
-            var t0 = now()
-            for _ in 0..<5 { layer.router.forward(x.data, rows: t, context: ctx) }
-            print("router fwd", (now() - t0) / 5 * 1000)
-            t0 = now()
-            for _ in 0..<5 { layer.forward(x.data, rows: t, into: y.data, context: ctx) }
-            print("layer fwd", (now() - t0) / 5 * 1000)
-            t0 = now()
-            for _ in 0..<5 { layer.backward(dy.data, rows: t, dx: dx.data) }
-            print("layer bwd", (now() - t0) / 5 * 1000)
-            for (m, n, kk, ta, tb) in [(1024, 1024, 256, false, true), (1024, 1024, 256, false, false), (1024, 256, 1024, false, true),
-                                       (1024, 1024, 1024, false, false), (256, 1024, 1024, true, false), (1024, 256, 1024, false, false)] {
-                let a = Tensor(shape: [m * kk]), w = Tensor(shape: [kk * n]), c = Tensor(shape: [m * n])
-                a.fill(0.5); w.fill(0.25)
-                BLAS.gemm(m: m, n: n, k: kk, a.data, transA: ta, w.data, transB: tb, c.data)
-                let t1 = now()
-                for _ in 0..<20 { BLAS.gemm(m: m, n: n, k: kk, a.data, transA: ta, w.data, transB: tb, c.data) }
-                let dt = (now() - t1) / 20
-                print("gemm m\(m) n\(n) k\(kk) tA \(ta) tB \(tb):", Int(2.0 * Double(m * n * kk) / dt / 1e9), "GFLOP/s")
-            }
-        }
         let rate = bestRate(trials: 3, minTime: 0.5) {
             layer.forward(x.data, rows: t, into: y.data, context: ctx)
             layer.backward(dy.data, rows: t, dx: dx.data)
         }
         let flops = 3.0 * 2 * Double(t * k) * 2 * Double(d * f) + 3 * 2 * Double(t * d * e)
-        return MoEResult(milliseconds: 1000 / rate, gflops: rate * flops / 1e9)
+        layer.profile = MoEProfile()
+        for _ in 0..<5 {
+            layer.forward(x.data, rows: t, into: y.data, context: ctx)
+            layer.backward(dy.data, rows: t, dx: dx.data)
+        }
+        let total = layer.profile!.seconds.values.reduce(0, +)
+        let phases = MoEProfile.Phase.allCases.map { ($0.rawValue, (layer.profile!.seconds[$0] ?? 0) / total) }
+        return MoEResult(milliseconds: 1000 / rate, gflops: rate * flops / 1e9, phases: phases)
     }
 
     struct TrainingResult {

@@ -17,6 +17,7 @@ struct Options {
     var json = false
     var reference: String?
     var python: String?
+    var torch: String?
     var rounds = 3
     var defaultKernel: String?
     var markdown: String?
@@ -37,6 +38,7 @@ func parseOptions() -> Options {
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
         case "--python": o.python = value(a)
+        case "--torch": o.torch = value(a)
         case "--rounds": o.rounds = Int(value(a)) ?? 3
         case "--default-kernel": o.defaultKernel = value(a)
         case "--markdown": o.markdown = value(a)
@@ -66,6 +68,7 @@ let core = BLASInfo.coreName.trimmingCharacters(in: .whitespaces)
 if options.moeOnly {
     let m = Bench.moeLayer()
     print(String(format: "MoE layer (T 4096, d 256, ffn 1024, E 8, top-2) forward+backward: %.1f ms, %.1f GFLOP/s", m.milliseconds, m.gflops))
+    for (name, share) in m.phases { print(String(format: "  %5.1f%%  ", share * 100) + name) }
     exit(0)
 }
 
@@ -99,6 +102,11 @@ if options.sgemmOnly {
 }
 
 let training = Bench.trainingStep()
+let moe = Bench.moeLayer()
+var torchMoE: [String: Any]?
+if let torch = options.torch, FileManager.default.isExecutableFile(atPath: torch) {
+    torchMoE = Bench.torchMoE(python: torch, script: "Tests/python/bench_torch_moe.py")
+}
 let reference = options.reference.map(readJSON) ?? (numpyInfo.isEmpty ? nil : numpyInfo)
 let numpySgemm = options.reference != nil ? reference?["sgemm"] as? [String: Double] ?? [:]
     : Dictionary(uniqueKeysWithValues: numpyRounds.map { (String($0.key), $0.value) })
@@ -119,8 +127,24 @@ let trainingLine = "Residual MLP training step (features 64, hidden 256, ffn 102
     + "\(fmt(training.samplesPerSecond, 0)) samples/s, \(fmt(training.stepMilliseconds, 2)) ms/step, "
     + "\(fmt(training.gflops)) GFLOP/s of matrix work (\(fmt(training.gflops / (sgemm[1024]!), 2)) × our sgemm at n = 1024)."
 
+var moeLines = [String(format: "MoE layer forward+backward (T 4096 tokens, d 256, ffn 1024, E 8, top-2, dropless, GELU experts, aux + z loss): **%.1f ms**, %.1f GFLOP/s of matrix work = %.2f × our sgemm at n = 1024 (goal > 0.60).",
+                              moe.milliseconds, moe.gflops, moe.gflops / sgemm[1024]!)]
+if let t = torchMoE, let ms = t["ms"] as? Double {
+    moeLines.append(String(format: "PyTorch %@ eager, same layer and threads, same run: %.1f ms → moe-run is %.2f× its speed (goal ≥ 1).",
+                           (t["torch"] as? String ?? "?") as NSString, ms, ms / moe.milliseconds))
+} else {
+    moeLines.append("PyTorch reference: not measured (no torch venv; `make torch-venv` creates it).")
+}
+moeLines.append("")
+moeLines.append("Where the MoE layer's time goes (5 profiled passes):")
+moeLines.append("")
+moeLines.append("| phase | share |")
+moeLines.append("|---|---:|")
+for (name, share) in moe.phases { moeLines.append("| \(name) | " + String(format: "%.1f%%", share * 100) + " |") }
+
 print(lines.joined(separator: "\n"))
 print(trainingLine)
+print(moeLines.joined(separator: "\n"))
 
 if let path = options.markdown {
     var cpu = "unknown CPU"
@@ -147,6 +171,10 @@ if let path = options.markdown {
     \(lines.joined(separator: "\n"))
 
     \(trainingLine)
+
+    ## Mixture-of-Experts layer
+
+    \(moeLines.joined(separator: "\n"))
 
     Target (issue 2): moe-run's sgemm within 10% of numpy's (ratio ≥ 0.90) at n ≥ 512.
 
