@@ -1,0 +1,55 @@
+import MoECore
+
+/// Sparse upcycling (Komatsuzaki et al. 2022): an MoE model initialised from a trained dense one.
+///
+/// Every parameter the two models share by name is copied (embedding, norms, head, and the dense
+/// FFNs of blocks that stay dense). For each MoE block i, the dense `blocks/i/ffn/{w1, b1, w2, b2}`
+/// is copied into every expert of `blocks/i/moe/experts/{w1, b1, w2, b2}` (`[E, …]`). The router
+/// keeps its fresh random initialisation, as in the paper.
+///
+/// With identical experts, `y = Σ_e g_e · FFN(x) = (Σ_e g_e) · FFN(x)`: when the kept gates sum to
+/// 1 (`normalize_topk` with k ≥ 2, or dropless top-k renormalised), the upcycled model computes
+/// exactly the dense function at step 0, and training starts from the dense model's loss.
+public enum Upcycling {
+    public struct Mismatch: Error, CustomStringConvertible, Equatable {
+        public var tensor: String
+        public var reason: String
+        public var description: String { "\(tensor): \(reason)" }
+    }
+
+    /// Copies `dense` (name → values) into `moe`'s parameters as described above.
+    public static func upcycle(from dense: [String: Tensor], into moe: ResidualMLP) throws {
+        let moeBlocks = Set(moe.config.moe?.blocks ?? [])
+        for p in moe.parameters {
+            if let source = dense[p.name] {
+                guard source.shape == p.shape else {
+                    throw Mismatch(tensor: p.name, reason: "the dense checkpoint has shape \(source.shape), the MoE model \(p.shape)")
+                }
+                p.value.copy(from: source)
+                continue
+            }
+            // blocks/<i>/moe/experts/<name> ← blocks/<i>/ffn/<name>, once per expert.
+            let parts = p.name.split(separator: "/")
+            if parts.count == 5, parts[0] == "blocks", let i = Int(parts[1]), moeBlocks.contains(i),
+               parts[2] == "moe", parts[3] == "experts" {
+                let name = "blocks/\(i)/ffn/\(parts[4])"
+                guard let source = dense[name] else {
+                    throw Mismatch(tensor: name, reason: "missing from the dense checkpoint (needed for \(p.name))")
+                }
+                let e = p.shape[0]
+                guard Array(p.shape.dropFirst()) == source.shape else {
+                    throw Mismatch(tensor: name, reason: "shape \(source.shape) does not match one expert of \(p.name) \(Array(p.shape.dropFirst()))")
+                }
+                for x in 0..<e { (p.value.data + x * source.count).update(from: source.data, count: source.count) }
+                continue
+            }
+            if p.name.contains("/moe/router/") { continue }  // fresh router
+            throw Mismatch(tensor: p.name, reason: "missing from the dense checkpoint")
+        }
+    }
+
+    /// The parameters of a model by name (for `upcycle(from:into:)`).
+    public static func parameters(of model: ResidualMLP) -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.value) })
+    }
+}
