@@ -22,13 +22,20 @@ public enum Planner {
             id: "train", kind: .train, dependsOn: ["data"], workers: 1,
             inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"],
             output: "tasks/train.h5",
-            summary: "train dense residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"))
+            summary: "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"))
         tasks.append(PlanTask(
             id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
             inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
             output: "tasks/evaluate.h5",
             summary: "evaluate the final model on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
         return Plan(name: spec.name, tasks: tasks)
+    }
+
+    /// "dense", or the MoE layers of a `replicate` split: "MoE (8 experts, topk k=2, blocks 0, 1)".
+    private static func modelKind(_ spec: ExperimentSpec) -> String {
+        guard spec.experts > 1, spec.split.strategy == .replicate else { return "dense" }
+        let blocks = spec.model.moeBlocks.indices(blocks: spec.model.blocks).map(String.init).joined(separator: ", ")
+        return "MoE (\(spec.experts) experts, \(spec.router.type.rawValue) k=\(spec.router.k), block\(blocks.contains(",") ? "s" : "") \(blocks))"
     }
 
     private static func fractions(_ f: DataSpec.Fractions) -> String {

@@ -37,8 +37,9 @@ public enum Evaluation {
         if let bad = dataset.y.first(where: { $0 >= model.config.classes }) {
             throw RuntimeError.io(path: data, message: "has label \(bad); the model knows \(model.config.classes) classes")
         }
+        if model.config.moe?.router == .domain && dataset.domain == nil { throw RuntimeError.missingDomains(path: data) }
         if let norm { dataset = norm.apply(dataset) }
-        let r = model.evaluate(x: dataset.x, labels: dataset.y, batchSize: batchSize)
+        let r = model.evaluate(x: dataset.x, labels: dataset.y, domains: dataset.domain, batchSize: batchSize)
         return Result(count: dataset.count, loss: r.loss, accuracy: r.accuracy)
     }
 }

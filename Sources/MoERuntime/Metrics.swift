@@ -2,19 +2,29 @@ import MoEHDF5
 
 /// Metric series of a training task, stored as `/metrics/step` (int64) and
 /// `/metrics/<series>` (float64), one row per log step; validation metrics, computed at their
-/// own interval, as `/metrics/eval/step` and `/metrics/eval/<series>`.
+/// own interval, as `/metrics/eval/step` and `/metrics/eval/<series>`. A model with MoE layers
+/// adds `aux_loss`: the weighted auxiliary losses that training adds to the cross-entropy,
+/// `aux_loss · mean_layers(E Σ f_i P_i) + z_loss · mean_layers(mean lse²)`, averaged over the
+/// window's samples like `train_loss`.
 struct MetricsLog {
-    static let trainSeries = ["train_loss", "train_accuracy", "lr", "grad_norm", "epoch", "samples_per_second"]
+    static let denseSeries = ["train_loss", "train_accuracy", "lr", "grad_norm", "epoch", "samples_per_second"]
     static let evalSeries = ["val_loss", "val_accuracy"]
 
+    /// The series of this task, in writing order.
+    let trainSeries: [String]
     var steps: [Int64] = []
-    var series: [String: [Double]] = Dictionary(uniqueKeysWithValues: trainSeries.map { ($0, []) })
+    var series: [String: [Double]]
     var evalSteps: [Int64] = []
     var evalValues: [String: [Double]] = Dictionary(uniqueKeysWithValues: evalSeries.map { ($0, []) })
 
+    init(moe: Bool = false) {
+        trainSeries = Self.denseSeries + (moe ? ["aux_loss"] : [])
+        series = Dictionary(uniqueKeysWithValues: trainSeries.map { ($0, []) })
+    }
+
     mutating func log(step: Int, _ values: [String: Double]) {
         steps.append(Int64(step))
-        for name in Self.trainSeries { series[name]!.append(values[name] ?? .nan) }
+        for name in trainSeries { series[name]!.append(values[name] ?? .nan) }
     }
 
     mutating func logEval(step: Int, loss: Double, accuracy: Double) {
@@ -26,16 +36,17 @@ struct MetricsLog {
     func write(to location: H5Location) throws {
         let group = try location.createGroup("metrics")
         try group.createDataset("step", steps)
-        for name in Self.trainSeries { try group.createDataset(name, series[name]!) }
+        for name in trainSeries { try group.createDataset(name, series[name]!) }
         try group.createDataset("eval/step", evalSteps)
         for name in Self.evalSeries { try group.createDataset("eval/" + name, evalValues[name]!) }
     }
 
-    static func read(from location: H5Location) throws -> MetricsLog {
-        var m = MetricsLog()
+    /// The series written by `write` (`moe`: the task's model has MoE layers).
+    static func read(from location: H5Location, moe: Bool) throws -> MetricsLog {
+        var m = MetricsLog(moe: moe)
         let group = try location.openGroup("metrics")
         m.steps = try group.read("step", as: Int64.self).values
-        for name in trainSeries { m.series[name] = try group.read(name, as: Double.self).values }
+        for name in m.trainSeries { m.series[name] = try group.read(name, as: Double.self).values }
         m.evalSteps = try group.read("eval/step", as: Int64.self).values
         for name in evalSeries { m.evalValues[name] = try group.read("eval/" + name, as: Double.self).values }
         return m

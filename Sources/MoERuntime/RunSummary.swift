@@ -50,6 +50,7 @@ public struct RunSummary {
                 lines.append("  summary/\(model): " + values.joined(separator: ", "))
             }
         }
+        if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
         if file.exists("models") { lines.append("  models: " + (try file.openGroup("models").children()).joined(separator: ", ")) }
         if file.exists("tasks") { lines.append("  tasks: " + (try file.openGroup("tasks").children()).joined(separator: ", ")) }
         return lines.joined(separator: "\n")
@@ -62,6 +63,7 @@ public struct RunSummary {
             let loss: [Double] = try file.read("metrics/train_loss").values
             if let s = steps.last, let l = loss.last { lines.append("  \(steps.count) log rows; last step \(s), train_loss \(formatMetric(l))") }
         }
+        if file.exists("router") { lines += try Self.routerTable(try file.openGroup("router")) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
         if file.exists("model") { lines.append("  final model at /model") }
         if file.exists("summary/final") {
@@ -70,4 +72,37 @@ public struct RunSummary {
         }
         return lines.joined(separator: "\n")
     }
+
+    /// The last row of each MoE layer's router series: every expert's share of the routed
+    /// assignments (mean load over the last log window, in %), the dropped fraction and the
+    /// coefficient of variation of the load.
+    static func routerTable(_ router: H5Group) throws -> [String] {
+        let blocks = try router.children().compactMap(Int.init).sorted()
+        guard !blocks.isEmpty else { return [] }
+        var lines: [String] = []
+        for block in blocks {
+            let g = try router.openGroup(String(block))
+            let steps: [Int64] = try g.read("step").values
+            let (load, shape) = try g.read("load", as: Double.self)
+            guard let step = steps.last, shape.count == 2, shape[0] > 0 else { continue }
+            let e = shape[1]
+            let last = Array(load[(shape[0] - 1) * e ..< shape[0] * e])
+            let total = last.reduce(0, +)
+            let dropped: [Double] = try g.read("dropped_fraction").values
+            let cv: [Double] = try g.read("load_cv").values
+            if lines.isEmpty {
+                lines.append("  router load at step \(step), share of routed tokens per expert (%):")
+                lines.append("    block" + (0..<e).map { pad("e\($0)", 6) }.joined() + pad("dropped", 9) + pad("cv", 7))
+            }
+            let shares = last.map { pad(String(format: "%.1f", total > 0 ? 100 * $0 / total : 0), 6) }.joined()
+            lines.append("    " + pad(String(block), 5) + shares + pad(String(format: "%.1f%%", 100 * (dropped.last ?? 0)), 9)
+                         + pad(String(format: "%.3f", cv.last ?? .nan), 7))
+        }
+        return lines
+    }
+}
+
+/// `text` right-aligned in `width` columns.
+private func pad(_ text: String, _ width: Int) -> String {
+    String(repeating: " ", count: max(0, width - text.count)) + text
 }

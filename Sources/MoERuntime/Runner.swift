@@ -1,4 +1,5 @@
 import Foundation
+import MoEData
 import MoEHDF5
 import MoEPlan
 import MoESpec
@@ -22,6 +23,7 @@ public struct RunOptions: Sendable {
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
+        try preflight(spec)
         let layout = RunLayout(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
         let plan = Planner.plan(spec)
         H5Storage.deflateLevel = UInt32(spec.output.compression)
@@ -71,5 +73,13 @@ public enum Runner {
                           header: .init(status: "complete", started: started, finished: RunFile.now()))
         log.record("complete")
         return layout
+    }
+
+    /// What the spec cannot tell but its data file can, checked before anything is written (exit
+    /// 2): the `domain` router needs domain ids in the file (synthetic data always has them).
+    static func preflight(_ spec: ExperimentSpec) throws {
+        guard spec.moeConfig?.router == .domain, case .file(let f) = spec.data.source else { return }
+        let data = f.resolvedFormat == .csv ? try Dataset.load(csv: f.resolvedPath) : try Dataset.load(hdf5: f.resolvedPath)
+        if data.domain == nil { throw RuntimeError.missingDomains(path: f.path) }
     }
 }

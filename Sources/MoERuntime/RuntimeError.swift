@@ -10,12 +10,14 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case io(path: String, message: String)
     /// Bad input given on the command line (not in a spec).
     case usage(String)
+    /// `router.type: domain` on samples without domain ids.
+    case missingDomains(path: String)
 
     public var exitCode: Int32 {
         switch self {
         case .diverged, .io: return 1
         case .interrupted: return 130
-        case .runExists, .usage: return 2
+        case .runExists, .usage, .missingDomains: return 2
         }
     }
 
@@ -33,6 +35,9 @@ public enum RuntimeError: Error, CustomStringConvertible {
             return "\(path): \(message)"
         case let .usage(message):
             return message
+        case let .missingDomains(path):
+            return "\(path): the samples have no domain ids, and router.type: domain routes by them; "
+                + "add a `domain` dataset (HDF5) or column (CSV), or choose another router.type"
         }
     }
 }

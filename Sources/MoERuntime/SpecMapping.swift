@@ -10,7 +10,20 @@ extension ExperimentSpec {
     func modelConfig(features: Int, classes: Int) -> ModelConfig {
         ModelConfig(features: features, classes: classes, hidden: model.hidden, ffn: model.ffn,
                     blocks: model.blocks, activation: Activation(rawValue: model.activation.rawValue)!,
-                    dropout: Float(model.dropout), normEps: Float(model.normEps))
+                    dropout: Float(model.dropout), normEps: Float(model.normEps), moe: moeConfig)
+    }
+
+    /// The MoE part of the model: `experts > 1` with `split.strategy: replicate` turns the FFN of
+    /// every block in `model.moe_blocks` (`{every: N}` → blocks N−1, 2N−1, …) into `experts`
+    /// copies behind a router; nil for a dense model. The `hash` router's seed is the spec seed.
+    var moeConfig: MoEConfig? {
+        guard experts > 1, split.strategy == .replicate else { return nil }
+        return MoEConfig(experts: experts, blocks: model.moeBlocks.indices(blocks: model.blocks),
+                         router: RouterKind(rawValue: router.type.rawValue)!, k: router.k,
+                         capacityFactor: router.capacityFactor, minCapacity: router.minCapacity,
+                         dropPolicy: MoENN.DropPolicy(rawValue: router.dropPolicy.rawValue)!,
+                         auxLoss: Float(router.auxLoss), zLoss: Float(router.zLoss), jitter: Float(router.jitter),
+                         normalizeTopk: router.normalizeTopk, hashSeed: seed64)
     }
 
     var optimizerConfig: OptimizerConfig {

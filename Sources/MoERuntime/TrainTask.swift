@@ -6,14 +6,17 @@ import MoENN
 import MoESpec
 import MoEStore
 
-/// The `train` task: dense training of the residual MLP with periodic checkpoints.
+/// The `train` task: training of the residual MLP (dense, or with MoE blocks) with periodic
+/// checkpoints.
 ///
 /// While it runs, its state lives in `tasks/train.partial.h5`, replaced atomically at every
-/// checkpoint: metrics so far, the last `output.keep_checkpoints` checkpoints
+/// checkpoint: metrics and router metrics so far, the last `output.keep_checkpoints` checkpoints
 /// (`/checkpoints/<step>/{model, optimizer}`) and the position in the data (epoch, batch).
 /// Resuming loads the newest checkpoint and replays the same batch order (the order of epoch e
 /// is a function of the seed and e), so a resumed run ends with bit-identical weights. When done,
-/// `tasks/train.h5` is written atomically with `/metrics`, `/checkpoints` and the final `/model`.
+/// `tasks/train.h5` is written atomically with `/metrics`, `/router` (MoE models, see
+/// `RouterMetricsLog`), `/checkpoints` and the final `/model`. Each batch's domain ids go to the
+/// model (the `domain` router needs them).
 final class TrainTask {
     let spec: ExperimentSpec
     let layout: RunLayout
@@ -21,6 +24,7 @@ final class TrainTask {
     let id = "train"
 
     private var metrics = MetricsLog()
+    private var routerMetrics: RouterMetricsLog?
     /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
     private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
     private var norm: Standardization?
@@ -36,6 +40,9 @@ final class TrainTask {
         let (val, _) = try DataTask.load("val", layout: layout)
         self.norm = norm
         let model = ResidualMLP(config: spec.modelConfig(features: train.features, classes: train.classes), seed: spec.seed64)
+        try Self.checkDomains(model.config, train, val)
+        metrics = MetricsLog(moe: model.config.moe != nil)
+        routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let epochs = spec.train.epochs
         let totalSteps = epochs * batches.batchesPerEpoch
@@ -48,19 +55,22 @@ final class TrainTask {
         log.info("train: \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
 
         let start = Date()
-        var window = (loss: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
+        var window = (loss: 0.0, aux: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
         var lastLine = Date.distantPast
         while epoch < epochs {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
             while batches.next() {
-                let r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows)
+                let r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
+                                          domains: batches.domains?.baseAddress)
                 batchInEpoch += 1
                 let step = trainer.step
                 guard r.loss.isFinite, r.gradNorm.isFinite else {
                     throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss.isFinite ? r.gradNorm : r.loss)
                 }
-                window.loss += r.loss * Double(batches.rows); window.correct += r.correct
+                window.loss += r.loss * Double(batches.rows); window.aux += r.auxLoss * Double(batches.rows)
+                window.correct += r.correct
+                routerMetrics?.accumulate(model)
                 window.rows += batches.rows; window.steps += 1
                 if step % spec.train.logEvery == 0 || step == totalSteps {
                     let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
@@ -69,7 +79,9 @@ final class TrainTask {
                         "train_accuracy": Double(window.correct) / Double(window.rows),
                         "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
                         "samples_per_second": Double(window.rows) / elapsed,
+                        "aux_loss": window.aux / Double(window.rows),
                     ])
+                    routerMetrics?.log(step: step)
                     let rate = Double(window.rows) / elapsed
                     let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
                     let line = String(format: "train: epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
@@ -84,7 +96,7 @@ final class TrainTask {
                     } else {
                         log.record(line)
                     }
-                    window = (0, 0, 0, 0, Date())
+                    window = (0, 0, 0, 0, 0, Date())
                 }
                 if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(model, val, step: step) }
                 if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
@@ -107,7 +119,7 @@ final class TrainTask {
 
     private func evaluate(_ model: ResidualMLP, _ val: Dataset, step: Int) {
         guard val.count > 0 else { return }
-        let r = model.evaluate(x: val.x, labels: val.y, batchSize: spec.eval.batchSize)
+        let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
         metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
         log.record(String(format: "train: step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
     }
@@ -123,6 +135,7 @@ final class TrainTask {
             try file.setAttribute("kind", "partial")
             try file.setAttribute("task", id)
             try metrics.write(to: file)
+            try routerMetrics?.write(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
         }
     }
@@ -154,7 +167,8 @@ final class TrainTask {
     /// Loads the partial file: metrics, kept checkpoints, and the newest one into the model.
     private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
         let file = try H5File.open(layout.partialFile(id))
-        metrics = try MetricsLog.read(from: file)
+        metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil)
+        try routerMetrics?.read(from: file)
         let steps = try file.openGroup("checkpoints").children().compactMap(Int.init).sorted()
         guard !steps.isEmpty else { throw RuntimeError.io(path: layout.partialFile(id), message: "holds no checkpoint") }
         kept = []
@@ -171,6 +185,14 @@ final class TrainTask {
         return position
     }
 
+    /// The `domain` router routes by each sample's domain id: data without them is refused.
+    static func checkDomains(_ config: ModelConfig, _ splits: Dataset...) throws {
+        guard config.moe?.router == .domain else { return }
+        for split in splits where split.count > 0 && split.domain == nil {
+            throw RuntimeError.missingDomains(path: "tasks/data.h5")
+        }
+    }
+
     private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setAttribute("format", "moe-run/1")
@@ -179,6 +201,7 @@ final class TrainTask {
             try file.setAttribute("steps", Int64(optimizer.stepCount))
             try file.setAttribute("train_seconds", seconds)
             try metrics.write(to: file)
+            try routerMetrics?.write(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
             try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
         }

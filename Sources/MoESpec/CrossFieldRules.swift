@@ -68,9 +68,9 @@ enum CrossFieldRules {
             }
             return nil
         },
-        CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` needs `k: 1`.") { s, c in
-            if s.router.type == .switch, s.router.k != 1 {
-                return c.error("router.k", "must be 1 with router.type: switch, got \(s.router.k)")
+        CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` and `domain` need `k: 1`.") { s, c in
+            if s.router.type == .switch || s.router.type == .domain, s.router.k != 1 {
+                return c.error("router.k", "must be 1 with router.type: \(s.router.type.rawValue), got \(s.router.k)")
             }
             if s.router.k > s.experts {
                 return c.error("router.k", "must be between 1 and experts (\(s.experts)), got \(s.router.k)")

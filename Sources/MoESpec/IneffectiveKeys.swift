@@ -16,6 +16,36 @@ enum IneffectiveKeys {
         Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
             s.experts == 1 ? "has no effect with experts: 1 (a dense model has no router or MoE blocks)" : nil
         },
+        Rule(keys: ["router.aux_loss"], summary: "`router.aux_loss` needs a learned token-choice router (`topk`, `switch`, `noisy_topk`).") { s in
+            switch s.router.type {
+            case .hash, .domain: return "has no effect with router.type: \(s.router.type.rawValue) (the router has no learned weights)"
+            case .expert_choice:
+                return "has no effect with router.type: expert_choice (every expert takes the same number of tokens; there is no load-balancing loss)"
+            default: return nil
+            }
+        },
+        Rule(keys: ["router.z_loss", "router.jitter"], summary: "`router.z_loss` and `router.jitter` need a learned router (not `hash` or `domain`).") { s in
+            s.router.type == .hash || s.router.type == .domain
+                ? "has no effect with router.type: \(s.router.type.rawValue) (the router has no learned weights)" : nil
+        },
+        Rule(keys: ["router.normalize_topk"], summary: "`router.normalize_topk` applies to `topk` and `noisy_topk` with `k > 1`.") { s in
+            if s.router.type != .topk && s.router.type != .noisy_topk {
+                return "applies only with router.type: topk or noisy_topk, got \(s.router.type.rawValue)"
+            }
+            return s.router.k == 1 ? "has no effect with router.k: 1 (the one gate keeps its probability)" : nil
+        },
+        Rule(keys: ["router.min_capacity"], summary: "`router.min_capacity` needs a `router.capacity_factor`.") { s in
+            s.router.capacityFactor == nil ? "has no effect without router.capacity_factor (dropless routing has no capacity)" : nil
+        },
+        Rule(keys: ["router.drop_policy"], summary: "`router.drop_policy` needs a `router.capacity_factor` and a `topk`, `switch` or `noisy_topk` router.") { s in
+            if s.router.capacityFactor == nil { return "has no effect without router.capacity_factor (dropless routing drops nothing)" }
+            switch s.router.type {
+            case .hash, .domain:
+                return "has no effect with router.type: \(s.router.type.rawValue) (without probabilities, overflow is dropped by position)"
+            case .expert_choice: return "has no effect with router.type: expert_choice (each expert picks its most probable tokens)"
+            default: return nil
+            }
+        },
         Rule(keys: ["split.method"], summary: "`split.method` applies to `neurons` only.") { s in
             s.split.strategy == .neurons ? nil : "applies only with split.strategy: neurons"
         },

@@ -73,9 +73,10 @@ extension SpecSchema {
         ## Not supported yet
 
         Every key above is parsed and validated today. What later issues build is refused with an
-        error naming the key (for example `experts: values above 1 are not supported yet
-        (Mixture-of-Experts layers arrive with issue 4)`). This version runs dense single-process
-        training on synthetic or file data. Checked in this order:
+        error naming the key (for example `split.strategy: "neurons" is not supported yet (issue 4:
+        ...)`). This version runs single-process training of dense models and of Mixture-of-Experts
+        models (`experts > 1` with `split.strategy: replicate`, without `upcycle_from`) on
+        synthetic or file data. Checked in this order:
 
         | key | refused | arrives with issue |
         |---|---|---|

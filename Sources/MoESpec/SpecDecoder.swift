@@ -176,7 +176,7 @@ struct SpecDecoder {
     private func decodeRouter(_ r: MappingReader, experts: Int) throws -> RouterSpec {
         typealias S = SpecSchema.Router
         let type = try r.choice(S.type, as: RouterSpec.Kind.self)
-        let k = try r.optionalInt(S.k) ?? (type == .switch ? 1 : min(2, experts))
+        let k = try r.optionalInt(S.k) ?? (type == .switch || type == .domain ? 1 : min(2, experts))
         return RouterSpec(type: type, k: k, capacityFactor: try r.nullableNumber(S.capacityFactor),
                           minCapacity: try r.int(S.minCapacity),
                           dropPolicy: try r.choice(S.dropPolicy, as: RouterSpec.DropPolicy.self),

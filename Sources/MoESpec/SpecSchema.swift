@@ -110,11 +110,11 @@ public enum SpecSchema {
 
     enum Router {
         static let type = SchemaField("type", SchemaField.choice(RouterSpec.Kind.self), default: .string("topk"),
-            "`topk` softmax (GShard), `switch` (top-1), `noisy_topk` (Shazeer), `expert_choice`, `hash` (fixed), `domain` (oracle by domain id).")
-        static let k = SchemaField("k", .integer(min: 1, max: nil), defaultText: "2 (1 with `switch`; at most `experts`)",
-            "Experts per token; at most `experts`; `switch` requires 1.")
+            "`topk` softmax (GShard), `switch` (top-1), `noisy_topk` (Shazeer), `expert_choice`, `hash` (fixed), `domain` (oracle: domain d goes to expert d mod `experts`; the data needs domain ids).")
+        static let k = SchemaField("k", .integer(min: 1, max: nil), defaultText: "2 (1 with `switch` and `domain`; at most `experts`)",
+            "Experts per token; at most `experts`; `switch` and `domain` require 1.")
         static let capacityFactor = SchemaField("capacity_factor", .number(.positive), nullable: true, default: .null,
-            "Expert capacity = factor · tokens · k / experts; null = dropless (`expert_choice` needs a value).")
+            "Expert capacity = max(`min_capacity`, ⌈factor · tokens · k / experts⌉), tokens counted per batch (training and `eval.batch_size` batches); null = dropless (`expert_choice` needs a value).")
         static let minCapacity = SchemaField("min_capacity", .integer(min: 0, max: nil), default: .int(4), "Lower bound of the capacity.")
         static let dropPolicy = SchemaField("drop_policy", SchemaField.choice(RouterSpec.DropPolicy.self), default: .string("probs"),
             "Which tokens overflow first: lowest router probability, or latest position.")

@@ -5,9 +5,10 @@
 /// feature deletes (or narrows) its entry. Entries are checked in order and the first refusal
 /// is reported, so the features of the latest issues come first.
 ///
-/// Runs today: dense single-process training (`experts: 1`, `split.strategy: none`,
-/// `parallelism.mode: none` with `workers: 1`, `fusion.method: none`, no `sweep`), on synthetic
-/// or file data.
+/// Runs today: single-process training of a dense model (`experts: 1`, `split.strategy: none`)
+/// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
+/// replicate` without `upcycle_from`), with `parallelism.mode: none` and `workers: 1`,
+/// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
         let keyPath: String
@@ -44,15 +45,21 @@ enum SupportGate {
             spec.parallelism.compression == .none ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "experts", refused: "values above 1", issue: "4") { spec in
-            spec.experts == 1 ? nil : "values above 1 are not supported yet (Mixture-of-Experts layers arrive with issue 4)"
-        },
-        Entry(keyPath: "split.strategy", refused: "`replicate`, `neurons` (issue 4); `layerwise`, `branch` (issue 5)", issue: "4, 5") { spec in
+        Entry(keyPath: "split.strategy", refused: "`neurons`, `layerwise` (issue 4; pipeline-parallel `layerwise`: issue 5), `branch` (issues 5, 6)",
+              issue: "4, 5, 6") { spec in
             switch spec.split.strategy {
-            case .none: return nil
-            case .replicate, .neurons: return "\(quoted(spec.split.strategy.rawValue)) is not supported yet (issue 4)"
-            case .layerwise, .branch: return "\(quoted(spec.split.strategy.rawValue)) is not supported yet (issue 5)"
+            case .none, .replicate: return nil
+            case .neurons:
+                return "\"neurons\" is not supported yet (issue 4: MoEfication, splitting a trained FFN's hidden units into experts; split.strategy: replicate runs today)"
+            case .layerwise:
+                return "\"layerwise\" is not supported yet (issue 4: stage-local training with train.local; issue 5: the pipeline-parallel variant)"
+            case .branch:
+                return "\"branch\" is not supported yet (issue 5: branch training in parallel workers; issue 6: fusing the branches)"
             }
+        },
+        Entry(keyPath: "split.upcycle_from", refused: "anything but `null`", issue: "4") { spec in
+            spec.split.upcycleFrom == nil ? nil
+                : "not supported yet (issue 4: sparse upcycling from a dense checkpoint; split.strategy: replicate without upcycle_from runs today)"
         },
     ]
 
@@ -60,7 +67,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense single-process training; see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense and replicate-MoE single-process training; see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

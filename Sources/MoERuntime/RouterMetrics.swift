@@ -1,0 +1,115 @@
+import MoEHDF5
+import MoENN
+
+/// Router metric series of a training task, one group per MoE layer named by its block index
+/// (`/router/<i>/` for `blocks/<i>/moe`), one row per log step (the rows of `/metrics/step`):
+///
+///     /router/<i>/step              int64   [rows]       the log step (= /metrics/step)
+///     /router/<i>/load              float64 [rows, E]    mean assignments per expert per step
+///     /router/<i>/dropped_fraction  float64 [rows]       Σ dropped / Σ routed
+///     /router/<i>/unused_experts    float64 [rows]       experts that served nothing in the window
+///     /router/<i>/gate_entropy      float64 [rows]       (1/Σ T) Σ_t −Σ_e p_te log p_te
+///     /router/<i>/load_cv           float64 [rows]       std(load) / mean(load) over experts
+///     /router/<i>/max_mean_load     float64 [rows]       max(load) / mean(load)
+///     /router/<i>/aux_loss          float64 [rows]       raw E · Σ f_i P_i, token-weighted mean
+///     /router/<i>/z_loss            float64 [rows]       raw mean lse², token-weighted mean
+///
+/// Each row summarises the window of steps since the previous row (as `train_loss` does):
+/// counts are summed over the window's S steps, then `load_e = Σ load_e / S`. "Routed" and
+/// "dropped" are defined by `RouterStepStatistics` (selections for token choice, tokens for
+/// expert choice). `std` is the population standard deviation over the E experts.
+struct RouterMetricsLog {
+    static let series = ["dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]
+
+    /// One MoE layer's series.
+    struct Layer {
+        let block: Int
+        let experts: Int
+        var steps: [Int64] = []
+        /// Row-major `[rows, experts]`.
+        var load: [Double] = []
+        var values: [String: [Double]] = Dictionary(uniqueKeysWithValues: RouterMetricsLog.series.map { ($0, []) })
+        /// The open window: sums since the last row.
+        var window: RouterStepStatistics
+        var windowSteps = 0
+
+        init(block: Int, experts: Int) {
+            self.block = block
+            self.experts = experts
+            window = RouterStepStatistics(experts: experts)
+        }
+    }
+
+    var layers: [Layer]
+
+    /// Empty series for the MoE layers of `model` (none for a dense model).
+    init(model: ResidualMLP) {
+        layers = model.blocks.compactMap { block in
+            (block.feedForward as? MoELayer).map { Layer(block: block.index, experts: $0.config.experts) }
+        }
+    }
+
+    var isEmpty: Bool { layers.isEmpty }
+
+    /// Adds the last training step's routing of every MoE layer to the open window.
+    mutating func accumulate(_ model: ResidualMLP) {
+        for (i, moe) in model.moeLayers.enumerated() {
+            let s = moe.router.lastStepStatistics()
+            var w = layers[i].window
+            w.tokens += s.tokens
+            for e in 0..<w.load.count { w.load[e] += s.load[e] }
+            w.routed += s.routed
+            w.dropped += s.dropped
+            w.entropySum += s.entropySum
+            w.auxLoss += s.auxLoss * Double(s.tokens)
+            w.zLoss += s.zLoss * Double(s.tokens)
+            layers[i].window = w
+            layers[i].windowSteps += 1
+        }
+    }
+
+    /// Closes the window into one row at `step`.
+    mutating func log(step: Int) {
+        for i in layers.indices {
+            let w = layers[i].window, steps = Double(max(layers[i].windowSteps, 1)), e = layers[i].experts
+            let load = w.load.map { Double($0) / steps }
+            let mean = load.reduce(0, +) / Double(e)
+            let variance = load.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(e)
+            let tokens = Double(max(w.tokens, 1))
+            let row: [String: Double] = [
+                "dropped_fraction": w.routed > 0 ? Double(w.dropped) / Double(w.routed) : 0,
+                "unused_experts": Double(w.load.filter { $0 == 0 }.count),
+                "gate_entropy": w.entropySum / tokens,
+                "load_cv": mean > 0 ? variance.squareRoot() / mean : .nan,
+                "max_mean_load": mean > 0 ? (load.max() ?? 0) / mean : .nan,
+                "aux_loss": w.auxLoss / tokens,
+                "z_loss": w.zLoss / tokens,
+            ]
+            layers[i].steps.append(Int64(step))
+            layers[i].load += load
+            for name in Self.series { layers[i].values[name]!.append(row[name]!) }
+            layers[i].window = RouterStepStatistics(experts: e)
+            layers[i].windowSteps = 0
+        }
+    }
+
+    func write(to location: H5Location) throws {
+        for layer in layers {
+            let group = try location.createGroup("router/\(layer.block)")
+            try group.setAttribute("experts", Int64(layer.experts))
+            try group.createDataset("step", layer.steps)
+            try group.createDataset("load", layer.load, shape: [layer.steps.count, layer.experts])
+            for name in Self.series { try group.createDataset(name, layer.values[name]!) }
+        }
+    }
+
+    /// Restores the rows written by `write` (a resumed task continues them).
+    mutating func read(from location: H5Location) throws {
+        for i in layers.indices {
+            let group = try location.openGroup("router/\(layers[i].block)")
+            layers[i].steps = try group.read("step", as: Int64.self).values
+            layers[i].load = try group.read("load", as: Double.self).values
+            for name in Self.series { layers[i].values[name] = try group.read(name, as: Double.self).values }
+        }
+    }
+}
