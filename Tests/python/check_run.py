@@ -5,6 +5,19 @@
 2. The checkpoint of §5.3 is self-describing: a numpy forward pass built only from the
    checkpoint's `config` attribute and its parameters reproduces moe-run's test loss to 1e-4
    relative.
+3. MoE blocks (config "moe"), in evaluation mode, from the documented maths (ARCHITECTURE §2):
+   router probabilities p = softmax(x·Wᵀ); `topk`/`noisy_topk` (no noise at evaluation) take each
+   token's k most probable experts, `switch` the top one; gates are p, renormalised over the k
+   chosen when `normalize_topk` and k > 1; `expert_choice` lets each expert take its C most
+   probable tokens with gate p; `domain` sends domain d to expert d mod E with gate 1. With a
+   `capacity_factor`, C = max(min_capacity, ceil(k·T/E·capacity_factor)) where T counts the
+   tokens of one evaluation batch: moe-run evaluates in batches of `eval.batch_size` (stored as
+   the `batch_size` attribute of tasks/evaluate.h5), so this forward pass batches the test split
+   the same way. Token-choice overflow keeps, per expert, the assignments with the highest
+   probability (`drop_policy: probs`) or the earlier choice rank, then the earlier token
+   (`position`); ties go to the lower slot t·k + j. A dropped assignment contributes nothing (the
+   token passes through the residual). The `hash` router (seeded Philox stream per token) is
+   not re-implemented here: the check reports it and fails.
 
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
@@ -44,26 +57,107 @@ def activation(name, x):
     fail(f"unknown activation {name}")
 
 
-def forward(group, x):
-    """The residual MLP of ARCHITECTURE §5.3, in float64, from the checkpoint group alone."""
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def route(moe, probs, domains):
+    """Assignments (expert, token, gate) of one batch, after capacity."""
+    t_count, e_count = probs.shape
+    kind, k = moe["router"], moe["k"]
+    cf = moe["capacity_factor"]
+    capacity = None if cf is None else max(moe["min_capacity"], math.ceil(k * t_count / e_count * cf))
+    if kind == "expert_choice":
+        out = []
+        for e in range(e_count):
+            # Most probable first; equal probabilities go to the lower token.
+            order = sorted(range(t_count), key=lambda t: (-probs[t, e], t))[: min(capacity, t_count)]
+            out += [(e, t, probs[t, e]) for t in order]
+        return out
+    if kind == "hash":
+        fail("the numpy check does not implement the hash router (a seeded Philox stream per token)")
+    if kind == "domain":
+        check(domains is not None, "the domain router needs /data/test/domain")
+        chosen = [[int(d) % e_count] for d in domains]
+        gates = [[1.0] for _ in domains]
+    else:
+        chosen, gates = [], []
+        for t in range(t_count):
+            order = sorted(range(e_count), key=lambda e: (-probs[t, e], e))[:k]
+            g = [probs[t, e] for e in order]
+            if moe["normalize_topk"] and k > 1:
+                g = [v / sum(g) for v in g]
+            chosen.append(order)
+            gates.append(g)
+    pairs = [(chosen[t][j], t, gates[t][j], t * k + j, j) for t in range(t_count) for j in range(k)]
+    if capacity is None:
+        return [(e, t, g) for e, t, g, _, _ in pairs]
+    learned = kind in ("topk", "switch", "noisy_topk")
+    if moe["drop_policy"] == "probs" and learned:
+        priority = lambda a: (-probs[a[1], a[0]], a[3])
+    else:
+        priority = lambda a: (a[4] * t_count + a[1], a[3])
+    load = [0] * e_count
+    kept = []
+    for a in sorted(pairs, key=priority):
+        if load[a[0]] < capacity:
+            load[a[0]] += 1
+            kept.append((a[0], a[1], a[2]))
+    return kept
+
+
+def moe_layer(moe, p, prefix, z, domains, act):
+    """y_t = Σ over the kept assignments (e, t, g) of g · FFN_e(z_t)."""
+    if moe["router"] in ("hash", "domain"):
+        probs = np.zeros((z.shape[0], moe["experts"]))
+    else:
+        probs = softmax(z @ p(f"{prefix}/router/weight").T)
+    w1, b1 = p(f"{prefix}/experts/w1"), p(f"{prefix}/experts/b1")
+    w2, b2 = p(f"{prefix}/experts/w2"), p(f"{prefix}/experts/b2")
+    y = np.zeros_like(z)
+    for e, t, g in route(moe, probs, domains):
+        h = activation(act, z[t] @ w1[e].T + b1[e])
+        y[t] += g * (h @ w2[e].T + b2[e])
+    return y
+
+
+def forward(group, x, domains=None, batch_size=None):
+    """The residual MLP of ARCHITECTURE §5.3, in float64, from the checkpoint group alone,
+    over batches of `batch_size` rows (MoE capacity counts the tokens of one batch)."""
     config = json.loads(group.attrs["config"])
+    moe = config.get("moe")
     p = lambda name: np.asarray(group[name], dtype=np.float64)
     if "input" in group:
         x = (x - p("input/mean")) / p("input/std")
-    h = x @ p("embed/weight").T + p("embed/bias")
-    for i in range(config["blocks"]):
-        b = f"blocks/{i}"
-        z = layer_norm(h, p(f"{b}/norm/weight"), p(f"{b}/norm/bias"), config["norm_eps"])
-        a = activation(config["activation"], z @ p(f"{b}/ffn/w1").T + p(f"{b}/ffn/b1"))
-        h = h + a @ p(f"{b}/ffn/w2").T + p(f"{b}/ffn/b2")
-    h = layer_norm(h, p("norm/weight"), p("norm/bias"), config["norm_eps"])
-    return h @ p("head/weight").T + p("head/bias")
+    if batch_size is None or moe is None:
+        batch_size = max(len(x), 1)
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        db = None if domains is None else domains[start : start + batch_size]
+        h = xb @ p("embed/weight").T + p("embed/bias")
+        for i in range(config["blocks"]):
+            b = f"blocks/{i}"
+            z = layer_norm(h, p(f"{b}/norm/weight"), p(f"{b}/norm/bias"), config["norm_eps"])
+            if moe is not None and i in moe["blocks"]:
+                h = h + moe_layer(moe, p, f"{b}/moe", z, db, config["activation"])
+            else:
+                a = activation(config["activation"], z @ p(f"{b}/ffn/w1").T + p(f"{b}/ffn/b1"))
+                h = h + a @ p(f"{b}/ffn/w2").T + p(f"{b}/ffn/b2")
+        h = layer_norm(h, p("norm/weight"), p("norm/bias"), config["norm_eps"])
+        outputs.append(h @ p("head/weight").T + p("head/bias"))
+    return np.concatenate(outputs)
 
 
 def cross_entropy(logits, y):
     m = logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(logits - m).sum(axis=1)) + m[:, 0]
     return float(np.mean(lse - logits[np.arange(len(y)), y]))
+
+
+def metrics_step(f):
+    return f["tasks/train/metrics/step"]
 
 
 def main(run_dir):
@@ -86,7 +180,23 @@ def main(run_dir):
         check(model.attrs["format"] == "moe-run/1" and model.attrs["kind"] == "model", "/models/final is not a model checkpoint")
         config = json.loads(model.attrs["config"])
         check(model["embed/weight"].shape == (config["hidden"], config["features"]), "embed/weight is not [hidden, features]")
-        check(model["blocks/0/ffn/w1"].shape == (config["ffn"], config["hidden"]), "w1 is not [ffn, hidden]")
+        moe = config.get("moe")
+        moe_blocks = [] if moe is None else moe["blocks"]
+        for i in range(config["blocks"]):
+            if i in moe_blocks:
+                e, ffn, hidden = moe["experts"], config["ffn"], config["hidden"]
+                if moe["router"] not in ("hash", "domain"):  # the fixed routers have no weights
+                    check(model[f"blocks/{i}/moe/router/weight"].shape == (e, hidden), "router/weight is not [E, hidden]")
+                check(model[f"blocks/{i}/moe/experts/w1"].shape == (e, ffn, hidden), "experts/w1 is not [E, ffn, hidden]")
+                check(model[f"blocks/{i}/moe/experts/w2"].shape == (e, hidden, ffn), "experts/w2 is not [E, hidden, ffn]")
+                check(f"blocks/{i}/ffn" not in model, f"MoE block {i} also has a dense ffn")
+                router = f[f"tasks/train/router/{i}"]
+                rows = len(metrics_step(f))
+                check(router["load"].shape == (rows, e), f"router/{i}/load is not [log rows, E]")
+                for name in ["step", "dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]:
+                    check(router[name].shape == (rows,), f"router/{i}/{name} is not [log rows]")
+            else:
+                check(model[f"blocks/{i}/ffn/w1"].shape == (config["ffn"], config["hidden"]), "w1 is not [ffn, hidden]")
         check(model["head/weight"].dtype == np.float32, "parameters must be float32")
         for task in plan["tasks"]:
             check(f"tasks/{task['id']}" in f, f"/tasks/{task['id']} link missing")
@@ -97,12 +207,16 @@ def main(run_dir):
         reported = float(f["summary/final/test_loss"][()])
         x = np.asarray(f["data/test/x"], dtype=np.float64)
         y = np.asarray(f["data/test/y"])
-        loss = cross_entropy(forward(model, x), y)
+        domains = np.asarray(f["data/test/domain"]) if "data/test/domain" in f else None
+        batch_size = int(f["tasks/evaluate"].attrs["batch_size"])
+        logits = forward(model, x, domains, batch_size)
+        loss = cross_entropy(logits, y)
         rel = abs(loss - reported) / abs(reported)
         check(rel < 1e-4, f"numpy test loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.2e})")
-        accuracy = float(np.mean(forward(model, x).argmax(axis=1) == y))
+        accuracy = float(np.mean(logits.argmax(axis=1) == y))
         check(abs(accuracy - float(f["summary/final/test_accuracy"][()])) < 1e-9, "test accuracy differs")
-    print(f"interop: ok: numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
+    kind = "dense" if moe is None else f"MoE {moe['router']} k={moe['k']}, {moe['experts']} experts in blocks {moe['blocks']}"
+    print(f"interop: ok: {kind}: numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
 
 
 if __name__ == "__main__":
