@@ -1,6 +1,7 @@
 # moe-run — build, test and benchmark on Debian 12 with the Swift toolchain.
 #   make run     install missing system packages, build, run the quickstart experiment
-#   make test    install, build, run every test (Swift and Python interop)
+#   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
+#   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 
 SHELL := /bin/bash
@@ -14,6 +15,23 @@ PY_PACKAGES := numpy h5py
 SWIFT_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release
 NPROC := $(shell nproc)
+
+# The PyTorch reference check of the MoE layer (Tests/TorchReferenceTests + Tests/python/torch_reference.py).
+# torch from PyPI is large (about 5 GB with its CUDA wheels, about two minutes to install), so it
+# gets its own venv outside the clone, installed once per machine and reused by every clone and CI.
+# MOE_RUN_SKIP_TORCH=1 leaves it out of `make test` (the test then reports itself skipped).
+TORCH_VENV ?= $(HOME)/.cache/moe-run/torch-venv
+TORCH_PY := $(TORCH_VENV)/bin/python
+TORCH_PY_PACKAGES := torch numpy h5py
+# Free space (GiB) the first install needs where the venv goes.
+TORCH_MIN_FREE_GB := 8
+ifeq ($(MOE_RUN_SKIP_TORCH),1)
+TEST_TORCH_PREREQ :=
+TEST_TORCH_ENV := MOE_RUN_SKIP_TORCH=1
+else
+TEST_TORCH_PREREQ := torch-venv
+TEST_TORCH_ENV := MOE_RUN_TORCH_PYTHON="$(TORCH_PY)"
+endif
 
 # OpenBLAS 0.3.21 misdetects recent Intel CPUs and falls back to its slowest kernel; it reads
 # OPENBLAS_CORETYPE when it loads. The moe-run binaries re-exec themselves with it set; the test
@@ -52,9 +70,41 @@ venv:
 build: setup
 	swift build $(SWIFT_FLAGS)
 
-test: setup venv
+test: setup venv $(TEST_TORCH_PREREQ)
 	swift build $(SWIFT_FLAGS) --build-tests
-	MOE_RUN_PYTHON="$(PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing
+	MOE_RUN_PYTHON="$(PY)" $(TEST_TORCH_ENV) swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing
+
+.PHONY: torch-venv check-torch
+
+## torch-venv: PyTorch (+ numpy, h5py) in $(TORCH_VENV), once per machine; a no-op when it imports.
+## Concurrent `make test`s (several clones) wait on a lock instead of installing into one venv twice.
+torch-venv:
+	@ready() { [ -x "$(TORCH_PY)" ] && "$(TORCH_PY)" -c "import torch, h5py, numpy" 2>/dev/null; }; \
+	if ! ready; then \
+	  mkdir -p "$(dir $(TORCH_VENV))"; \
+	  exec 9>"$(TORCH_VENV).lock"; flock 9; \
+	fi; \
+	if ! ready; then \
+	  free=$$(( $$(df -Pk "$(dir $(TORCH_VENV))" | awk 'NR==2 {print $$4}') / 1048576 )); \
+	  if [ "$$free" -lt $(TORCH_MIN_FREE_GB) ]; then \
+	    echo "torch-venv: error: $$free GiB free under $(dir $(TORCH_VENV)), torch needs about $(TORCH_MIN_FREE_GB); free some space, set TORCH_VENV=DIR elsewhere, or MOE_RUN_SKIP_TORCH=1 to test without the PyTorch reference check" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "torch-venv: installing $(TORCH_PY_PACKAGES) into $(TORCH_VENV) (once per machine: about 5 GB, a few minutes)"; \
+	  start=$$(date +%s); \
+	  [ -x "$(TORCH_PY)" ] || python3 -m venv "$(TORCH_VENV)"; \
+	  if ! "$(TORCH_VENV)/bin/pip" install -q --disable-pip-version-check --no-cache-dir $(TORCH_PY_PACKAGES) || ! ready; then \
+	    echo "torch-venv: error: pip could not install $(TORCH_PY_PACKAGES) into $(TORCH_VENV); set MOE_RUN_SKIP_TORCH=1 to test without the PyTorch reference check" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "torch-venv: installed in $$(( $$(date +%s) - start )) s"; \
+	fi; \
+	echo "torch-venv: $(TORCH_VENV) has torch $$("$(TORCH_PY)" -c 'import torch; print(torch.__version__)')"
+
+## check-torch: build, then run only the PyTorch reference check of the MoE layer.
+check-torch: setup torch-venv
+	swift build $(SWIFT_FLAGS) --build-tests
+	env -u MOE_RUN_SKIP_TORCH MOE_RUN_TORCH_PYTHON="$(TORCH_PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing --filter TorchReferenceTests
 
 bench: build venv
 	@mkdir -p .build

@@ -55,11 +55,9 @@ final class TorchReferenceTests: XCTestCase {
     func testMoELayerMatchesTorch() throws {
         let env = ProcessInfo.processInfo.environment
         if env["MOE_RUN_SKIP_TORCH"] == "1" {
-            print("torch reference check skipped (MOE_RUN_SKIP_TORCH=1)")
             throw XCTSkip("torch reference check skipped (MOE_RUN_SKIP_TORCH=1)")
         }
         guard let python = env["MOE_RUN_TORCH_PYTHON"], !python.isEmpty else {
-            print("torch reference check skipped (MOE_RUN_TORCH_PYTHON is not set: run `make check-torch`, or set MOE_RUN_SKIP_TORCH=1)")
             throw XCTSkip("torch reference check skipped (MOE_RUN_TORCH_PYTHON is not set: run `make check-torch`, or set MOE_RUN_SKIP_TORCH=1)")
         }
         let fm = FileManager.default
