@@ -27,6 +27,31 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual(spec.experts, 1)
     }
 
+    /// The README's comparison: same data, seed and budget, and the same FFN width per sample.
+    func testMoEExperimentsMatchTheDenseBaselinesActiveWidth() throws {
+        func load(_ name: String) throws -> ExperimentSpec {
+            try SpecLoader.load(path: experiments.appendingPathComponent(name + ".yaml").path)
+        }
+        let dense = try load("dense-baseline"), topk = try load("moe-topk"), sw = try load("switch-capacity")
+        XCTAssertEqual(dense.experts, 1)
+        guard case .synthetic(let data) = dense.data.source else { return XCTFail("synthetic data expected") }
+        XCTAssertEqual(data.domains, 8)
+        for moe in [topk, sw] {
+            XCTAssertEqual(moe.experts, 8)
+            XCTAssertEqual(moe.split.strategy, .replicate)
+            XCTAssertEqual(moe.data, dense.data)
+            XCTAssertEqual(moe.seed, dense.seed)
+            XCTAssertEqual(moe.train, dense.train)
+            XCTAssertEqual([moe.model.hidden, moe.model.blocks], [dense.model.hidden, dense.model.blocks])
+            XCTAssertEqual(moe.model.moeBlocks.indices(blocks: moe.model.blocks), [0, 1])
+            XCTAssertEqual(moe.router.k * moe.model.ffn, dense.model.ffn, "active FFN units per sample")
+        }
+        XCTAssertEqual([topk.router.type, sw.router.type], [.topk, .switch])
+        XCTAssertEqual(topk.router.k, 2)
+        XCTAssertNil(topk.router.capacityFactor)
+        XCTAssertEqual(sw.router.capacityFactor, 1.25)
+    }
+
     func testEveryShippedExperimentValidates() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: experiments.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertTrue(names.contains("quickstart.yaml") && names.contains("digits-dense.yaml"))
