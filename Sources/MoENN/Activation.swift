@@ -26,6 +26,40 @@ public enum Activation: String, Codable, CaseIterable, Sendable {
         }
     }
 
+    /// `y = f(x)` and then `x ← f'(x)`, in one pass (training): erf and exp are evaluated once
+    /// per value, and the backward pass is a plain product `dx = dy ⊙ f'(x)`. Reading and writing
+    /// through the one pointer `x` (not an aliased pair) keeps the loop vectorisable.
+    public func forwardKeepingDerivative(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        switch self {
+        case .gelu:
+            for i in 0..<n {
+                let v = x[i]
+                let cdf = 0.5 * (1 + FastMath.erf(v * 0.70710678118654752))
+                y[i] = v * cdf
+                x[i] = cdf + v * FastMath.exp(-0.5 * v * v) * 0.39894228040143268
+            }
+        case .relu:
+            for i in 0..<n { let v = x[i]; y[i] = max(v, 0); x[i] = v > 0 ? 1 : 0 }
+        case .silu:
+            for i in 0..<n {
+                let v = x[i]
+                let s = 1 / (1 + FastMath.exp(-v))
+                y[i] = v * s
+                x[i] = s * (1 + v * (1 - s))
+            }
+        }
+    }
+
+    /// `dx = dy ⊙ d` with `d` from `forwardKeepingDerivative` (`dx` may alias `dy`).
+    public static func backward(derivative d: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                _ dx: UnsafeMutablePointer<Float>, count n: Int) {
+        if UnsafePointer(dx) == dy {
+            for i in 0..<n { dx[i] *= d[i] }
+        } else {
+            for i in 0..<n { dx[i] = dy[i] * d[i] }
+        }
+    }
+
     /// `dx = f'(x) ⊙ dy` elementwise (overwrites `dx`; `dx` may alias `dy`).
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                          _ dx: UnsafeMutablePointer<Float>, count n: Int) {

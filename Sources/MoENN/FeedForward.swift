@@ -39,6 +39,7 @@ public final class DenseFFN: FeedForwardLayer {
     private let preActivation: Scratch
     private let activated: Scratch
     private let gradient: Scratch
+    private var trainedForward = false
 
     public init(_ prefix: String, hidden: Int, ffn: Int, activation: Activation) {
         fc1 = Linear(prefix, in: hidden, out: ffn, weightName: "w1", biasName: "b1")
@@ -62,7 +63,13 @@ public final class DenseFFN: FeedForwardLayer {
         activated.ensure(rows: n)
         input = x
         fc1.forward(x, rows: n, into: preActivation.data)
-        activation.forward(preActivation.data, activated.data, count: n * fc1.outFeatures)
+        trainedForward = context.training
+        if context.training {
+            // Keep act'(pre) instead of pre: backward is then one product.
+            activation.forwardKeepingDerivative(preActivation.data, activated.data, count: n * fc1.outFeatures)
+        } else {
+            activation.forward(preActivation.data, activated.data, count: n * fc1.outFeatures)
+        }
         fc2.forward(activated.data, rows: n, into: y)
     }
 
@@ -70,10 +77,11 @@ public final class DenseFFN: FeedForwardLayer {
 
     public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
         guard let x = input else { preconditionFailure("DenseFFN.backward before forward") }
+        precondition(trainedForward, "DenseFFN.backward needs a forward with training: true (it keeps act'(pre))")
         gradient.ensure(rows: n)
         let g = gradient.data
         fc2.backward(activated.data, dy, rows: n, dx: g)  // g = ∂L/∂act
-        activation.backward(preActivation.data, g, g, count: n * fc1.outFeatures)  // g = ∂L/∂pre
+        Activation.backward(derivative: preActivation.data, g, g, count: n * fc1.outFeatures)  // g = ∂L/∂pre
         fc1.backward(x, g, rows: n, dx: dx)
     }
 }

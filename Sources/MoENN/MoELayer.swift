@@ -21,6 +21,7 @@ public final class MoELayer: FeedForwardLayer {
     private let gathered: Scratch, pre: Scratch, act: Scratch, out: Scratch
     private let dOut: Scratch, dAct: Scratch, dIn: Scratch
     private var dGate: [Float] = []
+    private var trainedForward = false
     /// When set, each forward/backward adds its phase times here (for `make bench`).
     public var profile: MoEProfile?
 
@@ -57,6 +58,7 @@ public final class MoELayer: FeedForwardLayer {
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         context: ForwardContext) {
         var clock = profile.map { _ in MoEProfile.now() }
+        trainedForward = context.training
         router.forward(x, rows: n, context: context)
         profile?.add(.routerForward, since: &clock)
         let r = router.routing
@@ -70,7 +72,11 @@ public final class MoELayer: FeedForwardLayer {
             let h = pre.data + o * ffn, g = act.data + o * ffn, ye = out.data + o * hidden
             BLAS.gemm(m: rows, n: ffn, k: hidden, xg + o * hidden, w1.value.data + e * ffn * hidden, transB: true, h)
             Kernels.addRowBias(rows: rows, cols: ffn, b1.value.data + e * ffn, h)
-            activation.forward(h, g, count: rows * ffn)
+            if context.training {
+                activation.forwardKeepingDerivative(h, g, count: rows * ffn)  // `pre` now holds act'(pre)
+            } else {
+                activation.forward(h, g, count: rows * ffn)
+            }
             BLAS.gemm(m: rows, n: hidden, k: ffn, g, w2.value.data + e * hidden * ffn, transB: true, ye)
             Kernels.addRowBias(rows: rows, cols: hidden, b2.value.data + e * hidden, ye)
         }
@@ -81,6 +87,7 @@ public final class MoELayer: FeedForwardLayer {
     }
 
     public func backward(_ dy: UnsafePointer<Float>, rows n: Int, dx: UnsafeMutablePointer<Float>) {
+        precondition(trainedForward, "MoELayer.backward needs a forward with training: true (it keeps act'(pre))")
         var clock = profile.map { _ in MoEProfile.now() }
         let r = router.routing
         let a = r.total
@@ -100,7 +107,7 @@ public final class MoELayer: FeedForwardLayer {
             BLAS.gemm(m: hidden, n: ffn, k: rows, dye, transA: true, act.data + o * ffn, beta: 1, w2.grad.data + e * hidden * ffn)
             Kernels.accumulateColumnSums(rows: rows, cols: hidden, dye, b2.grad.data + e * hidden)
             BLAS.gemm(m: rows, n: ffn, k: hidden, dye, w2.value.data + e * hidden * ffn, da)
-            activation.backward(pre.data + o * ffn, da, da, count: rows * ffn)
+            Activation.backward(derivative: pre.data + o * ffn, da, da, count: rows * ffn)
             BLAS.gemm(m: ffn, n: hidden, k: rows, da, transA: true, gathered.data + o * hidden, beta: 1, w1.grad.data + e * ffn * hidden)
             Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
             BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn.data + o * hidden)
