@@ -6,7 +6,9 @@ public struct PlanTask: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, Sendable {
         /// Generate or load the data set, split it, fit the standardisation.
         case data
-        /// Train a model (here: the dense residual MLP) with checkpoints.
+        /// Train a dense model first, to be upcycled into the MoE model (`split.pretrain_epochs`).
+        case pretrain
+        /// Train the model (dense, or with MoE blocks) with checkpoints.
         case train
         /// Evaluate a trained model on the requested splits.
         case evaluate

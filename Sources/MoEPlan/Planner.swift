@@ -18,11 +18,27 @@ public enum Planner {
         tasks.append(PlanTask(id: "data", kind: .data, dependsOn: [], workers: 1, inputs: dataInputs,
                               output: "tasks/data.h5", summary: dataSummary))
         let m = spec.model
+        // Sparse upcycling: the MoE model starts from a dense one, trained here first
+        // (`split.pretrain_epochs`) or given as a checkpoint (`split.upcycle_from`).
+        var trainDeps = ["data"]
+        var trainInputs = ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"]
+        if spec.split.strategy == .replicate && spec.split.pretrainEpochs > 0 {
+            let e = spec.split.pretrainEpochs
+            tasks.append(PlanTask(
+                id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1,
+                inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"], output: "tasks/pretrain.h5",
+                summary: "pre-train the dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) for \(e) epoch\(e == 1 ? "" : "s"), to upcycle"))
+            trainDeps = ["pretrain"]
+            trainInputs.append("tasks/pretrain.h5:/model")
+        } else if spec.split.strategy == .replicate, let source = spec.split.resolvedUpcycleFrom {
+            trainInputs.append(source)
+        }
+        let upcycled = trainInputs.count > 2 ? ", upcycled from the dense model" : ""
         tasks.append(PlanTask(
-            id: "train", kind: .train, dependsOn: ["data"], workers: 1,
-            inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"],
+            id: "train", kind: .train, dependsOn: trainDeps, workers: 1,
+            inputs: trainInputs,
             output: "tasks/train.h5",
-            summary: "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"))
+            summary: "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)"))
         tasks.append(PlanTask(
             id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
             inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },

@@ -42,6 +42,9 @@ enum RunFile {
             if fm.fileExists(atPath: layout.taskFile("train")) {
                 try file.createExternalLink("models/final", file: layout.relativeTaskFile("train"), object: "/model")
             }
+            if fm.fileExists(atPath: layout.taskFile("pretrain")) {
+                try file.createExternalLink("models/dense", file: layout.relativeTaskFile("pretrain"), object: "/model")
+            }
             if fm.fileExists(atPath: layout.taskFile("evaluate")) {
                 let eval = try H5File.open(layout.taskFile("evaluate"))
                 if eval.exists("summary/final") {

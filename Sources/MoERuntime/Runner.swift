@@ -56,7 +56,8 @@ public enum Runner {
                 }
                 switch task.kind {
                 case .data: try DataTask.run(spec: spec, layout: layout, log: log)
-                case .train: try TrainTask(spec: spec, layout: layout, log: log).run()
+                case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
+                case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
                 case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
                 }
                 if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }

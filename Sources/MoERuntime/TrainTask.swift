@@ -21,7 +21,12 @@ final class TrainTask {
     let spec: ExperimentSpec
     let layout: RunLayout
     let log: RunLog
-    let id = "train"
+    let id: String
+    let role: Role
+
+    /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs.
+    /// `train`: the spec's model; with upcycling it starts from the dense model's parameters.
+    enum Role { case pretrain, train }
 
     private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
@@ -29,30 +34,59 @@ final class TrainTask {
     private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
     private var norm: Standardization?
 
-    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
+    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train) {
         self.spec = spec
         self.layout = layout
         self.log = log
+        self.role = role
+        id = role == .pretrain ? "pretrain" : "train"
+    }
+
+    /// The dense checkpoint the MoE model is upcycled from: this run's pre-training task, or
+    /// `split.upcycle_from` (a run.h5, a train task file or a checkpoint file).
+    private var upcycleSource: String? {
+        guard role == .train, spec.split.strategy == .replicate else { return nil }
+        if spec.split.pretrainEpochs > 0 { return layout.taskFile("pretrain") }
+        return spec.split.resolvedUpcycleFrom
+    }
+
+    /// Copies the dense source into `model` (sparse upcycling); errors name the tensor.
+    private func upcycle(_ model: ResidualMLP, from path: String) throws {
+        let file = try H5File.open(path)
+        guard let group = Evaluation.modelGroup(in: file) else {
+            throw RuntimeError.io(path: path, message: "holds no model to upcycle from (expected a checkpoint group, /model or /models/final)")
+        }
+        let (dense, _) = try Checkpoint.loadModel(from: file, at: group)
+        do {
+            try Upcycling.upcycle(from: Upcycling.parameters(of: dense), into: model)
+        } catch let error as Upcycling.Mismatch {
+            throw RuntimeError.io(path: path, message: "cannot upcycle: \(error)")
+        }
+        log.info("\(id): upcycled from the dense model in \(path): its FFNs copied into every expert, routers fresh")
     }
 
     func run() throws {
         let (train, norm) = try DataTask.load("train", layout: layout)
         let (val, _) = try DataTask.load("val", layout: layout)
         self.norm = norm
-        let model = ResidualMLP(config: spec.modelConfig(features: train.features, classes: train.classes), seed: spec.seed64)
+        var config = spec.modelConfig(features: train.features, classes: train.classes)
+        if role == .pretrain { config.moe = nil }
+        let model = ResidualMLP(config: config, seed: spec.seed64)
         try Self.checkDomains(model.config, train, val)
         metrics = MetricsLog(moe: model.config.moe != nil)
         routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
-        let epochs = spec.train.epochs
+        let epochs = role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs
         let totalSteps = epochs * batches.batchesPerEpoch
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
         var epoch = 0, batchInEpoch = 0
         if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
             (epoch, batchInEpoch) = try restore(model: model, optimizer: trainer.optimizer)
-            log.info("train: resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
+            log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
+        } else if let source = upcycleSource {
+            try upcycle(model, from: source)
         }
-        log.info("train: \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
+        log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
 
         let start = Date()
         var window = (loss: 0.0, aux: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
@@ -84,7 +118,7 @@ final class TrainTask {
                     routerMetrics?.log(step: step)
                     let rate = Double(window.rows) / elapsed
                     let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
-                    let line = String(format: "train: epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
+                    let line = "\(id): " + String(format: "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
                                       epoch + 1, epochs, step, totalSteps, window.loss / Double(window.rows),
                                       Double(window.correct) / Double(window.rows), r.lr, rate, eta)
                     if log.drawsProgress {
@@ -121,7 +155,7 @@ final class TrainTask {
         guard val.count > 0 else { return }
         let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
         metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
-        log.record(String(format: "train: step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
+        log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
     }
 
     /// Saves the current state as the newest checkpoint and rewrites the partial file.
@@ -207,6 +241,6 @@ final class TrainTask {
         }
         try? FileManager.default.removeItem(atPath: layout.partialFile(id))
         let lastEval = metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
-        log.info(String(format: "train: done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
+        log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
     }
 }

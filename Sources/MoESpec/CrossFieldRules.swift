@@ -56,9 +56,12 @@ enum CrossFieldRules {
             }
             return nil
         },
-        CrossFieldRule(summary: "`split.upcycle_from` only with `replicate`; `split.overrides` only with `branch`, one entry per expert.") { s, c in
+        CrossFieldRule(summary: "`split.upcycle_from` only with `replicate`, and not with `split.pretrain_epochs`; `split.overrides` only with `branch`, one entry per expert.") { s, c in
             if s.split.upcycleFrom != nil, s.split.strategy != .replicate {
                 return c.error("split.upcycle_from", "applies only with split.strategy: replicate")
+            }
+            if s.split.upcycleFrom != nil, s.split.pretrainEpochs > 0 {
+                return c.error("split.upcycle_from", "and split.pretrain_epochs exclude each other: upcycle from a given checkpoint, or pre-train one here")
             }
             if let overrides = s.split.overrides {
                 if s.split.strategy != .branch { return c.error("split.overrides", "applies only with split.strategy: branch") }

@@ -75,7 +75,8 @@ extension SpecSchema {
         Every key above is parsed and validated today. What later issues build is refused with an
         error naming the key (for example `split.strategy: "neurons" is not supported yet (issue 4:
         ...)`). This version runs single-process training of dense models and of Mixture-of-Experts
-        models (`experts > 1` with `split.strategy: replicate`, without `upcycle_from`) on
+        models (`experts > 1` with `split.strategy: replicate`, also sparse-upcycled from a dense
+        model: `split.pretrain_epochs` or `split.upcycle_from`) on
         synthetic or file data. Checked in this order:
 
         | key | refused | arrives with issue |

@@ -95,7 +95,7 @@ public enum SpecSchema {
         static let upcycleFrom = SchemaField("upcycle_from", .string, nullable: true, default: .null,
             "Checkpoint whose dense FFNs initialise the experts (replicate only; sparse upcycling); relative to the spec file's directory; it must exist.")
         static let pretrainEpochs = SchemaField("pretrain_epochs", .integer(min: 0, max: nil), default: .int(0),
-            "Dense epochs before splitting (the seed model of `branch`, the dense FFN of `neurons`, which needs at least 1).")
+            "Dense epochs before splitting: with `replicate`, a dense pre-training task whose model is upcycled into the experts; the seed model of `branch`; the dense FFN of `neurons`, which needs at least 1.")
         static let method = SchemaField("method", SchemaField.choice(SplitSpec.NeuronMethod.self), default: .string("cluster"),
             "How `neurons` groups hidden units: co-activation clustering, contiguous ranges or at random.")
         static let shardBy = SchemaField("shard_by", SchemaField.choice(SplitSpec.ShardBy.self), default: .string("domain"),

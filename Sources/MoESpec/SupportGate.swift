@@ -7,7 +7,7 @@
 ///
 /// Runs today: single-process training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
-/// replicate` without `upcycle_from`), with `parallelism.mode: none` and `workers: 1`,
+/// replicate`, with sparse upcycling), with `parallelism.mode: none` and `workers: 1`,
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
@@ -56,10 +56,6 @@ enum SupportGate {
             case .branch:
                 return "\"branch\" is not supported yet (issue 5: branch training in parallel workers; issue 6: fusing the branches)"
             }
-        },
-        Entry(keyPath: "split.upcycle_from", refused: "anything but `null`", issue: "4") { spec in
-            spec.split.upcycleFrom == nil ? nil
-                : "not supported yet (issue 4: sparse upcycling from a dense checkpoint; split.strategy: replicate without upcycle_from runs today)"
         },
     ]
 
