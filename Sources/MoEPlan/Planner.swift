@@ -38,7 +38,7 @@ public enum Planner {
             id: "train", kind: .train, dependsOn: trainDeps, workers: 1,
             inputs: trainInputs,
             output: "tasks/train.h5",
-            summary: "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)"))
+            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)"))
         tasks.append(PlanTask(
             id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
             inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },

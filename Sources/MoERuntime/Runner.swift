@@ -57,6 +57,7 @@ public enum Runner {
                 switch task.kind {
                 case .data: try DataTask.run(spec: spec, layout: layout, log: log)
                 case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
+                case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
                 case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
                 case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
                 }

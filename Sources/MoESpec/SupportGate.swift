@@ -24,8 +24,9 @@ enum SupportGate {
         Entry(keyPath: "sweep", refused: "any `sweep` section", issue: "7") { spec in
             spec.sweep == nil ? nil : "not supported yet (issue 7)"
         },
-        Entry(keyPath: "fusion.method", refused: "every method but `none`", issue: "6") { spec in
-            spec.fusion.method == .none ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
+        Entry(keyPath: "fusion.method", refused: "every method but `none` (and `stack` after stage-local `layerwise`)", issue: "6") { spec in
+            let stacked = spec.fusion.method == .stack && spec.split.strategy == .layerwise && spec.train.local
+            return spec.fusion.method == .none || stacked ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
         },
         Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
             spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
@@ -45,14 +46,15 @@ enum SupportGate {
             spec.parallelism.compression == .none ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "split.strategy", refused: "`neurons`, `layerwise` (issue 4; pipeline-parallel `layerwise`: issue 5), `branch` (issues 5, 6)",
+        Entry(keyPath: "split.strategy", refused: "`neurons` (issue 4), `layerwise` without `train.local: true` (the pipeline-parallel variant: issue 5), `branch` (issues 5, 6)",
               issue: "4, 5, 6") { spec in
             switch spec.split.strategy {
             case .none, .replicate: return nil
             case .neurons:
                 return "\"neurons\" is not supported yet (issue 4: MoEfication, splitting a trained FFN's hidden units into experts; split.strategy: replicate runs today)"
+            case .layerwise where spec.train.local: return nil
             case .layerwise:
-                return "\"layerwise\" is not supported yet (issue 4: stage-local training with train.local; issue 5: the pipeline-parallel variant)"
+                return "\"layerwise\" without train.local (the pipeline-parallel variant) is not supported yet (issue 5); train.local: true runs stage-local training with auxiliary heads today"
             case .branch:
                 return "\"branch\" is not supported yet (issue 5: branch training in parallel workers; issue 6: fusing the branches)"
             }

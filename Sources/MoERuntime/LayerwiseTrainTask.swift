@@ -1,0 +1,267 @@
+import Foundation
+import MoECore
+import MoEData
+import MoEHDF5
+import MoENN
+import MoESpec
+import MoEStore
+
+/// The `train` task of `split.strategy: layerwise` with `train.local: true`: decoupled greedy
+/// learning of E = `experts` stages (see `LayerwiseModel`), all updated at every step on the same
+/// batch, then stacked into one plain model.
+///
+/// Stages: `LayerwiseModel.partition` (the first `blocks mod E` stages get one block more).
+/// File layout, beyond the dense train task's (`/metrics`, `/checkpoints`, `/model`):
+///
+///     /metrics/stage_<s>_loss, stage_<s>_accuracy          per stage, every log step
+///     /metrics/eval/stage_<s>_val_loss, …_val_accuracy     per stage, every evaluation
+///     /checkpoints/<step>/aux/<s>/{norm,head}/…            auxiliary heads (exact resume)
+///     /stages/<s>                                          attrs first_block, last_block (inclusive)
+///     /stages/<s>/{norm,head}/{weight,bias}                auxiliary head of stage s < E − 1
+///
+/// `train_loss`, `train_accuracy`, `val_*` are the last stage's, i.e. the stacked model's; the
+/// last stage's head is `/model/norm` + `/model/head` (attr `head` of its stage group says so).
+/// `/model` is the stacked model: an ordinary dense checkpoint that `eval` and `evaluate` read.
+/// The optimizer covers every parameter (state for `aux/...` too), so resume is bit-exact.
+final class LayerwiseTrainTask {
+    let spec: ExperimentSpec
+    let layout: RunLayout
+    let log: RunLog
+    let id = "train"
+
+    private var metrics = MetricsLog()
+    private var stageMetrics: StageMetricsLog
+    private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
+    private var norm: Standardization?
+
+    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
+        self.spec = spec
+        self.layout = layout
+        self.log = log
+        stageMetrics = StageMetricsLog(stages: spec.experts)
+    }
+
+    func run() throws {
+        let (train, norm) = try DataTask.load("train", layout: layout)
+        let (val, _) = try DataTask.load("val", layout: layout)
+        self.norm = norm
+        var config = spec.modelConfig(features: train.features, classes: train.classes)
+        config.moe = nil
+        let network = LayerwiseModel(config: config, stages: spec.experts, seed: spec.seed64)
+        let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
+        let epochs = spec.train.epochs
+        let totalSteps = epochs * batches.batchesPerEpoch
+        let trainer = LayerwiseTrainer(network: network, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
+        var epoch = 0, batchInEpoch = 0
+        if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
+            (epoch, batchInEpoch) = try restore(network, trainer.optimizer)
+            log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
+        }
+        let blocks = network.stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
+        log.info("\(id): layer-wise local training of \(network.stages.count) stages (blocks \(blocks.joined(separator: ", "))), \(network.parameters.scalarCount) parameters (\(network.auxParameters.scalarCount) in auxiliary heads), \(epochs) epochs × \(batches.batchesPerEpoch) steps")
+
+        let start = Date()
+        let e = network.stages.count
+        var window = (loss: [Double](repeating: 0, count: e), correct: [Int](repeating: 0, count: e), rows: 0, since: Date())
+        var lastLine = Date.distantPast
+        while epoch < epochs {
+            batches.start(epoch: epoch)
+            for _ in 0..<batchInEpoch { _ = batches.next() }
+            while batches.next() {
+                let r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows)
+                batchInEpoch += 1
+                let step = trainer.step
+                guard r.gradNorm.isFinite else {
+                    let bad = r.stageLoss.first { !$0.isFinite } ?? r.gradNorm
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: bad)
+                }
+                for s in 0..<e {
+                    window.loss[s] += r.stageLoss[s] * Double(batches.rows)
+                    window.correct[s] += r.stageCorrect[s]
+                }
+                window.rows += batches.rows
+                if step % spec.train.logEvery == 0 || step == totalSteps {
+                    let rows = Double(window.rows)
+                    let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
+                    let losses = window.loss.map { $0 / rows }, accs = window.correct.map { Double($0) / rows }
+                    metrics.log(step: step, [
+                        "train_loss": losses[e - 1], "train_accuracy": accs[e - 1], "lr": Double(r.lr),
+                        "grad_norm": r.gradNorm, "epoch": Double(epoch), "samples_per_second": rows / elapsed,
+                    ])
+                    stageMetrics.log(losses: losses, accuracies: accs)
+                    let line = "\(id): " + String(format: "epoch %d/%d step %d/%d lr %.2e %.0f samples/s stage losses ",
+                                                  epoch + 1, epochs, step, totalSteps, r.lr, rows / elapsed)
+                        + losses.map { String(format: "%.4f", $0) }.joined(separator: " ")
+                    if log.drawsProgress {
+                        log.progress(progressBar(Double(step) / Double(totalSteps)) + " " + line)
+                        log.record(line)
+                    } else if Date().timeIntervalSince(lastLine) >= 2 || step == totalSteps {
+                        log.info(line)
+                        lastLine = Date()
+                    } else {
+                        log.record(line)
+                    }
+                    window = ([Double](repeating: 0, count: e), [Int](repeating: 0, count: e), 0, Date())
+                }
+                if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(network, val, step: step) }
+                if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
+                    try checkpoint(network, trainer.optimizer, epoch: epoch, batch: batchInEpoch)
+                }
+                if Interrupts.requested {
+                    try checkpoint(network, trainer.optimizer, epoch: epoch, batch: batchInEpoch)
+                    throw RuntimeError.interrupted(task: id, step: step)
+                }
+            }
+            epoch += 1
+            batchInEpoch = 0
+            if spec.train.evalEvery == 0 { evaluate(network, val, step: trainer.step) }
+            if spec.train.checkpointEvery == 0 { try checkpoint(network, trainer.optimizer, epoch: epoch, batch: 0) }
+        }
+        try finish(network, trainer.optimizer, seconds: Date().timeIntervalSince(start))
+    }
+
+    private func evaluate(_ network: LayerwiseModel, _ val: Dataset, step: Int) {
+        guard val.count > 0 else { return }
+        let r = network.evaluate(x: val.x, labels: val.y, batchSize: spec.eval.batchSize)
+        metrics.logEval(step: step, loss: r.last!.loss, accuracy: r.last!.accuracy)
+        stageMetrics.logEval(r)
+        log.record("\(id): step \(step) stage val accuracies " + r.map { String(format: "%.4f", $0.accuracy) }.joined(separator: " "))
+    }
+
+    /// Saves the current state as the newest checkpoint and rewrites the partial file.
+    private func checkpoint(_ network: LayerwiseModel, _ optimizer: Optimizer, epoch: Int, batch: Int) throws {
+        if kept.last?.step == optimizer.stepCount { return }
+        kept.append((optimizer.stepCount, epoch, batch, network.parameters.map { $0.value.copy() },
+                     optimizer.state.map { $0.tensor.copy() }))
+        if kept.count > spec.output.keepCheckpoints { kept.removeFirst(kept.count - spec.output.keepCheckpoints) }
+        try H5File.createAtomically(layout.partialFile(id)) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "partial")
+            try file.setAttribute("task", id)
+            try metrics.write(to: file)
+            try stageMetrics.write(to: file)
+            try writeCheckpoints(network, optimizer, to: file)
+        }
+    }
+
+    /// `/checkpoints/<step>/{model, optimizer, aux}` for every kept checkpoint, with the data position.
+    private func writeCheckpoints(_ network: LayerwiseModel, _ optimizer: Optimizer, to file: H5File) throws {
+        let liveParams = network.parameters.map { $0.value.copy() }
+        let liveState = optimizer.state.map { $0.tensor.copy() }
+        let liveStep = optimizer.stepCount
+        defer {
+            for (p, v) in zip(network.parameters, liveParams) { p.value.copy(from: v) }
+            for (s, v) in zip(optimizer.state, liveState) { s.tensor.copy(from: v) }
+            optimizer.stepCount = liveStep
+        }
+        for c in kept {
+            for (p, v) in zip(network.parameters, c.params) { p.value.copy(from: v) }
+            for (s, v) in zip(optimizer.state, c.state) { s.tensor.copy(from: v) }
+            optimizer.stepCount = c.step
+            let path = "checkpoints/\(c.step)"
+            try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: path + "/model")
+            try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
+            let group = try file.openGroup(path)
+            for p in network.auxParameters {
+                try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
+            }
+            try group.setAttribute("step", Int64(c.step))
+            try group.setAttribute("epoch", Int64(c.epoch))
+            try group.setAttribute("batch", Int64(c.batch))
+        }
+    }
+
+    /// Loads the partial file: metrics, kept checkpoints, and the newest one into the network.
+    private func restore(_ network: LayerwiseModel, _ optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
+        let file = try H5File.open(layout.partialFile(id))
+        metrics = try MetricsLog.read(from: file, moe: false)
+        stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
+        let steps = try file.openGroup("checkpoints").children().compactMap(Int.init).sorted()
+        guard !steps.isEmpty else { throw RuntimeError.io(path: layout.partialFile(id), message: "holds no checkpoint") }
+        kept = []
+        var position = (0, 0)
+        for step in steps {
+            let path = "checkpoints/\(step)"
+            try Checkpoint.loadParameters(into: network.model.parameters, from: file, at: path + "/model")
+            try Checkpoint.loadParameters(into: network.auxParameters, from: file, at: path)
+            try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
+            let group = try file.openGroup(path)
+            position = (Int(try group.attribute("epoch", as: Int64.self)), Int(try group.attribute("batch", as: Int64.self)))
+            kept.append((step, position.0, position.1, network.parameters.map { $0.value.copy() },
+                         optimizer.state.map { $0.tensor.copy() }))
+        }
+        return position
+    }
+
+    private func finish(_ network: LayerwiseModel, _ optimizer: Optimizer, seconds: Double) throws {
+        try H5File.createAtomically(layout.taskFile(id)) { file in
+            try file.setAttribute("format", "moe-run/1")
+            try file.setAttribute("kind", "task")
+            try file.setAttribute("task", id)
+            try file.setAttribute("steps", Int64(optimizer.stepCount))
+            try file.setAttribute("train_seconds", seconds)
+            try file.setAttribute("stages", Int64(network.stages.count))
+            try metrics.write(to: file)
+            try stageMetrics.write(to: file)
+            try writeCheckpoints(network, optimizer, to: file)
+            try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: "model")
+            for (s, range) in network.stages.enumerated() {
+                let group = try file.createGroup("stages/\(s)")
+                try group.setAttribute("first_block", Int64(range.lowerBound))
+                try group.setAttribute("last_block", Int64(range.upperBound - 1))
+                if s == network.stages.count - 1 { try group.setAttribute("head", "/model/norm, /model/head") }
+            }
+            for p in network.auxParameters {  // aux/<s>/… → stages/<s>/…
+                try file.createDataset("stages/" + p.name.dropFirst(4), from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: layout.partialFile(id))
+        let lastEval = stageMetrics.lastValAccuracies.isEmpty ? ""
+            : ", stage val accuracies " + stageMetrics.lastValAccuracies.map { String(format: "%.4f", $0) }.joined(separator: " ")
+        log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
+    }
+}
+
+/// Per-stage series of a layer-wise train task: `/metrics/stage_<s>_{loss,accuracy}` (one row
+/// per `/metrics/step`) and `/metrics/eval/stage_<s>_val_{loss,accuracy}` (one per eval step).
+struct StageMetricsLog {
+    let stages: Int
+    var values: [String: [Double]] = [:]
+
+    init(stages: Int) {
+        self.stages = stages
+        for name in Self.trainNames(stages) + Self.evalNames(stages) { values[name] = [] }
+    }
+
+    static func trainNames(_ e: Int) -> [String] { (0..<e).flatMap { ["stage_\($0)_loss", "stage_\($0)_accuracy"] } }
+    static func evalNames(_ e: Int) -> [String] { (0..<e).flatMap { ["eval/stage_\($0)_val_loss", "eval/stage_\($0)_val_accuracy"] } }
+
+    var lastValAccuracies: [Double] { (0..<stages).compactMap { values["eval/stage_\($0)_val_accuracy"]!.last } }
+
+    mutating func log(losses: [Double], accuracies: [Double]) {
+        for s in 0..<stages {
+            values["stage_\(s)_loss"]!.append(losses[s])
+            values["stage_\(s)_accuracy"]!.append(accuracies[s])
+        }
+    }
+
+    mutating func logEval(_ r: [(loss: Double, accuracy: Double)]) {
+        for s in 0..<stages {
+            values["eval/stage_\(s)_val_loss"]!.append(r[s].loss)
+            values["eval/stage_\(s)_val_accuracy"]!.append(r[s].accuracy)
+        }
+    }
+
+    /// Writes into the `/metrics` group that `MetricsLog.write` created.
+    func write(to file: H5File) throws {
+        let group = try file.openGroup("metrics")
+        for name in Self.trainNames(stages) + Self.evalNames(stages) { try group.createDataset(name, values[name]!) }
+    }
+
+    static func read(from file: H5File, stages: Int) throws -> StageMetricsLog {
+        var m = StageMetricsLog(stages: stages)
+        let group = try file.openGroup("metrics")
+        for name in trainNames(stages) + evalNames(stages) { m.values[name] = try group.read(name, as: Double.self).values }
+        return m
+    }
+}
