@@ -77,7 +77,9 @@ extension SpecSchema {
         ...)`). This version runs single-process training of dense models and of Mixture-of-Experts
         models (`experts > 1` with `split.strategy: replicate`, also sparse-upcycled from a dense
         model: `split.pretrain_epochs` or `split.upcycle_from`) on
-        synthetic or file data. Checked in this order:
+        synthetic or file data, and stage-local layer-wise training (`split.strategy: layerwise` with
+        `train.local: true`, each stage on its own auxiliary head, the stages then stacked into one
+        model). Checked in this order:
 
         | key | refused | arrives with issue |
         |---|---|---|
