@@ -48,10 +48,14 @@ public struct MoEConfig: Codable, Equatable, Sendable {
     public var normalizeTopk: Bool = true
     /// Seed of the `hash` router's assignment (part of the model: stored in checkpoints).
     public var hashSeed: UInt64 = 0
+    /// Hidden width of each expert (`experts/w1 [E, expertFFN, hidden]`); nil = the model's `ffn`.
+    /// MoEfication (`split.strategy: neurons`) sets it to `ffn / E`: each expert is one group of
+    /// the dense FFN's hidden units. Written to checkpoints as `expert_ffn` when set.
+    public var expertFFN: Int? = nil
 
     public init(experts: Int, blocks: [Int], router: RouterKind = .topk, k: Int = 2, capacityFactor: Double? = nil,
                 minCapacity: Int = 4, dropPolicy: DropPolicy = .probs, auxLoss: Float = 0.01, zLoss: Float = 0.001,
-                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0) {
+                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0, expertFFN: Int? = nil) {
         self.experts = experts
         self.blocks = blocks
         self.router = router
@@ -64,12 +68,14 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         self.jitter = jitter
         self.normalizeTopk = normalizeTopk
         self.hashSeed = hashSeed
+        self.expertFFN = expertFFN
     }
 
     enum CodingKeys: String, CodingKey {
         case experts, blocks, router, k, jitter
         case capacityFactor = "capacity_factor", minCapacity = "min_capacity", dropPolicy = "drop_policy"
         case auxLoss = "aux_loss", zLoss = "z_loss", normalizeTopk = "normalize_topk", hashSeed = "hash_seed"
+        case expertFFN = "expert_ffn"
     }
 
     public init(from decoder: Decoder) throws {
@@ -85,7 +91,8 @@ public struct MoEConfig: Codable, Equatable, Sendable {
                   zLoss: try c.decodeIfPresent(Float.self, forKey: .zLoss) ?? d.zLoss,
                   jitter: try c.decodeIfPresent(Float.self, forKey: .jitter) ?? d.jitter,
                   normalizeTopk: try c.decodeIfPresent(Bool.self, forKey: .normalizeTopk) ?? d.normalizeTopk,
-                  hashSeed: try c.decodeIfPresent(UInt64.self, forKey: .hashSeed) ?? 0)
+                  hashSeed: try c.decodeIfPresent(UInt64.self, forKey: .hashSeed) ?? 0,
+                  expertFFN: try c.decodeIfPresent(Int.self, forKey: .expertFFN))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -102,6 +109,7 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         try c.encode(jitter, forKey: .jitter)
         try c.encode(normalizeTopk, forKey: .normalizeTopk)
         try c.encode(hashSeed, forKey: .hashSeed)
+        try c.encodeIfPresent(expertFFN, forKey: .expertFFN)
     }
 
     /// Expert capacity for `tokens` tokens (nil = dropless; expert choice always has one).

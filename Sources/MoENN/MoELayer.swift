@@ -8,7 +8,8 @@ import Glibc
 ///     y_t = Σ_{e ∈ experts(t)} g_te · FFN_e(x_t),   FFN_e(x) = W2_e · act(W1_e · x + b1_e) + b2_e
 ///
 /// Experts are stored `[E, out, in]` (`experts/w1 [E, ffn, hidden]`, `experts/w2 [E, hidden, ffn]`),
-/// as in mlx-swift. Dispatch is grouped: the router's assignments are ordered by expert, the
+/// as in mlx-swift; `ffn` is the width of one expert (`MoEConfig.expertFFN`, default the
+/// model's). Dispatch is grouped: the router's assignments are ordered by expert, the
 /// tokens' rows gathered into one buffer, and each expert runs one GEMM pair on its contiguous
 /// rows (never a per-token loop); outputs are scaled by their gates and scattered back. A token
 /// whose every assignment was dropped by capacity gets 0 here, so the residual passes it unchanged.

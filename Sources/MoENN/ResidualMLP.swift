@@ -40,7 +40,7 @@ public final class ResidualMLP {
         blocks = (0..<config.blocks).map { i in
             let layer: FeedForwardLayer
             if let moe = config.moe, moeBlocks.contains(i) {
-                let m = MoELayer("blocks/\(i)/moe", index: i, hidden: h, ffn: config.ffn, activation: config.activation,
+                let m = MoELayer("blocks/\(i)/moe", index: i, hidden: h, ffn: moe.expertFFN ?? config.ffn, activation: config.activation,
                                  config: moe, moeLayers: moeBlocks.count)
                 m.initialize(seed: seed)
                 layer = m

@@ -6,7 +6,8 @@ public struct PlanTask: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, Sendable {
         /// Generate or load the data set, split it, fit the standardisation.
         case data
-        /// Train a dense model first, to be upcycled into the MoE model (`split.pretrain_epochs`).
+        /// Train a dense model first, to be upcycled (`replicate`) or moefied (`neurons`) into the
+        /// MoE model (`split.pretrain_epochs`).
         case pretrain
         /// Train the model (dense, or with MoE blocks) with checkpoints.
         case train

@@ -22,18 +22,23 @@ public enum Planner {
         // (`split.pretrain_epochs`) or given as a checkpoint (`split.upcycle_from`).
         var trainDeps = ["data"]
         var trainInputs = ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"]
-        if spec.split.strategy == .replicate && spec.split.pretrainEpochs > 0 {
+        // MoEfication (`neurons`): the same dense pre-training; the split into experts happens at
+        // the start of `train` (see `Moefication`), so it needs no task of its own.
+        let neurons = spec.split.strategy == .neurons
+        if (spec.split.strategy == .replicate || neurons) && spec.split.pretrainEpochs > 0 {
             let e = spec.split.pretrainEpochs
             tasks.append(PlanTask(
                 id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1,
                 inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"], output: "tasks/pretrain.h5",
-                summary: "pre-train the dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) for \(e) epoch\(e == 1 ? "" : "s"), to upcycle"))
+                summary: "pre-train the dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) for \(e) epoch\(e == 1 ? "" : "s"), to \(neurons ? "moefy" : "upcycle")"))
             trainDeps = ["pretrain"]
             trainInputs.append("tasks/pretrain.h5:/model")
         } else if spec.split.strategy == .replicate, let source = spec.split.resolvedUpcycleFrom {
             trainInputs.append(source)
         }
-        let upcycled = trainInputs.count > 2 ? ", upcycled from the dense model" : ""
+        let upcycled = trainInputs.count <= 2 ? ""
+            : neurons ? ", moefied from the dense model (\(spec.split.method.rawValue) split of its FFN units)"
+            : ", upcycled from the dense model"
         tasks.append(PlanTask(
             id: "train", kind: .train, dependsOn: trainDeps, workers: 1,
             inputs: trainInputs,
@@ -49,9 +54,10 @@ public enum Planner {
 
     /// "dense", or the MoE layers of a `replicate` split: "MoE (8 experts, topk k=2, blocks 0, 1)".
     private static func modelKind(_ spec: ExperimentSpec) -> String {
-        guard spec.experts > 1, spec.split.strategy == .replicate else { return "dense" }
+        guard spec.experts > 1, spec.split.strategy == .replicate || spec.split.strategy == .neurons else { return "dense" }
         let blocks = spec.model.moeBlocks.indices(blocks: spec.model.blocks).map(String.init).joined(separator: ", ")
-        return "MoE (\(spec.experts) experts, \(spec.router.type.rawValue) k=\(spec.router.k), block\(blocks.contains(",") ? "s" : "") \(blocks))"
+        let width = spec.split.strategy == .neurons ? " of width \(spec.model.ffn / spec.experts)" : ""
+        return "MoE (\(spec.experts) experts\(width), \(spec.router.type.rawValue) k=\(spec.router.k), block\(blocks.contains(",") ? "s" : "") \(blocks))"
     }
 
     private static func fractions(_ f: DataSpec.Fractions) -> String {

@@ -16,14 +16,19 @@ extension ExperimentSpec {
     /// The MoE part of the model: `experts > 1` with `split.strategy: replicate` turns the FFN of
     /// every block in `model.moe_blocks` (`{every: N}` → blocks N−1, 2N−1, …) into `experts`
     /// copies behind a router; nil for a dense model. The `hash` router's seed is the spec seed.
+    ///
+    /// `split.strategy: neurons` (MoEfication) makes every block in `model.moe_blocks` an MoE
+    /// layer whose experts are `model.ffn / experts` wide (`expertFFN`): the dense FFN's hidden
+    /// units split into groups (see `Moefication`).
     var moeConfig: MoEConfig? {
-        guard experts > 1, split.strategy == .replicate else { return nil }
+        guard experts > 1, split.strategy == .replicate || split.strategy == .neurons else { return nil }
         return MoEConfig(experts: experts, blocks: model.moeBlocks.indices(blocks: model.blocks),
                          router: RouterKind(rawValue: router.type.rawValue)!, k: router.k,
                          capacityFactor: router.capacityFactor, minCapacity: router.minCapacity,
                          dropPolicy: MoENN.DropPolicy(rawValue: router.dropPolicy.rawValue)!,
                          auxLoss: Float(router.auxLoss), zLoss: Float(router.zLoss), jitter: Float(router.jitter),
-                         normalizeTopk: router.normalizeTopk, hashSeed: seed64)
+                         normalizeTopk: router.normalizeTopk, hashSeed: seed64,
+                         expertFFN: split.strategy == .neurons ? model.ffn / experts : nil)
     }
 
     var optimizerConfig: OptimizerConfig {

@@ -25,7 +25,8 @@ final class TrainTask {
     let role: Role
 
     /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs.
-    /// `train`: the spec's model; with upcycling it starts from the dense model's parameters.
+    /// `train`: the spec's model; with upcycling it starts from the dense model's parameters, with
+    /// `neurons` from the dense model moefied (TrainTask+Moefication.swift).
     enum Role { case pretrain, train }
 
     private var metrics = MetricsLog()
@@ -85,6 +86,8 @@ final class TrainTask {
             log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
         } else if let source = upcycleSource {
             try upcycle(model, from: source)
+        } else if let source = moeficationSource {
+            try moefy(model, from: source)
         }
         log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
 

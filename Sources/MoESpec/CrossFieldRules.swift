@@ -46,13 +46,13 @@ enum CrossFieldRules {
             guard s.split.strategy == .layerwise, s.experts > s.model.blocks else { return nil }
             return c.error("experts", "must be at most model.blocks (\(s.model.blocks)) with split.strategy: layerwise, got \(s.experts)")
         },
-        CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` and `experts <= model.ffn`.") { s, c in
+        CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` and `experts` dividing `model.ffn` (each expert takes `model.ffn / experts` hidden units).") { s, c in
             guard s.split.strategy == .neurons else { return nil }
             if s.split.pretrainEpochs < 1 {
                 return c.error("split.pretrain_epochs", "must be at least 1 with split.strategy: neurons (the dense FFN is trained first), got 0")
             }
-            if s.experts > s.model.ffn {
-                return c.error("experts", "must be at most model.ffn (\(s.model.ffn)) with split.strategy: neurons, got \(s.experts)")
+            if s.model.ffn % s.experts != 0 {
+                return c.error("experts", "must divide model.ffn (\(s.model.ffn)) with split.strategy: neurons (each expert takes model.ffn / experts hidden units), got \(s.experts)")
             }
             return nil
         },

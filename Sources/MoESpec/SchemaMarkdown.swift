@@ -73,10 +73,11 @@ extension SpecSchema {
         ## Not supported yet
 
         Every key above is parsed and validated today. What later issues build is refused with an
-        error naming the key (for example `split.strategy: "neurons" is not supported yet (issue 4:
+        error naming the key (for example `split.strategy: "branch" is not supported yet (issue 5:
         ...)`). This version runs single-process training of dense models and of Mixture-of-Experts
         models (`experts > 1` with `split.strategy: replicate`, also sparse-upcycled from a dense
-        model: `split.pretrain_epochs` or `split.upcycle_from`) on
+        model: `split.pretrain_epochs` or `split.upcycle_from`; or `split.strategy: neurons`,
+        MoEfication of a dense model pre-trained for `split.pretrain_epochs`) on
         synthetic or file data, and stage-local layer-wise training (`split.strategy: layerwise` with
         `train.local: true`, each stage on its own auxiliary head, the stages then stacked into one
         model). Checked in this order:

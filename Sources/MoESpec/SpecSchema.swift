@@ -76,7 +76,7 @@ public enum SpecSchema {
 
     enum Model {
         static let hidden = SchemaField("hidden", .integer(min: 1, max: nil), default: .int(128), "Width of the residual stream.")
-        static let ffn = SchemaField("ffn", .integer(min: 1, max: nil), default: .int(512), "Hidden units of each FFN (and of each expert).")
+        static let ffn = SchemaField("ffn", .integer(min: 1, max: nil), default: .int(512), "Hidden units of each FFN (and of each expert; with `neurons`, each expert takes `ffn / experts` of them).")
         static let blocks = SchemaField("blocks", .integer(min: 1, max: nil), default: .int(2), "Pre-norm residual FFN blocks.")
         static let activation = SchemaField("activation", SchemaField.choice(ModelSpec.Activation.self), default: .string("gelu"),
             "FFN activation.")
@@ -97,7 +97,7 @@ public enum SpecSchema {
         static let pretrainEpochs = SchemaField("pretrain_epochs", .integer(min: 0, max: nil), default: .int(0),
             "Dense epochs before splitting: with `replicate`, a dense pre-training task whose model is upcycled into the experts; the seed model of `branch`; the dense FFN of `neurons`, which needs at least 1.")
         static let method = SchemaField("method", SchemaField.choice(SplitSpec.NeuronMethod.self), default: .string("cluster"),
-            "How `neurons` groups hidden units: co-activation clustering, contiguous ranges or at random.")
+            "How `neurons` groups hidden units: `cluster` (balanced k-means on the normalised input-weight vectors), `contiguous` ranges, or `random` (seeded).")
         static let shardBy = SchemaField("shard_by", SchemaField.choice(SplitSpec.ShardBy.self), default: .string("domain"),
             "How `branch` shards the training data between experts.")
         static let overrides = SchemaField("overrides",

@@ -7,7 +7,8 @@
 ///
 /// Runs today: single-process training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
-/// replicate`, with sparse upcycling), with `parallelism.mode: none` and `workers: 1`,
+/// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
+/// with `parallelism.mode: none` and `workers: 1`,
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
@@ -46,12 +47,10 @@ enum SupportGate {
             spec.parallelism.compression == .none ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "split.strategy", refused: "`neurons` (issue 4), `layerwise` without `train.local: true` (the pipeline-parallel variant: issue 5), `branch` (issues 5, 6)",
-              issue: "4, 5, 6") { spec in
+        Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant: issue 5), `branch` (issues 5, 6)",
+              issue: "5, 6") { spec in
             switch spec.split.strategy {
-            case .none, .replicate: return nil
-            case .neurons:
-                return "\"neurons\" is not supported yet (issue 4: MoEfication, splitting a trained FFN's hidden units into experts; split.strategy: replicate runs today)"
+            case .none, .replicate, .neurons: return nil
             case .layerwise where spec.train.local: return nil
             case .layerwise:
                 return "\"layerwise\" without train.local (the pipeline-parallel variant) is not supported yet (issue 5); train.local: true runs stage-local training with auxiliary heads today"
@@ -65,7 +64,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense and replicate-MoE single-process training; see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) single-process training; see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

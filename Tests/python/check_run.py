@@ -171,7 +171,8 @@ def main(run_dir):
         spec = f["spec"][()].decode() if isinstance(f["spec"][()], bytes) else f["spec"][()]
         check("name:" in spec, "/spec does not hold the resolved YAML")
         plan = json.loads(f["plan"][()])
-        check([t["id"] for t in plan["tasks"]][:2] == ["data", "train"], f"unexpected plan {plan}")
+        ids = [t["id"] for t in plan["tasks"]]
+        check(ids[:2] == ["data", "train"] or ids[:3] == ["data", "pretrain", "train"], f"unexpected plan {plan}")
         for split in ["train", "val", "test"]:
             check(f[f"data/{split}/x"].dtype == np.float32, f"/data/{split}/x is not float32")
             check(f[f"data/{split}/y"].dtype == np.int64, f"/data/{split}/y is not int64")
@@ -184,7 +185,7 @@ def main(run_dir):
         moe_blocks = [] if moe is None else moe["blocks"]
         for i in range(config["blocks"]):
             if i in moe_blocks:
-                e, ffn, hidden = moe["experts"], config["ffn"], config["hidden"]
+                e, ffn, hidden = moe["experts"], moe.get("expert_ffn") or config["ffn"], config["hidden"]
                 if moe["router"] not in ("hash", "domain"):  # the fixed routers have no weights
                     check(model[f"blocks/{i}/moe/router/weight"].shape == (e, hidden), "router/weight is not [E, hidden]")
                 check(model[f"blocks/{i}/moe/experts/w1"].shape == (e, ffn, hidden), "experts/w1 is not [E, ffn, hidden]")

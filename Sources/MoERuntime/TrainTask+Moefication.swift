@@ -1,0 +1,38 @@
+import MoEHDF5
+import MoENN
+import MoESpec
+import MoEStore
+
+/// MoEfication at the start of the `train` task (`split.strategy: neurons`): the dense model of
+/// this run's `pretrain` task is split into the MoE model before the first step, as upcycling is
+/// for `replicate`, so the plan needs no task of its own. See `Moefication` for the maths.
+extension TrainTask {
+    /// This run's pre-trained dense model, when the spec moefies it (`neurons`).
+    var moeficationSource: String? {
+        guard role == .train, spec.split.strategy == .neurons, spec.split.pretrainEpochs > 0 else { return nil }
+        return layout.taskFile("pretrain")
+    }
+
+    /// Splits the dense model in `path` into `model`'s experts (`split.method`, seeded by the
+    /// spec seed) and fits the routers; errors name the tensor.
+    func moefy(_ model: ResidualMLP, from path: String) throws {
+        let file = try H5File.open(path)
+        guard let group = Evaluation.modelGroup(in: file) else {
+            throw RuntimeError.io(path: path, message: "holds no model to moefy (expected a checkpoint group, /model or /models/final)")
+        }
+        let (dense, _) = try Checkpoint.loadModel(from: file, at: group)
+        let method = Moefication.Method(rawValue: spec.split.method.rawValue)!
+        let report: Moefication.Report
+        do {
+            report = try Moefication.moefy(from: Upcycling.parameters(of: dense), into: model, method: method, seed: spec.seed64)
+        } catch let error as Upcycling.Mismatch {
+            throw RuntimeError.io(path: path, message: "cannot moefy: \(error)")
+        }
+        let moe = model.config.moe!
+        let objective = report.objective.keys.sorted().map { String(format: "%.2f", report.objective[$0]!) }.joined(separator: ", ")
+        log.info("\(id): moefied the dense model in \(path): the FFN units of block\(moe.blocks.count == 1 ? "" : "s") "
+                 + moe.blocks.map(String.init).joined(separator: ", ")
+                 + " split into \(moe.experts) experts of \(moe.expertFFN ?? model.config.ffn) (\(method.rawValue), k-means objective \(objective)),"
+                 + " routers fitted to the groups' mean w1 rows")
+    }
+}
