@@ -77,3 +77,40 @@ final class MoEGradientTests: XCTestCase {
     func testHash() { check(Case(router: .hash, k: 2, capacityFactor: nil)) }
     func testDomain() { check(Case(router: .domain, k: 1, capacityFactor: nil)) }
 }
+
+/// The whole model with MoE blocks: cross-entropy plus the weighted aux and z losses, with respect
+/// to every element of every parameter (embed, norms, dense and MoE blocks, routers, head).
+final class MoEModelGradientTests: XCTestCase {
+    func testWholeModelWithMoEBlocksEveryParameter() {
+        for (router, capacity) in [(RouterKind.topk, nil), (.topk, 1.0), (.switch, 1.5), (.noisyTopk, nil), (.expertChoice, 1.0)] as [(RouterKind, Double?)] {
+            let moe = MoEConfig(experts: 3, blocks: [0, 2], router: router, k: router == .switch ? 1 : 2, capacityFactor: capacity,
+                                minCapacity: 1, auxLoss: 0.3, zLoss: 0.1)
+            let config = ModelConfig(features: 4, classes: 3, hidden: 6, ffn: 8, blocks: 3, activation: .gelu, dropout: 0.1, moe: moe)
+            let model = ResidualMLP(config: config, seed: 21)
+            for layer in model.moeLayers { layer.router.weight.value.scale(by: 8) }  // wide routing margins
+            let n = 10
+            let x = randomTensor([n, 4], seed: 22, purpose: "x")
+            let labels = (0..<n).map { $0 % 3 }
+            let ctx = ForwardContext(training: true, step: 4, seed: 5)
+            func routing() -> [[Int]] { model.moeLayers.map { $0.router.routing.token + $0.router.routing.offsets } }
+            let loss = { () -> Double in
+                labels.withUnsafeBufferPointer { model.forward(x.data, labels: $0.baseAddress!, rows: n, context: ctx).loss } + model.auxiliaryLoss
+            }
+            _ = loss()
+            let base = routing()
+            model.parameters.zeroGrad()
+            labels.withUnsafeBufferPointer { lb in
+                model.forward(x.data, labels: lb.baseAddress!, rows: n, context: ctx)
+                model.backward()
+            }
+            let check = GradientCheck(h: 1e-3, atol: 2e-3, rtol: 2e-2)
+            var stable = true
+            let guarded = { () -> Double in let v = loss(); if routing() != base { stable = false }; return v }
+            for p in model.parameters {
+                check.assertMatches("\(router) cap \(String(describing: capacity)) \(p.name)", analytic: p.grad,
+                                    numeric: check.numerical(p.value, loss: guarded))
+            }
+            XCTAssertTrue(stable, "\(router): a perturbation changed the routing; pick inputs further from ties")
+        }
+    }
+}
