@@ -31,7 +31,7 @@ final class LayerwiseTrainTask {
 
     private var metrics = MetricsLog()
     private var stageMetrics: StageMetricsLog
-    private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
+    private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
     private var norm: Standardization?
 
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
@@ -130,10 +130,7 @@ final class LayerwiseTrainTask {
 
     /// Saves the current state as the newest checkpoint and rewrites the partial file.
     private func checkpoint(_ network: LayerwiseModel, _ optimizer: Optimizer, epoch: Int, batch: Int) throws {
-        if kept.last?.step == optimizer.stepCount { return }
-        kept.append((optimizer.stepCount, epoch, batch, network.parameters.map { $0.value.copy() },
-                     optimizer.state.map { $0.tensor.copy() }))
-        if kept.count > spec.output.keepCheckpoints { kept.removeFirst(kept.count - spec.output.keepCheckpoints) }
+        guard ring.record(network.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
             try file.setAttribute("format", "moe-run/1")
             try file.setAttribute("kind", "partial")
@@ -146,28 +143,13 @@ final class LayerwiseTrainTask {
 
     /// `/checkpoints/<step>/{model, optimizer, aux}` for every kept checkpoint, with the data position.
     private func writeCheckpoints(_ network: LayerwiseModel, _ optimizer: Optimizer, to file: H5File) throws {
-        let liveParams = network.parameters.map { $0.value.copy() }
-        let liveState = optimizer.state.map { $0.tensor.copy() }
-        let liveStep = optimizer.stepCount
-        defer {
-            for (p, v) in zip(network.parameters, liveParams) { p.value.copy(from: v) }
-            for (s, v) in zip(optimizer.state, liveState) { s.tensor.copy(from: v) }
-            optimizer.stepCount = liveStep
-        }
-        for c in kept {
-            for (p, v) in zip(network.parameters, c.params) { p.value.copy(from: v) }
-            for (s, v) in zip(optimizer.state, c.state) { s.tensor.copy(from: v) }
-            optimizer.stepCount = c.step
-            let path = "checkpoints/\(c.step)"
+        try ring.write(network.parameters, optimizer, to: file) { path in
             try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: path + "/model")
             try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
             let group = try file.openGroup(path)
             for p in network.auxParameters {
                 try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
             }
-            try group.setAttribute("step", Int64(c.step))
-            try group.setAttribute("epoch", Int64(c.epoch))
-            try group.setAttribute("batch", Int64(c.batch))
         }
     }
 
@@ -176,21 +158,11 @@ final class LayerwiseTrainTask {
         let file = try H5File.open(layout.partialFile(id))
         metrics = try MetricsLog.read(from: file, moe: false)
         stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
-        let steps = try file.openGroup("checkpoints").children().compactMap(Int.init).sorted()
-        guard !steps.isEmpty else { throw RuntimeError.io(path: layout.partialFile(id), message: "holds no checkpoint") }
-        kept = []
-        var position = (0, 0)
-        for step in steps {
-            let path = "checkpoints/\(step)"
+        return try ring.restore(from: file, path: layout.partialFile(id), network.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: network.model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadParameters(into: network.auxParameters, from: file, at: path)
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-            let group = try file.openGroup(path)
-            position = (Int(try group.attribute("epoch", as: Int64.self)), Int(try group.attribute("batch", as: Int64.self)))
-            kept.append((step, position.0, position.1, network.parameters.map { $0.value.copy() },
-                         optimizer.state.map { $0.tensor.copy() }))
         }
-        return position
     }
 
     private func finish(_ network: LayerwiseModel, _ optimizer: Optimizer, seconds: Double) throws {

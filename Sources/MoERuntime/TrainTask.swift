@@ -32,7 +32,7 @@ final class TrainTask {
     private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
     /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
-    private var kept: [(step: Int, epoch: Int, batch: Int, params: [Tensor], state: [Tensor])] = []
+    private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
     private var norm: Standardization?
 
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train) {
@@ -163,10 +163,7 @@ final class TrainTask {
 
     /// Saves the current state as the newest checkpoint and rewrites the partial file.
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
-        if kept.last?.step == optimizer.stepCount { return }
-        kept.append((optimizer.stepCount, epoch, batch, model.parameters.map { $0.value.copy() },
-                     optimizer.state.map { $0.tensor.copy() }))
-        if kept.count > spec.output.keepCheckpoints { kept.removeFirst(kept.count - spec.output.keepCheckpoints) }
+        guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
             try file.setAttribute("format", "moe-run/1")
             try file.setAttribute("kind", "partial")
@@ -179,25 +176,9 @@ final class TrainTask {
 
     /// `/checkpoints/<step>/{model, optimizer}` for every kept checkpoint, with the data position.
     private func writeCheckpoints(model: ResidualMLP, optimizer: Optimizer, to file: H5File) throws {
-        let liveParams = model.parameters.map { $0.value.copy() }
-        let liveState = optimizer.state.map { $0.tensor.copy() }
-        let liveStep = optimizer.stepCount
-        defer {
-            for (p, v) in zip(model.parameters, liveParams) { p.value.copy(from: v) }
-            for (s, v) in zip(optimizer.state, liveState) { s.tensor.copy(from: v) }
-            optimizer.stepCount = liveStep
-        }
-        for c in kept {
-            for (p, v) in zip(model.parameters, c.params) { p.value.copy(from: v) }
-            for (s, v) in zip(optimizer.state, c.state) { s.tensor.copy(from: v) }
-            optimizer.stepCount = c.step
-            let path = "checkpoints/\(c.step)"
+        try ring.write(model.parameters, optimizer, to: file) { path in
             try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
             try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-            let group = try file.openGroup(path)
-            try group.setAttribute("step", Int64(c.step))
-            try group.setAttribute("epoch", Int64(c.epoch))
-            try group.setAttribute("batch", Int64(c.batch))
         }
     }
 
@@ -206,20 +187,10 @@ final class TrainTask {
         let file = try H5File.open(layout.partialFile(id))
         metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil)
         try routerMetrics?.read(from: file)
-        let steps = try file.openGroup("checkpoints").children().compactMap(Int.init).sorted()
-        guard !steps.isEmpty else { throw RuntimeError.io(path: layout.partialFile(id), message: "holds no checkpoint") }
-        kept = []
-        var position = (0, 0)
-        for step in steps {
-            let path = "checkpoints/\(step)"
+        return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-            let group = try file.openGroup(path)
-            position = (Int(try group.attribute("epoch", as: Int64.self)), Int(try group.attribute("batch", as: Int64.self)))
-            kept.append((step, position.0, position.1, model.parameters.map { $0.value.copy() },
-                         optimizer.state.map { $0.tensor.copy() }))
         }
-        return position
     }
 
     /// The `domain` router routes by each sample's domain id: data without them is refused.
