@@ -51,6 +51,7 @@ public struct RunSummary {
             }
         }
         if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
+        if file.exists("tasks/train/stages") { lines += try Self.stageTable(try file.openGroup("tasks/train")) }
         if file.exists("models") { lines.append("  models: " + (try file.openGroup("models").children()).joined(separator: ", ")) }
         if file.exists("tasks") { lines.append("  tasks: " + (try file.openGroup("tasks").children()).joined(separator: ", ")) }
         return lines.joined(separator: "\n")
@@ -64,6 +65,7 @@ public struct RunSummary {
             if let s = steps.last, let l = loss.last { lines.append("  \(steps.count) log rows; last step \(s), train_loss \(formatMetric(l))") }
         }
         if file.exists("router") { lines += try Self.routerTable(try file.openGroup("router")) }
+        if file.exists("stages") { lines += try Self.stageTable(file) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
         if file.exists("model") { lines.append("  final model at /model") }
         if file.exists("summary/final") {
@@ -71,6 +73,25 @@ public struct RunSummary {
             lines.append("  " + (try g.children().sorted().map { "\($0) \(formatMetric(try g.readScalar($0, as: Double.self)))" }).joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Layer-wise local training: each stage's blocks and the last validation loss/accuracy of
+    /// its auxiliary head (the last stage's head is the stacked model's).
+    static func stageTable(_ task: H5Location) throws -> [String] {
+        let stages = try task.openGroup("stages").children().compactMap(Int.init).sorted()
+        guard !stages.isEmpty else { return [] }
+        var lines = ["  layer-wise stages (auxiliary head of each, last validation):",
+                     "    stage  blocks   val_loss  val_accuracy"]
+        for s in stages {
+            let g = try task.openGroup("stages/\(s)")
+            let first = try g.attribute("first_block", as: Int64.self), last = try g.attribute("last_block", as: Int64.self)
+            var loss = "–", acc = "–"
+            let lossPath = "metrics/eval/stage_\(s)_val_loss", accPath = "metrics/eval/stage_\(s)_val_accuracy"
+            if task.exists(lossPath), let l = try task.read(lossPath, as: Double.self).values.last { loss = formatMetric(l) }
+            if task.exists(accPath), let a = try task.read(accPath, as: Double.self).values.last { acc = formatMetric(a) }
+            lines.append("    " + pad(String(s), 5) + "  " + pad(first == last ? "\(first)" : "\(first)-\(last)", 6) + "   " + pad(loss, 8) + "  " + pad(acc, 12))
+        }
+        return lines
     }
 
     /// The last row of each MoE layer's router series: every expert's share of the routed

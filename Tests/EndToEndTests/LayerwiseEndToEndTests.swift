@@ -23,6 +23,9 @@ final class LayerwiseEndToEndTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("train: layer-wise local training of 2 stages (blocks 0-1, 2)"), r.stdout)
         let runDir = dir + "/" + r.lastLine
+        let show = try CLI.run(["show", runDir], in: dir)
+        XCTAssertTrue(show.stdout.contains("layer-wise stages"), show.stdout)
+        XCTAssertEqual(show.stdout.split(separator: "\n").filter { $0.hasPrefix("        ") && $0.contains("0.") }.count >= 2, true, show.stdout)
         let run = try H5File.open(runDir + "/run.h5")
         let steps = try run.read("tasks/train/metrics/step", as: Int64.self).values
         for s in 0..<2 {
