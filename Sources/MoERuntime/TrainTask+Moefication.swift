@@ -28,11 +28,33 @@ extension TrainTask {
         } catch let error as Upcycling.Mismatch {
             throw RuntimeError.io(path: path, message: "cannot moefy: \(error)")
         }
+        moeficationGroups = report.groups
         let moe = model.config.moe!
         let objective = report.objective.keys.sorted().map { String(format: "%.2f", report.objective[$0]!) }.joined(separator: ", ")
         log.info("\(id): moefied the dense model in \(path): the FFN units of block\(moe.blocks.count == 1 ? "" : "s") "
                  + moe.blocks.map(String.init).joined(separator: ", ")
                  + " split into \(moe.experts) experts of \(moe.expertFFN ?? model.config.ffn) (\(method.rawValue), k-means objective \(objective)),"
                  + " routers fitted to the groups' mean w1 rows")
+    }
+
+    /// The partition, `/moefication/<block>/units` (int64 `[E, F/E]`: row e lists the dense FFN
+    /// units of expert e), so a run file says which dense units went to which expert. Written into
+    /// the partial file too, since a resumed task does not moefy again.
+    func writeMoeficationGroups(to file: H5File) throws {
+        for (block, groups) in moeficationGroups.sorted(by: { $0.key < $1.key }) {
+            let width = groups.first?.count ?? 0
+            try file.createDataset("moefication/\(block)/units", groups.flatMap { $0.map(Int64.init) }, shape: [groups.count, width])
+        }
+    }
+
+    /// Reads the partition back from a partial file (resume).
+    func readMoeficationGroups(from file: H5File) throws {
+        guard file.exists("moefication") else { return }
+        for name in try file.openGroup("moefication").children() {
+            guard let block = Int(name) else { continue }
+            let (values, shape) = try file.read("moefication/\(name)/units", as: Int64.self)
+            let width = shape.count == 2 ? shape[1] : 0
+            moeficationGroups[block] = stride(from: 0, to: values.count, by: max(width, 1)).map { values[$0..<min($0 + width, values.count)].map(Int.init) }
+        }
     }
 }

@@ -33,6 +33,8 @@ final class TrainTask {
     private var routerMetrics: RouterMetricsLog?
     /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
     private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
+    /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
+    var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
 
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train) {
@@ -170,6 +172,7 @@ final class TrainTask {
             try file.setAttribute("task", id)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
+            try writeMoeficationGroups(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
         }
     }
@@ -187,6 +190,7 @@ final class TrainTask {
         let file = try H5File.open(layout.partialFile(id))
         metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil)
         try routerMetrics?.read(from: file)
+        try readMoeficationGroups(from: file)
         return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
@@ -210,6 +214,7 @@ final class TrainTask {
             try file.setAttribute("train_seconds", seconds)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
+            try writeMoeficationGroups(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
             try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
         }

@@ -30,6 +30,10 @@ final class MoeficationEndToEndTests: XCTestCase {
         XCTAssertEqual(try run.openDataset("models/final/blocks/0/moe/experts/w1").shape, [4, 8, 16])
         XCTAssertEqual(try run.openDataset("models/final/blocks/1/moe/experts/w2").shape, [4, 16, 8])
         XCTAssertTrue(try run.openGroup("models/final").stringAttribute("config").contains("\"expert_ffn\":8"))
+        // The partition is stored: every dense unit of the 32 in exactly one expert's row.
+        let (units, shape) = try run.read("tasks/train/moefication/0/units", as: Int64.self)
+        XCTAssertEqual(shape, [4, 8])
+        XCTAssertEqual(units.sorted(), (0..<32).map(Int64.init))
         // Fine-tuning starts near the dense model's loss, far below a fresh start's.
         let dense = try run.read("tasks/pretrain/metrics/train_loss", as: Double.self).values
         let moefied = try run.read("tasks/train/metrics/train_loss", as: Double.self).values
