@@ -29,13 +29,8 @@ TORCH_PY := $(TORCH_VENV)/bin/python
 TORCH_PY_PACKAGES := torch numpy h5py
 # Free space (GiB) the first install needs where the venv goes.
 TORCH_MIN_FREE_GB := 8
-ifeq ($(MOE_RUN_SKIP_TORCH),1)
-TEST_TORCH_PREREQ :=
-TEST_TORCH_ENV := MOE_RUN_SKIP_TORCH=1
-else
-TEST_TORCH_PREREQ := torch-venv
-TEST_TORCH_ENV := MOE_RUN_TORCH_PYTHON="$(TORCH_PY)"
-endif
+# `make test` runs the reference check when torch can be installed: if the install fails (no disk,
+# no registry), the suite still runs and the check reports itself skipped, saying why.
 
 # OpenBLAS 0.3.21 misdetects recent Intel CPUs and falls back to its slowest kernel; it reads
 # OPENBLAS_CORETYPE when it loads. The moe-run binaries re-exec themselves with it set; the test
@@ -74,9 +69,14 @@ venv:
 build: setup
 	swift build $(SWIFT_FLAGS)
 
-test: setup venv $(TEST_TORCH_PREREQ)
+test: setup venv
 	swift build $(SWIFT_FLAGS) --build-tests
-	MOE_RUN_PYTHON="$(PY)" $(TEST_TORCH_ENV) swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing
+	@if [ "$(MOE_RUN_SKIP_TORCH)" = 1 ]; then torch_env="MOE_RUN_SKIP_TORCH=1"; \
+	elif $(MAKE) --no-print-directory torch-venv; then torch_env="MOE_RUN_TORCH_PYTHON=$(TORCH_PY)"; \
+	else echo "make test: WARNING: torch could not be installed (see above); the PyTorch reference check is skipped"; \
+	  torch_env="MOE_RUN_SKIP_TORCH=1"; fi; \
+	echo "swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing ($$torch_env)"; \
+	env MOE_RUN_PYTHON="$(PY)" $$torch_env swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing
 
 .PHONY: torch-venv check-torch
 
