@@ -24,6 +24,8 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // prctl(2) for workers (header only).
+        .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
 
         .target(name: "MoECore", dependencies: ["CBLAS"]),
         .target(name: "MoENN", dependencies: ["MoECore"]),
@@ -32,7 +34,7 @@ let package = Package(
         .target(name: "MoESpec", dependencies: ["Yams"]),
         .target(name: "MoEPlan", dependencies: ["MoESpec"]),
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -46,6 +48,7 @@ let package = Package(
         .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),
         .testTarget(name: "MoEStoreTests", dependencies: ["MoEStore", "MoENN", "MoEHDF5", "MoEData"]),
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
         .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore"]),
     ],

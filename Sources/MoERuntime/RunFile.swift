@@ -9,6 +9,8 @@ import MoESpec
 /// It is rewritten whole (tmp file, fsync, rename) whenever the status changes, never in place.
 enum RunFile {
     static let version = "0.1.0"
+    /// Attribute: the absolute directory relative paths in `/spec` are resolved against.
+    static let specDirectoryAttribute = "spec_directory"
 
     struct Header {
         var status: String
@@ -16,7 +18,7 @@ enum RunFile {
         var finished: String?
     }
 
-    static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, header: Header) throws {
+    static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, specDirectory: String, header: Header) throws {
         let yaml = spec.resolvedYAML()
         try H5File.createAtomically(layout.runFile) { file in
             try file.setAttribute("format", "moe-run/1")
@@ -28,6 +30,7 @@ enum RunFile {
             try file.setAttribute("moe_run_version", version)
             try file.setAttribute("started", header.started)
             try file.setAttribute("finished", header.finished ?? "")
+            try file.setAttribute(specDirectoryAttribute, specDirectory)
             try file.createString("spec", yaml)
             try file.createString("plan", plan.json())
             let fm = FileManager.default

@@ -2,21 +2,26 @@ import Foundation
 
 /// Everything a run says: plain lines to stdout (unless `--quiet`) and always to `log.txt`;
 /// on a TTY a single progress line is redrawn in place between log lines.
+///
+/// The log file is opened for appending (`O_APPEND`), so the scheduler and its workers can all
+/// add lines to it; a worker's log has `infoToFile: false` because the scheduler writes the
+/// worker's stdout lines to the file.
 public final class RunLog: @unchecked Sendable {
     private var file: FileHandle?
     private let quiet: Bool
+    private let infoToFile: Bool
     private let isTTY: Bool
     private var progressShown = false
     private var lastProgress = Date.distantPast
     private let formatter = ISO8601DateFormatter()
 
-    public init(path: String?, quiet: Bool) {
+    public init(path: String?, quiet: Bool, infoToFile: Bool = true) {
         self.quiet = quiet
+        self.infoToFile = infoToFile
         isTTY = isatty(STDOUT_FILENO) == 1
         if let path {
-            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-            file = FileHandle(forWritingAtPath: path)
-            file?.seekToEndOfFile()
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            if fd >= 0 { file = FileHandle(fileDescriptor: fd, closeOnDealloc: true) }
         }
     }
 
@@ -24,7 +29,7 @@ public final class RunLog: @unchecked Sendable {
 
     /// A line for people and for the log file.
     public func info(_ message: String) {
-        file?.write(Data("\(formatter.string(from: Date())) \(message)\n".utf8))
+        if infoToFile { file?.write(Data("\(formatter.string(from: Date())) \(message)\n".utf8)) }
         guard !quiet else { return }
         clearProgress()
         print(message)
@@ -34,6 +39,13 @@ public final class RunLog: @unchecked Sendable {
     /// A line only for the log file.
     public func record(_ message: String) {
         file?.write(Data("\(formatter.string(from: Date())) \(message)\n".utf8))
+    }
+
+    /// A line for stderr (unless `--quiet`), not for the file (the caller records it).
+    public func warning(_ message: String) {
+        guard !quiet else { return }
+        clearProgress()
+        FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 
     /// Redraws the progress line on a TTY (no-op otherwise: plain runs get `info` lines instead).

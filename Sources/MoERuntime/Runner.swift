@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 import MoEData
 import MoEHDF5
 import MoEPlan
@@ -10,16 +11,21 @@ public struct RunOptions: Sendable {
     public var resume = false
     public var force = false
     public var quiet = false
-    public init(outputRoot: String? = nil, resume: Bool = false, force: Bool = false, quiet: Bool = false) {
+    /// The directory relative paths in the spec are relative to (stored in run.h5 for workers);
+    /// by default the current directory.
+    public var specDirectory: String?
+    public init(outputRoot: String? = nil, resume: Bool = false, force: Bool = false, quiet: Bool = false,
+                specDirectory: String? = nil) {
         self.outputRoot = outputRoot
         self.resume = resume
         self.force = force
         self.quiet = quiet
+        self.specDirectory = specDirectory
     }
 }
 
-/// Runs a plan in this process, task after task in plan order (the forked-process scheduler
-/// replaces this loop in issue 5). A task whose output file exists is complete and skipped.
+/// Runs a plan: prepares the run directory and `run.h5`, then hands the tasks to the `Scheduler`,
+/// which runs each in a worker process (`moe-run worker`), and records how the run ended.
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
@@ -46,35 +52,46 @@ public enum Runner {
             return layout
         }
         log.record("moe-run \(RunFile.version): run \(layout.directory)")
-        try RunFile.write(spec: spec, plan: plan, layout: layout, header: .init(status: "running", started: started))
+        let specDirectory = URL(fileURLWithPath: options.specDirectory ?? ".").standardizedFileURL.path
+        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
+                          header: .init(status: "running", started: started))
         Interrupts.install()
         do {
-            for task in plan.tasks {
-                if fm.fileExists(atPath: layout.taskFile(task.id)) {
-                    log.info("\(task.id): complete, skipped")
-                    continue
-                }
-                switch task.kind {
-                case .data: try DataTask.run(spec: spec, layout: layout, log: log)
-                case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
-                case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
-                case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
-                case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
-                }
-                if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }
-            }
+            try scheduler(spec, plan: plan, layout: layout, log: log).run()
         } catch {
             let status: String
-            if case RuntimeError.interrupted = error { status = "interrupted" } else { status = "failed" }
+            switch error {
+            case RuntimeError.interrupted, RuntimeError.runInterrupted: status = "interrupted"
+            default: status = "failed"
+            }
             log.record("error: \(error)")
-            try? RunFile.write(spec: spec, plan: plan, layout: layout,
+            try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
                                header: .init(status: status, started: started, finished: RunFile.now()))
             throw error
         }
-        try RunFile.write(spec: spec, plan: plan, layout: layout,
+        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
                           header: .init(status: "complete", started: started, finished: RunFile.now()))
         log.record("complete")
         return layout
+    }
+
+    /// The scheduler for `plan`: each task runs as `/proc/self/exe worker --run-dir DIR --task ID`
+    /// with this process's environment plus `OPENBLAS_NUM_THREADS` = cores / workers (at least 1),
+    /// the OpenBLAS core type already chosen (`BLASEnvironment`), and this process's pid.
+    static func scheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog) -> Scheduler {
+        var environment = BLASEnvironment.currentEnvironment()
+        environment["OPENBLAS_NUM_THREADS"] = String(max(1, BLASEnvironment.cores / max(1, spec.parallelism.workers)))
+        environment[BLASEnvironment.marker] = "1"
+        environment[Worker.parentVariable] = String(getpid())
+        let directory = URL(fileURLWithPath: layout.directory).standardizedFileURL.path
+        return Scheduler(tasks: plan.tasks, workers: spec.parallelism.workers, retries: spec.parallelism.retries,
+                         log: log, logPath: layout.logFile,
+                         isComplete: { FileManager.default.fileExists(atPath: layout.taskFile($0)) },
+                         command: { task in
+                             Scheduler.Command(executable: "/proc/self/exe",
+                                               arguments: ["moe-run", "worker", "--run-dir", directory, "--task", task.id],
+                                               environment: environment)
+                         })
     }
 
     /// What the spec cannot tell but its data file can, checked before anything is written (exit

@@ -12,11 +12,16 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case usage(String)
     /// `router.type: domain` on samples without domain ids.
     case missingDomains(path: String)
+    /// A task's worker process died or failed on every attempt (`parallelism.retries` + 1);
+    /// `reason` is the worker's own error message, if it printed one.
+    case taskFailed(task: String, status: String, attempts: Int, reason: String?, log: String)
+    /// SIGINT or SIGTERM reached the scheduler; its workers saved their state and stopped.
+    case runInterrupted(tasks: [String])
 
     public var exitCode: Int32 {
         switch self {
-        case .diverged, .io: return 1
-        case .interrupted: return 130
+        case .diverged, .io, .taskFailed: return 1
+        case .interrupted, .runInterrupted: return 130
         case .runExists, .usage, .missingDomains: return 2
         }
     }
@@ -35,6 +40,13 @@ public enum RuntimeError: Error, CustomStringConvertible {
             return "\(path): \(message)"
         case let .usage(message):
             return message
+        case let .taskFailed(task, status, attempts, reason, log):
+            let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
+            return (reason.map { $0 + "; " } ?? "")
+                + "task \(task) failed: its worker ended with \(status) (\(tries)); see \(log)"
+        case let .runInterrupted(tasks):
+            let which = tasks.isEmpty ? "" : " (" + tasks.joined(separator: ", ") + " stopped)"
+            return "interrupted\(which); state saved, rerun with --resume to continue"
         case let .missingDomains(path):
             return "\(path): the samples have no domain ids, and router.type: domain routes by them; "
                 + "add a `domain` dataset (HDF5) or column (CSV), or choose another router.type"

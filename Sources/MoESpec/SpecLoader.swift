@@ -36,10 +36,18 @@ public enum SpecLoader {
         try load(yaml: yaml, file: file, baseDirectory: baseDirectory, overrides: overrides, enforceSupportGate: true)
     }
 
+    /// Loads a spec as `resolvedYAML()` wrote it (the copy stored in a run's `run.h5`): every key
+    /// with its default is written there, so keys that have no effect as configured are not
+    /// errors; everything else is checked as in `load(yaml:file:baseDirectory:overrides:)`.
+    public static func loadResolved(yaml: String, file: String, baseDirectory: String) throws -> ExperimentSpec {
+        try load(yaml: yaml, file: file, baseDirectory: baseDirectory, overrides: [], enforceSupportGate: true,
+                 rejectIneffectiveKeys: false)
+    }
+
     /// `enforceSupportGate: false` validates specs that use features not built yet or keys that
     /// have no effect as configured (tests of the schema; never for running).
     static func load(yaml: String, file: String, baseDirectory: String?, overrides: [String],
-                     enforceSupportGate: Bool) throws -> ExperimentSpec {
+                     enforceSupportGate: Bool, rejectIneffectiveKeys: Bool = true) throws -> ExperimentSpec {
         let start = SourceLocation(file: file, line: 1, column: 1)
         guard var root = try YAMLDocument(file: file).parse(yaml), !root.isNull else {
             throw SpecError(start, "", "the spec is empty", hint: "a spec needs at least `name: my-experiment`; see docs/spec.md")
@@ -58,7 +66,7 @@ public enum SpecLoader {
         let rules = RuleContext(decode: context, root: root.location)
         try CrossFieldRules.check(spec, rules)
         if enforceSupportGate {
-            try IneffectiveKeys.check(spec, rules)
+            if rejectIneffectiveKeys { try IneffectiveKeys.check(spec, rules) }
             try SupportGate.check(spec, rules)
         }
         return spec

@@ -5,10 +5,11 @@
 /// feature deletes (or narrows) its entry. Entries are checked in order and the first refusal
 /// is reported, so the features of the latest issues come first.
 ///
-/// Runs today: single-process training of a dense model (`experts: 1`, `split.strategy: none`)
+/// Runs today: training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
 /// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
-/// with `parallelism.mode: none` and `workers: 1`,
+/// with `parallelism.mode: none` (tasks in worker processes, up to `parallelism.workers` at once,
+/// crashed ones retried `parallelism.retries` times),
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
@@ -35,14 +36,6 @@ enum SupportGate {
         Entry(keyPath: "parallelism.mode", refused: "every mode but `none`", issue: "5") { spec in
             spec.parallelism.mode == .none ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "parallelism.workers", refused: "values above 1", issue: "5") { spec in
-            spec.parallelism.workers == 1 ? nil
-                : "values above 1 are not supported yet (the multi-process scheduler arrives with issue 5)"
-        },
-        Entry(keyPath: "parallelism.retries", refused: "values other than 1", issue: "5") { spec in
-            spec.parallelism.retries == 1 ? nil
-                : "values other than 1 are not supported yet (the scheduler that retries crashed workers arrives with issue 5)"
-        },
         Entry(keyPath: "parallelism.compression", refused: "every value but `none`", issue: "5") { spec in
             spec.parallelism.compression == .none ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
@@ -64,7 +57,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) single-process training; see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training (parallelism.mode: none); see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

@@ -11,7 +11,7 @@ struct MoeRun: ParsableCommand {
         abstract: "Run Mixture-of-Experts experiments declared in YAML; results go to HDF5.",
         discussion: "Exit codes: 0 success, 1 the run failed, 2 bad usage or bad spec (nothing written), 130 interrupted (resumable).",
         version: "0.1.0",
-        subcommands: [Run.self, Validate.self, PlanCommand.self, Show.self, Eval.self],
+        subcommands: [Run.self, Validate.self, PlanCommand.self, Show.self, Eval.self, WorkerCommand.self],
         defaultSubcommand: Run.self)
 
     /// Runs the command; every error ends as one `moe-run: error: …` line (plus a hint line where
@@ -86,9 +86,32 @@ struct Run: ParsableCommand {
     func run() throws {
         if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
         let spec = try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? [])
-        let layout = try Runner.run(spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet))
+        let specDirectory = (specOptions.spec as NSString).deletingLastPathComponent
+        let layout = try Runner.run(spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
+                                                              specDirectory: specDirectory.isEmpty ? "." : specDirectory))
         if !quiet { print(try RunSummary(path: layout.directory).text()) }
         print(layout.directory)
+    }
+}
+
+/// `moe-run worker`: runs one task of a run for the scheduler (hidden). Exit 0 done, 1 the task
+/// failed (one `moe-run: error:` line on stderr), 130 interrupted with its state saved.
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Run one task of a run (used by the scheduler).",
+                                                    shouldDisplay: false)
+    @Option(help: "The run directory (holding run.h5).") var runDir: String
+    @Option(help: "The task id.") var task: String
+
+    func run() throws {
+        do {
+            try Worker.run(runDirectory: runDir, taskID: task)
+        } catch let error as RuntimeError where error.exitCode == 130 {
+            throw error
+        } catch let error as RuntimeError {
+            throw CLIError(message: error.description, exitCode: 1)
+        } catch let error as SpecError {
+            throw CLIError(message: error.description, exitCode: 1)
+        }
     }
 }
 

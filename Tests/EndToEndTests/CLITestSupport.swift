@@ -68,6 +68,34 @@ struct CLI {
         return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
+    /// The pids of `pid`'s children (Linux: `/proc/<pid>/task/*/children`).
+    static func children(of pid: Int32) -> [Int32] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { task -> [Int32] in
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+            return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+    }
+
+    /// Live processes whose working directory is `dir` or below (a run started there and its
+    /// workers, which inherit the directory); zombies have no working directory and do not count.
+    static func processes(in dir: String) -> [Int32] {
+        let root = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        return pids.filter { pid in
+            guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd") else { return false }
+            return cwd == root || cwd.hasPrefix(root + "/")
+        }
+    }
+
+    /// Asserts that no process is left running in `dir`, allowing `timeout` seconds for
+    /// processes that are being killed to go.
+    static func assertNoProcesses(in dir: String, timeout: Double = 5, file: StaticString = #filePath, line: UInt = #line) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !processes(in: dir).isEmpty && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(processes(in: dir), [], "processes left running in \(dir)", file: file, line: line)
+    }
+
     /// Every file below `dir` (recursively).
     static func files(under dir: String) -> [String] {
         (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).map { dir + "/" + $0 }

@@ -4,6 +4,9 @@ import XCTest
 
 /// Exact resume: a run killed with SIGKILL (or interrupted with SIGINT) mid-training and
 /// resumed with `--resume` ends with bit-identical final weights to an uninterrupted run.
+/// The signal goes to the `moe-run` process the user started (the scheduler); its training
+/// worker dies with it (SIGKILL: the worker's parent-death signal) or saves its state and stops
+/// (SIGINT, forwarded), so nothing keeps running after the test.
 final class ResumeEndToEndTests: XCTestCase {
     /// Long enough to be killed mid-way: ~1,900 steps, a checkpoint every 50.
     let spec = tinySpec(name: "resume", epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
@@ -42,9 +45,12 @@ final class ResumeEndToEndTests: XCTestCase {
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
         XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no checkpoint appeared before the run ended")
         usleep(150_000)  // let it train past the checkpoint, so work is lost and redone
+        let worker = try XCTUnwrap(CLI.children(of: p.processIdentifier).first, "the training worker")
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+        CLI.assertNoProcesses(in: dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/proc/\(worker)/cwd"), "the worker died with the scheduler")
 
         let again = try CLI.run(["spec.yaml"], in: dir)
         XCTAssertEqual(again.status, 2, "without --resume an unfinished run is not touched")
@@ -68,6 +74,7 @@ final class ResumeEndToEndTests: XCTestCase {
         kill(p.processIdentifier, SIGINT)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 130)
+        CLI.assertNoProcesses(in: dir)
         let runDir = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/resume").first)
         let run = try H5File.open(dir + "/out/resume/\(runDir)/run.h5")
         XCTAssertEqual(try run.stringAttribute("status"), "interrupted")
@@ -75,5 +82,6 @@ final class ResumeEndToEndTests: XCTestCase {
         let resumed = try CLI.run(["spec.yaml", "--resume", "--quiet"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try H5File.open(dir + "/" + resumed.lastLine + "/run.h5").stringAttribute("status"), "complete")
+        CLI.assertNoProcesses(in: dir)
     }
 }

@@ -1,0 +1,71 @@
+import CProcess
+import Foundation
+import MoEHDF5
+import MoEPlan
+import MoESpec
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker side of the scheduler: `moe-run worker --run-dir DIR --task ID` runs exactly one
+/// task of an existing run in this (freshly exec'd) process.
+///
+/// The spec comes from `DIR/run.h5`: the resolved YAML in `/spec`, with relative paths resolved
+/// against the `spec_directory` attribute (the absolute directory of the spec file the run was
+/// started from). Progress and results are lines on stdout, which the scheduler logs; lines only
+/// for the log file are appended to `DIR/log.txt` directly.
+public enum Worker {
+    /// Environment variable holding the scheduler's pid: a worker whose parent is already
+    /// another process (the scheduler died before the worker started) stops at once.
+    public static let parentVariable = "MOE_RUN_SCHEDULER_PID"
+
+    /// Runs task `taskID` of the run in `runDirectory`. Throws what the task throws
+    /// (`RuntimeError.interrupted` after SIGINT/SIGTERM, with the task's state saved).
+    public static func run(runDirectory: String, taskID: String) throws {
+        watchParent()
+        Interrupts.install()
+        let layout = RunLayout(directory: runDirectory)
+        let spec = try loadSpec(layout)
+        H5Storage.deflateLevel = UInt32(spec.output.compression)
+        guard let task = Planner.plan(spec).task(taskID) else {
+            throw RuntimeError.usage("\(layout.runFile): the plan has no task \(taskID)")
+        }
+        let log = RunLog(path: layout.logFile, quiet: false, infoToFile: false)
+        try perform(task, spec: spec, layout: layout, log: log)
+    }
+
+    /// The run's spec as stored in its `run.h5`.
+    static func loadSpec(_ layout: RunLayout) throws -> ExperimentSpec {
+        let yaml: String, directory: String
+        do {
+            let file = try H5File.open(layout.runFile)
+            yaml = try file.readString("spec")
+            directory = try file.stringAttribute(RunFile.specDirectoryAttribute)
+        } catch {
+            throw RuntimeError.io(path: layout.runFile, message: "cannot read the run's spec: \(error)")
+        }
+        return try SpecLoader.loadResolved(yaml: yaml, file: layout.runFile + ":/spec", baseDirectory: directory)
+    }
+
+    /// Runs one task in this process (the task code the scheduler's workers share).
+    static func perform(_ task: PlanTask, spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
+        switch task.kind {
+        case .data: try DataTask.run(spec: spec, layout: layout, log: log)
+        case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
+        case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
+        case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
+        case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
+        }
+        if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }
+    }
+
+    /// Dies with its scheduler: the kernel sends SIGKILL to this process when the scheduler
+    /// ends (even by SIGKILL), so no worker is ever orphaned; if the scheduler is already gone
+    /// (the worker was re-parented before it could ask), the worker exits at once.
+    static func watchParent() {
+        _ = moe_run_set_parent_death_signal(SIGKILL)
+        if let expected = ProcessInfo.processInfo.environment[parentVariable].flatMap(Int32.init), getppid() != expected {
+            _exit(137)
+        }
+    }
+}

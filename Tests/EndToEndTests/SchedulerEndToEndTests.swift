@@ -1,0 +1,143 @@
+import Foundation
+import MoEHDF5
+import XCTest
+
+/// The scheduler as users meet it: every task runs in a `moe-run worker` child process; the
+/// worker count does not change the results; a worker killed with SIGKILL is retried and the run
+/// ends with the same bits; a worker that fails ends the run with exit 1 naming the task; SIGINT
+/// to the scheduler stops its workers and leaves a resumable run. No process outlives a test.
+final class SchedulerEndToEndTests: XCTestCase {
+    /// Long enough to be killed mid-way: ~1,900 steps, a checkpoint every 50.
+    let spec = tinySpec(name: "sched", epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
+        .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+
+    private func finalWeights(_ runDir: String) throws -> [String: [UInt32]] {
+        let file = try H5File.open(runDir + "/run.h5")
+        var out: [String: [UInt32]] = [:]
+        func walk(_ group: H5Group, _ prefix: String) throws {
+            for name in try group.children() {
+                let path = prefix.isEmpty ? name : prefix + "/" + name
+                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
+                else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
+            }
+        }
+        try walk(try file.openGroup("models/final"), "")
+        return out
+    }
+
+    private func runDirectory(_ dir: String) throws -> String {
+        let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/sched").first)
+        return dir + "/out/sched/" + name
+    }
+
+    /// Waits until the run in `dir` has a training checkpoint; returns the worker training it.
+    private func trainingWorker(_ dir: String, of process: Process, timeout: Double = 60) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && process.isRunning {
+            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }),
+               let worker = CLI.children(of: process.processIdentifier).first {
+                return worker
+            }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    /// The reference: the same spec with one worker, undisturbed.
+    private func reference() throws -> [String: [UInt32]] {
+        let dir = try CLI.workspace(spec)
+        let r = try CLI.run(["spec.yaml", "--quiet", "--workers", "1"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        CLI.assertNoProcesses(in: dir)
+        return try finalWeights(dir + "/" + r.lastLine)
+    }
+
+    func testTasksRunInWorkersAndTheWorkerCountDoesNotChangeTheWeights() throws {
+        let expected = try reference()
+        let dir = try CLI.workspace(spec.replacingOccurrences(of: "output:", with: "parallelism:\n  workers: 2\n  retries: 0\noutput:"))
+        let r = try CLI.run(["spec.yaml"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("train: done"), "worker output reaches the terminal: \(r.stdout)")
+        let runDir = dir + "/" + r.lastLine
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        for task in ["data", "train", "evaluate"] {
+            XCTAssertTrue(log.contains("\(task): started worker process"), log)
+            XCTAssertTrue(log.contains("\(task): worker process") && log.contains("ended with exit status 0"), log)
+        }
+        XCTAssertTrue(log.contains("train: done"), "worker output is in log.txt")
+        XCTAssertEqual(try finalWeights(runDir), expected, "2 workers and 1 worker give the same bits")
+        CLI.assertNoProcesses(in: dir)
+    }
+
+    func testKilledWorkerIsRetriedToBitIdenticalWeights() throws {
+        let expected = try reference()
+        let dir = try CLI.workspace(spec)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        let worker = try XCTUnwrap(trainingWorker(dir, of: p), "no training worker with a checkpoint appeared")
+        usleep(150_000)  // let it train past the checkpoint, so work is lost and redone
+        XCTAssertEqual(kill(worker, SIGKILL), 0)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit)
+        XCTAssertEqual(p.terminationStatus, 0, "the scheduler retries the killed task")
+        let runDir = try runDirectory(dir)
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("train: worker process \(worker) ended with signal 9 (SIGKILL)"), log)
+        XCTAssertTrue(log.contains("train: the worker ended with signal 9 (SIGKILL); retry 1 of 1"), log)
+        XCTAssertTrue(log.contains("resuming from the checkpoint at step"), log)
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("status"), "complete")
+        XCTAssertEqual(try finalWeights(runDir), expected, "the retried run ends with the same bits")
+        CLI.assertNoProcesses(in: dir)
+    }
+
+    func testWorkerKilledMoreOftenThanRetriesFailsTheRunNamingTheTask() throws {
+        let dir = try CLI.workspace(spec.replacingOccurrences(of: "output:", with: "parallelism:\n  retries: 0\noutput:"))
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        let worker = try XCTUnwrap(trainingWorker(dir, of: p))
+        kill(worker, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1)
+        let runDir = try runDirectory(dir)
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("status"), "failed")
+        CLI.assertNoProcesses(in: dir)
+        let resumed = try CLI.run(["spec.yaml", "--resume", "--quiet"], in: dir)
+        XCTAssertEqual(resumed.status, 0, "a failed run resumes from its checkpoint: \(resumed.stderr)")
+        CLI.assertNoProcesses(in: dir)
+    }
+
+    func testFailingWorkerEndsTheRunWithExitOneNamingTheTaskAndLog() throws {
+        let dir = try CLI.workspace(tinySpec(name: "sched").replacingOccurrences(of: "lr: 0.003", with: "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: null\n  momentum: 0.0"))
+        let r = try CLI.run(["spec.yaml", "--workers", "2"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: train: loss became"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("task train failed: its worker ended with exit status 1 (2 attempts); see out/sched/"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("/log.txt"), r.stderr)
+        XCTAssertTrue(r.stdout.contains("train: the worker ended with exit status 1"), "the retry is reported: \(r.stdout)")
+        XCTAssertEqual(try H5File.open(try runDirectory(dir) + "/run.h5").stringAttribute("status"), "failed")
+        CLI.assertNoProcesses(in: dir)
+    }
+
+    func testSIGINTToTheSchedulerStopsItsWorkersAndTheRunResumes() throws {
+        let expected = try reference()
+        let dir = try CLI.workspace(spec)
+        let err = Pipe()
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir, stderr: err)
+        let worker = try XCTUnwrap(trainingWorker(dir, of: p))
+        kill(p.processIdentifier, SIGINT)  // the scheduler only, as `kill -INT` would
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130, stderr)
+        XCTAssertTrue(stderr.contains("interrupted (train stopped); state saved, rerun with --resume"), stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/proc/\(worker)/cwd"), "the worker has ended")
+        let runDir = try runDirectory(dir)
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("status"), "interrupted")
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("train: worker process \(worker) ended with exit status 130"), log)
+        CLI.assertNoProcesses(in: dir)
+
+        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
+        XCTAssertEqual(try finalWeights(dir + "/" + resumed.lastLine), expected)
+        CLI.assertNoProcesses(in: dir)
+    }
+}
