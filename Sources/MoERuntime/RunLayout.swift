@@ -7,7 +7,8 @@ import MoESpec
 ///     <output>/<spec name>/<run-id>/run.h5, log.txt, tasks/<task>.h5
 ///
 /// The run id is the first 12 hex digits of the SHA-256 of the resolved spec with `output.dir`
-/// blanked, so rerunning the same experiment finds the same directory wherever results go.
+/// and `parallelism.workers` neutralised, so rerunning the same experiment finds the same
+/// directory wherever results go and however many workers run it.
 public struct RunLayout: Sendable {
     public let directory: String
 
@@ -17,10 +18,14 @@ public struct RunLayout: Sendable {
         directory = (outputRoot as NSString).appendingPathComponent(spec.name) + "/" + RunLayout.runID(spec)
     }
 
-    /// Stable hash of everything that determines the results.
+    /// Stable hash of everything that determines the results: the resolved spec without
+    /// `output.dir` (where results go) and `parallelism.workers` (how many processes run the
+    /// tasks, which does not change a single bit of them), so `--out` and `--workers` do not
+    /// start a new run and `--resume` finds the old one.
     public static func runID(_ spec: ExperimentSpec) -> String {
         var s = spec
         s.output.dir = ""
+        s.parallelism.workers = 1
         return String(SHA256.hex(s.resolvedYAML()).prefix(12))
     }
 

@@ -41,7 +41,17 @@ struct MoeRun: ParsableCommand {
         } catch let error as ExitCode {
             code = error.rawValue
         } catch {
-            code = report("\(error)", hint: nil, exitCode: 1)
+            // `--help` and `--version` arrive here as the parser's own errors (a help command's run
+            // throws them); usage errors map to 2, anything else is a failed command.
+            switch exitCode(for: error) {
+            case .success:
+                print(fullMessage(for: error))
+                code = 0
+            case .validationFailure:
+                code = report(message(for: error), hint: nil, exitCode: 2)
+            default:
+                code = report("\(error)", hint: nil, exitCode: 1)
+            }
         }
         Foundation.exit(code)
     }

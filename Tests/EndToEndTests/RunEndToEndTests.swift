@@ -84,6 +84,11 @@ final class RunEndToEndTests: XCTestCase {
         let forced = try CLI.run(["spec.yaml", "--force", "--quiet"], in: dir)
         XCTAssertEqual(forced.status, 0, forced.stderr)
         XCTAssertEqual(forced.lastLine, first.lastLine, "same spec, same run id")
+        // The worker count does not change the run id either: the complete run is found.
+        let workers = try CLI.run(["spec.yaml", "--resume", "--workers", "2"], in: dir)
+        XCTAssertEqual(workers.status, 0, workers.stderr)
+        XCTAssertTrue(workers.stdout.contains("nothing to do"), workers.stdout)
+        XCTAssertEqual(workers.lastLine, first.lastLine)
         // --out moves the results without changing the run id.
         let moved = try CLI.run(["spec.yaml", "--quiet", "--out", "elsewhere"], in: dir)
         XCTAssertEqual(moved.lastLine, "elsewhere/tiny/" + (first.lastLine as NSString).lastPathComponent)

@@ -41,4 +41,17 @@ final class SpecErrorEndToEndTests: XCTestCase {
         XCTAssertEqual(usage.status, 2, usage.stderr)
         XCTAssertTrue(usage.stderr.contains("--bogus"), usage.stderr)
     }
+
+    func testHelpAndVersionExitZero() throws {
+        let help = try CLI.run(["--help"], in: NSTemporaryDirectory())
+        XCTAssertEqual(help.status, 0, help.stderr)
+        for command in ["validate", "plan", "show", "eval"] { XCTAssertTrue(help.stdout.contains(command), help.stdout) }
+        XCTAssertFalse(help.stdout.contains("worker"), "the worker mode is internal")
+        let sub = try CLI.run(["plan", "--help"], in: NSTemporaryDirectory())
+        XCTAssertEqual(sub.status, 0, sub.stderr)
+        XCTAssertTrue(sub.stdout.contains("USAGE: moe-run plan"), sub.stdout)
+        let version = try CLI.run(["--version"], in: NSTemporaryDirectory())
+        XCTAssertEqual(version.status, 0)
+        XCTAssertEqual(version.stdout, "0.1.0\n")
+    }
 }
