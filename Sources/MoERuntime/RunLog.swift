@@ -12,6 +12,11 @@ public final class RunLog: @unchecked Sendable {
     private let infoToFile: Bool
     private let isTTY: Bool
     private var progressShown = false
+    /// Lines of the scheduler's progress block currently on screen.
+    private var blockLines = 0
+    /// A worker whose scheduler draws progress on a TTY: progress lines go to stdout marked
+    /// with `RunLog.progressMarker`, for the scheduler to draw.
+    private let progressPipe: Bool
     private var lastProgress = Date.distantPast
     private let formatter = ISO8601DateFormatter()
 
@@ -19,6 +24,7 @@ public final class RunLog: @unchecked Sendable {
         self.quiet = quiet
         self.infoToFile = infoToFile
         isTTY = isatty(STDOUT_FILENO) == 1
+        progressPipe = ProcessInfo.processInfo.environment[RunLog.progressVariable] == "pipe"
         if let path {
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
             if fd >= 0 { file = FileHandle(fileDescriptor: fd, closeOnDealloc: true) }
@@ -48,12 +54,23 @@ public final class RunLog: @unchecked Sendable {
         FileHandle.standardError.write(Data((message + "\n").utf8))
     }
 
-    /// Redraws the progress line on a TTY (no-op otherwise: plain runs get `info` lines instead).
+    /// Set (to "pipe") in a worker's environment when its scheduler draws progress on a TTY.
+    public static let progressVariable = "MOE_RUN_PROGRESS"
+    /// Starts a progress line on a worker's stdout (ASCII record separator: never in log text).
+    public static let progressMarker: Character = "\u{1E}"
+
+    /// Redraws the progress line on a TTY, or hands it to the scheduler from a worker (no-op
+    /// otherwise: plain runs get `info` lines instead).
     public func progress(_ line: String) {
-        guard isTTY, !quiet else { return }
+        guard (isTTY || progressPipe), !quiet else { return }
         let now = Date()
         guard now.timeIntervalSince(lastProgress) >= 0.1 else { return }  // at most 10 redraws a second
         lastProgress = now
+        if progressPipe {
+            print(String(RunLog.progressMarker) + line)
+            fflush(stdout)
+            return
+        }
         let cols = 120
         let text = line.count > cols ? String(line.prefix(cols)) : line
         print("\r\u{1B}[2K" + text, terminator: "")
@@ -62,12 +79,26 @@ public final class RunLog: @unchecked Sendable {
     }
 
     /// Whether progress lines are drawn (so callers log plain lines otherwise).
-    public var drawsProgress: Bool { isTTY && !quiet }
+    public var drawsProgress: Bool { (isTTY || progressPipe) && !quiet }
+
+    /// The scheduler's block on a TTY: one line per running task and an overall line, redrawn
+    /// in place (the cursor goes back up over the previous block).
+    public func progressBlock(_ lines: [String]) {
+        guard isTTY, !quiet else { return }
+        clearProgress()
+        for line in lines { print(line.count > 120 ? String(line.prefix(120)) : line) }
+        blockLines = lines.count
+        fflush(stdout)
+    }
 
     private func clearProgress() {
         if progressShown {
             print("\r\u{1B}[2K", terminator: "")
             progressShown = false
+        }
+        if blockLines > 0 {
+            print("\u{1B}[\(blockLines)A\u{1B}[J", terminator: "")
+            blockLines = 0
         }
     }
 }

@@ -83,6 +83,8 @@ public enum Runner {
         environment["OPENBLAS_NUM_THREADS"] = String(max(1, BLASEnvironment.cores / max(1, spec.parallelism.workers)))
         environment[BLASEnvironment.marker] = "1"
         environment[Worker.parentVariable] = String(getpid())
+        // Workers hand their progress lines to the scheduler, which draws them on a TTY.
+        environment[RunLog.progressVariable] = log.drawsProgress ? "pipe" : nil
         let directory = URL(fileURLWithPath: layout.directory).standardizedFileURL.path
         return Scheduler(tasks: plan.tasks, workers: spec.parallelism.workers, retries: spec.parallelism.retries,
                          log: log, logPath: layout.logFile,
@@ -95,10 +97,17 @@ public enum Runner {
     }
 
     /// What the spec cannot tell but its data file can, checked before anything is written (exit
-    /// 2): the `domain` router needs domain ids in the file (synthetic data always has them).
+    /// 2): the `domain` router and the domain shards of `branch` (`split.shard_by: domain`) need
+    /// domain ids in the file (synthetic data always has them).
     static func preflight(_ spec: ExperimentSpec) throws {
-        guard spec.moeConfig?.router == .domain, case .file(let f) = spec.data.source else { return }
+        let domainShards = spec.split.strategy == .branch && spec.split.shardBy == .domain
+        guard spec.moeConfig?.router == .domain || domainShards, case .file(let f) = spec.data.source else { return }
         let data = f.resolvedFormat == .csv ? try Dataset.load(csv: f.resolvedPath) : try Dataset.load(hdf5: f.resolvedPath)
-        if data.domain == nil { throw RuntimeError.missingDomains(path: f.path) }
+        guard data.domain == nil else { return }
+        if domainShards {
+            throw RuntimeError.usage("\(f.path): the samples have no domain ids, and split.shard_by: domain shards by them; "
+                + "add a `domain` dataset (HDF5) or column (CSV), or choose split.shard_by: index or random")
+        }
+        throw RuntimeError.missingDomains(path: f.path)
     }
 }

@@ -55,6 +55,12 @@ public struct Scheduler {
     }
 
     private enum State { case pending, running, complete, failed }
+    /// The latest progress line of each running task (from its worker's marked stdout lines).
+    private final class Board {
+        var lines: [String: String] = [:]
+        var lastDraw = Date.distantPast
+    }
+    private let board = Board()
 
     private struct Running {
         let task: PlanTask
@@ -105,6 +111,7 @@ public struct Scheduler {
                 forward(&running[i], final: true)
                 let r = running.remove(at: i)
                 let id = r.task.id
+                board.lines[id] = nil
                 log.record("\(id): worker process \(r.child.pid) ended with \(status)")
                 if status == .exited(0) && isComplete(id) {
                     state[id] = .complete
@@ -147,7 +154,15 @@ public struct Scheduler {
     private func forward(_ r: inout Running, final: Bool) {
         let deadline = Date().addingTimeInterval(2)  // a grandchild could hold a pipe open
         repeat {
-            for line in r.child.readLines(0) { log.info(line) }
+            for line in r.child.readLines(0) {
+                if line.first == RunLog.progressMarker {
+                    board.lines[r.task.id] = String(line.dropFirst())
+                    drawProgress()
+                } else {
+                    log.info(line)
+                    drawProgress(force: true)
+                }
+            }
             for line in r.child.readLines(1) {
                 log.record("\(r.task.id) stderr: \(line)")
                 if line.hasPrefix(Self.errorPrefix) {
@@ -161,4 +176,17 @@ public struct Scheduler {
     }
 
     static let errorPrefix = "moe-run: error: "
+
+    /// On a TTY: one line per running task (its latest progress line: bar, epoch, step, loss,
+    /// samples/s, ETA) and an overall bar over the plan's tasks, at most 10 times a second.
+    private func drawProgress(force: Bool = false) {
+        guard log.drawsProgress else { return }
+        let now = Date()
+        guard force || now.timeIntervalSince(board.lastDraw) >= 0.1 else { return }
+        board.lastDraw = now
+        let done = tasks.filter { isComplete($0.id) }.count
+        var lines = tasks.compactMap { t in board.lines[t.id].map { "  " + $0 } }
+        lines.append(progressBar(Double(done) / Double(max(tasks.count, 1))) + " overall: \(done)/\(tasks.count) tasks complete")
+        log.progressBlock(lines)
+    }
 }
