@@ -103,6 +103,24 @@ struct CLI {
     }
 }
 
+extension CLI {
+    /// Starts `moe-run spec.yaml --quiet` in `dir`, waits until its training task has written a
+    /// checkpoint (the partial file exists), lets it train on a little, and kills it with SIGKILL:
+    /// the situation `--resume` must recover from exactly.
+    static func startAndKillAfterFirstCheckpoint(in dir: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let p = try start(["spec.yaml", "--quiet"], in: dir)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && p.isRunning && !files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+            usleep(20_000)
+        }
+        usleep(100_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer",
+                       file: file, line: line)
+    }
+}
+
 /// A tiny dense experiment: trains in about a second.
 func tinySpec(name: String = "tiny", epochs: Int = 3, extra: String = "") -> String {
     """

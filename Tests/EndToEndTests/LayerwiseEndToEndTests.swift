@@ -82,15 +82,7 @@ final class LayerwiseEndToEndTests: XCTestCase {
         let ref = try CLI.run(["spec.yaml", "--quiet"], in: reference)
         XCTAssertEqual(ref.status, 0, ref.stderr)
         let dir = try CLI.workspace(yaml)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
-            usleep(20_000)
-        }
-        usleep(100_000)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+        try CLI.startAndKillAfterFirstCheckpoint(in: dir)
         let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)

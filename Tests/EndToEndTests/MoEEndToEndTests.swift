@@ -128,15 +128,7 @@ final class MoEEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "hidden: 16\n  ffn: 16", with: "hidden: 32\n  ffn: 64")
         let (_, reference) = try run(yaml)
         let dir = try CLI.workspace(yaml)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
-            usleep(20_000)
-        }
-        usleep(100_000)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+        try CLI.startAndKillAfterFirstCheckpoint(in: dir)
         let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
