@@ -7,11 +7,12 @@ public struct PlanTask: Codable, Equatable, Sendable {
         /// Generate or load the data set, split it, fit the standardisation.
         case data
         /// Train a dense model first, to be upcycled (`replicate`) or moefied (`neurons`) into the
-        /// MoE model (`split.pretrain_epochs`).
+        /// MoE model (`split.pretrain_epochs`), or the seed model of `branch`.
         case pretrain
-        /// Train the model (dense, or with MoE blocks) with checkpoints.
+        /// Train the model (dense, or with MoE blocks) with checkpoints; with `split.strategy:
+        /// branch`, one expert (`expert-<i>`) on its shard.
         case train
-        /// Evaluate a trained model on the requested splits.
+        /// Evaluate the trained model(s) on the requested splits.
         case evaluate
     }
 

@@ -17,6 +17,7 @@ public enum Planner {
         }
         tasks.append(PlanTask(id: "data", kind: .data, dependsOn: [], workers: 1, inputs: dataInputs,
                               output: "tasks/data.h5", summary: dataSummary))
+        if spec.split.strategy == .branch { return Plan(name: spec.name, tasks: tasks + branchTasks(spec)) }
         let m = spec.model
         // Sparse upcycling: the MoE model starts from a dense one, trained here first
         // (`split.pretrain_epochs`) or given as a checkpoint (`split.upcycle_from`).

@@ -1,33 +1,45 @@
 import MoEData
 import MoEHDF5
+import MoEPlan
 import MoENN
 import MoESpec
 import MoEStore
 
-/// The `evaluate` task: the final model on each split of `eval.splits`; writes
-/// `tasks/evaluate.h5` with `/summary/final/{<split>_loss, <split>_accuracy}` (float64 scalars)
-/// and the attribute `batch_size` (`eval.batch_size`: MoE capacity is counted per batch, so an
-/// independent re-computation must batch the same way).
+/// The `evaluate` task: each model the run delivers on each split of `eval.splits`; writes
+/// `tasks/evaluate.h5` with `/summary/<model>/{<split>_loss, <split>_accuracy}` (float64
+/// scalars) and the attribute `batch_size` (`eval.batch_size`: MoE capacity is counted per batch,
+/// so an independent re-computation must batch the same way). The models: `final` (the `train`
+/// task's), or with `split.strategy: branch` every `expert-<i>` and, when pre-trained, `seed`.
 enum EvaluateTask {
+    /// (model name in `/summary`, task whose `/model` it is).
+    static func models(_ spec: ExperimentSpec) -> [(name: String, task: String)] {
+        guard spec.split.strategy == .branch else { return [("final", "train")] }
+        let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
+        return (spec.split.pretrainEpochs > 0 ? [("seed", "pretrain")] : []) + experts
+    }
+
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
-        let trainFile = try H5File.open(layout.taskFile("train"))
-        let (model, _) = try Checkpoint.loadModel(from: trainFile, at: "model")
         var results: [(String, Double)] = []
-        for split in spec.eval.splits {
-            let (data, _) = try DataTask.load(split.rawValue, layout: layout)
-            guard data.count > 0 else { continue }
-            try TrainTask.checkDomains(model.config, data)
-            let r = model.evaluate(x: data.x, labels: data.y, domains: data.domain, batchSize: spec.eval.batchSize)
-            results.append(("\(split.rawValue)_loss", r.loss))
-            results.append(("\(split.rawValue)_accuracy", r.accuracy))
+        for (name, task) in models(spec) {
+            let (model, _) = try Checkpoint.loadModel(from: try H5File.open(layout.taskFile(task)), at: "model")
+            for split in spec.eval.splits {
+                let (data, _) = try DataTask.load(split.rawValue, layout: layout)
+                guard data.count > 0 else { continue }
+                try TrainTask.checkDomains(model.config, data)
+                let r = model.evaluate(x: data.x, labels: data.y, domains: data.domain, batchSize: spec.eval.batchSize)
+                results.append(("\(name)/\(split.rawValue)_loss", r.loss))
+                results.append(("\(name)/\(split.rawValue)_accuracy", r.accuracy))
+            }
         }
         try H5File.createAtomically(layout.taskFile("evaluate")) { file in
             try file.setAttribute("format", "moe-run/1")
             try file.setAttribute("kind", "task")
             try file.setAttribute("task", "evaluate")
             try file.setAttribute("batch_size", Int64(spec.eval.batchSize))
-            for (name, value) in results { try file.createScalar("summary/final/" + name, value) }
+            for (name, value) in results { try file.createScalar("summary/" + name, value) }
         }
+        let single = results.allSatisfy { $0.0.hasPrefix("final/") }
+        if single { results = results.map { (String($0.0.dropFirst("final/".count)), $0.1) } }
         log.info("evaluate: " + results.map { "\($0.0) \(formatMetric($0.1))" }.joined(separator: ", "))
     }
 }

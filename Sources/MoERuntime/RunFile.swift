@@ -45,14 +45,22 @@ enum RunFile {
             if fm.fileExists(atPath: layout.taskFile("train")) {
                 try file.createExternalLink("models/final", file: layout.relativeTaskFile("train"), object: "/model")
             }
+            // The pre-trained dense model: `dense` (upcycled or moefied), `seed` of `branch`.
             if fm.fileExists(atPath: layout.taskFile("pretrain")) {
-                try file.createExternalLink("models/dense", file: layout.relativeTaskFile("pretrain"), object: "/model")
+                let name = spec.split.strategy == .branch ? "models/seed" : "models/dense"
+                try file.createExternalLink(name, file: layout.relativeTaskFile("pretrain"), object: "/model")
+            }
+            for task in plan.tasks where task.id.hasPrefix("expert-") && fm.fileExists(atPath: layout.taskFile(task.id)) {
+                try file.createExternalLink("models/" + task.id, file: layout.relativeTaskFile(task.id), object: "/model")
             }
             if fm.fileExists(atPath: layout.taskFile("evaluate")) {
                 let eval = try H5File.open(layout.taskFile("evaluate"))
-                if eval.exists("summary/final") {
-                    for name in try eval.openGroup("summary/final").children() {
-                        try file.createScalar("summary/final/" + name, try eval.readScalar("summary/final/" + name, as: Double.self))
+                if eval.exists("summary") {
+                    for model in try eval.openGroup("summary").children() {
+                        for name in try eval.openGroup("summary/" + model).children() {
+                            let path = "summary/\(model)/\(name)"
+                            try file.createScalar(path, try eval.readScalar(path, as: Double.self))
+                        }
                     }
                 }
             }

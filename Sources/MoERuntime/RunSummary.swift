@@ -52,7 +52,14 @@ public struct RunSummary {
         }
         if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
         if file.exists("tasks/train/stages") { lines += try Self.stageTable(try file.openGroup("tasks/train")) }
-        if file.exists("models") { lines.append("  models: " + (try file.openGroup("models").children()).joined(separator: ", ")) }
+        if file.exists("models") {
+            let models = try file.openGroup("models").children()
+            lines.append("  models: " + models.joined(separator: ", "))
+            let experts = models.filter { $0.hasPrefix("expert-") }
+            if !models.contains("final"), !experts.isEmpty {
+                lines.append("  delivers the \(experts.count) branch experts (/models/expert-<i>); no fused model (fusion.method: none)")
+            }
+        }
         if file.exists("tasks") { lines.append("  tasks: " + (try file.openGroup("tasks").children()).joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }
@@ -68,9 +75,16 @@ public struct RunSummary {
         if file.exists("stages") { lines += try Self.stageTable(file) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
         if file.exists("model") { lines.append("  final model at /model") }
-        if file.exists("summary/final") {
-            let g = try file.openGroup("summary/final")
-            lines.append("  " + (try g.children().sorted().map { "\($0) \(formatMetric(try g.readScalar($0, as: Double.self)))" }).joined(separator: ", "))
+        if file.exists("summary") {
+            for model in try file.openGroup("summary").children() {
+                let g = try file.openGroup("summary/" + model)
+                let values = try g.children().sorted().map { "\($0) \(formatMetric(try g.readScalar($0, as: Double.self)))" }
+                lines.append("  " + (model == "final" ? "" : model + ": ") + values.joined(separator: ", "))
+            }
+        }
+        if file.hasAttribute("shard") {
+            lines.append("  branch expert on shard \(try file.attribute("shard", as: Int64.self)) (by \(try file.stringAttribute("shard_by"))), "
+                         + "\(try file.attribute("train_samples", as: Int64.self)) training samples")
         }
         return lines.joined(separator: "\n")
     }

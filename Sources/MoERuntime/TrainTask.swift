@@ -27,7 +27,8 @@ final class TrainTask {
     /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs.
     /// `train`: the spec's model; with upcycling it starts from the dense model's parameters, with
     /// `neurons` from the dense model moefied (TrainTask+Moefication.swift).
-    enum Role { case pretrain, train }
+    /// `expert(i)`: branch `i` of `split.strategy: branch`, on its shard (TrainTask+Branch.swift).
+    enum Role: Equatable { case pretrain, train, expert(Int) }
 
     private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
@@ -36,13 +37,25 @@ final class TrainTask {
     /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
     var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
+    /// The seed of the initial parameters: the spec seed (an expert's `seed` override changes
+    /// only its batch order and dropout, so every branch starts from the same seed model).
+    let modelSeed: UInt64
+    /// Training samples seen per epoch (an expert's shard size), stored as `train_samples`.
+    var trainSamples = 0
 
+    /// For `.expert(i)`, `spec` is the run's spec; the task trains with `split.overrides[i]`
+    /// applied (see `ExperimentSpec.expertSpec`).
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train) {
-        self.spec = spec
+        if case .expert(let i) = role { self.spec = spec.expertSpec(i) } else { self.spec = spec }
         self.layout = layout
         self.log = log
         self.role = role
-        id = role == .pretrain ? "pretrain" : "train"
+        modelSeed = spec.seed64
+        switch role {
+        case .pretrain: id = "pretrain"
+        case .train: id = "train"
+        case .expert(let i): id = "expert-\(i)"
+        }
     }
 
     /// The dense checkpoint the MoE model is upcycled from: this run's pre-training task, or
@@ -69,12 +82,13 @@ final class TrainTask {
     }
 
     func run() throws {
-        let (train, norm) = try DataTask.load("train", layout: layout)
+        let (train, norm) = try trainingData()
         let (val, _) = try DataTask.load("val", layout: layout)
         self.norm = norm
+        trainSamples = train.count
         var config = spec.modelConfig(features: train.features, classes: train.classes)
-        if role == .pretrain { config.moe = nil }
-        let model = ResidualMLP(config: config, seed: spec.seed64)
+        if role != .train { config.moe = nil }
+        let model = ResidualMLP(config: config, seed: modelSeed)
         try Self.checkDomains(model.config, train, val)
         metrics = MetricsLog(moe: model.config.moe != nil)
         routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
@@ -90,6 +104,8 @@ final class TrainTask {
             try upcycle(model, from: source)
         } else if let source = moeficationSource {
             try moefy(model, from: source)
+        } else if let source = seedSource {
+            try loadSeed(model, from: source)
         }
         log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
 
@@ -212,6 +228,8 @@ final class TrainTask {
             try file.setAttribute("task", id)
             try file.setAttribute("steps", Int64(optimizer.stepCount))
             try file.setAttribute("train_seconds", seconds)
+            try file.setAttribute("train_samples", Int64(trainSamples))
+            try writeBranchAttributes(to: file)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
             try writeMoeficationGroups(to: file)

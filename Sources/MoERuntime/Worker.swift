@@ -52,6 +52,11 @@ public enum Worker {
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
         case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
+        case .train where spec.split.strategy == .branch:
+            guard let i = Int(task.id.dropFirst("expert-".count)), task.id == Planner.expertID(i) else {
+                throw RuntimeError.usage("\(layout.runFile): task \(task.id) is not a branch expert")
+            }
+            try TrainTask(spec: spec, layout: layout, log: log, role: .expert(i)).run()
         case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
         case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)

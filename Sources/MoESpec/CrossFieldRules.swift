@@ -71,6 +71,12 @@ enum CrossFieldRules {
             }
             return nil
         },
+        CrossFieldRule(summary: "`split.strategy: branch` with `split.shard_by: domain` on synthetic data needs `experts <= data.domains` (shard i takes the domains d with d mod experts = i; none may be empty).") { s, c in
+            guard s.split.strategy == .branch, s.split.shardBy == .domain, case .synthetic(let d) = s.data.source,
+                  s.experts > d.domains else { return nil }
+            return c.error("experts", "must be at most data.domains (\(d.domains)) with split.shard_by: domain (one or more whole domains per expert), got \(s.experts)",
+                           hint: "raise data.domains, or shard by index or random")
+        },
         CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` and `domain` need `k: 1`.") { s, c in
             if s.router.type == .switch || s.router.type == .domain, s.router.k != 1 {
                 return c.error("router.k", "must be 1 with router.type: \(s.router.type.rawValue), got \(s.router.k)")

@@ -8,7 +8,8 @@
 /// Runs today: training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
 /// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
-/// with `parallelism.mode: none` (tasks in worker processes, up to `parallelism.workers` at once,
+/// or the experts of `split.strategy: branch` (no fusion yet),
+/// with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
 /// crashed ones retried `parallelism.retries` times),
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
@@ -33,22 +34,20 @@ enum SupportGate {
         Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
             spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
         },
-        Entry(keyPath: "parallelism.mode", refused: "every mode but `none`", issue: "5") { spec in
-            spec.parallelism.mode == .none ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
+        Entry(keyPath: "parallelism.mode", refused: "every mode but `none` and `branch`", issue: "5") { spec in
+            spec.parallelism.mode == .none || spec.parallelism.mode == .branch ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
         },
         Entry(keyPath: "parallelism.compression", refused: "every value but `none`", issue: "5") { spec in
             spec.parallelism.compression == .none ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant: issue 5), `branch` (issues 5, 6)",
-              issue: "5, 6") { spec in
+        Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant)",
+              issue: "5") { spec in
             switch spec.split.strategy {
-            case .none, .replicate, .neurons: return nil
+            case .none, .replicate, .neurons, .branch: return nil
             case .layerwise where spec.train.local: return nil
             case .layerwise:
                 return "\"layerwise\" without train.local (the pipeline-parallel variant) is not supported yet (issue 5); train.local: true runs stage-local training with auxiliary heads today"
-            case .branch:
-                return "\"branch\" is not supported yet (issue 5: branch training in parallel workers; issue 6: fusing the branches)"
             }
         },
     ]
@@ -57,7 +56,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training (parallelism.mode: none); see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, and the experts of branch (parallelism.mode: none or branch); see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

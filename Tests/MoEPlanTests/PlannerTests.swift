@@ -40,3 +40,40 @@ final class PlannerTests: XCTestCase {
         XCTAssertTrue(text.contains("writes tasks/train.h5"), text)
     }
 }
+
+/// `split.strategy: branch`: data → (pretrain) → independent experts → one evaluate.
+final class BranchPlannerTests: XCTestCase {
+    private func spec(_ yaml: String) throws -> ExperimentSpec { try SpecLoader.load(yaml: yaml, file: "t.yaml") }
+
+    func testBranchWithoutPretrainingHasIndependentExpertsAfterData() throws {
+        let plan = Planner.plan(try spec("name: b\nexperts: 3\nsplit: {strategy: branch}\nparallelism: {mode: branch}\n"))
+        XCTAssertEqual(plan.tasks.map(\.id), ["data", "expert-0", "expert-1", "expert-2", "evaluate"])
+        XCTAssertEqual(plan.tasks.map(\.dependsOn), [[], ["data"], ["data"], ["data"], ["expert-0", "expert-1", "expert-2"]])
+        XCTAssertEqual(plan.tasks.map(\.kind), [.data, .train, .train, .train, .evaluate])
+        XCTAssertEqual(plan.task("expert-1")?.output, "tasks/expert-1.h5")
+        XCTAssertEqual(plan.task("expert-1")?.inputs, ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"])
+        XCTAssertNil(plan.task("train"), "no fused model yet")
+        XCTAssertTrue(plan.task("expert-2")!.summary.contains("shard 2/3 of train (by domain)"), plan.task("expert-2")!.summary)
+        XCTAssertTrue(plan.task("evaluate")!.inputs.contains("tasks/expert-0.h5:/model"))
+    }
+
+    func testPretrainedSeedPrecedesEveryExpertAndOverridesShowInTheSummaries() throws {
+        let plan = Planner.plan(try spec("""
+            name: b
+            experts: 2
+            train: {epochs: 3, lr: 0.01}
+            split:
+              strategy: branch
+              shard_by: index
+              pretrain_epochs: 2
+              overrides: [{epochs: 1, seed: 9}, {lr: 0.02, batch_size: 16}]
+            """))
+        XCTAssertEqual(plan.tasks.map(\.id), ["data", "pretrain", "expert-0", "expert-1", "evaluate"])
+        XCTAssertEqual(plan.task("expert-0")?.dependsOn, ["data", "pretrain"])
+        XCTAssertEqual(plan.task("expert-1")?.inputs.last, "tasks/pretrain.h5:/model")
+        let s0 = plan.task("expert-0")!.summary, s1 = plan.task("expert-1")!.summary
+        XCTAssertTrue(s0.contains("pre-trained seed model") && s0.contains("for 1 epoch,") && s0.contains("seed 9"), s0)
+        XCTAssertTrue(s1.contains("for 3 epochs") && s1.contains("lr 0.02") && s1.contains("batch 16"), s1)
+        XCTAssertTrue(plan.task("evaluate")!.summary.contains("and the seed model"))
+    }
+}
