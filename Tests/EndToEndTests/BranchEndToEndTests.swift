@@ -107,6 +107,42 @@ final class BranchEndToEndTests: XCTestCase {
         XCTAssertEqual(results[0], results[1], "1 and 2 workers give the same bits")
     }
 
+    /// Issue 5 item 6: an expert's worker killed with SIGKILL mid-training is retried from its
+    /// checkpoint, and every expert ends with the same bits as in an undisturbed run.
+    func testKilledExpertWorkerIsRetriedToBitIdenticalExperts() throws {
+        let split = "  shard_by: index"
+        let long = { (yaml: String) in
+            yaml.replacingOccurrences(of: "epochs: 3", with: "epochs: 60").replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+                .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 20")
+        }
+        let reference = try CLI.workspace(long(branchSpec(workers: 2, split: split)))
+        let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try (0..<3).map { try weights(try H5File.open(reference + "/" + r.lastLine + "/run.h5"), "expert-\($0)") }
+
+        let dir = try CLI.workspace(long(branchSpec(workers: 2, split: split)))
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        var victim: Int32?
+        let deadline = Date().addingTimeInterval(60)
+        while victim == nil && Date() < deadline && p.isRunning {
+            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix(".partial.h5") && $0.contains("expert-") }) {
+                victim = CLI.children(of: p.processIdentifier).first
+            }
+            usleep(20_000)
+        }
+        let worker = try XCTUnwrap(victim, "no expert worker with a checkpoint appeared")
+        usleep(100_000)
+        XCTAssertEqual(kill(worker, SIGKILL), 0)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "the killed expert is retried")
+        let runName = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/btm").first)
+        let run = try H5File.open(dir + "/out/btm/" + runName + "/run.h5")
+        let log = try String(contentsOfFile: dir + "/out/btm/" + runName + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("ended with signal 9 (SIGKILL); retry 1 of 1"), log)
+        XCTAssertEqual(try (0..<3).map { try weights(run, "expert-\($0)") }, expected, "the same bits after the retry")
+        CLI.assertNoProcesses(in: dir)
+    }
+
     /// Domain shards of data without domain ids are refused before anything is written.
     func testDomainShardsNeedDomainIds() throws {
         var csv = "a,b,y\n"
