@@ -74,6 +74,49 @@ enum Bench {
         return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     }
 
+    /// Wall time of a whole `moe-run` run of a 2-expert `branch` spec (two independent expert
+    /// tasks after the data task) with 1 and with 2 worker processes, best of `rounds` each; the
+    /// `moe-run` binary next to this one runs it, exactly as a user would.
+    static func branchScaling(rounds: Int = 2) -> (one: Double, two: Double)? {
+        let bin = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("moe-run").path
+        guard FileManager.default.isExecutableFile(atPath: bin) else { return nil }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-branch-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spec = """
+        name: bench-branch
+        seed: 0
+        data: {source: synthetic, samples: 16000, features: 16, classes: 4, domains: 2}
+        model: {hidden: 128, ffn: 512, blocks: 2}
+        experts: 2
+        split: {strategy: branch, shard_by: domain}
+        parallelism: {mode: branch}
+        train: {epochs: 8, batch_size: 128, lr: 0.002}
+        output: {dir: out}
+        """
+        guard (try? spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)) != nil else { return nil }
+        func wall(_ workers: Int) -> Double {
+            var best = Double.infinity
+            for _ in 0..<rounds {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: bin)
+                p.arguments = ["spec.yaml", "--quiet", "--force", "--workers", String(workers)]
+                p.currentDirectoryURL = URL(fileURLWithPath: dir)
+                var env = ProcessInfo.processInfo.environment
+                env["OPENBLAS_NUM_THREADS"] = nil  // the scheduler divides the cores among its workers
+                p.environment = env
+                p.standardOutput = FileHandle.nullDevice
+                let start = now()
+                guard (try? p.run()) != nil else { return .nan }
+                p.waitUntilExit()
+                if p.terminationStatus == 0 { best = min(best, now() - start) }
+            }
+            return best
+        }
+        return (wall(1), wall(2))
+    }
+
     struct MoEResult {
         var milliseconds: Double
         var gflops: Double

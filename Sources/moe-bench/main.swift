@@ -150,8 +150,15 @@ moeLines.append("| phase | share |")
 moeLines.append("|---|---:|")
 for (name, share) in moe.phases { moeLines.append("| \(name) | " + String(format: "%.1f%%", share * 100) + " |") }
 
+let scaling = Bench.branchScaling()
+let scalingLine = scaling.map {
+    String(format: "Branch run with 2 experts (data task, then the two expert tasks in parallel; `moe-run --workers N`, whole run wall time, best of 2): 1 worker %.2f s, 2 workers %.2f s → speed-up %.2f× (goal ≥ 1.7 on 2 cores).",
+           $0.one, $0.two, $0.one / $0.two)
+} ?? "Branch scaling: not measured (no moe-run binary next to moe-bench)."
+
 print(lines.joined(separator: "\n"))
 print(trainingLine)
+print(scalingLine)
 print(moeLines.joined(separator: "\n"))
 
 if let path = options.markdown {
@@ -179,6 +186,10 @@ if let path = options.markdown {
     \(lines.joined(separator: "\n"))
 
     \(trainingLine)
+
+    ## Scheduler scaling
+
+    \(scalingLine)
 
     ## Mixture-of-Experts layer
 
