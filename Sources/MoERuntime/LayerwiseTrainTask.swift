@@ -63,7 +63,6 @@ final class LayerwiseTrainTask {
         let start = Date()
         let e = network.stages.count
         var window = (loss: [Double](repeating: 0, count: e), correct: [Int](repeating: 0, count: e), rows: 0, since: Date())
-        var lastLine = Date.distantPast
         while epoch < epochs {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
@@ -92,15 +91,7 @@ final class LayerwiseTrainTask {
                     let line = "\(id): " + String(format: "epoch %d/%d step %d/%d lr %.2e %.0f samples/s stage losses ",
                                                   epoch + 1, epochs, step, totalSteps, r.lr, rows / elapsed)
                         + losses.map { String(format: "%.4f", $0) }.joined(separator: " ")
-                    if log.drawsProgress {
-                        log.progress(progressBar(Double(step) / Double(totalSteps)) + " " + line)
-                        log.record(line)
-                    } else if Date().timeIntervalSince(lastLine) >= 2 || step == totalSteps {
-                        log.info(line)
-                        lastLine = Date()
-                    } else {
-                        log.record(line)
-                    }
+                    log.step(line, done: Double(step) / Double(totalSteps), last: step == totalSteps)
                     window = ([Double](repeating: 0, count: e), [Int](repeating: 0, count: e), 0, Date())
                 }
                 if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(network, val, step: step) }

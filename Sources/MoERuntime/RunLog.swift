@@ -18,6 +18,7 @@ public final class RunLog: @unchecked Sendable {
     /// with `RunLog.progressMarker`, for the scheduler to draw.
     private let progressPipe: Bool
     private var lastProgress = Date.distantPast
+    private var lastStepLine = Date.distantPast
     private let formatter = ISO8601DateFormatter()
 
     public init(path: String?, quiet: Bool, infoToFile: Bool = true) {
@@ -76,6 +77,21 @@ public final class RunLog: @unchecked Sendable {
         print("\r\u{1B}[2K" + text, terminator: "")
         fflush(stdout)
         progressShown = true
+    }
+
+    /// A training step's status line: on a terminal (or through the scheduler) the progress line
+    /// with a bar for `done` (0…1); otherwise a plain line at most every 2 s, and the `last` one;
+    /// always in the log file.
+    public func step(_ line: String, done: Double, last: Bool) {
+        if drawsProgress {
+            progress(progressBar(done) + " " + line)
+            record(line)
+        } else if Date().timeIntervalSince(lastStepLine) >= 2 || last {
+            info(line)
+            lastStepLine = Date()
+        } else {
+            record(line)
+        }
     }
 
     /// Whether progress lines are drawn (so callers log plain lines otherwise).

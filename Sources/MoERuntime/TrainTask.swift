@@ -111,7 +111,6 @@ final class TrainTask {
 
         let start = Date()
         var window = (loss: 0.0, aux: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
-        var lastLine = Date.distantPast
         while epoch < epochs {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
@@ -142,15 +141,7 @@ final class TrainTask {
                     let line = "\(id): " + String(format: "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
                                       epoch + 1, epochs, step, totalSteps, window.loss / Double(window.rows),
                                       Double(window.correct) / Double(window.rows), r.lr, rate, eta)
-                    if log.drawsProgress {
-                        log.progress(progressBar(Double(step) / Double(totalSteps)) + " " + line)
-                        log.record(line)
-                    } else if Date().timeIntervalSince(lastLine) >= 2 || step == totalSteps {
-                        log.info(line)
-                        lastLine = Date()
-                    } else {
-                        log.record(line)
-                    }
+                    log.step(line, done: Double(step) / Double(totalSteps), last: step == totalSteps)
                     window = (0, 0, 0, 0, 0, Date())
                 }
                 if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(model, val, step: step) }
