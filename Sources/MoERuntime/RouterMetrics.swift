@@ -103,6 +103,31 @@ struct RouterMetricsLog {
         }
     }
 
+    /// The open windows (sums since the last row), kept in a partial file as
+    /// `/router/<block>/window` = [windowSteps, tokens, routed, dropped, entropySum, auxLoss,
+    /// zLoss, load…] so a resumed task's next row is the one an uninterrupted run writes.
+    func writeWindows(to location: H5Location) throws {
+        for layer in layers {
+            let w = layer.window
+            let values = [Double(layer.windowSteps), Double(w.tokens), Double(w.routed), Double(w.dropped),
+                          w.entropySum, w.auxLoss, w.zLoss] + w.load.map(Double.init)
+            try location.createDataset("router/\(layer.block)/window", values)
+        }
+    }
+
+    mutating func readWindows(from location: H5Location) throws {
+        for i in layers.indices where location.exists("router/\(layers[i].block)/window") {
+            let v = try location.read("router/\(layers[i].block)/window", as: Double.self).values
+            guard v.count == 7 + layers[i].experts else { continue }
+            var w = RouterStepStatistics(experts: layers[i].experts)
+            w.tokens = Int(v[1]); w.routed = Int(v[2]); w.dropped = Int(v[3])
+            w.entropySum = v[4]; w.auxLoss = v[5]; w.zLoss = v[6]
+            w.load = v[7...].map { Int($0) }
+            layers[i].window = w
+            layers[i].windowSteps = Int(v[0])
+        }
+    }
+
     /// Restores the rows written by `write` (a resumed task continues them).
     mutating func read(from location: H5Location) throws {
         for i in layers.indices {

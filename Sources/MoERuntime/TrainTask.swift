@@ -34,6 +34,13 @@ final class TrainTask {
     private var routerMetrics: RouterMetricsLog?
     /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
     private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
+    /// Sums over the steps since the last metrics row (kept in checkpoints, so a resumed task's
+    /// next row equals an uninterrupted run's).
+    struct LogWindow {
+        var loss = 0.0, aux = 0.0, correct = 0, rows = 0, steps = 0
+        var since = Date()
+    }
+    private var window = LogWindow()
     /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
     var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
@@ -110,7 +117,7 @@ final class TrainTask {
         log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
 
         let start = Date()
-        var window = (loss: 0.0, aux: 0.0, correct: 0, rows: 0, steps: 0, since: Date())
+        window.since = Date()
         while epoch < epochs {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
@@ -142,7 +149,7 @@ final class TrainTask {
                                       epoch + 1, epochs, step, totalSteps, window.loss / Double(window.rows),
                                       Double(window.correct) / Double(window.rows), r.lr, rate, eta)
                     log.step(line, done: Double(step) / Double(totalSteps), last: step == totalSteps)
-                    window = (0, 0, 0, 0, 0, Date())
+                    window = LogWindow()
                 }
                 if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(model, val, step: step) }
                 if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
@@ -179,6 +186,8 @@ final class TrainTask {
             try file.setAttribute("task", id)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
+            try routerMetrics?.writeWindows(to: file)
+            try file.createDataset("metrics/window", [window.loss, window.aux, Double(window.correct), Double(window.rows), Double(window.steps)])
             try writeMoeficationGroups(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
         }
@@ -197,6 +206,11 @@ final class TrainTask {
         let file = try H5File.open(layout.partialFile(id))
         metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil)
         try routerMetrics?.read(from: file)
+        try routerMetrics?.readWindows(from: file)
+        if file.exists("metrics/window") {
+            let w = try file.read("metrics/window", as: Double.self).values
+            if w.count == 5 { window = LogWindow(loss: w[0], aux: w[1], correct: Int(w[2]), rows: Int(w[3]), steps: Int(w[4])) }
+        }
         try readMoeficationGroups(from: file)
         return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
