@@ -23,9 +23,7 @@ enum DataTask {
         let splits = try dataset.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.seed64)
         let norm = spec.data.standardize ? Standardization.fit(splits.train) : nil
         try H5File.createAtomically(layout.taskFile("data")) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "task")
-            try file.setAttribute("task", "data")
+            try file.setTaskAttributes("data")
             try file.setAttribute("source", source)
             try file.setAttribute("classes", Int64(dataset.classes))
             try file.setAttribute("features", Int64(dataset.features))

@@ -32,9 +32,7 @@ enum EvaluateTask {
             }
         }
         try H5File.createAtomically(layout.taskFile("evaluate")) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "task")
-            try file.setAttribute("task", "evaluate")
+            try file.setTaskAttributes("evaluate")
             try file.setAttribute("batch_size", Int64(spec.eval.batchSize))
             for (name, value) in results { try file.createScalar("summary/" + name, value) }
         }

@@ -123,9 +123,7 @@ final class LayerwiseTrainTask {
     private func checkpoint(_ network: LayerwiseModel, _ optimizer: Optimizer, epoch: Int, batch: Int) throws {
         guard ring.record(network.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "partial")
-            try file.setAttribute("task", id)
+            try file.setTaskAttributes(id, partial: true)
             try metrics.write(to: file)
             try stageMetrics.write(to: file)
             try writeCheckpoints(network, optimizer, to: file)
@@ -158,9 +156,7 @@ final class LayerwiseTrainTask {
 
     private func finish(_ network: LayerwiseModel, _ optimizer: Optimizer, seconds: Double) throws {
         try H5File.createAtomically(layout.taskFile(id)) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "task")
-            try file.setAttribute("task", id)
+            try file.setTaskAttributes(id)
             try file.setAttribute("steps", Int64(optimizer.stepCount))
             try file.setAttribute("train_seconds", seconds)
             try file.setAttribute("stages", Int64(network.stages.count))

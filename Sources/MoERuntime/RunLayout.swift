@@ -1,4 +1,5 @@
 import Foundation
+import MoEHDF5
 import MoECore
 import MoESpec
 
@@ -46,5 +47,15 @@ public struct RunLayout: Sendable {
         } catch {
             throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(error.localizedDescription)")
         }
+    }
+}
+
+extension H5Location {
+    /// The attributes every task file starts with: `format = "moe-run/1"`, `kind` (`task` for a
+    /// finished task file, `partial` for a training task's in-progress state) and `task` (its id).
+    func setTaskAttributes(_ task: String, partial: Bool = false) throws {
+        try setAttribute("format", "moe-run/1")
+        try setAttribute("kind", partial ? "partial" : "task")
+        try setAttribute("task", task)
     }
 }

@@ -181,9 +181,7 @@ final class TrainTask {
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
         guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "partial")
-            try file.setAttribute("task", id)
+            try file.setTaskAttributes(id, partial: true)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
             try routerMetrics?.writeWindows(to: file)
@@ -228,9 +226,7 @@ final class TrainTask {
 
     private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
         try H5File.createAtomically(layout.taskFile(id)) { file in
-            try file.setAttribute("format", "moe-run/1")
-            try file.setAttribute("kind", "task")
-            try file.setAttribute("task", id)
+            try file.setTaskAttributes(id)
             try file.setAttribute("steps", Int64(optimizer.stepCount))
             try file.setAttribute("train_seconds", seconds)
             try file.setAttribute("train_samples", Int64(trainSamples))

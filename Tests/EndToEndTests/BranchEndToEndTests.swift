@@ -22,20 +22,6 @@ final class BranchEndToEndTests: XCTestCase {
             """)
     }
 
-    /// Every tensor of `/models/<model>` as bit patterns.
-    private func weights(_ run: H5File, _ model: String) throws -> [String: [UInt32]] {
-        var out: [String: [UInt32]] = [:]
-        func walk(_ group: H5Group, _ prefix: String) throws {
-            for name in try group.children() {
-                let path = prefix.isEmpty ? name : prefix + "/" + name
-                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
-                else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
-            }
-        }
-        try walk(try run.openGroup("models/" + model), "")
-        return out
-    }
-
     func testExpertsTrainOnTheirShardsWithTheirOverridesAndAreEvaluated() throws {
         let dir = try CLI.workspace(branchSpec())
         let plan = try CLI.run(["plan", "spec.yaml"], in: dir)
@@ -65,7 +51,7 @@ final class BranchEndToEndTests: XCTestCase {
             XCTAssertEqual(steps[i], Int64(epochs * ((shard + 31) / 32)), "expert \(i): \(epochs) epochs of its shard")
             XCTAssertEqual(try run.openGroup("models/expert-\(i)").stringAttribute("kind"), "model")
             XCTAssertTrue(try run.openGroup("models/expert-\(i)").stringAttribute("config").contains("\"moe\":null"), "dense experts")
-            models.append(try weights(run, "expert-\(i)"))
+            models.append(try CLI.modelBits(run, "expert-\(i)"))
             let accuracy = try run.readScalar("summary/expert-\(i)/test_accuracy", as: Double.self)
             XCTAssertTrue(accuracy > 0 && accuracy <= 1, "expert \(i) test accuracy \(accuracy)")
             XCTAssertTrue(run.exists("summary/expert-\(i)/val_loss"))
@@ -101,7 +87,7 @@ final class BranchEndToEndTests: XCTestCase {
             XCTAssertTrue(run.exists("summary/seed/test_accuracy"))
             let sizes = try (0..<3).map { try run.openGroup("tasks/expert-\($0)").attribute("train_samples", as: Int64.self) }
             XCTAssertEqual(sizes.reduce(0, +), Int64(try run.openDataset("data/train/y").shape[0]), "the shards partition train")
-            results.append(try (0..<3).map { try weights(run, "expert-\($0)") })
+            results.append(try (0..<3).map { try CLI.modelBits(run, "expert-\($0)") })
             CLI.assertNoProcesses(in: dir)
         }
         XCTAssertEqual(results[0], results[1], "1 and 2 workers give the same bits")
@@ -118,7 +104,7 @@ final class BranchEndToEndTests: XCTestCase {
         let reference = try CLI.workspace(long(branchSpec(workers: 2, split: split)))
         let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let expected = try (0..<3).map { try weights(try H5File.open(reference + "/" + r.lastLine + "/run.h5"), "expert-\($0)") }
+        let expected = try (0..<3).map { try CLI.modelBits(try H5File.open(reference + "/" + r.lastLine + "/run.h5"), "expert-\($0)") }
 
         let dir = try CLI.workspace(long(branchSpec(workers: 2, split: split)))
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
@@ -139,7 +125,7 @@ final class BranchEndToEndTests: XCTestCase {
         let run = try H5File.open(dir + "/out/btm/" + runName + "/run.h5")
         let log = try String(contentsOfFile: dir + "/out/btm/" + runName + "/log.txt", encoding: .utf8)
         XCTAssertTrue(log.contains("ended with signal 9 (SIGKILL); retry 1 of 1"), log)
-        XCTAssertEqual(try (0..<3).map { try weights(run, "expert-\($0)") }, expected, "the same bits after the retry")
+        XCTAssertEqual(try (0..<3).map { try CLI.modelBits(run, "expert-\($0)") }, expected, "the same bits after the retry")
         CLI.assertNoProcesses(in: dir)
     }
 

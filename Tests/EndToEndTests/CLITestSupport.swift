@@ -1,4 +1,5 @@
 import Foundation
+import MoEHDF5
 import XCTest
 
 /// Runs the built `moe-run` binary, as a user would.
@@ -104,6 +105,26 @@ struct CLI {
 }
 
 extension CLI {
+    /// Every parameter of the model at `/models/<model>` of a run file, as float32 bit patterns
+    /// (for "the same bits" assertions), by its path inside the checkpoint group.
+    static func modelBits(_ run: H5File, _ model: String) throws -> [String: [UInt32]] {
+        var out: [String: [UInt32]] = [:]
+        func walk(_ group: H5Group, _ prefix: String) throws {
+            for name in try group.children() {
+                let path = prefix.isEmpty ? name : prefix + "/" + name
+                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
+                else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
+            }
+        }
+        try walk(try run.openGroup("models/" + model), "")
+        return out
+    }
+
+    /// `modelBits` of `/models/final` in `runDir/run.h5`.
+    static func finalModelBits(_ runDir: String) throws -> [String: [UInt32]] {
+        try modelBits(try H5File.open(runDir + "/run.h5"), "final")
+    }
+
     /// Starts `moe-run spec.yaml --quiet` in `dir`, waits until its training task has written a
     /// checkpoint (the partial file exists), lets it train on a little, and kills it with SIGKILL:
     /// the situation `--resume` must recover from exactly.

@@ -12,20 +12,6 @@ final class ResumeEndToEndTests: XCTestCase {
     let spec = tinySpec(name: "resume", epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
         .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
 
-    private func finalWeights(_ runDir: String) throws -> [String: [Float]] {
-        let file = try H5File.open(runDir + "/run.h5")
-        var out: [String: [Float]] = [:]
-        func walk(_ group: H5Group, _ prefix: String) throws {
-            for name in try group.children() {
-                let path = prefix.isEmpty ? name : prefix + "/" + name
-                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
-                else { out[path] = try group.read(name, as: Float.self).values }
-            }
-        }
-        try walk(try file.openGroup("models/final"), "")
-        return out
-    }
-
     private func waitForCheckpoint(_ dir: String, process: Process, timeout: Double = 60) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline && process.isRunning {
@@ -39,7 +25,7 @@ final class ResumeEndToEndTests: XCTestCase {
         let reference = try CLI.workspace(spec)
         let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let expected = try finalWeights(reference + "/" + r.lastLine)
+        let expected = try CLI.finalModelBits(reference + "/" + r.lastLine)
 
         let dir = try CLI.workspace(spec)
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
@@ -60,10 +46,10 @@ final class ResumeEndToEndTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("data: complete, skipped"), resumed.stdout)
         XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
-        let got = try finalWeights(dir + "/" + resumed.lastLine)
+        let got = try CLI.finalModelBits(dir + "/" + resumed.lastLine)
         XCTAssertEqual(Set(got.keys), Set(expected.keys))
         for (name, values) in expected {
-            XCTAssertEqual(got[name]!.map(\.bitPattern), values.map(\.bitPattern), "\(name) differs after resume")
+            XCTAssertEqual(got[name]!, values, "\(name) differs after resume")
         }
     }
 

@@ -11,20 +11,6 @@ final class SchedulerEndToEndTests: XCTestCase {
     let spec = tinySpec(name: "sched", epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
         .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
 
-    private func finalWeights(_ runDir: String) throws -> [String: [UInt32]] {
-        let file = try H5File.open(runDir + "/run.h5")
-        var out: [String: [UInt32]] = [:]
-        func walk(_ group: H5Group, _ prefix: String) throws {
-            for name in try group.children() {
-                let path = prefix.isEmpty ? name : prefix + "/" + name
-                if group.kind(of: name) == .group { try walk(try group.openGroup(name), path) }
-                else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
-            }
-        }
-        try walk(try file.openGroup("models/final"), "")
-        return out
-    }
-
     private func runDirectory(_ dir: String) throws -> String {
         let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/sched").first)
         return dir + "/out/sched/" + name
@@ -49,7 +35,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         let r = try CLI.run(["spec.yaml", "--quiet", "--workers", "1"], in: dir)
         XCTAssertEqual(r.status, 0, r.stderr)
         CLI.assertNoProcesses(in: dir)
-        return try finalWeights(dir + "/" + r.lastLine)
+        return try CLI.finalModelBits(dir + "/" + r.lastLine)
     }
 
     func testTasksRunInWorkersAndTheWorkerCountDoesNotChangeTheWeights() throws {
@@ -65,7 +51,7 @@ final class SchedulerEndToEndTests: XCTestCase {
             XCTAssertTrue(log.contains("\(task): worker process") && log.contains("ended with exit status 0"), log)
         }
         XCTAssertTrue(log.contains("train: done"), "worker output is in log.txt")
-        XCTAssertEqual(try finalWeights(runDir), expected, "2 workers and 1 worker give the same bits")
+        XCTAssertEqual(try CLI.finalModelBits(runDir), expected, "2 workers and 1 worker give the same bits")
         CLI.assertNoProcesses(in: dir)
     }
 
@@ -85,7 +71,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         XCTAssertTrue(log.contains("train: the worker ended with signal 9 (SIGKILL); retry 1 of 1"), log)
         XCTAssertTrue(log.contains("resuming from the checkpoint at step"), log)
         XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("status"), "complete")
-        XCTAssertEqual(try finalWeights(runDir), expected, "the retried run ends with the same bits")
+        XCTAssertEqual(try CLI.finalModelBits(runDir), expected, "the retried run ends with the same bits")
         CLI.assertNoProcesses(in: dir)
     }
 
@@ -137,7 +123,7 @@ final class SchedulerEndToEndTests: XCTestCase {
         let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
-        XCTAssertEqual(try finalWeights(dir + "/" + resumed.lastLine), expected)
+        XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
         CLI.assertNoProcesses(in: dir)
     }
 }
