@@ -26,6 +26,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         // prctl(2) for workers (header only).
         .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
+        // futex(2) and C11 atomics on shared memory, for the collectives (header only).
+        .systemLibrary(name: "CShm", path: "Sources/CShm"),
 
         .target(name: "MoECore", dependencies: ["CBLAS"]),
         .target(name: "MoENN", dependencies: ["MoECore"]),
@@ -33,13 +35,17 @@ let package = Package(
         .target(name: "MoEData", dependencies: ["MoECore", "MoEHDF5"]),
         .target(name: "MoESpec", dependencies: ["Yams"]),
         .target(name: "MoEPlan", dependencies: ["MoESpec"]),
+        .target(name: "MoEComm", dependencies: ["MoECore", "CShm"]),
+        .target(name: "MoEFusion", dependencies: ["MoECore"]),
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "CProcess"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData"]),
+        // A process of the collectives' multi-process tests (MoECommTests start several).
+        .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
         .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
@@ -48,6 +54,8 @@ let package = Package(
         .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),
         .testTarget(name: "MoEStoreTests", dependencies: ["MoEStore", "MoENN", "MoEHDF5", "MoEData"]),
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
+        .testTarget(name: "MoECommTests", dependencies: ["MoEComm"]),
+        .testTarget(name: "MoEFusionTests", dependencies: ["MoEFusion"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
         .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore"]),

@@ -1,0 +1,1 @@
+// The collectives test peer (filled by the collectives work).
