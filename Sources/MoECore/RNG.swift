@@ -87,6 +87,28 @@ public struct RNG: Sendable {
         }
     }
 
+    /// Skips `draws` 32-bit draws: afterwards the generator is where it would be after `draws`
+    /// calls of `nextUInt32()` (so `uniform()`), in O(1) (Philox is counter-based). A process
+    /// that handles rows `[r₀, r₁)` of a batch skips `r₀ · perRow` draws to reproduce exactly
+    /// the values a single process drawing for the whole batch gives those rows.
+    public mutating func skip(_ draws: Int) {
+        precondition(draws >= 0, "skip needs draws ≥ 0")
+        spareNormal = nil
+        let position = block &* 4 &- UInt64(4 - used) &+ UInt64(draws)
+        block = position / 4
+        used = 4
+        let lane = Int(position % 4)
+        if lane > 0 { for _ in 0..<lane { _ = nextUInt32() } }
+    }
+
+    /// Skips `count` values of `normal()` from a fresh pair boundary (Box–Muller draws values in
+    /// pairs from two uniforms): afterwards `normal()` returns the value a generator that drew
+    /// `count` normals first would return next.
+    public mutating func skipNormals(_ count: Int) {
+        skip(2 * (count / 2))
+        if count % 2 == 1 { _ = normal() }
+    }
+
     /// The next 64 random bits.
     public mutating func nextUInt64() -> UInt64 {
         UInt64(nextUInt32()) << 32 | UInt64(nextUInt32())

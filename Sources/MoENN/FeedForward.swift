@@ -21,6 +21,10 @@ public struct ForwardContext: @unchecked Sendable {
     /// A hash of each sample's raw input row (set by the model), so the `hash` router's
     /// assignment is fixed per sample instead of following the changing hidden states.
     public var sampleKeys: UnsafePointer<UInt64>?
+    /// Index of the batch's first row in the global batch (data- and expert-parallel ranks hold
+    /// rows `[rowOffset, rowOffset + n)`): random draws per row (dropout, router jitter and
+    /// noise) skip the earlier rows' draws, so every row gets the value a single process gives it.
+    public var rowOffset: Int = 0
     public init(training: Bool, step: Int, seed: UInt64, domains: UnsafePointer<Int>? = nil) {
         self.training = training
         self.step = step

@@ -54,7 +54,21 @@ public final class MoERouter {
     private var input: UnsafePointer<Float>?
     private var training = false
     private var jittered = false
-    private var jitterSeed: (seed: UInt64, step: UInt64) = (0, 0)
+    private var jitterSeed: (seed: UInt64, step: UInt64, rowOffset: Int) = (0, 0, 0)
+
+    /// Data- and expert-parallel training: sums the router's batch statistics over the ranks of
+    /// the group (an all-reduce, in rank order). Called in every training forward with
+    /// `[chosen_0 … chosen_{E−1}, P_0 … P_{E−1}, T, Σ_t lse_t²]` (selections per expert, summed
+    /// probabilities per expert, tokens, summed squared log-sum-exp) of this rank's tokens; on
+    /// return the buffer holds the sums over all ranks. The balancing and z losses and their
+    /// gradients then use the global batch (`f_i`, `P_i` and `T` of all ranks' tokens), exactly
+    /// as one process holding the whole batch would. nil: the batch is all on this process.
+    public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?
+    private var reduced: [Double] = []
+    /// Tokens of the global batch and selections per expert over it (this rank's alone when no
+    /// reducer is set), as used by the losses of the last forward.
+    public private(set) var globalTokens = 0
+    public private(set) var globalChosen: [Double] = []
 
     public init(_ prefix: String, index: Int, hidden: Int, config: MoEConfig, moeLayers: Int) {
         self.config = config
@@ -92,24 +106,26 @@ public final class MoERouter {
         var xr = x
         if jittered {
             jitterMask.ensure(rows: n)
-            jitterSeed = (context.seed, UInt64(context.step))
+            jitterSeed = (context.seed, UInt64(context.step), context.rowOffset)
             var rng = RNG(seed: context.seed, purpose: "router/jitter/\(index)", stream: UInt64(context.step))
+            rng.skip(context.rowOffset * hidden)
             let m = jitterMask.data
             for i in 0..<(n * hidden) { m[i] = rng.uniform(1 - config.jitter, 1 + config.jitter) * x[i] }
             xr = UnsafePointer(m)
         }
         routedInput = xr
-        auxLoss = 0; zLoss = 0
+        auxLoss = 0; zLoss = 0; zSquares = 0
         if config.router.isLearned {
             BLAS.gemm(m: n, n: e, k: hidden, xr, weight.value.data, transB: true, logits.data)
             softmaxRows(logits.data, into: cleanProbs.data, rows: n, width: e, lse: &lse)
             var z2: Double = 0
             for t in 0..<n { z2 += Double(lse[t]) * Double(lse[t]) }
-            zLoss = Float(z2 / Double(n))
+            zSquares = z2
             if config.router == .noisyTopk && context.training, let wn = noiseWeight {
                 noiseLogits.ensure(rows: n); noise.ensure(rows: n)
                 BLAS.gemm(m: n, n: e, k: hidden, xr, wn.value.data, transB: true, noiseLogits.data)
                 var rng = RNG(seed: context.seed, purpose: "router/noise/\(index)", stream: UInt64(context.step))
+                rng.skipNormals(context.rowOffset * e)
                 rng.fillNormal(noise.tensor)
                 let z = logits.data, h = noiseLogits.data, nz = noise.data, p = probs.data
                 for i in 0..<(n * e) { p[i] = z[i] + nz[i] * softplus(h[i]) }  // noisy logits, softmaxed in place
@@ -119,18 +135,38 @@ public final class MoERouter {
             }
         }
         select(rows: n, context: context)
+        reduceStatistics(rows: n, training: context.training)
+        let tokens = Double(globalTokens)
+        if config.router.isLearned { zLoss = Float(zSquares / tokens) }
         if config.router.isTokenChoice {
-            // aux = E · Σ f_i P_i over the routing probabilities.
+            // aux = E · Σ f_i P_i, f_i = chosen_i / (T k), P_i = Σ_t p_ti / T.
             var total: Double = 0
-            let p = probs.data
-            for i in 0..<e {
-                var pi: Double = 0
-                for t in 0..<n { pi += Double(p[t * e + i]) }
-                total += Double(routing.chosen[i]) / Double(n * k) * pi / Double(n)
-            }
+            for i in 0..<e { total += globalChosen[i] / (tokens * Double(k)) * reduced[e + i] / tokens }
             auxLoss = Float(Double(e) * total)
         }
-        _ = k
+    }
+
+    private var zSquares: Double = 0
+
+    /// Fills `reduced` with this batch's statistics (see `statisticsReducer`) and sums them over
+    /// the group when training with a reducer; sets `globalTokens` and `globalChosen`.
+    private func reduceStatistics(rows n: Int, training: Bool) {
+        let e = config.experts
+        if reduced.count != 2 * e + 2 { reduced = [Double](repeating: 0, count: 2 * e + 2) }
+        if globalChosen.count != e { globalChosen = [Double](repeating: 0, count: e) }
+        let p = probs.data
+        for i in 0..<e {
+            reduced[i] = Double(routing.chosen[i])
+            var pi: Double = 0
+            for t in 0..<n { pi += Double(p[t * e + i]) }
+            reduced[e + i] = pi
+        }
+        reduced[2 * e] = Double(n)
+        reduced[2 * e + 1] = zSquares
+        if training, let reduce = statisticsReducer { reduced.withUnsafeMutableBufferPointer { reduce($0) } }
+        for i in 0..<e { globalChosen[i] = reduced[i] }
+        globalTokens = Int(reduced[2 * e])
+        zSquares = reduced[2 * e + 1]
     }
 
     var routedInput: UnsafePointer<Float>?
@@ -166,9 +202,11 @@ public final class MoERouter {
                     for j in 0..<k { d[t * e + selected[t * k + j]] += dSlot[t * k + j] }
                 }
             }
-            // Load balancing: ∂(auxScale·aux)/∂p_ti = auxScale · E · f_i / T.
+            // Load balancing: ∂(auxScale·aux)/∂p_ti = auxScale · E · f_i / T (f and T of the
+            // global batch, see `statisticsReducer`).
+            let tokens = Float(globalTokens)
             for i in 0..<e {
-                let g = auxScale * Float(e) * Float(routing.chosen[i]) / Float(n * k) / Float(n)
+                let g = auxScale * Float(e) * Float(globalChosen[i]) / (tokens * Float(k)) / tokens
                 for t in 0..<n { d[t * e + i] += g }
             }
         }
@@ -193,7 +231,7 @@ public final class MoERouter {
         // z-loss on the clean logits: ∂/∂z_tj = zScale · 2 · lse_t · softmax(z)_tj / T.
         let pc = cleanProbs.data
         for t in 0..<n {
-            let c = zScale * 2 * lse[t] / Float(n)
+            let c = zScale * 2 * lse[t] / Float(globalTokens)
             for i in 0..<e { d[t * e + i] += c * pc[t * e + i] }
         }
         BLAS.gemm(m: e, n: hidden, k: n, d, transA: true, x, beta: 1, weight.grad.data)
@@ -202,6 +240,7 @@ public final class MoERouter {
         if jittered {
             // x_r = x ⊙ u: ∂L/∂x = ∂L/∂x_r ⊙ u, with u = x_r / x recomputed from the stored product.
             var rng = RNG(seed: jitterSeed.seed, purpose: "router/jitter/\(index)", stream: jitterSeed.step)
+            rng.skip(jitterSeed.rowOffset * hidden)
             for i in 0..<(n * hidden) { dx[i] += g[i] * rng.uniform(1 - config.jitter, 1 + config.jitter) }
         } else {
             for i in 0..<(n * hidden) { dx[i] += g[i] }

@@ -34,6 +34,7 @@ public final class ResidualBlock {
         feedForward.forward(normed.data, rows: n, into: branch.data, context: context)
         if context.training && dropout > 0 {
             var rng = RNG(seed: context.seed, purpose: "dropout/blocks/\(index)", stream: UInt64(context.step))
+            rng.skip(context.rowOffset * h)
             Dropout.forward(branch.data, mask: mask.data, count: n * h, p: dropout, rng: &rng)
         } else {
             mask.data.update(repeating: 1, count: n * h)

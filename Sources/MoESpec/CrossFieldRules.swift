@@ -95,13 +95,17 @@ enum CrossFieldRules {
             return c.error("router.type", "expert_choice needs router.capacity_factor (it has no dropless form)",
                            hint: "set router.capacity_factor, e.g. 1.25")
         },
-        CrossFieldRule(summary: "`parallelism.mode: pipeline` needs `layerwise`, `branch` needs `branch`, `expert` needs `replicate` or `neurons`.") { s, c in
+        CrossFieldRule(summary: "`parallelism.mode: pipeline` needs `layerwise`, `branch` needs `branch`, `expert` needs `replicate` or `neurons`, `data` needs `none`, `replicate` or `neurons`.") { s, c in
             let needed: [ParallelismSpec.Mode: [SplitSpec.Strategy]] = [
-                .pipeline: [.layerwise], .branch: [.branch], .expert: [.replicate, .neurons],
+                .pipeline: [.layerwise], .branch: [.branch], .expert: [.replicate, .neurons], .data: [.none, .replicate, .neurons],
             ]
             guard let strategies = needed[s.parallelism.mode], !strategies.contains(s.split.strategy) else { return nil }
             let names = strategies.map(\.rawValue).joined(separator: " or ")
             return c.error("parallelism.mode", "\(s.parallelism.mode.rawValue) needs split.strategy: \(names), got \(s.split.strategy.rawValue)")
+        },
+        CrossFieldRule(summary: "`parallelism.mode: expert` gives every worker at least one expert: `workers <= experts`.") { s, c in
+            guard s.parallelism.mode == .expert, s.parallelism.workers > s.experts else { return nil }
+            return c.error("parallelism.workers", "expert parallelism gives each worker at least one expert: needs at most experts (\(s.experts)) workers, got \(s.parallelism.workers)")
         },
         CrossFieldRule(summary: "`train.local: true` needs `layerwise` and excludes `parallelism.mode: pipeline`.") { s, c in
             guard s.train.local else { return nil }

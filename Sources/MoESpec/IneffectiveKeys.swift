@@ -63,6 +63,9 @@ enum IneffectiveKeys {
         Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `pipeline` mode only.") { s in
             s.parallelism.mode == .pipeline ? nil : "applies only with parallelism.mode: pipeline"
         },
+        Rule(keys: ["parallelism.compression"], summary: "`parallelism.compression` applies to `data` mode only.") { s in
+            s.parallelism.mode == .data || s.parallelism.compression == .none ? nil : "applies only with parallelism.mode: data"
+        },
         Rule(keys: ["parallelism.ratio"], summary: "`parallelism.ratio` applies to `compression: topk` only.") { s in
             s.parallelism.compression == .topk ? nil : "applies only with parallelism.compression: topk"
         },

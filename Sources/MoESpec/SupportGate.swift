@@ -10,7 +10,8 @@
 /// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
 /// or the experts of `split.strategy: branch` (no fusion yet),
 /// with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
-/// crashed ones retried `parallelism.retries` times),
+/// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
+/// `parallelism.workers` processes over shared memory),
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
@@ -34,11 +35,11 @@ enum SupportGate {
         Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
             spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
         },
-        Entry(keyPath: "parallelism.mode", refused: "every mode but `none` and `branch`", issue: "5") { spec in
-            spec.parallelism.mode == .none || spec.parallelism.mode == .branch ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
+        Entry(keyPath: "parallelism.mode", refused: "`pipeline`", issue: "5") { spec in
+            spec.parallelism.mode != .pipeline ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
         },
         Entry(keyPath: "parallelism.compression", refused: "every value but `none`", issue: "5") { spec in
-            spec.parallelism.compression == .none ? nil
+            spec.parallelism.compression == .none || spec.parallelism.mode != .data ? nil
                 : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
         },
         Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant)",
@@ -56,7 +57,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, and the experts of branch (parallelism.mode: none or branch); see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, also data- and expert-parallel, and the experts of branch; see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

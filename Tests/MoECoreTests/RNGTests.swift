@@ -227,4 +227,28 @@ final class RNGTests: XCTestCase {
         XCTAssertEqual(um, 1.5, accuracy: 0.05)              // σ(mean) ≈ 0.009
         XCTAssertEqual(uv, 49.0 / 12.0, accuracy: 0.1)
     }
+
+    /// A rank holding rows [r₀, r₁) of a batch skips the earlier rows' draws and must then see
+    /// exactly the values one process drawing the whole batch gives those rows.
+    func testSkipLandsWhereDrawingWould() {
+        for start in [0, 1, 3, 4, 5, 8, 1001] {
+            var full = RNG(seed: 9, purpose: "dropout/blocks/0", stream: 7)
+            let all = (0..<(start + 13)).map { _ in full.uniform() }
+            var skipped = RNG(seed: 9, purpose: "dropout/blocks/0", stream: 7)
+            skipped.skip(start)
+            XCTAssertEqual((0..<13).map { _ in skipped.uniform() }, Array(all[start...]), "skip(\(start))")
+        }
+        // Skipping from a position mid-block, and twice, adds up.
+        var a = RNG(seed: 1, purpose: "p"), b = RNG(seed: 1, purpose: "p")
+        _ = a.nextUInt32(); a.skip(6); a.skip(2)
+        for _ in 0..<9 { _ = b.nextUInt32() }
+        XCTAssertEqual(a.nextUInt32(), b.nextUInt32())
+        for start in [0, 1, 2, 7] {
+            var full = RNG(seed: 4, purpose: "router/noise/0")
+            let all = (0..<(start + 6)).map { _ in full.normal() }
+            var skipped = RNG(seed: 4, purpose: "router/noise/0")
+            skipped.skipNormals(start)
+            XCTAssertEqual((0..<6).map { _ in skipped.normal() }, Array(all[start...]), "skipNormals(\(start))")
+        }
+    }
 }
