@@ -130,19 +130,23 @@ final class SharedMemoryGroupTests: XCTestCase {
     }
 
     func testKilledPeerMakesTheOthersFailWithPeerDied() throws {
-        let g = try group(3)
-        try g.start("wait", ranks: [0, 1], timeout: 60)
-        try g.start("hang", ranks: [2], timeout: 60)
-        Thread.sleep(forTimeInterval: 0.7) // ranks 0 and 1 are blocked in the barrier
-        let pid = g.processes[2]?.processIdentifier ?? 0
-        let killed = Date()
-        g.kill9(2)
-        let outcomes = g.wait(limit: 10)
-        let elapsed = Date().timeIntervalSince(killed)
-        XCTAssertLessThan(elapsed, 3, "survivors must notice within a few seconds (time-out is 60 s)")
-        for r in [0, 1] {
-            XCTAssertEqual(outcomes[r]?.status, 1)
-            XCTAssertEqual(outcomes[r]?.text, "ERROR \(CollectiveError.peerDied(rank: 2, pid: pid))\n", "rank \(r)")
+        for world in [2, 3, 4] {
+            let g = try group(world, slotBytes: 4096)
+            let victim = world - 1
+            try g.start("allreduce", ranks: Array(0..<victim), count: 10_000, timeout: 60)
+            try g.start("hang", ranks: [victim], timeout: 60)
+            Thread.sleep(forTimeInterval: 0.5) // the others are blocked inside the allReduce
+            let pid = g.processes[victim]?.processIdentifier ?? 0
+            let killed = Date()
+            g.kill9(victim)
+            let outcomes = g.wait(limit: 10)
+            let elapsed = Date().timeIntervalSince(killed)
+            XCTAssertLessThan(elapsed, 3, "survivors must notice within a few seconds (time-out is 60 s)")
+            for r in 0..<victim {
+                XCTAssertEqual(outcomes[r]?.status, 1)
+                XCTAssertEqual(outcomes[r]?.text, "ERROR \(CollectiveError.peerDied(rank: victim, pid: pid))\n", "world \(world) rank \(r)")
+            }
+            g.finish()
         }
     }
 
