@@ -192,16 +192,34 @@ public final class GradientCompressor {
         if scheme == .none {
             payload.copyMemory(from: g, byteCount: 4 * n)
             lastRelativeError = 0
-        } else {
+        } else if scheme == .topk {
             for i in 0..<n { e[i] += g[i] }
             let vNorm2 = GradientKernels.sumOfSquares(e, n)
-            switch scheme {
-            case .fp16: GradientKernels.encodeFP16(e, n, into: payload)
-            case .int8: GradientKernels.encodeInt8(e, n, blockSize: GradientCompressor.int8BlockSize, into: payload)
-            case .topk: encodeTopK(into: payload)
-            case .none: break
-            }
+            encodeTopK(into: payload)
             let errNorm2 = GradientKernels.sumOfSquares(e, n)
+            lastRelativeError = vNorm2 == 0 ? 0 : (errNorm2 / vNorm2).squareRoot()
+        } else {
+            // fp16 and int8 work element- or block-wise: in chunks that stay in the L1 cache
+            // (v = g + e, ‖v‖², encode and e ← v − D, ‖e‖²) the data crosses memory once.
+            let chunk = GradientCompressor.encodeChunk
+            let blockSize = GradientCompressor.int8BlockSize
+            let scales = payload, codes = payload + 4 * ((n + blockSize - 1) / blockSize)
+            var vNorm2 = 0.0, errNorm2 = 0.0
+            var start = 0
+            while start < n {
+                let length = min(chunk, n - start)
+                let v = e + start, gc = g + start
+                for i in 0..<length { v[i] += gc[i] }
+                vNorm2 += GradientKernels.sumOfSquares(v, length)
+                if scheme == .fp16 {
+                    GradientKernels.encodeFP16(v, length, into: payload + 2 * start)
+                } else {
+                    GradientKernels.encodeInt8(v, length, blockSize: blockSize,
+                                               scales: scales + 4 * (start / blockSize), codes: codes + start)
+                }
+                errNorm2 += GradientKernels.sumOfSquares(v, length)
+                start += length
+            }
             lastRelativeError = vNorm2 == 0 ? 0 : (errNorm2 / vNorm2).squareRoot()
         }
         lastBytes = GradientCompressor.encodedByteCount(scheme: scheme, count: n, kept: keptCount)
@@ -219,6 +237,9 @@ public final class GradientCompressor {
     }
 
     static let formatVersion: UInt8 = 1
+    /// Entries per cache-resident chunk of the fp16 and int8 encoders (a multiple of the int8
+    /// block size).
+    static let encodeChunk = 2048
 
     /// Top-k of v (in e) by magnitude, ties to the lower index: finds the threshold key T (the
     /// k-th largest |v| as its bit pattern, which orders like the magnitude; NaN above +inf) by an

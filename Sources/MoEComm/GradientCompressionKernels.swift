@@ -69,10 +69,10 @@ enum GradientKernels {
     /// rounded to nearest, ties to even, clamped to [−127, 127]; the decoded value is q·s. A
     /// block of zeros (or whose max underflows s to 0) has s = 0 and codes 0; a block holding a
     /// non-finite value has s = inf or NaN and codes 0, so it decodes to NaN. Writes the ⌈n/B⌉
-    /// scales, then the n codes; e ← v − q·s (0 where not finite).
-    static func encodeInt8(_ e: UnsafeMutablePointer<Float>, _ n: Int, blockSize: Int, into payload: UnsafeMutableRawPointer) {
+    /// scales (at `scales`), then the n codes (at `codes`); e ← v − q·s (0 where not finite).
+    static func encodeInt8(_ e: UnsafeMutablePointer<Float>, _ n: Int, blockSize: Int,
+                           scales: UnsafeMutableRawPointer, codes: UnsafeMutableRawPointer) {
         let blocks = (n + blockSize - 1) / blockSize
-        let codes = payload + 4 * blocks
         let bits = UnsafeRawPointer(e)
         for b in 0..<blocks {
             let start = b * blockSize, end = min(n, start + blockSize)
@@ -82,7 +82,7 @@ enum GradientKernels {
                 maxBits = a > maxBits ? a : maxBits
             }
             let s = Float(bitPattern: maxBits) / 127
-            payload.storeBytes(of: s.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
+            scales.storeBytes(of: s.bitPattern.littleEndian, toByteOffset: 4 * b, as: UInt32.self)
             if s > 0 && s < .infinity {
                 for i in start..<end {
                     let v = e[i]
