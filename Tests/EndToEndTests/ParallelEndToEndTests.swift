@@ -47,15 +47,18 @@ final class ParallelEndToEndTests: XCTestCase {
         XCTAssertLessThan(worst, tolerance, "\(what): \(a.prefix(4)) vs \(b.prefix(4))", file: file, line: line)
     }
 
+    /// Measured: the loss curves agree to 3e-8 and the weights to 5e-8 (float rounding of the
+    /// rank-order sums); a rank drawing the wrong dropout masks, or a wrongly scaled gradient,
+    /// moves them by 1e-3 or more.
     func testDataParallelLearnsWhatOneProcessLearnsFromTheSameBatches() throws {
         let spec = tinySpec(name: "dp", epochs: 3)  // dropout 0.1: each rank draws its rows' masks
         let single = try run(spec)
         let reference = try series(single, "train_loss")
         for workers in [2, 3] {
             let runDir = try run(parallel(spec, mode: "data", workers: workers))
-            assertClose(try series(runDir, "train_loss"), reference, 1e-4, "train_loss with \(workers) workers")
+            assertClose(try series(runDir, "train_loss"), reference, 1e-6, "train_loss with \(workers) workers")
             assertClose(try series(runDir, "train_accuracy"), try series(single, "train_accuracy"), 1e-9, "train_accuracy with \(workers) workers")
-            XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-3, "final weights with \(workers) workers")
+            XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-5, "final weights with \(workers) workers")
             // The communication costs, per step, next to the other metrics.
             let sent = try series(runDir, "bytes_sent")
             XCTAssertTrue(sent.allSatisfy { $0 > 0 }, "bytes_sent \(sent.prefix(3))")
@@ -80,9 +83,9 @@ final class ParallelEndToEndTests: XCTestCase {
         let spec = tinyMoESpec(name: "ep", epochs: 3, router: "{type: topk, k: 2, aux_loss: 0.01, z_loss: 0.001}")
         let single = try run(spec)
         let runDir = try run(parallel(spec, mode: "expert", workers: 2))
-        assertClose(try series(runDir, "train_loss"), try series(single, "train_loss"), 1e-4, "train_loss")
-        assertClose(try series(runDir, "aux_loss"), try series(single, "aux_loss"), 1e-5, "aux_loss (global balancing statistics)")
-        XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-3, "final weights")
+        assertClose(try series(runDir, "train_loss"), try series(single, "train_loss"), 1e-6, "train_loss")
+        assertClose(try series(runDir, "aux_loss"), try series(single, "aux_loss"), 1e-7, "aux_loss (global balancing statistics)")
+        XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-5, "final weights")
         let load = try H5File.open(runDir + "/tasks/train.h5").read("router/1/load", as: Double.self).values
         XCTAssertFalse(load.isEmpty)
         XCTAssertTrue(try series(runDir, "bytes_sent").allSatisfy { $0 > 0 })
