@@ -30,7 +30,7 @@ let package = Package(
         .systemLibrary(name: "CShm", path: "Sources/CShm"),
 
         .target(name: "MoECore", dependencies: ["CBLAS"]),
-        .target(name: "MoENN", dependencies: ["MoECore"]),
+        .target(name: "MoENN", dependencies: ["MoECore", "MoEComm"]),
         .target(name: "MoEHDF5", dependencies: ["CHDF5"]),
         .target(name: "MoEData", dependencies: ["MoECore", "MoEHDF5"]),
         .target(name: "MoESpec", dependencies: ["Yams"]),

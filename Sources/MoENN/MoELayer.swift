@@ -56,6 +56,11 @@ public final class MoELayer: FeedForwardLayer {
     /// `weighted aux + z loss` of the last forward, already scaled by the coefficients / layers.
     public var auxiliaryLoss: Float { router.auxScale * router.auxLoss + router.zScale * router.zLoss }
 
+    /// Expert parallelism (`parallelism.mode: expert`): when set, training passes run each
+    /// expert on the rank that owns it (see MoELayer+ExpertParallel.swift).
+    public var expertShards: ExpertShards?
+    lazy var shardBuffers = ShardBuffers(hidden: hidden, ffn: ffn)
+
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         context: ForwardContext) {
         var clock = profile.map { _ in MoEProfile.now() }
@@ -68,18 +73,11 @@ public final class MoELayer: FeedForwardLayer {
         let xg = gathered.data
         for i in 0..<a { (xg + i * hidden).update(from: x + r.token[i] * hidden, count: hidden) }
         profile?.add(.gather, since: &clock)
-        for e in 0..<config.experts where r.count(e) > 0 {
-            let o = r.offsets[e], rows = r.count(e)
-            let h = pre.data + o * ffn, g = act.data + o * ffn, ye = out.data + o * hidden
-            BLAS.gemm(m: rows, n: ffn, k: hidden, xg + o * hidden, w1.value.data + e * ffn * hidden, transB: true, h)
-            Kernels.addRowBias(rows: rows, cols: ffn, b1.value.data + e * ffn, h)
-            if context.training {
-                activation.forwardKeepingDerivative(h, g, count: rows * ffn)  // `pre` now holds act'(pre)
-            } else {
-                activation.forward(h, g, count: rows * ffn)
-            }
-            BLAS.gemm(m: rows, n: hidden, k: ffn, g, w2.value.data + e * hidden * ffn, transB: true, ye)
-            Kernels.addRowBias(rows: rows, cols: hidden, b2.value.data + e * hidden, ye)
+        if context.training, let shards = expertShards {
+            shardedForward(shards, gathered: xg, into: out.data)
+        } else {
+            expertsForward(0..<config.experts, offsets: r.offsets, input: xg, pre: pre.data, act: act.data, out: out.data,
+                           training: context.training)
         }
         profile?.add(.expertsForward, since: &clock)
         y.update(repeating: 0, count: n * hidden)
@@ -102,16 +100,11 @@ public final class MoELayer: FeedForwardLayer {
             for j in 0..<hidden { d[j] = g * dyt[j] }
         }
         profile?.add(.combine, since: &clock)
-        for e in 0..<config.experts where r.count(e) > 0 {
-            let o = r.offsets[e], rows = r.count(e)
-            let dye = dOut.data + o * hidden, da = dAct.data + o * ffn
-            BLAS.gemm(m: hidden, n: ffn, k: rows, dye, transA: true, act.data + o * ffn, beta: 1, w2.grad.data + e * hidden * ffn)
-            Kernels.accumulateColumnSums(rows: rows, cols: hidden, dye, b2.grad.data + e * hidden)
-            BLAS.gemm(m: rows, n: ffn, k: hidden, dye, w2.value.data + e * hidden * ffn, da)
-            Activation.backward(derivative: pre.data + o * ffn, da, da, count: rows * ffn)
-            BLAS.gemm(m: ffn, n: hidden, k: rows, da, transA: true, gathered.data + o * hidden, beta: 1, w1.grad.data + e * ffn * hidden)
-            Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
-            BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn.data + o * hidden)
+        if let shards = expertShards {
+            shardedBackward(shards, dOut: dOut.data, dIn: dIn.data)
+        } else {
+            expertsBackward(0..<config.experts, offsets: r.offsets, dOut: dOut.data, dAct: dAct.data, input: gathered.data,
+                            pre: pre.data, act: act.data, dIn: dIn.data)
         }
         profile?.add(.expertsBackward, since: &clock)
         dx.update(repeating: 0, count: n * hidden)
@@ -119,6 +112,48 @@ public final class MoELayer: FeedForwardLayer {
         profile?.add(.gather, since: &clock)
         dGate.withUnsafeBufferPointer { router.backward(dGate: $0.baseAddress!, rows: n, dx: dx) }
         profile?.add(.routerBackward, since: &clock)
+    }
+}
+
+extension MoELayer {
+    /// Runs experts `experts` on rows grouped by expert: expert `e` takes rows
+    /// `offsets[e − lo] ..< offsets[e − lo + 1]` of `input [rows, hidden]` (lo = experts.lowerBound)
+    /// and writes the same rows of `out [rows, hidden]`; `pre` keeps act'(pre) when training, `act`
+    /// the activations (both `[rows, ffn]`), for `expertsBackward`.
+    func expertsForward(_ experts: Range<Int>, offsets: [Int], input: UnsafePointer<Float>, pre: UnsafeMutablePointer<Float>,
+                        act: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, training: Bool) {
+        for e in experts {
+            let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o
+            guard rows > 0 else { continue }
+            let h = pre + o * ffn, g = act + o * ffn, ye = out + o * hidden
+            BLAS.gemm(m: rows, n: ffn, k: hidden, input + o * hidden, w1.value.data + e * ffn * hidden, transB: true, h)
+            Kernels.addRowBias(rows: rows, cols: ffn, b1.value.data + e * ffn, h)
+            if training {
+                activation.forwardKeepingDerivative(h, g, count: rows * ffn)  // `pre` now holds act'(pre)
+            } else {
+                activation.forward(h, g, count: rows * ffn)
+            }
+            BLAS.gemm(m: rows, n: hidden, k: ffn, g, w2.value.data + e * hidden * ffn, transB: true, ye)
+            Kernels.addRowBias(rows: rows, cols: hidden, b2.value.data + e * hidden, ye)
+        }
+    }
+
+    /// The backward of `expertsForward` on the same rows: accumulates the experts' weight
+    /// gradients and writes ∂L/∂input into `dIn`, from ∂L/∂out in `dOut` (`dAct` is scratch).
+    func expertsBackward(_ experts: Range<Int>, offsets: [Int], dOut: UnsafePointer<Float>, dAct: UnsafeMutablePointer<Float>,
+                         input: UnsafePointer<Float>, pre: UnsafePointer<Float>, act: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+        for e in experts {
+            let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o
+            guard rows > 0 else { continue }
+            let dye = dOut + o * hidden, da = dAct + o * ffn
+            BLAS.gemm(m: hidden, n: ffn, k: rows, dye, transA: true, act + o * ffn, beta: 1, w2.grad.data + e * hidden * ffn)
+            Kernels.accumulateColumnSums(rows: rows, cols: hidden, dye, b2.grad.data + e * hidden)
+            BLAS.gemm(m: rows, n: ffn, k: hidden, dye, w2.value.data + e * hidden * ffn, da)
+            Activation.backward(derivative: pre + o * ffn, da, da, count: rows * ffn)
+            BLAS.gemm(m: ffn, n: hidden, k: rows, da, transA: true, input + o * hidden, beta: 1, w1.grad.data + e * ffn * hidden)
+            Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
+            BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn + o * hidden)
+        }
     }
 }
 

@@ -41,16 +41,36 @@ public enum Planner {
             : neurons ? ", moefied from the dense model (\(spec.split.method.rawValue) split of its FFN units)"
             : ", upcycled from the dense model"
         tasks.append(PlanTask(
-            id: "train", kind: .train, dependsOn: trainDeps, workers: 1,
+            id: "train", kind: .train, dependsOn: trainDeps, workers: groupSize(spec),
             inputs: trainInputs,
             output: "tasks/train.h5",
-            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)"))
+            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
         tasks.append(PlanTask(
             id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
             inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
             output: "tasks/evaluate.h5",
             summary: "evaluate the final model on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
         return Plan(name: spec.name, tasks: tasks)
+    }
+
+    /// Processes of the training task: a group of `parallelism.workers` in `data`, `expert` and
+    /// `pipeline` mode (they train one model together), else one.
+    static func groupSize(_ spec: ExperimentSpec) -> Int {
+        switch spec.parallelism.mode {
+        case .data, .expert, .pipeline: return spec.parallelism.workers
+        case .none, .branch: return 1
+        }
+    }
+
+    private static func parallelSummary(_ spec: ExperimentSpec) -> String {
+        let n = spec.parallelism.workers
+        switch spec.parallelism.mode {
+        case .data:
+            let c = spec.parallelism.compression
+            return ", data-parallel over \(n) worker\(n == 1 ? "" : "s")" + (c == .none ? "" : " (\(c.rawValue)-compressed gradients)")
+        case .expert: return ", expert-parallel over \(n) worker\(n == 1 ? "" : "s")"
+        default: return ""
+        }
     }
 
     /// "dense", or the MoE layers of a `replicate` split: "MoE (8 experts, topk k=2, blocks 0, 1)".

@@ -17,8 +17,14 @@ struct MetricsLog {
     var evalSteps: [Int64] = []
     var evalValues: [String: [Double]] = Dictionary(uniqueKeysWithValues: evalSeries.map { ($0, []) })
 
-    init(moe: Bool = false) {
-        trainSeries = Self.denseSeries + (moe ? ["aux_loss"] : [])
+    /// Per-step costs of a task run by a group (data or expert parallel): means over the steps
+    /// since the previous row of the seconds this rank spent computing, moving data and waiting
+    /// for peers, the bytes it sent and received, and its gradient compression's relative error.
+    static let communicationSeries = ["compute_seconds", "communication_seconds", "wait_seconds",
+                                      "bytes_sent", "bytes_received", "compression_error"]
+
+    init(moe: Bool = false, communication: Bool = false) {
+        trainSeries = Self.denseSeries + (moe ? ["aux_loss"] : []) + (communication ? Self.communicationSeries : [])
         series = Dictionary(uniqueKeysWithValues: trainSeries.map { ($0, []) })
     }
 
@@ -42,8 +48,8 @@ struct MetricsLog {
     }
 
     /// The series written by `write` (`moe`: the task's model has MoE layers).
-    static func read(from location: H5Location, moe: Bool) throws -> MetricsLog {
-        var m = MetricsLog(moe: moe)
+    static func read(from location: H5Location, moe: Bool, communication: Bool = false) throws -> MetricsLog {
+        var m = MetricsLog(moe: moe, communication: communication)
         let group = try location.openGroup("metrics")
         m.steps = try group.read("step", as: Int64.self).values
         for name in m.trainSeries { m.series[name] = try group.read(name, as: Double.self).values }

@@ -22,11 +22,12 @@ public struct RunLayout: Sendable {
     /// Stable hash of everything that determines the results: the resolved spec without
     /// `output.dir` (where results go) and `parallelism.workers` (how many processes run the
     /// tasks, which does not change a single bit of them), so `--out` and `--workers` do not
-    /// start a new run and `--resume` finds the old one.
+    /// start a new run and `--resume` finds the old one. In `data`, `expert` and `pipeline` mode
+    /// the workers share one task and their number changes how sums are rounded, so it stays.
     public static func runID(_ spec: ExperimentSpec) -> String {
         var s = spec
         s.output.dir = ""
-        s.parallelism.workers = 1
+        if s.parallelism.mode == .none || s.parallelism.mode == .branch { s.parallelism.workers = 1 }
         return String(SHA256.hex(s.resolvedYAML()).prefix(12))
     }
 

@@ -52,6 +52,7 @@ public struct RunSummary {
         }
         if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
         if file.exists("tasks/train/stages") { lines += try Self.stageTable(try file.openGroup("tasks/train")) }
+        if file.exists("tasks/train/metrics/bytes_sent") { lines += try Self.communicationLines(try file.openGroup("tasks/train/metrics")) }
         if file.exists("models") {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
@@ -73,6 +74,7 @@ public struct RunSummary {
         }
         if file.exists("router") { lines += try Self.routerTable(try file.openGroup("router")) }
         if file.exists("stages") { lines += try Self.stageTable(file) }
+        if file.exists("metrics/bytes_sent") { lines += try Self.communicationLines(try file.openGroup("metrics")) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
         if file.exists("model") { lines.append("  final model at /model") }
         if file.exists("summary") {
@@ -87,6 +89,27 @@ public struct RunSummary {
                          + "\(try file.attribute("train_samples", as: Int64.self)) training samples")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A group's costs per training step (rank 0's view, mean over the whole run): time computing,
+    /// moving data and waiting for peers, bytes sent and received, compression error.
+    static func communicationLines(_ metrics: H5Group) throws -> [String] {
+        func mean(_ name: String) throws -> Double {
+            let v = try metrics.read(name, as: Double.self).values
+            return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
+        }
+        let compute = try mean("compute_seconds"), comm = try mean("communication_seconds"), wait = try mean("wait_seconds")
+        let total = compute + comm + wait
+        var lines = ["  per training step (rank 0, mean): compute " + String(format: "%.2f ms, communication %.2f ms, waiting %.2f ms", 1e3 * compute, 1e3 * comm, 1e3 * wait)
+                     + String(format: " (communication + waiting %.1f%% of the step)", total > 0 ? 100 * (comm + wait) / total : 0),
+                     "  bytes per step: sent " + formatBytes(try mean("bytes_sent")) + ", received " + formatBytes(try mean("bytes_received"))]
+        let error = try mean("compression_error")
+        if error > 0 { lines[1] += String(format: "; gradient compression error %.3g (relative, before error feedback)", error) }
+        return lines
+    }
+
+    private static func formatBytes(_ b: Double) -> String {
+        b >= 1_048_576 ? String(format: "%.2f MB", b / 1_048_576) : b >= 1024 ? String(format: "%.1f KB", b / 1024) : String(format: "%.0f B", b)
     }
 
     /// Layer-wise local training: each stage's blocks and the last validation loss/accuracy of

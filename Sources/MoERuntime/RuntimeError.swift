@@ -17,10 +17,13 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case taskFailed(task: String, status: String, attempts: Int, reason: String?, log: String)
     /// SIGINT or SIGTERM reached the scheduler; its workers saved their state and stopped.
     case runInterrupted(tasks: [String])
+    /// A collective of a task's process group failed (a peer died, timed out, or the group was
+    /// aborted); the scheduler retries the group.
+    case groupFailed(task: String, reason: String)
 
     public var exitCode: Int32 {
         switch self {
-        case .diverged, .io, .taskFailed: return 1
+        case .diverged, .io, .taskFailed, .groupFailed: return 1
         case .interrupted, .runInterrupted: return 130
         case .runExists, .usage, .missingDomains: return 2
         }
@@ -44,6 +47,8 @@ public enum RuntimeError: Error, CustomStringConvertible {
             let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
             return (reason.map { $0 + "; " } ?? "")
                 + "task \(task) failed: its worker ended with \(status) (\(tries)); see \(log)"
+        case let .groupFailed(task, reason):
+            return "task \(task): \(reason)"
         case let .runInterrupted(tasks):
             let which = tasks.isEmpty ? "" : " (" + tasks.joined(separator: ", ") + " stopped)"
             return "interrupted\(which); state saved, rerun with --resume to continue"

@@ -1,4 +1,5 @@
 import Foundation
+import MoEComm
 import MoEPlan
 #if canImport(Glibc)
 import Glibc
@@ -62,20 +63,49 @@ public struct Scheduler {
     }
     private let board = Board()
 
+    /// One worker process of a running task (a task of `workers > 1` runs as a group of ranks).
     private struct Running {
         let task: PlanTask
         let child: ChildProcess
+        /// Rank in the task's group; nil for a task of one process.
+        let rank: Int?
         var lastError: String?
+        var label: String { rank.map { "\(task.id)[rank \($0)]" } ?? task.id }
     }
 
+    /// One attempt of a task: its processes, and the shared-memory file of a group.
+    private struct Attempt {
+        let task: PlanTask
+        var groupPath: String?
+        var remaining: Int
+        /// The first process that ended badly (the cause; its peers then fail with it).
+        var failure: (label: String, status: ExitStatus, error: String?)?
+        var allExitedZero = true
+        var interrupted = false
+    }
+
+    /// Environment variables telling a worker its place in a group (see `Worker`).
+    public static let rankVariable = "MOE_RUN_RANK"
+    public static let worldSizeVariable = "MOE_RUN_WORLD_SIZE"
+    public static let groupVariable = "MOE_RUN_GROUP"
+
     /// Runs every task that is not complete yet; returns when all are complete.
+    ///
+    /// A task with `workers > 1` (data, expert and pipeline parallel training) starts as a group
+    /// of that many processes, ranks 0 … N−1, sharing one file in /dev/shm for their collectives
+    /// (`SharedMemoryGroup`); the rank, group size and file reach each process in its environment
+    /// (`MOE_RUN_RANK`, `MOE_RUN_WORLD_SIZE`, `MOE_RUN_GROUP`). The group is one attempt: when one
+    /// rank dies the group is aborted (its peers' collectives fail at once instead of waiting), and
+    /// once every rank has ended the whole group is retried from the last checkpoint, or fails.
     public func run() throws {
         var state: [String: State] = [:]
         var attempts: [String: Int] = [:]
         var running: [Running] = []
+        var active: [String: Attempt] = [:]
         var failures: [RuntimeError] = []
         var interruptedTasks: [String] = []
         var forwarded = false
+        defer { for a in active.values { if let p = a.groupPath { SharedMemoryGroup.remove(path: p) } } }
         for task in tasks {
             if isComplete(task.id) {
                 state[task.id] = .complete
@@ -92,14 +122,31 @@ public struct Scheduler {
                 for r in running { r.child.signal(sig) }
             }
             if !stopping {
-                for task in tasks where running.count < workers && state[task.id] == .pending
-                    && task.dependsOn.allSatisfy({ state[$0] == .complete }) {
+                for task in tasks where state[task.id] == .pending && task.dependsOn.allSatisfy({ state[$0] == .complete }) {
+                    let size = min(max(1, task.workers), workers)
+                    guard running.count + size <= workers else { continue }
                     attempts[task.id, default: 0] += 1
-                    let c = command(task)
-                    let child = try ChildProcess(executable: c.executable, arguments: c.arguments, environment: c.environment)
-                    log.record("\(task.id): started worker process \(child.pid) (attempt \(attempts[task.id]!))")
-                    running.append(Running(task: task, child: child))
+                    let attempt = attempts[task.id]!
+                    var record = Attempt(task: task, groupPath: nil, remaining: size)
+                    if size > 1 {
+                        let path = "/dev/shm/moe-run-\(getpid())-\(task.id)-\(attempt)"
+                        try SharedMemoryGroup.create(path: path, worldSize: size)
+                        record.groupPath = path
+                    }
+                    active[task.id] = record
                     state[task.id] = .running
+                    for rank in 0..<size {
+                        var c = command(task)
+                        if let path = record.groupPath {
+                            c.environment[Self.rankVariable] = String(rank)
+                            c.environment[Self.worldSizeVariable] = String(size)
+                            c.environment[Self.groupVariable] = path
+                        }
+                        let child = try ChildProcess(executable: c.executable, arguments: c.arguments, environment: c.environment)
+                        let r = Running(task: task, child: child, rank: size > 1 ? rank : nil)
+                        log.record("\(r.label): started worker process \(child.pid) (attempt \(attempt))")
+                        running.append(r)
+                    }
                 }
             }
             if running.isEmpty { break }
@@ -111,23 +158,41 @@ public struct Scheduler {
                 forward(&running[i], final: true)
                 let r = running.remove(at: i)
                 let id = r.task.id
+                log.record("\(r.label): worker process \(r.child.pid) ended with \(status)")
+                guard var a = active[id] else { continue }
+                a.remaining -= 1
+                if status != .exited(0) {
+                    a.allExitedZero = false
+                    if status == .exited(130) { a.interrupted = true }
+                    if a.failure == nil {
+                        a.failure = (r.label, status, r.lastError)
+                        // The peers of a dead rank stop now instead of at their time-out.
+                        if let path = a.groupPath { SharedMemoryGroup.abort(path: path) }
+                    }
+                }
+                active[id] = a
+                guard a.remaining == 0 else { continue }
+                active[id] = nil
+                if let path = a.groupPath { SharedMemoryGroup.remove(path: path) }
                 board.lines[id] = nil
-                log.record("\(id): worker process \(r.child.pid) ended with \(status)")
-                if status == .exited(0) && isComplete(id) {
+                let interrupted = a.interrupted || Interrupts.requested || !interruptedTasks.isEmpty
+                if a.allExitedZero && isComplete(id) {
                     state[id] = .complete
-                } else if status == .exited(130) || Interrupts.requested || !interruptedTasks.isEmpty {
+                } else if interrupted {
                     state[id] = .pending
                     interruptedTasks.append(id)
                 } else if attempts[id, default: 1] <= retries {
-                    log.info("\(id): the worker ended with \(status)\(r.lastError.map { " (\($0))" } ?? ""); "
-                             + "retry \(attempts[id, default: 1]) of \(retries)")
+                    let cause = a.failure.map { "\($0.label == id ? "the worker" : $0.label) ended with \($0.status)\($0.error.map { " (\($0))" } ?? "")" }
+                        ?? "the worker exited 0 without writing \(id).h5"
+                    log.info("\(id): \(cause); retry \(attempts[id, default: 1]) of \(retries)")
                     state[id] = .pending
                 } else {
                     state[id] = .failed
-                    let reason = status == .exited(0) ? "exited 0 without writing \(id).h5" : r.lastError
-                    let failure = RuntimeError.taskFailed(task: id, status: status.description, attempts: attempts[id, default: 1],
-                                                          reason: reason, log: logPath)
-                    failures.append(failure)
+                    let status = a.failure?.status ?? .exited(0)
+                    let reason = a.failure == nil ? "exited 0 without writing \(id).h5" : a.failure!.error
+                    let who = a.failure.map { $0.label == id ? "" : " (\($0.label))" } ?? ""
+                    failures.append(RuntimeError.taskFailed(task: id + who, status: status.description, attempts: attempts[id, default: 1],
+                                                            reason: reason, log: logPath))
                 }
             }
         }
@@ -164,7 +229,7 @@ public struct Scheduler {
                 }
             }
             for line in r.child.readLines(1) {
-                log.record("\(r.task.id) stderr: \(line)")
+                log.record("\(r.label) stderr: \(line)")
                 if line.hasPrefix(Self.errorPrefix) {
                     r.lastError = String(line.dropFirst(Self.errorPrefix.count))
                 } else {

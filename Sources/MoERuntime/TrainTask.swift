@@ -1,4 +1,5 @@
 import Foundation
+import MoEComm
 import MoECore
 import MoEData
 import MoEHDF5
@@ -23,6 +24,10 @@ final class TrainTask {
     let log: RunLog
     let id: String
     let role: Role
+    /// The group of processes running this task (data or expert parallel), or a group of one.
+    /// Every rank trains; rank 0 alone logs and writes the task's files.
+    let communicator: Communicator
+    var isLead: Bool { communicator.rank == 0 }
 
     /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs.
     /// `train`: the spec's model; with upcycling it starts from the dense model's parameters, with
@@ -38,7 +43,18 @@ final class TrainTask {
     /// next row equals an uninterrupted run's).
     struct LogWindow {
         var loss = 0.0, aux = 0.0, correct = 0, rows = 0, steps = 0
+        /// Sums over the window's steps of a group's costs (see `MetricsLog.communicationSeries`).
+        var compute = 0.0, communication = 0.0, waiting = 0.0, sent = 0.0, received = 0.0, compressionError = 0.0
         var since = Date()
+
+        var values: [Double] {
+            [loss, aux, Double(correct), Double(rows), Double(steps), compute, communication, waiting, sent, received, compressionError]
+        }
+        init() {}
+        init(_ v: [Double]) {
+            (loss, aux, correct, rows, steps) = (v[0], v[1], Int(v[2]), Int(v[3]), Int(v[4]))
+            if v.count >= 11 { (compute, communication, waiting, sent, received, compressionError) = (v[5], v[6], v[7], v[8], v[9], v[10]) }
+        }
     }
     private var window = LogWindow()
     /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
@@ -52,7 +68,8 @@ final class TrainTask {
 
     /// For `.expert(i)`, `spec` is the run's spec; the task trains with `split.overrides[i]`
     /// applied (see `ExperimentSpec.expertSpec`).
-    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train) {
+    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train, communicator: Communicator = SoloCommunicator()) {
+        self.communicator = communicator
         if case .expert(let i) = role { self.spec = spec.expertSpec(i) } else { self.spec = spec }
         self.layout = layout
         self.log = log
@@ -97,12 +114,17 @@ final class TrainTask {
         if role != .train { config.moe = nil }
         let model = ResidualMLP(config: config, seed: modelSeed)
         try Self.checkDomains(model.config, train, val)
-        metrics = MetricsLog(moe: model.config.moe != nil)
+        let parallel = spec.parallelism.mode == .data || spec.parallelism.mode == .expert
+        metrics = MetricsLog(moe: model.config.moe != nil, communication: parallel)
         routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let epochs = role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs
         let totalSteps = epochs * batches.batchesPerEpoch
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
+        let group = parallel ? try DataParallelGroup(communicator: communicator, parameters: model.parameters,
+                                                     compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
+                                                     ratio: spec.parallelism.ratio) : nil
+        group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
         var epoch = 0, batchInEpoch = 0
         if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
             (epoch, batchInEpoch) = try restore(model: model, optimizer: trainer.optimizer)
@@ -114,7 +136,8 @@ final class TrainTask {
         } else if let source = seedSource {
             try loadSeed(model, from: source)
         }
-        log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
+        log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)"
+                 + (group.map { " over \($0.worldSize) \(spec.parallelism.mode.rawValue)-parallel workers" } ?? ""))
 
         let start = Date()
         window.since = Date()
@@ -122,8 +145,23 @@ final class TrainTask {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
             while batches.next() {
-                let r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
+                let r: StepResult
+                var stop = Interrupts.requested
+                if let group {
+                    let p = try trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
+                                                  domains: batches.domains?.baseAddress, group: group, stop: stop)
+                    r = p.step
+                    stop = p.stop
+                    window.compute += p.computeSeconds
+                    window.communication += p.communication.communicationSeconds
+                    window.waiting += p.communication.waitSeconds
+                    window.sent += Double(p.communication.bytesSent)
+                    window.received += Double(p.communication.bytesReceived)
+                    window.compressionError += p.compressionError
+                } else {
+                    r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
                                           domains: batches.domains?.baseAddress)
+                }
                 batchInEpoch += 1
                 let step = trainer.step
                 guard r.loss.isFinite, r.gradNorm.isFinite else {
@@ -135,7 +173,11 @@ final class TrainTask {
                 window.rows += batches.rows; window.steps += 1
                 if step % spec.train.logEvery == 0 || step == totalSteps {
                     let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
+                    let perStep = 1 / Double(max(window.steps, 1))
                     metrics.log(step: step, [
+                        "compute_seconds": window.compute * perStep, "communication_seconds": window.communication * perStep,
+                        "wait_seconds": window.waiting * perStep, "bytes_sent": window.sent * perStep,
+                        "bytes_received": window.received * perStep, "compression_error": window.compressionError * perStep,
                         "train_loss": window.loss / Double(window.rows),
                         "train_accuracy": Double(window.correct) / Double(window.rows),
                         "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
@@ -155,7 +197,7 @@ final class TrainTask {
                 if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
                     try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
                 }
-                if Interrupts.requested {
+                if stop {
                     try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
                     throw RuntimeError.interrupted(task: id, step: step)
                 }
@@ -171,7 +213,7 @@ final class TrainTask {
     }
 
     private func evaluate(_ model: ResidualMLP, _ val: Dataset, step: Int) {
-        guard val.count > 0 else { return }
+        guard val.count > 0, isLead else { return }
         let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
         metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
         log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
@@ -179,13 +221,14 @@ final class TrainTask {
 
     /// Saves the current state as the newest checkpoint and rewrites the partial file.
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
+        guard isLead else { return }  // the replicas are identical: rank 0 keeps the state
         guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
             try file.setTaskAttributes(id, partial: true)
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
             try routerMetrics?.writeWindows(to: file)
-            try file.createDataset("metrics/window", [window.loss, window.aux, Double(window.correct), Double(window.rows), Double(window.steps)])
+            try file.createDataset("metrics/window", window.values)
             try writeMoeficationGroups(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
         }
@@ -202,12 +245,12 @@ final class TrainTask {
     /// Loads the partial file: metrics, kept checkpoints, and the newest one into the model.
     private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
         let file = try H5File.open(layout.partialFile(id))
-        metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil)
+        metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil, communication: metrics.trainSeries.contains("bytes_sent"))
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
         if file.exists("metrics/window") {
             let w = try file.read("metrics/window", as: Double.self).values
-            if w.count == 5 { window = LogWindow(loss: w[0], aux: w[1], correct: Int(w[2]), rows: Int(w[3]), steps: Int(w[4])) }
+            if w.count >= 5 { window = LogWindow(w) }
         }
         try readMoeficationGroups(from: file)
         return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
@@ -225,6 +268,7 @@ final class TrainTask {
     }
 
     private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
+        guard isLead else { return }
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setTaskAttributes(id)
             try file.setAttribute("steps", Int64(optimizer.stepCount))

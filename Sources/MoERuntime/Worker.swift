@@ -1,5 +1,6 @@
 import CProcess
 import Foundation
+import MoEComm
 import MoEHDF5
 import MoEPlan
 import MoESpec
@@ -30,8 +31,34 @@ public enum Worker {
         guard let task = Planner.plan(spec).task(taskID) else {
             throw RuntimeError.usage("\(layout.runFile): the plan has no task \(taskID)")
         }
-        let log = RunLog(path: layout.logFile, quiet: false, infoToFile: false)
-        try perform(task, spec: spec, layout: layout, log: log)
+        let communicator = try groupCommunicator()
+        // Rank 0 of a group speaks for it; the other ranks only report their errors.
+        let log = communicator.rank == 0 ? RunLog(path: layout.logFile, quiet: false, infoToFile: false)
+                                         : RunLog(path: nil, quiet: true, infoToFile: false)
+        do {
+            try perform(task, spec: spec, layout: layout, log: log, communicator: communicator)
+        } catch let error as CollectiveError {
+            throw RuntimeError.groupFailed(task: task.id, reason: error.description)
+        }
+    }
+
+    /// Seconds a rank waits for a peer that neither arrives nor dies (`MOE_RUN_COLLECTIVE_TIMEOUT`,
+    /// default 300: long enough for a peer writing a checkpoint; a dead peer is noticed at once).
+    static var collectiveTimeout: Double {
+        ProcessInfo.processInfo.environment["MOE_RUN_COLLECTIVE_TIMEOUT"].flatMap(Double.init) ?? 300
+    }
+
+    /// This process's place in its task's group, from the scheduler's environment
+    /// (`Scheduler.rankVariable`, …), or a group of one.
+    static func groupCommunicator() throws -> Communicator {
+        let env = ProcessInfo.processInfo.environment
+        guard let path = env[Scheduler.groupVariable], let rank = env[Scheduler.rankVariable].flatMap(Int.init),
+              let size = env[Scheduler.worldSizeVariable].flatMap(Int.init) else { return SoloCommunicator() }
+        do {
+            return try SharedMemoryGroup(path: path, rank: rank, worldSize: size, timeout: collectiveTimeout)
+        } catch {
+            throw RuntimeError.io(path: path, message: "cannot join the task's process group: \(error)")
+        }
     }
 
     /// The run's spec as stored in its `run.h5`.
@@ -48,7 +75,8 @@ public enum Worker {
     }
 
     /// Runs one task in this process (the task code the scheduler's workers share).
-    static func perform(_ task: PlanTask, spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
+    static func perform(_ task: PlanTask, spec: ExperimentSpec, layout: RunLayout, log: RunLog,
+                        communicator: Communicator = SoloCommunicator()) throws {
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
         case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
@@ -58,7 +86,7 @@ public enum Worker {
             }
             try TrainTask(spec: spec, layout: layout, log: log, role: .expert(i)).run()
         case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
-        case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train).run()
+        case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
         case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
         }
         if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }

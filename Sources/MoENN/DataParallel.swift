@@ -1,0 +1,193 @@
+import Foundation
+import MoEComm
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Data-parallel training (Krizhevsky 2014; Goyal et al. 2017): every rank of a group holds a
+/// replica of the model, every rank is given the same global batch of `n` rows and computes
+/// the rows `[⌊r·n/N⌋, ⌊(r+1)·n/N⌋)` of it, then the gradients are summed over the group:
+///
+///     ∇L = Σ_r (n_r / n) · ∇L_r        (L_r: mean loss over rank r's rows)
+///
+/// which is the gradient of the mean loss over the whole batch, so every replica applies the
+/// same update and the replicas stay identical. The all-reduce adds the ranks' terms in rank
+/// order; the result differs from one process only by the rounding of that fixed-order sum
+/// (and is the same bits on every rerun). What else makes a rank's rows behave as in one process:
+/// - random draws per row (dropout, router jitter and noise) skip the earlier rows' draws
+///   (`ForwardContext.rowOffset`);
+/// - the MoE routers' balancing and z losses use the statistics of the global batch
+///   (`MoERouter.statisticsReducer`, an all-reduce of a few numbers per MoE layer);
+/// - expert capacity is enforced per rank's rows (GShard's "local groups"), the one departure.
+///
+/// With `compression`, each rank sends its gradient compressed (`GradientCompressor`, error
+/// feedback keeps what was lost for the next step) and every rank decodes and adds all ranks'
+/// messages in rank order.
+public final class DataParallelGroup {
+    public let communicator: Communicator
+    public let compressor: GradientCompressor?
+    /// The trained parameters, in the order their gradients are laid out for the all-reduce.
+    let parameters: [Parameter]
+    private let flat: UnsafeMutablePointer<Float>
+    private let count: Int
+    /// The first collective error seen inside a forward pass (routers cannot throw); the step
+    /// throws it once the pass returns.
+    var pendingError: Error?
+    private var reduceBuffer: [Double] = []
+
+    public init(communicator: Communicator, parameters: [Parameter], compression: CompressionScheme = .none, ratio: Double = 0.01) throws {
+        self.communicator = communicator
+        self.parameters = parameters
+        count = parameters.scalarCount
+        flat = .allocate(capacity: max(count, 1))
+        compressor = compression == .none ? nil : try GradientCompressor(scheme: compression, count: count, ratio: ratio)
+    }
+
+    deinit { flat.deallocate() }
+
+    public var rank: Int { communicator.rank }
+    public var worldSize: Int { communicator.worldSize }
+
+    /// This rank's rows of a global batch of `n` rows.
+    public func rows(of n: Int) -> Range<Int> {
+        let r = communicator.rank, size = communicator.worldSize
+        return (r * n / size)..<((r + 1) * n / size)
+    }
+
+    /// The expert shards of the MoE layers (`expert` mode), set by `attach`.
+    public private(set) var shards: [ExpertShards] = []
+
+    /// Makes the routers of `model` reduce their batch statistics over the group; with
+    /// `shardExperts` (expert parallelism), each MoE layer's experts are also spread over the
+    /// ranks (`ExpertShards`).
+    public func attach(to model: ResidualMLP, shardExperts: Bool = false) {
+        for layer in model.moeLayers {
+            if shardExperts {
+                let s = ExpertShards(communicator: communicator, experts: layer.config.experts)
+                layer.expertShards = s
+                shards.append(s)
+            }
+            layer.router.statisticsReducer = { [unowned self] values in
+                guard self.pendingError == nil else { return }
+                if self.reduceBuffer.count != values.count { self.reduceBuffer = Array(values) }
+                for i in values.indices { self.reduceBuffer[i] = values[i] }
+                do {
+                    try self.communicator.allReduceSum(&self.reduceBuffer)
+                    for i in values.indices { values[i] = self.reduceBuffer[i] }
+                } catch {
+                    self.pendingError = error
+                }
+            }
+        }
+    }
+
+    /// Throws the collective error a forward pass met, if any.
+    func throwPending() throws {
+        if let e = pendingError { pendingError = nil; throw e }
+        for s in shards { try s.throwPending() }
+    }
+
+    /// Sums the gradients over the group (compressed if configured) and leaves the sum in every
+    /// parameter's `grad` on every rank. Returns the compression's relative error
+    /// `‖v − decode(encode(v))‖ / ‖v‖` of this rank's message (0 without compression).
+    @discardableResult
+    public func allReduceGradients() throws -> Double {
+        var offset = 0
+        for p in parameters {
+            (flat + offset).update(from: p.grad.data, count: p.grad.count)
+            offset += p.grad.count
+        }
+        var error = 0.0
+        if let compressor {
+            let message = compressor.encode(flat)
+            error = compressor.lastRelativeError
+            flat.update(repeating: 0, count: count)
+            try communicator.allGatherV(message) { _, bytes in
+                try GradientCompressor.decodeAdd(bytes, scheme: compressor.scheme, count: count, into: flat)
+            }
+        } else {
+            try communicator.allReduceSum(flat, count: count)
+        }
+        offset = 0
+        for p in parameters {
+            p.grad.data.update(from: flat + offset, count: p.grad.count)
+            offset += p.grad.count
+        }
+        return error
+    }
+
+    /// Sums a few numbers over the group, in rank order.
+    public func allReduce(_ values: inout [Double]) throws { try communicator.allReduceSum(&values) }
+}
+
+extension Trainer {
+    /// One data-parallel optimisation step on the global batch `x [n, features]`: this rank
+    /// runs forward and backward on its rows (the cross-entropy's gradient scaled by `n_r / n`),
+    /// the gradients are all-reduced, then every rank clips and updates identically. The loss,
+    /// accuracy and auxiliary loss in the result are those of the whole batch. `stop` is this
+    /// rank's wish to stop after the step (e.g. SIGINT); the result's `stop` is true when any
+    /// rank wished it, so all ranks stop at the same step.
+    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
+                          domains: UnsafePointer<Int>? = nil, group: DataParallelGroup, stop: Bool = false) throws -> ParallelStepResult {
+        let start = DataParallelGroup.now()
+        let before = group.communicator.statistics
+        let t = step
+        let mine = group.rows(of: n)
+        let f = model.config.features
+        model.parameters.zeroGrad()
+        var context = ForwardContext(training: true, step: t, seed: seed, domains: domains.map { $0 + mine.lowerBound })
+        context.rowOffset = mine.lowerBound
+        let out = model.forward(x + mine.lowerBound * f, labels: labels + mine.lowerBound, rows: mine.count, context: context)
+        try group.throwPending()
+        let aux = model.auxiliaryLoss
+        let local = Double(mine.count)
+        var sums = [out.loss.isFinite ? out.loss * local : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0]
+        let lr = schedule.lr(at: t)
+        // Always backward, even after a non-finite loss: every rank must make the same collective
+        // calls in the same order (expert parallelism exchanges rows inside the pass); the update
+        // is skipped below when any rank's loss was not finite.
+        model.backward(lossScale: Float(local / Double(n)))
+        try group.throwPending()
+        try group.allReduce(&sums)
+        var result = ParallelStepResult(step: StepResult(loss: sums[0] / Double(n), auxLoss: aux, correct: Int(sums[1]), gradNorm: .nan, lr: lr),
+                                        stop: sums[3] > 0)
+        guard sums[0].isFinite, sums[2] == 0 else {
+            if !sums[0].isFinite { result.step.loss = .nan }
+            return result
+        }
+        result.compressionError = try group.allReduceGradients()
+        let norm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
+        result.step.gradNorm = norm
+        if norm.isFinite { optimizer.step(lr: lr) }
+        let comm = group.communicator.statistics.since(before)
+        result.communication = comm
+        result.computeSeconds = max(0, DataParallelGroup.now() - start - comm.communicationSeconds - comm.waitSeconds)
+        return result
+    }
+}
+
+/// What a data-parallel step measured: the step's figures over the whole batch, plus its costs.
+public struct ParallelStepResult: Sendable {
+    public var step: StepResult
+    /// Some rank asked to stop after this step.
+    public var stop: Bool
+    /// Seconds of this rank's own computation (the step's wall time minus communication and waiting).
+    public var computeSeconds: Double = 0
+    /// Communication of this step (time moving data, time waiting for peers, bytes).
+    public var communication = CommStatistics()
+    /// Relative error of this rank's compressed gradient (0 without compression).
+    public var compressionError: Double = 0
+
+    init(step: StepResult, stop: Bool) {
+        self.step = step
+        self.stop = stop
+    }
+}
+
+extension DataParallelGroup {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
