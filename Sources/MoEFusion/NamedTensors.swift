@@ -39,7 +39,8 @@ public struct NamedTensors: Equatable, Sendable {
     }
 
     /// Checks that every name is unique and has a shape with non-negative sizes and exactly
-    /// `∏ shape` values. `model` is the index used in the error.
+    /// `∏ shape` values, all finite (a diverged expert is refused, not averaged into the fusion).
+    /// `model` is the index used in the error.
     public func checkConsistent(model: Int) throws {
         var seen = Set<String>()
         for name in names {
@@ -53,6 +54,10 @@ public struct NamedTensors: Equatable, Sendable {
             guard shape.allSatisfy({ $0 >= 0 }), count == v.count else {
                 throw FusionError.invalidParameter(
                     "tensor \(name) of \(FusionError.modelLabel(model)) has shape \(shape) but \(v.count) values")
+            }
+            if let j = v.firstIndex(where: { !$0.isFinite }) {
+                throw FusionError.invalidParameter(
+                    "tensor \(name) of \(FusionError.modelLabel(model)) has the non-finite value \(v[j]) at index \(j)")
             }
         }
         for name in values.keys.sorted() where !seen.contains(name) {

@@ -14,6 +14,7 @@ final class OptimizedWeightsTests: XCTestCase {
         XCTAssertLessThanOrEqual(r.loss, r.uniformLoss)
         XCTAssertLessThan(r.finalStep, 1e-4)
         XCTAssertLessThanOrEqual(r.evaluations, 2000)
+        print("optimizedWeights: interior optimum of a 4-model quadratic in \(r.evaluations) evaluations, \(r.weights)")
     }
 
     /// ‖w − q‖² with q = [0.8, 0.6, −0.2, 0] off the simplex: the optimum is q's Euclidean
@@ -26,6 +27,7 @@ final class OptimizedWeightsTests: XCTestCase {
         let expected = [0.6, 0.4, 0, 0]
         for i in 0..<4 { XCTAssertEqual(r.weights[i], expected[i], accuracy: 1e-3, "weights \(r.weights)") }
         XCTAssertTrue(r.weights.allSatisfy { $0 >= 0 })
+        print("optimizedWeights: optimum on a face in \(r.evaluations) evaluations, \(r.weights)")
     }
 
     func testNeverWorseThanUniformAndDeterministic() throws {

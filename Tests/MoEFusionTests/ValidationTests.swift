@@ -52,6 +52,11 @@ final class ValidationTests: XCTestCase {
         bad.values["b"] = [1, 2]
         assertThrows(.invalidParameter("tensor b of model 1 has shape [3] but 2 values")) { try Fusion.validate([m0, bad]) }
         assertThrows(.invalidParameter("fusion needs at least one model")) { try Fusion.validate([]) }
+        var diverged = m0
+        diverged.values["a"]![2] = .nan
+        assertThrows(.invalidParameter("tensor a of model 1 has the non-finite value nan at index 2")) {
+            _ = try Fusion.average([m0, diverged])
+        }
     }
 
     func testParameterChecks() {
