@@ -73,7 +73,7 @@ public struct FisherAccumulator: Sendable {
     /// Adds one batch's gradients (`gradients[name]` for every name, same sizes): `F += g²`.
     public mutating func add(gradients: [String: [Float]]) throws {
         for name in names {
-            guard let g = gradients[name] else { throw FusionError.missingTensor(name: name, model: 0) }
+            guard let g = gradients[name] else { throw FusionError.invalidParameter("Fisher: batch \(batches) has no gradient for tensor \(name)") }
             guard g.count == sums[name]!.count else {
                 throw FusionError.invalidParameter("Fisher: gradient of \(name) has \(g.count) values, expected \(sums[name]!.count)")
             }
