@@ -116,6 +116,32 @@ public final class DataParallelGroup {
         return error
     }
 
+    /// Every rank's error-feedback residual, rank after rank (`[N · P]` floats), on rank 0 (nil
+    /// on the other ranks, and without lossy compression). A collective: every rank calls it at
+    /// the same step, so a checkpoint keeps the residuals that belong to its weights.
+    public func gatherResiduals() throws -> [Float]? {
+        guard let compressor, compressor.scheme.isLossy else { return nil }
+        var all: [Float] = []
+        let mine = compressor.residual
+        try mine.withUnsafeBytes { bytes in
+            try communicator.allGatherV(bytes) { _, data in
+                guard communicator.rank == 0 else { return }
+                all.append(contentsOf: data.bindMemory(to: Float.self))
+            }
+        }
+        return communicator.rank == 0 ? all : nil
+    }
+
+    /// Restores this rank's residual from `gatherResiduals`' layout (`[N · P]` floats).
+    public func restoreResiduals(_ all: [Float]) throws {
+        guard let compressor, compressor.scheme.isLossy else { return }
+        let p = compressor.count, r = communicator.rank
+        guard all.count == communicator.worldSize * p else {
+            throw CollectiveError.invalidArgument("checkpointed residuals: \(all.count) floats for \(communicator.worldSize) ranks × \(p)")
+        }
+        try compressor.restoreResidual(Array(all[(r * p)..<((r + 1) * p)]))
+    }
+
     /// Sums a few numbers over the group, in rank order.
     public func allReduce(_ values: inout [Double]) throws { try communicator.allReduceSum(&values) }
 }

@@ -60,6 +60,8 @@ final class TrainTask {
     /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
     var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
+    /// The data- or expert-parallel group this rank trains in (`parallelism.mode: data | expert`).
+    private var group: DataParallelGroup?
     /// The seed of the initial parameters: the spec seed (an expert's `seed` override changes
     /// only its batch order and dropout, so every branch starts from the same seed model).
     let modelSeed: UInt64
@@ -121,7 +123,7 @@ final class TrainTask {
         let epochs = role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs
         let totalSteps = epochs * batches.batchesPerEpoch
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
-        let group = parallel ? try DataParallelGroup(communicator: communicator, parameters: model.parameters,
+        group = parallel ? try DataParallelGroup(communicator: communicator, parameters: model.parameters,
                                                      compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
                                                      ratio: spec.parallelism.ratio) : nil
         group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
@@ -221,6 +223,8 @@ final class TrainTask {
 
     /// Saves the current state as the newest checkpoint and rewrites the partial file.
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
+        // Each rank's compression residual differs: gather them (every rank calls this at the same step).
+        let residuals = try group?.gatherResiduals()
         guard isLead else { return }  // the replicas are identical: rank 0 keeps the state
         guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
@@ -231,6 +235,11 @@ final class TrainTask {
             try file.createDataset("metrics/window", window.values)
             try writeMoeficationGroups(to: file)
             try writeCheckpoints(model: model, optimizer: optimizer, to: file)
+            if let residuals, let size = group?.worldSize {
+                // `[ranks, parameters]`: the error-feedback memory of the newest checkpoint.
+                try file.createDataset("compression/residual", residuals, shape: [size, residuals.count / size])
+                try file.openGroup("compression").setAttribute("step", Int64(optimizer.stepCount))
+            }
         }
     }
 
@@ -253,6 +262,9 @@ final class TrainTask {
             if w.count >= 5 { window = LogWindow(w) }
         }
         try readMoeficationGroups(from: file)
+        if let group, file.exists("compression/residual") {
+            try group.restoreResiduals(try file.read("compression/residual", as: Float.self).values)
+        }
         return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")

@@ -38,10 +38,6 @@ enum SupportGate {
         Entry(keyPath: "parallelism.mode", refused: "`pipeline`", issue: "5") { spec in
             spec.parallelism.mode != .pipeline ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
         },
-        Entry(keyPath: "parallelism.compression", refused: "every value but `none`", issue: "5") { spec in
-            spec.parallelism.compression == .none || spec.parallelism.mode != .data ? nil
-                : "\(quoted(spec.parallelism.compression.rawValue)) is not supported yet (issue 5)"
-        },
         Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant)",
               issue: "5") { spec in
             switch spec.split.strategy {

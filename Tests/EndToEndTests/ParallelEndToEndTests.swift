@@ -91,8 +91,29 @@ final class ParallelEndToEndTests: XCTestCase {
         XCTAssertTrue(try series(runDir, "bytes_sent").allSatisfy { $0 > 0 })
     }
 
+    func testCompressedGradientsSendFewerBytesAndStillLearn() throws {
+        let spec = tinySpec(name: "dpc", epochs: 3)
+        let plain = try run(parallel(spec, mode: "data", workers: 2))
+        let plainBytes = try series(plain, "bytes_sent")[0]
+        let plainLoss = try series(plain, "train_loss").last!
+        for (scheme, ratio) in [("fp16", 0.51), ("int8", 0.27), ("topk", 0.03)] {
+            let yaml = parallel(spec, mode: "data", workers: 2)
+                .replacingOccurrences(of: "retries: 1}", with: "retries: 1, compression: \(scheme)\(scheme == "topk" ? ", ratio: 0.01" : "")}")
+            let runDir = try run(yaml)
+            let bytes = try series(runDir, "bytes_sent")
+            XCTAssertLessThan(bytes[0], ratio * plainBytes, "\(scheme): \(bytes[0]) bytes per step vs \(plainBytes) uncompressed")
+            let error = try series(runDir, "compression_error")
+            XCTAssertTrue(error.allSatisfy { $0 > 0 && $0 < 1 }, "\(scheme) compression_error \(error.prefix(3))")
+            let loss = try series(runDir, "train_loss")
+            XCTAssertLessThan(loss.last!, loss.first! * 0.9, "\(scheme): the loss falls")
+            XCTAssertLessThan(abs(loss.last! - plainLoss), scheme == "topk" ? 0.3 : 0.02, "\(scheme): final loss \(loss.last!) vs \(plainLoss)")
+        }
+    }
+
     func testKilledRankMakesTheGroupRetryToTheBitsOfAnUndisturbedRun() throws {
+        // top-k compression: the error-feedback residual of every rank must come back from the checkpoint too.
         let long = parallel(tinySpec(name: "dpkill", epochs: 30), mode: "data", workers: 2)
+            .replacingOccurrences(of: "retries: 1}", with: "retries: 1, compression: topk, ratio: 0.05}")
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
         let expected = try CLI.finalModelBits(try run(long))
