@@ -43,7 +43,7 @@ let package = Package(
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData"]),
+        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion"]),
         // A process of the collectives' multi-process tests (MoECommTests start several).
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
 

@@ -1,6 +1,8 @@
 import Foundation
 import MoECore
 import MoENN
+import MoEFusion
+import MoEHDF5
 
 /// Measurements shared by the benchmark modes. Every rate is the best of `trials` trials, each
 /// repeating the operation until `minTime` seconds have passed (the same method as the numpy
@@ -115,6 +117,83 @@ enum Bench {
             return best
         }
         return (wall(1), wall(2))
+    }
+
+    /// Data-parallel training of the bench model (features 64, hidden 256, ffn 1024, 4 blocks,
+    /// global batch 256, AdamW) with 2 workers: rank 0's mean per-step compute, communication
+    /// and waiting (from the run's `/metrics`, first log row left out as warm-up), and the step
+    /// time of one process training the same model on the same batches with all cores.
+    struct DataParallelResult {
+        var compute: Double, communication: Double, waiting: Double, bytes: Double
+        var oneProcessStep: Double
+        var step: Double { compute + communication + waiting }
+    }
+
+    static func dataParallel() -> DataParallelResult? {
+        let bin = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("moe-run").path
+        guard FileManager.default.isExecutableFile(atPath: bin) else { return nil }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-data-\(getpid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spec = """
+        name: bench-data
+        seed: 0
+        data: {source: synthetic, samples: 12800, features: 64, classes: 10, domains: 4, split: {train: 0.8, val: 0.1, test: 0.1}}
+        model: {hidden: 256, ffn: 1024, blocks: 4}
+        train: {epochs: 2, batch_size: 256, lr: 0.001, log_every: 8}
+        output: {dir: out}
+        """
+        guard (try? spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)) != nil else { return nil }
+        func run(_ extra: [String]) -> String? {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bin)
+            p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)
+            var env = ProcessInfo.processInfo.environment
+            env["OPENBLAS_NUM_THREADS"] = nil
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            guard (try? p.run()) != nil else { return nil }
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            guard p.terminationStatus == 0, let last = text.split(separator: "\n").last else { return nil }
+            return dir + "/" + last + "/tasks/train.h5"
+        }
+        func mean(_ file: H5File, _ name: String) -> Double {
+            let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
+            return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
+        }
+        guard let single = run([]), let grouped = run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]),
+              let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
+        return DataParallelResult(compute: mean(two, "compute_seconds"), communication: mean(two, "communication_seconds"),
+                                  waiting: mean(two, "wait_seconds"), bytes: mean(two, "bytes_sent"),
+                                  oneProcessStep: 256 / mean(one, "samples_per_second"))
+    }
+
+    /// Fusing 4 models of 2M parameters (two [1000, 1000] tensors) with TIES, DARE-TIES, average
+    /// and slerp: seconds each.
+    static func fusion() -> [(String, Double)] {
+        var rng = RNG(seed: 1, purpose: "fusion-bench")
+        func model() -> NamedTensors {
+            NamedTensors(["blocks/0/w1", "blocks/0/w2"].map { name in
+                (name: name, shape: [1000, 1000], values: (0..<1_000_000).map { _ in rng.uniform(-1, 1) })
+            })
+        }
+        let base = model()
+        let models = (0..<4).map { _ in model() }
+        func time(_ body: () throws -> Void) -> Double {
+            let start = now()
+            _ = try? body()
+            return now() - start
+        }
+        return [
+            ("ties (density 0.2)", time { _ = try Fusion.ties(base: base, models: models, density: 0.2, lambda: 1) }),
+            ("dare_ties (density 0.2)", time { _ = try Fusion.dareTies(base: base, models: models, density: 0.2, seed: 3) }),
+            ("average", time { _ = try Fusion.average(models) }),
+            ("slerp (2 models)", time { _ = try Fusion.slerp(models[0], models[1], t: 0.5) }),
+        ]
     }
 
     struct MoEResult {

@@ -5,6 +5,7 @@ import MoENN
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
 //   moe-bench --training-only                     the training-step measurement alone (for profiling)
+//   moe-bench --parallel-only                     the data-parallel step split and the fusion timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
 
@@ -14,6 +15,7 @@ struct Options {
     var sgemmOnly = false
     var trainingOnly = false
     var moeOnly = false
+    var parallelOnly = false
     var json = false
     var reference: String?
     var python: String?
@@ -35,6 +37,7 @@ func parseOptions() -> Options {
         case "--sgemm-only": o.sgemmOnly = true
         case "--training-only": o.trainingOnly = true
         case "--moe-only": o.moeOnly = true
+        case "--parallel-only": o.parallelOnly = true
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
         case "--python": o.python = value(a)
@@ -69,6 +72,15 @@ if options.moeOnly {
     let m = Bench.moeLayer()
     print(String(format: "MoE layer (T 4096, d 256, ffn 1024, E 8, top-2) forward+backward: %.1f ms, %.1f GFLOP/s", m.milliseconds, m.gflops))
     for (name, share) in m.phases { print(String(format: "  %5.1f%%  ", share * 100) + name) }
+    exit(0)
+}
+
+if options.parallelOnly {
+    if let d = Bench.dataParallel() {
+        print(String(format: "data-parallel step %.2f ms: compute %.2f, communication %.2f, waiting %.2f ms; %.0f KB sent; one process %.2f ms",
+                     1e3 * d.step, 1e3 * d.compute, 1e3 * d.communication, 1e3 * d.waiting, d.bytes / 1024, 1e3 * d.oneProcessStep))
+    }
+    for (name, seconds) in Bench.fusion() { print(String(format: "fusion %@: %.3f s", name as NSString, seconds)) }
     exit(0)
 }
 
@@ -156,9 +168,19 @@ let scalingLine = scaling.map {
            $0.one, $0.two, $0.one / $0.two)
 } ?? "Branch scaling: not measured (no moe-run binary next to moe-bench)."
 
+let dataParallel = Bench.dataParallel()
+let dataParallelLine = dataParallel.map { d in
+    String(format: "Data-parallel training of the training-step model (global batch 256, 2 workers, 1 BLAS thread each), rank 0 per step: %.2f ms = compute %.2f ms + communication %.2f ms + waiting for the peer %.2f ms; %.0f KB sent per step. Communication is **%.1f%%** of the step (goal < 10%%), communication + waiting %.1f%%. One process with both cores: %.2f ms per step → data-parallel speed-up %.2f×.",
+           1e3 * d.step, 1e3 * d.compute, 1e3 * d.communication, 1e3 * d.waiting, d.bytes / 1024,
+           100 * d.communication / d.step, 100 * (d.communication + d.waiting) / d.step, 1e3 * d.oneProcessStep, d.oneProcessStep / d.step)
+} ?? "Data-parallel split: not measured (no moe-run binary next to moe-bench)."
+let fusionLine = "Fusion of 4 models × 2M parameters: " + Bench.fusion().map { String(format: "%@ %.3f s", $0.0 as NSString, $0.1) }.joined(separator: ", ") + "."
+
 print(lines.joined(separator: "\n"))
 print(trainingLine)
 print(scalingLine)
+print(dataParallelLine)
+print(fusionLine)
 print(moeLines.joined(separator: "\n"))
 
 if let path = options.markdown {
@@ -190,6 +212,12 @@ if let path = options.markdown {
     ## Scheduler scaling
 
     \(scalingLine)
+
+    \(dataParallelLine)
+
+    ## Fusion
+
+    \(fusionLine)
 
     ## Mixture-of-Experts layer
 

@@ -74,10 +74,11 @@ final class BranchEndToEndTests: XCTestCase {
     }
 
     /// A pre-trained seed, random shards: 1 and 2 workers give bit-identical experts.
+    /// Issue 5 item 6: 1, 2 and 4 workers (4 > the 3 experts + the machine's cores) give the same bits.
     func testPretrainedSeedAndTheWorkerCountDoesNotChangeABit() throws {
         let split = "  shard_by: random\n  pretrain_epochs: 1"
         var results: [[[String: [UInt32]]]] = []
-        for workers in [1, 2] {
+        for workers in [1, 2, 4] {
             let dir = try CLI.workspace(branchSpec(workers: workers, split: split))
             let r = try CLI.run(["spec.yaml"], in: dir)
             XCTAssertEqual(r.status, 0, r.stderr)
@@ -91,6 +92,7 @@ final class BranchEndToEndTests: XCTestCase {
             CLI.assertNoProcesses(in: dir)
         }
         XCTAssertEqual(results[0], results[1], "1 and 2 workers give the same bits")
+        XCTAssertEqual(results[0], results[2], "1 and 4 workers give the same bits (issue 5 item 6)")
     }
 
     /// Issue 5 item 6: an expert's worker killed with SIGKILL mid-training is retried from its
