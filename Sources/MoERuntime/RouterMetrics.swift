@@ -51,10 +51,19 @@ struct RouterMetricsLog {
 
     var isEmpty: Bool { layers.isEmpty }
 
-    /// Adds the last training step's routing of every MoE layer to the open window.
-    mutating func accumulate(_ model: ResidualMLP) {
+    /// Adds the last training step's routing of every MoE layer to the open window. In a data-
+    /// or expert-parallel group, `reduce` sums the counts over the ranks (every rank calls it at
+    /// every step), so the series describe the whole batch, as one process would record them
+    /// (the balancing and z losses are already the global batch's, see `MoERouter.statisticsReducer`).
+    mutating func accumulate(_ model: ResidualMLP, reduce: ((inout [Double]) throws -> Void)? = nil) throws {
         for (i, moe) in model.moeLayers.enumerated() {
-            let s = moe.router.lastStepStatistics()
+            var s = moe.router.lastStepStatistics()
+            if let reduce {
+                var v = [Double(s.tokens), Double(s.routed), Double(s.dropped), s.entropySum] + s.load.map(Double.init)
+                try reduce(&v)
+                (s.tokens, s.routed, s.dropped, s.entropySum) = (Int(v[0]), Int(v[1]), Int(v[2]), v[3])
+                for e in s.load.indices { s.load[e] = Int(v[4 + e]) }
+            }
             var w = layers[i].window
             w.tokens += s.tokens
             for e in 0..<w.load.count { w.load[e] += s.load[e] }

@@ -171,7 +171,7 @@ final class TrainTask {
                 }
                 window.loss += r.loss * Double(batches.rows); window.aux += r.auxLoss * Double(batches.rows)
                 window.correct += r.correct
-                routerMetrics?.accumulate(model)
+                try routerMetrics?.accumulate(model, reduce: group.map { g in { try g.allReduce(&$0) } })
                 window.rows += batches.rows; window.steps += 1
                 if step % spec.train.logEvery == 0 || step == totalSteps {
                     let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
