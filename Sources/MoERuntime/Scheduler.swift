@@ -35,6 +35,9 @@ public struct Scheduler {
     }
 
     public var tasks: [PlanTask]
+    /// Seconds the workers get to save their state and stop after SIGINT/SIGTERM is forwarded,
+    /// before they are killed (`MOE_RUN_STOP_GRACE`, default 30).
+    public var stopGrace: Double = ProcessInfo.processInfo.environment["MOE_RUN_STOP_GRACE"].flatMap(Double.init) ?? 30
     public var workers: Int
     public var retries: Int
     /// Whether a task's output exists (checked before starting it and after it exits 0).
@@ -105,6 +108,8 @@ public struct Scheduler {
         var failures: [RuntimeError] = []
         var interruptedTasks: [String] = []
         var forwarded = false
+        var forwardedAt = Date.distantFuture
+        var killed = false
         defer { for a in active.values { if let p = a.groupPath { SharedMemoryGroup.remove(path: p) } } }
         for task in tasks {
             if isComplete(task.id) {
@@ -118,8 +123,20 @@ public struct Scheduler {
             let stopping = Interrupts.requested || !interruptedTasks.isEmpty
             if stopping && !forwarded {
                 forwarded = true
+                forwardedAt = Date()
                 let sig = Interrupts.receivedSignal ?? SIGINT
                 for r in running { r.child.signal(sig) }
+            }
+            // A worker that ignores the signal (stuck in a system call, or in a peer's wait) is
+            // killed after the grace period: the run still stops, from its last checkpoint.
+            if forwarded && !killed && Date().timeIntervalSince(forwardedAt) > stopGrace {
+                killed = true
+                for r in running {
+                    let message = "\(r.label): worker process \(r.child.pid) did not stop within \(String(format: "%g", stopGrace)) s of the signal; killing it (SIGKILL)"
+                    log.record(message)
+                    log.warning(message)
+                    r.child.signal(SIGKILL)
+                }
             }
             if !stopping {
                 for task in tasks where state[task.id] == .pending && task.dependsOn.allSatisfy({ state[$0] == .complete }) {

@@ -15,8 +15,8 @@ final class SchedulerTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
-    private func task(_ id: String, _ deps: [String] = []) -> PlanTask {
-        PlanTask(id: id, kind: .train, dependsOn: deps, workers: 1, inputs: [], output: "tasks/\(id).h5", summary: id)
+    private func task(_ id: String, _ deps: [String] = [], workers: Int = 1) -> PlanTask {
+        PlanTask(id: id, kind: .train, dependsOn: deps, workers: workers, inputs: [], output: "tasks/\(id).h5", summary: id)
     }
 
     /// A scheduler whose task `id` runs `scripts[id]` (default: record start/end around a short
@@ -31,6 +31,13 @@ final class SchedulerTests: XCTestCase {
                              return .init(executable: "/bin/sh", arguments: ["sh", "-c", "cd '\(dir)' && " + body],
                                           environment: ["PATH": "/usr/bin:/bin"])
                          })
+    }
+
+    /// The same with the stop grace period set.
+    private func scheduler(_ tasks: [PlanTask], workers: Int, grace: Double, scripts: [String: String]) -> Scheduler {
+        var s = scheduler(tasks, workers: workers, scripts: scripts)
+        s.stopGrace = grace
+        return s
     }
 
     private func events() throws -> [(String, String)] {
@@ -107,5 +114,46 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(ExitStatus(waitStatus: 130 << 8), .exited(130))
         XCTAssertEqual(ExitStatus(waitStatus: 9), .signaled(9))
         XCTAssertEqual(ExitStatus(waitStatus: 9).description, "signal 9 (SIGKILL)")
+    }
+
+    /// A task of `workers: 2` starts as a group: two processes told their rank, the group size and
+    /// the shared-memory file (which exists while they run and is removed afterwards).
+    func testGroupTaskStartsOneProcessPerRankSharingAFile() throws {
+        let script = "echo \"$MOE_RUN_RANK/$MOE_RUN_WORLD_SIZE $MOE_RUN_GROUP\" >> ranks; test -e \"$MOE_RUN_GROUP\" && echo exists >> ranks; "
+            + "sleep 0.2; [ \"$MOE_RUN_RANK\" = 0 ] && touch g.done; true"
+        try scheduler([task("g", workers: 2)], workers: 2, scripts: ["g": script]).run()
+        let lines = try String(contentsOfFile: dir + "/ranks", encoding: .utf8).split(separator: "\n").map(String.init)
+        let ranks = lines.filter { $0.contains("/") }.sorted()
+        XCTAssertEqual(ranks.map { String($0.prefix(3)) }, ["0/2", "1/2"])
+        let path = String(ranks[0].split(separator: " ")[1])
+        XCTAssertTrue(path.hasPrefix("/dev/shm/moe-run-\(getpid())-g-1"), path)
+        XCTAssertEqual(lines.filter { $0 == "exists" }.count, 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the group's file is removed when the group ends")
+    }
+
+    /// One rank failing fails the attempt of the whole group: its peer is told (the group is
+    /// aborted), and the group is started again as a whole.
+    func testFailingRankRetriesTheWholeGroup() throws {
+        let script = "echo \"$MOE_RUN_RANK\" >> starts; "
+            + "if [ \"$MOE_RUN_RANK\" = 1 ] && [ ! -e failed ]; then touch failed; echo 'moe-run: error: rank 1 broke' >&2; exit 1; fi; "
+            + "sleep 0.2; [ \"$MOE_RUN_RANK\" = 0 ] && touch g.done; true"
+        try scheduler([task("g", workers: 2)], workers: 2, retries: 1, scripts: ["g": script]).run()
+        XCTAssertEqual(try String(contentsOfFile: dir + "/starts", encoding: .utf8).split(separator: "\n").sorted(), ["0", "0", "1", "1"])
+        let log = try String(contentsOfFile: dir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("g: g[rank 1] ended with exit status 1 (rank 1 broke); retry 1 of 1"), log)
+    }
+
+    /// A worker that ignores the forwarded SIGINT/SIGTERM is killed after the grace period, so a
+    /// stopping run always ends.
+    func testWorkerIgnoringTheStopSignalIsKilledAfterTheGracePeriod() throws {
+        let scripts = ["a": "sleep 0.3; exit 130", "b": "trap '' INT TERM; sleep 30; touch b.done"]
+        let start = Date()
+        XCTAssertThrowsError(try scheduler([task("a"), task("b")], workers: 2, grace: 0.5, scripts: scripts).run()) { error in
+            XCTAssertEqual((error as? RuntimeError)?.exitCode, 130, "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20, "b was killed, not waited for")
+        let log = try String(contentsOfFile: dir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("did not stop within 0.5 s of the signal; killing it (SIGKILL)"), log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/b.done"))
     }
 }
