@@ -33,12 +33,16 @@ final class LayerwiseTrainTask {
     private var stageMetrics: StageMetricsLog
     private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
     private var norm: Standardization?
+    /// Sums over the steps since the last metrics row, per stage (kept in checkpoints, so a
+    /// resumed task's next row equals an uninterrupted run's).
+    private var window: (loss: [Double], correct: [Int], rows: Int, since: Date)
 
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
         self.spec = spec
         self.layout = layout
         self.log = log
         stageMetrics = StageMetricsLog(stages: spec.experts)
+        window = ([Double](repeating: 0, count: spec.experts), [Int](repeating: 0, count: spec.experts), 0, Date())
     }
 
     func run() throws {
@@ -62,7 +66,7 @@ final class LayerwiseTrainTask {
 
         let start = Date()
         let e = network.stages.count
-        var window = (loss: [Double](repeating: 0, count: e), correct: [Int](repeating: 0, count: e), rows: 0, since: Date())
+        window.since = Date()
         while epoch < epochs {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
@@ -126,6 +130,7 @@ final class LayerwiseTrainTask {
             try file.setTaskAttributes(id, partial: true)
             try metrics.write(to: file)
             try stageMetrics.write(to: file)
+            try file.createDataset("metrics/window", [Double(window.rows)] + window.loss + window.correct.map(Double.init))
             try writeCheckpoints(network, optimizer, to: file)
         }
     }
@@ -147,6 +152,10 @@ final class LayerwiseTrainTask {
         let file = try H5File.open(layout.partialFile(id))
         metrics = try MetricsLog.read(from: file, moe: false)
         stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
+        let e = network.stages.count
+        if file.exists("metrics/window"), case let w = try file.read("metrics/window", as: Double.self).values, w.count == 1 + 2 * e {
+            window = (Array(w[1...e]), w[(e + 1)...].map { Int($0) }, Int(w[0]), Date())
+        }
         return try ring.restore(from: file, path: layout.partialFile(id), network.parameters, optimizer) { path in
             try Checkpoint.loadParameters(into: network.model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadParameters(into: network.auxParameters, from: file, at: path)
