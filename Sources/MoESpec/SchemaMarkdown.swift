@@ -74,9 +74,10 @@ extension SpecSchema {
 
         Every key above is parsed and validated today. What later issues build is refused with an
         error naming the key (for example `split.strategy: "branch" is not supported yet (issue 5:
-        ...)`). This version runs the plan's tasks in worker processes (`parallelism.mode: none`: up to
-        `parallelism.workers` tasks at once, a crashed task retried `parallelism.retries` times from its
-        last checkpoint), training dense models and Mixture-of-Experts
+        ...)`). This version runs the plan's tasks in worker processes (`parallelism.mode: none` or
+        `branch`: up to `parallelism.workers` tasks at once, a crashed task retried `parallelism.retries`
+        times from its last checkpoint; `data` and `expert`: the training task run by a group of
+        `parallelism.workers` processes over shared memory, retried as a whole), training dense models and Mixture-of-Experts
         models (`experts > 1` with `split.strategy: replicate`, also sparse-upcycled from a dense
         model: `split.pretrain_epochs` or `split.upcycle_from`; or `split.strategy: neurons`,
         MoEfication of a dense model pre-trained for `split.pretrain_epochs`) on
