@@ -111,6 +111,7 @@ public struct Scheduler {
         var forwardedAt = Date.distantFuture
         var killed = false
         defer { for a in active.values { if let p = a.groupPath { SharedMemoryGroup.remove(path: p) } } }
+        Self.removeStaleGroupFiles(log: log)
         for task in tasks {
             if isComplete(task.id) {
                 state[task.id] = .complete
@@ -220,6 +221,18 @@ public struct Scheduler {
         let blocked = tasks.filter { state[$0.id] != .complete }.map(\.id)
         if !blocked.isEmpty {
             throw RuntimeError.io(path: logPath, message: "tasks \(blocked.joined(separator: ", ")) never became ready (a dependency is missing from the plan)")
+        }
+    }
+
+    /// Removes the /dev/shm files of groups whose scheduler is gone (`moe-run-<pid>-…` with no
+    /// live process `pid`): a scheduler killed with SIGKILL cannot remove its own.
+    static func removeStaleGroupFiles(log: RunLog) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        for name in names where name.hasPrefix("moe-run-") {
+            guard let pid = name.dropFirst("moe-run-".count).split(separator: "-").first.flatMap({ Int32($0) }),
+                  pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            SharedMemoryGroup.remove(path: "/dev/shm/" + name)
+            log.record("removed /dev/shm/\(name), left by scheduler process \(pid), which is gone")
         }
     }
 

@@ -150,4 +150,33 @@ final class ParallelEndToEndTests: XCTestCase {
         let h5dump = try CLI.tool("/usr/bin/h5dump", ["-H", runDir + "/tasks/train.h5"])
         XCTAssertEqual(h5dump.status, 0, h5dump.stderr)
     }
+
+    /// Issue 5 item 7: the scheduler killed with SIGKILL takes its group with it (the ranks die
+    /// with their parent); `--resume` finishes the run with the bits of an undisturbed run and
+    /// removes the dead scheduler's shared-memory file.
+    func testKilledSchedulerOfAGroupResumesToTheSameBits() throws {
+        let long = parallel(tinySpec(name: "dpparent", epochs: 30), mode: "data", workers: 2)
+            .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
+            .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+        let expected = try CLI.finalModelBits(try run(long))
+        let dir = try CLI.workspace(long)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && p.isRunning
+                && !(CLI.children(of: p.processIdentifier).count == 2 && CLI.files(under: dir + "/out").contains { $0.hasSuffix("train.partial.h5") }) {
+            usleep(20_000)
+        }
+        usleep(100_000)
+        let scheduler = p.processIdentifier
+        XCTAssertEqual(kill(scheduler, SIGKILL), 0)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed")
+        CLI.assertNoProcesses(in: dir)  // the ranks died with their scheduler
+        XCTAssertEqual(sharedMemoryFiles(of: scheduler).count, 1, "a killed scheduler cannot remove its group's file")
+        let resumed = try CLI.run(["spec.yaml", "--resume", "--quiet"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
+        XCTAssertEqual(sharedMemoryFiles(of: scheduler), [], "the next scheduler removes the stale file")
+        CLI.assertNoProcesses(in: dir)
+    }
 }
