@@ -1,5 +1,6 @@
 import Foundation
 import MoEComm
+import MoECore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,10 +27,13 @@ import Glibc
 public final class DataParallelGroup {
     public let communicator: Communicator
     public let compressor: GradientCompressor?
-    /// The trained parameters, in the order their gradients are laid out for the all-reduce.
+    /// The trained parameters.
     let parameters: [Parameter]
+    /// The parameters whose gradients are all-reduced, in the order they are laid out for it:
+    /// all of them, but for the sharded experts' tensors in `expert` mode (see `ExpertShards`).
+    private(set) var replicated: [Parameter]
     private let flat: UnsafeMutablePointer<Float>
-    private let count: Int
+    private var count: Int
     /// The first collective error seen inside a forward pass (routers cannot throw); the step
     /// throws it once the pass returns.
     var pendingError: Error?
@@ -38,6 +42,7 @@ public final class DataParallelGroup {
     public init(communicator: Communicator, parameters: [Parameter], compression: CompressionScheme = .none, ratio: Double = 0.01) throws {
         self.communicator = communicator
         self.parameters = parameters
+        replicated = parameters
         count = parameters.scalarCount
         flat = .allocate(capacity: max(count, 1))
         compressor = compression == .none ? nil : try GradientCompressor(scheme: compression, count: count, ratio: ratio)
@@ -56,6 +61,9 @@ public final class DataParallelGroup {
 
     /// The expert shards of the MoE layers (`expert` mode), set by `attach`.
     public private(set) var shards: [ExpertShards] = []
+    private var shardedLayers: [MoELayer] = []
+    /// The experts' tensors (`[E, …]`): each slice lives with its owner, see `synchronizeExperts`.
+    private var sharded: [Parameter] { shardedLayers.flatMap { [$0.w1, $0.b1, $0.w2, $0.b2] } }
 
     /// Makes the routers of `model` reduce their batch statistics over the group; with
     /// `shardExperts` (expert parallelism), each MoE layer's experts are also spread over the
@@ -66,6 +74,7 @@ public final class DataParallelGroup {
                 let s = ExpertShards(communicator: communicator, experts: layer.config.experts)
                 layer.expertShards = s
                 shards.append(s)
+                shardedLayers.append(layer)
             }
             layer.router.statisticsReducer = { [unowned self] values in
                 guard self.pendingError == nil else { return }
@@ -76,6 +85,46 @@ public final class DataParallelGroup {
                     for i in values.indices { values[i] = self.reduceBuffer[i] }
                 } catch {
                     self.pendingError = error
+                }
+            }
+        }
+        updateReplicated()
+    }
+
+    /// Expert gradients stay with their owners: only the other parameters are all-reduced.
+    private func updateReplicated() {
+        let excluded = Set(sharded.map(ObjectIdentifier.init))
+        replicated = parameters.filter { !excluded.contains(ObjectIdentifier($0)) }
+        count = replicated.scalarCount
+    }
+
+    /// The global gradient norm after `allReduceGradients`: the replicated parameters' gradients
+    /// are the same on every rank; each sharded expert's gradient is on its owner alone (zero
+    /// elsewhere), so their squares are summed over the group. `√(Σ‖g‖²)` in Float64.
+    public func gradientNorm() throws -> Double {
+        guard !shardedLayers.isEmpty else { return parameters.gradientNorm() }
+        var experts = [sharded.reduce(0) { $0 + Kernels.sumOfSquares($1.grad.count, $1.grad.data) }]
+        try communicator.allReduceSum(&experts)
+        let squares = replicated.reduce(0) { $0 + Kernels.sumOfSquares($1.grad.count, $1.grad.data) }
+        return (squares + experts[0]).squareRoot()
+    }
+
+    /// Gives every rank the owners' copy of every expert (values and optimizer state): between
+    /// two calls a rank updates only the experts it owns, so this runs before anything reads the
+    /// whole model (evaluation, checkpoints, the final model). A collective: every rank calls it at
+    /// the same step.
+    public func synchronizeExperts(_ optimizer: Optimizer) throws {
+        guard !shardedLayers.isEmpty else { return }
+        let state = optimizer.state
+        for (layer, shards) in zip(shardedLayers, shards) {
+            for p in [layer.w1, layer.b1, layer.w2, layer.b2] {
+                let tensors = [p.value] + state.filter { $0.name.hasSuffix("/" + p.name) }.map(\.tensor)
+                let slice = p.value.count / layer.config.experts
+                for (rank, experts) in shards.ranges.enumerated() where !experts.isEmpty {
+                    for t in tensors {
+                        try communicator.broadcast(t.data + experts.lowerBound * slice,
+                                                   bytes: experts.count * slice * MemoryLayout<Float>.stride, root: rank)
+                    }
                 }
             }
         }
@@ -93,7 +142,7 @@ public final class DataParallelGroup {
     @discardableResult
     public func allReduceGradients() throws -> Double {
         var offset = 0
-        for p in parameters {
+        for p in replicated {
             (flat + offset).update(from: p.grad.data, count: p.grad.count)
             offset += p.grad.count
         }
@@ -109,7 +158,7 @@ public final class DataParallelGroup {
             try communicator.allReduceSum(flat, count: count)
         }
         offset = 0
-        for p in parameters {
+        for p in replicated {
             p.grad.data.update(from: flat + offset, count: p.grad.count)
             offset += p.grad.count
         }
@@ -182,7 +231,11 @@ extension Trainer {
             return result
         }
         result.compressionError = try group.allReduceGradients()
-        let norm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
+        let norm = try group.gradientNorm()
+        if let maxNorm = config.gradClip {  // PyTorch's clip_grad_norm_, on the global norm
+            let coef = maxNorm / (norm + 1e-6)
+            if coef < 1 { for p in model.parameters { p.grad.scale(by: Float(coef)) } }
+        }
         result.step.gradNorm = norm
         if norm.isFinite { optimizer.step(lr: lr) }
         let comm = group.communicator.statistics.since(before)

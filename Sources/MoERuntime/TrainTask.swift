@@ -195,7 +195,7 @@ final class TrainTask {
                     log.step(line, done: Double(step) / Double(totalSteps), last: step == totalSteps)
                     window = LogWindow()
                 }
-                if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { evaluate(model, val, step: step) }
+                if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { try evaluate(model, trainer.optimizer, val, step: step) }
                 if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
                     try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
                 }
@@ -206,7 +206,7 @@ final class TrainTask {
             }
             epoch += 1
             batchInEpoch = 0
-            if spec.train.evalEvery == 0 { evaluate(model, val, step: trainer.step) }
+            if spec.train.evalEvery == 0 { try evaluate(model, trainer.optimizer, val, step: trainer.step) }
             if spec.train.checkpointEvery == 0 {
                 try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: 0)
             }
@@ -214,7 +214,8 @@ final class TrainTask {
         try finish(model: model, optimizer: trainer.optimizer, seconds: Date().timeIntervalSince(start))
     }
 
-    private func evaluate(_ model: ResidualMLP, _ val: Dataset, step: Int) {
+    private func evaluate(_ model: ResidualMLP, _ optimizer: Optimizer, _ val: Dataset, step: Int) throws {
+        try group?.synchronizeExperts(optimizer)
         guard val.count > 0, isLead else { return }
         let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
         metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
@@ -225,6 +226,7 @@ final class TrainTask {
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
         // Each rank's compression residual differs: gather them (every rank calls this at the same step).
         let residuals = try group?.gatherResiduals()
+        try group?.synchronizeExperts(optimizer)
         guard isLead else { return }  // the replicas are identical: rank 0 keeps the state
         guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
         try H5File.createAtomically(layout.partialFile(id)) { file in
@@ -280,6 +282,7 @@ final class TrainTask {
     }
 
     private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
+        try group?.synchronizeExperts(optimizer)
         guard isLead else { return }
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setTaskAttributes(id)
