@@ -105,6 +105,9 @@ public struct RunSummary {
                      "  bytes per step: sent " + formatBytes(try mean("bytes_sent")) + ", received " + formatBytes(try mean("bytes_received"))]
         let error = try mean("compression_error")
         if error > 0 { lines[1] += String(format: "; gradient compression error %.3g (relative, before error feedback)", error) }
+        if metrics.exists("bubble_fraction") {
+            lines.append(String(format: "  pipeline bubble: rank 0 waits %.1f%% of the step (mean of /metrics/bubble_fraction)", 100 * (try mean("bubble_fraction"))))
+        }
         return lines
     }
 

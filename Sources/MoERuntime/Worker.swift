@@ -85,6 +85,7 @@ public enum Worker {
                 throw RuntimeError.usage("\(layout.runFile): task \(task.id) is not a branch expert")
             }
             try TrainTask(spec: spec, layout: layout, log: log, role: .expert(i)).run()
+        case .train where spec.split.strategy == .layerwise && !spec.train.local: try PipelineTrainTask(spec: spec, layout: layout, log: log, communicator: communicator).run()
         case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
         case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)

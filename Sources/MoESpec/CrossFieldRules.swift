@@ -107,6 +107,16 @@ enum CrossFieldRules {
             guard s.parallelism.mode == .expert, s.parallelism.workers > s.experts else { return nil }
             return c.error("parallelism.workers", "expert parallelism gives each worker at least one expert: needs at most experts (\(s.experts)) workers, got \(s.parallelism.workers)")
         },
+        CrossFieldRule(summary: "`parallelism.mode: pipeline` runs one stage per worker: `workers == experts`; `parallelism.microbatches <= train.batch_size`.") { s, c in
+            guard s.parallelism.mode == .pipeline else { return nil }
+            if s.parallelism.workers != s.experts {
+                return c.error("parallelism.workers", "pipeline parallelism runs one stage per worker: needs workers equal to experts (\(s.experts) stages), got \(s.parallelism.workers)")
+            }
+            if s.parallelism.microbatches > s.train.batchSize {
+                return c.error("parallelism.microbatches", "must be at most train.batch_size (\(s.train.batchSize)): every micro-batch needs a row, got \(s.parallelism.microbatches)")
+            }
+            return nil
+        },
         CrossFieldRule(summary: "`train.local: true` needs `layerwise` and excludes `parallelism.mode: pipeline`.") { s, c in
             guard s.train.local else { return nil }
             if s.split.strategy != .layerwise {

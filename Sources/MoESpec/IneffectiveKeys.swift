@@ -60,8 +60,9 @@ enum IneffectiveKeys {
              summary: "fusion parameters need a `fusion.method`.") { s in
             s.fusion.method == .none ? "has no effect with fusion.method: none" : nil
         },
-        Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `pipeline` mode only.") { s in
-            s.parallelism.mode == .pipeline ? nil : "applies only with parallelism.mode: pipeline"
+        Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `layerwise` trained end to end (`pipeline` mode, or `none`: the same schedule in one process).") { s in
+            s.split.strategy == .layerwise && !s.train.local ? nil
+                : "applies only to split.strategy: layerwise trained end to end (parallelism.mode: pipeline, or none for the same schedule in one process)"
         },
         Rule(keys: ["parallelism.compression"], summary: "`parallelism.compression` applies to `data` mode only.") { s in
             s.parallelism.mode == .data || s.parallelism.compression == .none ? nil : "applies only with parallelism.mode: data"

@@ -8,10 +8,11 @@
 /// Runs today: training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
 /// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
-/// or the experts of `split.strategy: branch` (no fusion yet),
-/// with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
+/// or the experts of `split.strategy: branch` (no fusion yet), or `layerwise` stages (stage-local
+/// with `train.local: true`, or end to end with the GPipe schedule, `parallelism.mode: pipeline` or
+/// in one process), with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
 /// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
-/// `parallelism.workers` processes over shared memory),
+/// `parallelism.workers` processes over shared memory), `pipeline` (one layerwise stage per worker),
 /// `fusion.method: none`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
@@ -28,24 +29,12 @@ enum SupportGate {
         Entry(keyPath: "sweep", refused: "any `sweep` section", issue: "7") { spec in
             spec.sweep == nil ? nil : "not supported yet (issue 7)"
         },
-        Entry(keyPath: "fusion.method", refused: "every method but `none` (and `stack` after stage-local `layerwise`)", issue: "6") { spec in
-            let stacked = spec.fusion.method == .stack && spec.split.strategy == .layerwise && spec.train.local
+        Entry(keyPath: "fusion.method", refused: "every method but `none` (and `stack` after `layerwise`)", issue: "6") { spec in
+            let stacked = spec.fusion.method == .stack && spec.split.strategy == .layerwise
             return spec.fusion.method == .none || stacked ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
         },
         Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
             spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
-        },
-        Entry(keyPath: "parallelism.mode", refused: "`pipeline`", issue: "5") { spec in
-            spec.parallelism.mode != .pipeline ? nil : "\(quoted(spec.parallelism.mode.rawValue)) is not supported yet (issue 5)"
-        },
-        Entry(keyPath: "split.strategy", refused: "`layerwise` without `train.local: true` (the pipeline-parallel variant)",
-              issue: "5") { spec in
-            switch spec.split.strategy {
-            case .none, .replicate, .neurons, .branch: return nil
-            case .layerwise where spec.train.local: return nil
-            case .layerwise:
-                return "\"layerwise\" without train.local (the pipeline-parallel variant) is not supported yet (issue 5); train.local: true runs stage-local training with auxiliary heads today"
-            }
         },
     ]
 
@@ -53,7 +42,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, also data- and expert-parallel, and the experts of branch; see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, also data- and expert-parallel, layerwise (stage-local or pipeline-parallel), and the experts of branch; see \"Not supported yet\" in docs/spec.md")
             }
         }
     }
