@@ -76,4 +76,21 @@ final class BranchPlannerTests: XCTestCase {
         XCTAssertTrue(s1.contains("for 3 epochs") && s1.contains("lr 0.02") && s1.contains("batch 16"), s1)
         XCTAssertTrue(plan.task("evaluate")!.summary.contains("and the seed model"))
     }
+
+    /// data, expert and pipeline modes: the train task is one task run by a group of workers.
+    func testCoupledModesMakeTheTrainTaskAGroup() throws {
+        let data = Planner.plan(try spec("name: p\nparallelism: {mode: data, workers: 3, compression: int8}\n"))
+        XCTAssertEqual(data.task("train")?.workers, 3)
+        XCTAssertTrue(data.task("train")!.summary.hasSuffix(", data-parallel over 3 workers (int8-compressed gradients)"), data.task("train")!.summary)
+        XCTAssertEqual(data.task("data")?.workers, 1)
+        let expert = Planner.plan(try spec("name: p\nexperts: 4\nsplit: {strategy: replicate}\nparallelism: {mode: expert, workers: 2}\n"))
+        XCTAssertEqual(expert.task("train")?.workers, 2)
+        XCTAssertTrue(expert.task("train")!.summary.hasSuffix(", expert-parallel over 2 workers"), expert.task("train")!.summary)
+        let pipe = Planner.plan(try spec("name: p\nexperts: 2\nmodel: {blocks: 4}\nsplit: {strategy: layerwise}\nparallelism: {mode: pipeline, workers: 2, microbatches: 4}\n"))
+        XCTAssertEqual(pipe.task("train")?.workers, 2)
+        XCTAssertTrue(pipe.task("train")!.summary.hasPrefix("GPipe pipeline training of 2 stages (blocks 0-1, 2-3) of a dense residual MLP"), pipe.task("train")!.summary)
+        XCTAssertTrue(pipe.task("train")!.summary.contains("over 2 workers, 4 micro-batches per batch"), pipe.task("train")!.summary)
+        let branch = Planner.plan(try spec("name: p\nexperts: 2\nsplit: {strategy: branch}\nparallelism: {mode: branch, workers: 2}\n"))
+        XCTAssertEqual(branch.tasks.map(\.workers), branch.tasks.map { _ in 1 }, "branch experts are independent one-process tasks")
+    }
 }
