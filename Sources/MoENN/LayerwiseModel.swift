@@ -43,13 +43,7 @@ public final class LayerwiseModel {
     /// `blocks mod stages` stages get one block more (as `numpy.array_split`).
     public static func partition(blocks: Int, stages: Int) -> [Range<Int>] {
         precondition(stages >= 1 && stages <= blocks, "need 1 ≤ stages ≤ blocks")
-        let base = blocks / stages, extra = blocks % stages
-        var start = 0
-        return (0..<stages).map { s in
-            let size = base + (s < extra ? 1 : 0)
-            defer { start += size }
-            return start..<(start + size)
-        }
+        return EvenSplit.ranges(blocks, parts: stages)
     }
 
     /// A dense model of `config` (PyTorch-default initialisation from `seed`) cut into `stages`

@@ -35,7 +35,7 @@ public final class ExpertShards {
     public init(communicator: Communicator, experts: Int) {
         self.communicator = communicator
         let n = communicator.worldSize
-        ranges = (0..<n).map { r in (r * experts / n)..<((r + 1) * experts / n) }
+        ranges = EvenSplit.ranges(experts, parts: n)
         counts = Array(repeating: Array(repeating: 0, count: experts), count: n)
     }
 

@@ -132,13 +132,6 @@ public final class PipelineStage {
 public enum MicroBatches {
     public static func split(rows n: Int, count: Int) -> [Range<Int>] {
         precondition(n >= 0 && count >= 1)
-        let m = max(1, min(count, n))
-        let base = n / m, extra = n % m
-        var start = 0
-        return (0..<m).map { i in
-            let size = base + (i < extra ? 1 : 0)
-            defer { start += size }
-            return start..<(start + size)
-        }
+        return EvenSplit.ranges(n, parts: max(1, min(count, n)))
     }
 }

@@ -142,6 +142,59 @@ extension CLI {
     }
 }
 
+extension CLI {
+    /// Starts `moe-run spec.yaml --quiet` in `dir`, waits until its training task runs as a group
+    /// of `ranks` processes and has written a checkpoint, lets it train on a little, and kills the
+    /// last-started rank with SIGKILL. Returns the scheduler (still running: it retries the group)
+    /// and the killed rank's pid.
+    static func startAndKillLastRank(in dir: String, ranks: Int) throws -> (scheduler: Process, killed: Int32) {
+        let p = try start(["spec.yaml", "--quiet"], in: dir)
+        var victim: Int32?
+        let deadline = Date().addingTimeInterval(60)
+        while victim == nil && Date() < deadline && p.isRunning {
+            let group = children(of: p.processIdentifier)
+            if group.count == ranks, files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+                victim = group.max()
+            }
+            usleep(20_000)
+        }
+        let rank = try XCTUnwrap(victim, "no group of \(ranks) with a checkpoint appeared")
+        usleep(150_000)  // train past the checkpoint, so work is lost and redone
+        XCTAssertEqual(kill(rank, SIGKILL), 0)
+        return (p, rank)
+    }
+}
+
+extension CLI {
+    /// The /dev/shm files of the process groups of the scheduler `pid`.
+    static func sharedMemoryFiles(of pid: Int32) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }
+    }
+
+    /// Issue 5 item 7 for a task run by a group of 2: runs `yaml` (experiment `name`, results in
+    /// `out/`), kills rank 1 with SIGKILL after the first checkpoint, and asserts that the
+    /// scheduler retried the group to `expected` (the bits of an undisturbed run), said so in the
+    /// log, left no process and no /dev/shm file, and that the task file opens with h5dump.
+    static func assertKilledRankIsRetried(_ yaml: String, name: String, expected: [String: [UInt32]],
+                                          file: StaticString = #filePath, line: UInt = #line) throws {
+        let dir = try workspace(yaml)
+        let (p, rank) = try startAndKillLastRank(in: dir, ranks: 2)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "the scheduler retries the group", file: file, line: line)
+        let run = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/" + name).first, file: file, line: line)
+        let runDir = dir + "/out/\(name)/" + run
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("train[rank 1]: worker process \(rank) ended with signal 9 (SIGKILL)"), log, file: file, line: line)
+        XCTAssertTrue(log.contains("train: train[rank 1] ended with signal 9 (SIGKILL); retry 1 of 1"), log, file: file, line: line)
+        XCTAssertTrue(log.contains("resuming from the checkpoint at step"), log, file: file, line: line)
+        XCTAssertEqual(try finalModelBits(runDir), expected, "the retried group ends with the same bits", file: file, line: line)
+        assertNoProcesses(in: dir, file: file, line: line)
+        XCTAssertEqual(sharedMemoryFiles(of: p.processIdentifier), [], "the group's shared-memory file is removed", file: file, line: line)
+        let h5dump = try tool("/usr/bin/h5dump", ["-H", runDir + "/tasks/train.h5"])
+        XCTAssertEqual(h5dump.status, 0, h5dump.stderr, file: file, line: line)
+    }
+}
+
 /// A tiny dense experiment: trains in about a second.
 func tinySpec(name: String = "tiny", epochs: Int = 3, extra: String = "") -> String {
     """

@@ -36,11 +36,6 @@ final class ParallelEndToEndTests: XCTestCase {
         return a.keys.map { k in zip(a[k]!, b[k] ?? []).map { abs($0 - $1) }.max() ?? 0 }.max() ?? .infinity
     }
 
-    /// The /dev/shm files of the groups of the scheduler `pid`.
-    private func sharedMemoryFiles(of pid: Int32) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }
-    }
-
     private func assertClose(_ a: [Double], _ b: [Double], _ tolerance: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.count, b.count, what, file: file, line: line)
         let worst = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
@@ -122,33 +117,7 @@ final class ParallelEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
         let expected = try CLI.finalModelBits(try run(long))
-        let dir = try CLI.workspace(long)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        var victim: Int32?
-        let deadline = Date().addingTimeInterval(60)
-        while victim == nil && Date() < deadline && p.isRunning {
-            let ranks = CLI.children(of: p.processIdentifier)
-            if ranks.count == 2, CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
-                victim = ranks.max()  // the later-started rank: rank 1
-            }
-            usleep(20_000)
-        }
-        let rank = try XCTUnwrap(victim, "no data-parallel group with a checkpoint appeared")
-        usleep(150_000)
-        XCTAssertEqual(kill(rank, SIGKILL), 0)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "the scheduler retries the group")
-        let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/dpkill").first)
-        let runDir = dir + "/out/dpkill/" + name
-        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
-        XCTAssertTrue(log.contains("train[rank 1]: worker process \(rank) ended with signal 9 (SIGKILL)"), log)
-        XCTAssertTrue(log.contains("train: train[rank 1] ended with signal 9 (SIGKILL); retry 1 of 1"), log)
-        XCTAssertTrue(log.contains("resuming from the checkpoint at step"), log)
-        XCTAssertEqual(try CLI.finalModelBits(runDir), expected, "the retried group ends with the same bits")
-        CLI.assertNoProcesses(in: dir)
-        XCTAssertEqual(sharedMemoryFiles(of: p.processIdentifier), [], "the groups' shared-memory files are removed")
-        let h5dump = try CLI.tool("/usr/bin/h5dump", ["-H", runDir + "/tasks/train.h5"])
-        XCTAssertEqual(h5dump.status, 0, h5dump.stderr)
+        try CLI.assertKilledRankIsRetried(long, name: "dpkill", expected: expected)
     }
 
     /// Issue 5 item 7: the scheduler killed with SIGKILL takes its group with it (the ranks die
@@ -172,11 +141,11 @@ final class ParallelEndToEndTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed")
         CLI.assertNoProcesses(in: dir)  // the ranks died with their scheduler
-        XCTAssertEqual(sharedMemoryFiles(of: scheduler).count, 1, "a killed scheduler cannot remove its group's file")
+        XCTAssertEqual(CLI.sharedMemoryFiles(of: scheduler).count, 1, "a killed scheduler cannot remove its group's file")
         let resumed = try CLI.run(["spec.yaml", "--resume", "--quiet"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
-        XCTAssertEqual(sharedMemoryFiles(of: scheduler), [], "the next scheduler removes the stale file")
+        XCTAssertEqual(CLI.sharedMemoryFiles(of: scheduler), [], "the next scheduler removes the stale file")
         CLI.assertNoProcesses(in: dir)
     }
 }

@@ -49,10 +49,6 @@ final class PipelineEndToEndTests: XCTestCase {
         return zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
     }
 
-    private func sharedMemoryFiles(of pid: Int32) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }
-    }
-
     /// Compares a pipeline run with one process training the same model on the same batches.
     private func assertEquivalent(stages: Int, microbatches: Int, blocks: Int, mode: String = "pipeline",
                                   file: StaticString = #filePath, line: UInt = #line) throws {
@@ -152,32 +148,6 @@ final class PipelineEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
         let expected = try CLI.finalModelBits(try run(long))
-        let dir = try CLI.workspace(long)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        var victim: Int32?
-        let deadline = Date().addingTimeInterval(60)
-        while victim == nil && Date() < deadline && p.isRunning {
-            let ranks = CLI.children(of: p.processIdentifier)
-            if ranks.count == 2, CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
-                victim = ranks.max()  // the later-started rank: rank 1, the last stage
-            }
-            usleep(20_000)
-        }
-        let rank = try XCTUnwrap(victim, "no pipeline group with a checkpoint appeared")
-        usleep(150_000)
-        XCTAssertEqual(kill(rank, SIGKILL), 0)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "the scheduler retries the group")
-        let name = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/pipekill").first)
-        let runDir = dir + "/out/pipekill/" + name
-        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
-        XCTAssertTrue(log.contains("train[rank 1]: worker process \(rank) ended with signal 9 (SIGKILL)"), log)
-        XCTAssertTrue(log.contains("retry 1 of 1"), log)
-        XCTAssertTrue(log.contains("resuming from the checkpoint at step"), log)
-        XCTAssertEqual(try CLI.finalModelBits(runDir), expected, "the retried group ends with the same bits")
-        CLI.assertNoProcesses(in: dir)
-        XCTAssertEqual(sharedMemoryFiles(of: p.processIdentifier), [], "the group's shared-memory file is removed")
-        let h5dump = try CLI.tool("/usr/bin/h5dump", ["-H", runDir + "/tasks/train.h5"])
-        XCTAssertEqual(h5dump.status, 0, h5dump.stderr)
+        try CLI.assertKilledRankIsRetried(long, name: "pipekill", expected: expected)
     }
 }
