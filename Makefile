@@ -3,11 +3,13 @@
 #   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
+#   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-APT_PACKAGES := libhdf5-dev hdf5-tools libopenblas-dev libyaml-dev pkg-config
+# librsvg2-bin (rsvg-convert) and libxml2-utils (xmllint): the report tests render and parse the SVG plots.
+APT_PACKAGES := libhdf5-dev hdf5-tools libopenblas-dev libyaml-dev pkg-config librsvg2-bin libxml2-utils
 VENV ?= $(HOME)/.cache/moe-run/venv
 PY := $(VENV)/bin/python
 PY_PACKAGES := numpy h5py
@@ -40,7 +42,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench run clean
+.PHONY: all setup venv build test bench run clean sweep
 
 all: build
 
@@ -121,3 +123,17 @@ clean:
 ## run: the quickstart experiment (rerunning reuses the complete run: --resume).
 run: build
 	$(BIN)/moe-run experiments/quickstart.yaml --resume
+
+## sweep: a parameter sweep, then its report (tables + SVG plots in <sweep dir>/report/index.html).
+##   make sweep                                   the default: router k × experts (6 trials, a few minutes on 2 cores)
+##   make sweep SPEC=experiments/sweep-capacity.yaml
+##   make sweep SPEC=experiments/moe-topk.yaml GRID="router.k=1,2 experts=4,8" JOBS=2
+## Rerunning skips every complete trial (resume is the default for sweeps). SWEEP_ARGS passes more
+## options (--random N --seed S, --set k=v, --out DIR, --fail-fast, --skip-invalid).
+SPEC ?= experiments/sweep-router.yaml
+GRID ?=
+JOBS ?= $(NPROC)
+SWEEP_ARGS ?=
+sweep: build
+	@dir=$$($(BIN)/moe-run sweep $(SPEC) $(foreach g,$(GRID),--grid $(g)) --jobs $(JOBS) $(SWEEP_ARGS) | tee /dev/stderr | tail -n 1); \
+	$(BIN)/moe-run report "$$dir"

@@ -38,9 +38,11 @@ let package = Package(
         .target(name: "MoEComm", dependencies: ["MoECore", "CShm"]),
         .target(name: "MoEFusion", dependencies: ["MoECore"]),
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
+        // Compare tables and SVG plots of runs and sweeps (`moe-run report`).
+        .target(name: "MoEReport", dependencies: ["MoEHDF5"]),
         .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
-            "MoERuntime", "MoESpec", "MoEPlan", "MoEStore",
+            "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion"]),

@@ -39,8 +39,16 @@ public enum BLASEnvironment {
         return cpuFlags(cpuinfo: text)
     }
 
-    /// Online processor cores.
-    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// Online processor cores, or fewer when the environment variable `MOE_RUN_CORES` (an
+    /// integer >= 1) says so: `moe-run sweep` gives each of its concurrent trials its share.
+    public static var cores: Int {
+        let online = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        guard let text = getenv(coresVariable), let share = Int(String(cString: text)), share >= 1 else { return online }
+        return min(online, share)
+    }
+
+    /// The variable that limits `cores` for this process and its children.
+    public static let coresVariable = "MOE_RUN_CORES"
 
     /// The variables this process should have before OpenBLAS loads, given its environment:
     /// `OPENBLAS_CORETYPE` from the CPU flags unless already set, and `OPENBLAS_NUM_THREADS`

@@ -26,9 +26,6 @@ enum SupportGate {
     }
 
     static let entries: [Entry] = [
-        Entry(keyPath: "sweep", refused: "any `sweep` section", issue: "7") { spec in
-            spec.sweep == nil ? nil : "not supported yet (issue 7)"
-        },
         Entry(keyPath: "fusion.method", refused: "every method but `none` (and `stack` after `layerwise`)", issue: "6") { spec in
             let stacked = spec.fusion.method == .stack && spec.split.strategy == .layerwise
             return spec.fusion.method == .none || stacked ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
@@ -39,6 +36,10 @@ enum SupportGate {
     ]
 
     static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+        // A sweep is many runs: `moe-run sweep` runs each trial as a spec without the section.
+        if spec.sweep != nil {
+            throw context.error("sweep", "this spec defines a sweep; run it with `moe-run sweep SPEC` (`--dry-run` lists the trials)")
+        }
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,

@@ -115,7 +115,7 @@ final class GoodSpecTests: XCTestCase {
         XCTAssertEqual(spec.sweep?.parameters[2].values, [.null, .map([.init(key: "epochs", value: .int(1))])])
 
         let gated = specError { try self.load("full-moe.yaml") }
-        XCTAssertEqual(gated?.description, "good/full-moe.yaml:33:3: sweep: not supported yet (issue 7)")
+        XCTAssertEqual(gated?.description, "good/full-moe.yaml:33:3: sweep: this spec defines a sweep; run it with `moe-run sweep SPEC` (`--dry-run` lists the trials)")
     }
 
     func testSwitchRouterDefaultsToK1() throws {

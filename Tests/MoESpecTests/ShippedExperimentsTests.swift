@@ -56,7 +56,19 @@ final class ShippedExperimentsTests: XCTestCase {
         let names = try FileManager.default.contentsOfDirectory(atPath: experiments.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertTrue(names.contains("quickstart.yaml") && names.contains("digits-dense.yaml"))
         for name in names {
-            XCTAssertNoThrow(try SpecLoader.load(path: experiments.appendingPathComponent(name).path), name)
+            let path = experiments.appendingPathComponent(name).path
+            guard let sweep = try SpecLoader.loadForSweep(path: path).sweep else {
+                XCTAssertNoThrow(try SpecLoader.load(path: path), name)
+                continue
+            }
+            // A sweep (run by `moe-run sweep`): every combination of its grid is a valid run.
+            var combinations: [[String]] = [[]]
+            for p in sweep.parameters {
+                combinations = combinations.flatMap { c in p.values.map { c + ["\(p.keyPath)=\($0.yamlText)"] } }
+            }
+            for c in combinations {
+                XCTAssertNoThrow(try SpecLoader.load(path: path, overrides: ["sweep="] + c), "\(name) \(c)")
+            }
         }
     }
 }

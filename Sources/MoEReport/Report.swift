@@ -1,0 +1,286 @@
+import Foundation
+import MoEHDF5
+
+/// `moe-run report DIR`: the compare table of a sweep (its summary.csv, only the columns that
+/// vary) or of a run (its models' final metrics), and standalone SVG plots with an index.html in
+/// `DIR/report/`:
+/// - `loss.svg` (a run: training loss and validation loss, dashed, per training task) or
+///   `train_loss.svg` and `val_loss.svg` (a sweep: one line per trial, labelled by its values);
+/// - `router-<task|trial-N>-<block>.svg`: the share of samples each expert received at each log
+///   step, per MoE layer (a heat map, experts × steps);
+/// - `fusion-barrier.svg` when a file of the run has `/fusion/barrier/<a>--<b>/{alpha, val_loss}`;
+/// - a sweep's `<metric>-vs-<key>.svg`: the final metric against each swept key's values, one
+///   line per combination of the other swept keys.
+public struct Report {
+    public let directory: String
+    public let isSweep: Bool
+    /// The table shown (sorted, only varying columns for a sweep).
+    public private(set) var table: CompareTable
+    /// The SVG files written (names in `DIR/report/`), in order.
+    public private(set) var plots: [String] = []
+
+    public var reportDirectory: String { directory + "/report" }
+
+    /// Reads `directory` (a sweep directory holding summary.csv, or a run directory holding
+    /// run.h5) and sorts its table by `sort` when given.
+    public init(directory: String, sort: String?) throws {
+        let dir = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        self.directory = dir
+        let fm = FileManager.default
+        if fm.fileExists(atPath: dir + "/summary.csv") {
+            isSweep = true
+            table = try CompareTable.csv(path: dir + "/summary.csv")
+        } else if fm.fileExists(atPath: dir + "/run.h5") {
+            isSweep = false
+            table = try Self.runTable(dir + "/run.h5")
+        } else {
+            throw ReportError(description: "\(directory): neither a sweep directory (summary.csv) nor a run directory (run.h5)")
+        }
+        if let sort { table = try table.sorted(by: sort) }
+    }
+
+    /// The table as printed: for a sweep only the columns that vary between trials (always
+    /// `trial` and `status`; never `run_dir`, which is in summary.csv); a run's table in full.
+    public var shownTable: CompareTable {
+        isSweep ? table.varying(keep: ["trial", "status"], drop: ["run_dir"]) : table
+    }
+
+    /// Writes the plots and index.html; returns the path of index.html.
+    public mutating func write() throws -> String {
+        do {
+            try FileManager.default.createDirectory(atPath: reportDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw ReportError(description: "\(reportDirectory): cannot create: \(error.localizedDescription)", exitCode: 1)
+        }
+        var charts: [(String, String)] = []   // (file name, svg)
+        if isSweep { charts += sweepCharts() } else { charts += runCharts(runDirectory: directory, tag: nil) }
+        for (name, svg) in charts {
+            let path = reportDirectory + "/" + name
+            do {
+                try svg.write(toFile: path, atomically: true, encoding: .utf8)
+            } catch {
+                throw ReportError(description: "\(path): cannot write: \(error.localizedDescription)", exitCode: 1)
+            }
+        }
+        plots = charts.map(\.0)
+        let index = reportDirectory + "/index.html"
+        try? html().write(toFile: index, atomically: true, encoding: .utf8)
+        return index
+    }
+
+    func html() -> String {
+        let title = (isSweep ? "Sweep " : "Run ") + (directory as NSString).lastPathComponent
+        var out = """
+        <!DOCTYPE html>
+        <html><head><meta charset="utf-8"><title>\(SVG.escape(title))</title>
+        <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:6px 0}figure{margin:1em 0}</style>
+        </head><body>
+        <h1>\(SVG.escape(title))</h1>
+        <p>\(SVG.escape(directory))</p>
+        <h2>\(isSweep ? "Trials (columns that vary)" : "Final metrics")</h2>
+
+        """
+        out += shownTable.html()
+        if isSweep { out += "<p>All columns: <a href=\"../summary.csv\">summary.csv</a>, <a href=\"../summary.h5\">summary.h5</a></p>\n" }
+        out += "<h2>Plots</h2>\n"
+        for p in plots { out += "<figure><img src=\"\(SVG.escape(p))\" alt=\"\(SVG.escape(p))\"><figcaption>\(SVG.escape(p))</figcaption></figure>\n" }
+        return out + "</body></html>\n"
+    }
+
+    // MARK: Runs
+
+    /// One row per model in run.h5's `/summary`: its metrics.
+    static func runTable(_ path: String) throws -> CompareTable {
+        let file: H5File
+        do { file = try H5File.open(path) } catch { throw ReportError(description: "\(path): cannot open: \(error)") }
+        let names = ["val_loss", "val_accuracy", "test_loss", "test_accuracy"]
+        var rows: [[String]] = []
+        if file.exists("summary") {
+            for model in try file.openGroup("summary").children().sorted() {
+                rows.append([model] + names.map { n in
+                    (try? file.readScalar("summary/\(model)/\(n)", as: Double.self)).map { String(format: "%.6g", $0) } ?? ""
+                })
+            }
+        }
+        return CompareTable(columns: ["model"] + names, rows: rows)
+    }
+
+    /// The finished task files of a run directory (`tasks/*.h5`), sorted.
+    static func taskFiles(_ runDirectory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory + "/tasks")) ?? []
+        return names.filter { $0.hasSuffix(".h5") && !$0.hasSuffix(".partial.h5") }.sorted().map { runDirectory + "/tasks/" + $0 }
+    }
+
+    /// A numeric dataset as Double, whatever its stored type (float64, float32, int64, int32).
+    static func numbers(_ file: H5File, _ path: String) -> (values: [Double], shape: [Int])? {
+        if let r = try? file.read(path, as: Double.self) { return r }
+        if let r = try? file.read(path, as: Float.self) { return (r.values.map(Double.init), r.shape) }
+        if let r = try? file.read(path, as: Int64.self) { return (r.values.map(Double.init), r.shape) }
+        if let r = try? file.read(path, as: Int32.self) { return (r.values.map(Double.init), r.shape) }
+        return nil
+    }
+
+    /// (step, value) of `/metrics/<series>` (or `/metrics/eval/<series>`) in an open task file.
+    static func curve(_ file: H5File, _ group: String, _ name: String) -> [(x: Double, y: Double)] {
+        guard file.exists("\(group)/step"), file.exists("\(group)/\(name)"),
+              let steps = numbers(file, "\(group)/step")?.values,
+              let values = numbers(file, "\(group)/\(name)")?.values else { return [] }
+        return zip(steps, values).map { (x: $0, y: $1) }
+    }
+
+    func runCharts(runDirectory: String, tag: String?) -> [(String, String)] {
+        var out: [(String, String)] = []
+        var series: [ChartSeries] = []
+        var barrier: [ChartSeries] = []
+        var heatmaps: [(String, String)] = []
+        let tasks = Self.taskFiles(runDirectory)
+        let training = tasks.filter { path in (try? H5File.open(path))?.exists("metrics/train_loss") ?? false }
+        for path in tasks {
+            guard let file = try? H5File.open(path) else { continue }
+            let task = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+            let prefix = training.count > 1 ? task + ": " : ""
+            let train = Self.curve(file, "metrics", "train_loss")
+            if !train.isEmpty { series.append(ChartSeries(label: prefix + "train_loss", points: train)) }
+            let val = Self.curve(file, "metrics/eval", "val_loss")
+            if !val.isEmpty { series.append(ChartSeries(label: prefix + "val_loss", points: val, dashed: true)) }
+            if file.exists("router"), let blocks = try? file.openGroup("router").children() {
+                for block in blocks.sorted() {
+                    if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(tag ?? task), block \(block)") {
+                        heatmaps.append(("router-\(Self.safe(tag ?? task))-\(Self.safe(block)).svg", svg))
+                    }
+                }
+            }
+            barrier += Self.barrierSeries(file)
+        }
+        if let run = try? H5File.open(runDirectory + "/run.h5") { barrier += Self.barrierSeries(run) }
+        if !series.isEmpty {
+            out.append(("loss.svg", LineChart(title: "Loss — " + (runDirectory as NSString).lastPathComponent,
+                                              xLabel: "training step", yLabel: "cross-entropy loss", series: series).svg()))
+        }
+        out += heatmaps
+        if !barrier.isEmpty {
+            out.append(("fusion-barrier.svg", LineChart(title: "Loss along the interpolation between experts",
+                                                        xLabel: "interpolation α", yLabel: "validation loss", series: barrier).svg()))
+        }
+        return out
+    }
+
+    /// One series per `/fusion/barrier/<a>--<b>` group (validation loss against α).
+    static func barrierSeries(_ file: H5File) -> [ChartSeries] {
+        guard file.exists("fusion/barrier"), let pairs = try? file.openGroup("fusion/barrier").children() else { return [] }
+        return pairs.sorted().compactMap { pair in
+            guard let a = numbers(file, "fusion/barrier/\(pair)/alpha")?.values,
+                  let l = numbers(file, "fusion/barrier/\(pair)/val_loss")?.values else { return nil }
+            return ChartSeries(label: pair.replacingOccurrences(of: "--", with: " ↔ "), points: zip(a, l).map { (x: $0, y: $1) })
+        }
+    }
+
+    /// The heat map of `/router/<block>/load` ([steps, experts]) as shares of each step's total.
+    static func routerHeatMap(_ file: H5File, block: String, title: String) -> String? {
+        guard let load = numbers(file, "router/\(block)/load"), load.shape.count == 2,
+              let steps = numbers(file, "router/\(block)/step")?.values else { return nil }
+        let rows = load.shape[0], experts = load.shape[1]
+        guard rows > 0, experts > 0 else { return nil }
+        var values = [[Double]](repeating: [Double](repeating: 0, count: rows), count: experts)
+        for r in 0..<rows {
+            let total = (0..<experts).reduce(0.0) { $0 + load.values[r * experts + $1] }
+            for e in 0..<experts { values[e][r] = total > 0 ? load.values[r * experts + e] / total : 0 }
+        }
+        return HeatMap(title: title, xLabel: "training step", yLabel: "expert", rowNames: (0..<experts).map(String.init),
+                       columnValues: steps.count == rows ? steps : (0..<rows).map(Double.init),
+                       values: values, scaleLabel: "share of samples").svg()
+    }
+
+    static func safe(_ s: String) -> String {
+        String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+
+    // MARK: Sweeps
+
+    /// The swept keys: the columns between `trial` and `status`.
+    var sweptKeys: [String] {
+        guard let t = table.columns.firstIndex(of: "trial"), let s = table.columns.firstIndex(of: "status"), t < s else { return [] }
+        return Array(table.columns[(t + 1)..<s])
+    }
+
+    /// The run directory of a row: as written, else next to the sweep directory (moved results).
+    func runDirectory(_ row: [String]) -> String? {
+        guard let i = table.columns.firstIndex(of: "run_dir"), !row[i].isEmpty else { return nil }
+        if FileManager.default.fileExists(atPath: row[i] + "/run.h5") { return row[i] }
+        let sibling = (directory as NSString).deletingLastPathComponent + "/" + (row[i] as NSString).lastPathComponent
+        return FileManager.default.fileExists(atPath: sibling + "/run.h5") ? sibling : nil
+    }
+
+    func label(_ row: [String], keys: [String]) -> String {
+        keys.compactMap { k in table.columns.firstIndex(of: k).map { "\(k)=\(row[$0])" } }.joined(separator: " ")
+    }
+
+    func sweepCharts() -> [(String, String)] {
+        let keys = sweptKeys
+        let ti = table.columns.firstIndex(of: "trial")!
+        let si = table.columns.firstIndex(of: "status")!
+        let rows = table.rows.filter { $0[si] == "complete" }.sorted { (Int($0[ti]) ?? 0) < (Int($1[ti]) ?? 0) }
+        var out: [(String, String)] = []
+        var train: [ChartSeries] = [], val: [ChartSeries] = []
+        var heatmaps: [(String, String)] = []
+        for row in rows {
+            guard let dir = runDirectory(row) else { continue }
+            let name = label(row, keys: keys)
+            let files = Self.taskFiles(dir)
+            let main = files.first { ($0 as NSString).lastPathComponent == "train.h5" }
+                ?? files.first { (try? H5File.open($0))?.exists("metrics/train_loss") ?? false }
+            guard let path = main, let file = try? H5File.open(path) else { continue }
+            let t = Self.curve(file, "metrics", "train_loss")
+            if !t.isEmpty { train.append(ChartSeries(label: name, points: t)) }
+            let v = Self.curve(file, "metrics/eval", "val_loss")
+            if !v.isEmpty { val.append(ChartSeries(label: name, points: v)) }
+            if file.exists("router"), let blocks = try? file.openGroup("router").children() {
+                for block in blocks.sorted() {
+                    if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(name), block \(block)") {
+                        heatmaps.append(("router-trial-\(row[ti])-\(Self.safe(block)).svg", svg))
+                    }
+                }
+            }
+        }
+        if !train.isEmpty {
+            out.append(("train_loss.svg", LineChart(title: "Training loss per trial", xLabel: "training step",
+                                                    yLabel: "training loss", series: train).svg()))
+        }
+        if !val.isEmpty {
+            out.append(("val_loss.svg", LineChart(title: "Validation loss per trial", xLabel: "training step",
+                                                  yLabel: "validation loss", series: val).svg()))
+        }
+        // Metric against each swept key, one line per combination of the other keys.
+        let metrics = ["test_accuracy", "test_loss", "val_accuracy", "val_loss", "dropped_fraction"].filter { m in
+            table.column(m).map { column in rows.contains { !$0[table.columns.firstIndex(of: m)!].isEmpty } && !column.isEmpty } ?? false
+        }
+        for key in keys {
+            let k = table.columns.firstIndex(of: key)!
+            var distinct: [String] = []
+            for r in rows where !distinct.contains(r[k]) { distinct.append(r[k]) }
+            guard distinct.count > 1 else { continue }
+            let numeric = distinct.allSatisfy { Double($0) != nil }
+            let categories = numeric ? nil : distinct
+            if numeric { distinct.sort { Double($0)! < Double($1)! } }
+            let others = keys.filter { $0 != key }
+            for metric in metrics {
+                let m = table.columns.firstIndex(of: metric)!
+                var groups: [String: [(x: Double, y: Double)]] = [:], order: [String] = []
+                for r in rows {
+                    guard let y = Double(r[m]) else { continue }
+                    let group = others.isEmpty ? metric : label(r, keys: others)
+                    if groups[group] == nil { order.append(group) }
+                    let x = numeric ? Double(r[k])! : Double(distinct.firstIndex(of: r[k])!)
+                    groups[group, default: []].append((x: x, y: y))
+                }
+                let series = order.map { ChartSeries(label: $0, points: groups[$0]!.sorted { $0.x < $1.x }) }
+                // A metric that is the same in every trial (no drops when dropless) says nothing.
+                guard Set(series.flatMap { $0.points.map(\.y) }).count > 1 else { continue }
+                out.append(("\(metric)-vs-\(Self.safe(key)).svg",
+                            LineChart(title: "\(metric) vs \(key)", xLabel: key, yLabel: metric, series: series,
+                                      categories: categories, xTickValues: numeric ? distinct.map { Double($0)! } : nil).svg()))
+            }
+        }
+        return out + heatmaps
+    }
+}

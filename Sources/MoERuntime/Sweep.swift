@@ -1,0 +1,134 @@
+import Foundation
+import MoECore
+import MoESpec
+
+/// One trial of a sweep: the base spec with `overrides` (one value per swept key), as the run
+/// `moe-run SPEC --set sweep= --set KEY=VALUE…` would run it.
+public struct SweepTrial: Sendable {
+    /// 1-based, in the order the sweep lists the trials.
+    public let number: Int
+    /// (key path, value) per swept key, in the order of the sweep's parameters.
+    public let overrides: [(key: String, value: SpecValue)]
+    /// The trial's spec, validated in full; nil when `error` says why it is invalid.
+    public let spec: ExperimentSpec?
+    public let error: SpecError?
+    /// The trial's run directory (`<out>/<name>/<run-id>`), when the spec is valid.
+    public let layout: RunLayout?
+
+    /// `router.k=2 experts=8`: how the trial is named in messages and plot legends.
+    public var label: String { overrides.map { "\($0.key)=\($0.value.yamlText)" }.joined(separator: " ") }
+    /// Whether the trial's run directory holds a complete run (a sweep skips it).
+    public var isComplete: Bool { layout.flatMap { RunFile.readHeader($0) }?.status == "complete" }
+    /// The `--set` arguments of the trial (after the user's own and `sweep=`).
+    public var setArguments: [String] { overrides.map { "\($0.key)=\($0.value.yamlText)" } }
+}
+
+/// A sweep expanded into its trials, each validated, and where its results go
+/// (`<out>/<name>/sweep-<hash>/`).
+public struct SweepPlan: Sendable {
+    public let specPath: String
+    /// The user's `--set` overrides, applied before each trial's own.
+    public let userOverrides: [String]
+    public let sweep: SweepSpec
+    public let name: String
+    public let outputRoot: String
+    public let trials: [SweepTrial]
+    /// 12 hex digits of the SHA-256 of the base spec (resolved, without the sweep section and
+    /// `output.dir`) and the sweep definition: a rerun of the same sweep finds the same folder.
+    public let hash: String
+    public var directory: String { (outputRoot as NSString).appendingPathComponent(name) + "/sweep-" + hash }
+
+    /// Loads the spec and builds the sweep: the spec's `sweep` section, whose parameters
+    /// `grid` (`KEY=V1,V2` each) replace or extend; `random` = number of random trials (with
+    /// `seed`) instead of the grid. Every trial is validated (`trials[i].error` when invalid).
+    /// Throws a `SpecError` when the spec itself or a `--grid` is malformed, `RuntimeError.usage`
+    /// when there is nothing to sweep.
+    public static func make(specPath: String, overrides: [String], grid: [String], random: Int?, seed: Int?,
+                            outputRoot: String?) throws -> SweepPlan {
+        let loaded = try SpecLoader.loadForSweep(path: specPath, overrides: overrides)
+        var sweep = loaded.sweep ?? .emptyGrid
+        for argument in grid {
+            let parameter = try SweepSpec.Parameter(gridArgument: argument)
+            if let i = sweep.parameters.firstIndex(where: { $0.keyPath == parameter.keyPath }) {
+                sweep.parameters[i] = parameter
+            } else {
+                sweep.parameters.append(parameter)
+            }
+        }
+        if let random {
+            guard random >= 1 else { throw RuntimeError.usage("--random: expected a number of trials >= 1, got \(random)") }
+            sweep.method = .random
+            sweep.trials = random
+        }
+        if let seed {
+            guard seed >= 0 else { throw RuntimeError.usage("--seed: expected an integer >= 0, got \(seed)") }
+            sweep.seed = seed
+        }
+        guard !sweep.parameters.isEmpty else {
+            throw RuntimeError.usage("\(specPath): nothing to sweep: the spec has no sweep section and no --grid was given (e.g. --grid router.k=1,2)")
+        }
+        let base = overrides + ["sweep="]
+        let combinations = expand(sweep)
+        var trials: [SweepTrial] = []
+        for (i, combination) in combinations.enumerated() {
+            let pairs = zip(sweep.parameters, combination).map { (key: $0.keyPath, value: $1) }
+            let sets = pairs.map { "\($0.key)=\($0.value.yamlText)" }
+            do {
+                let spec = try SpecLoader.load(path: specPath, overrides: base + sets)
+                let layout = RunLayout(spec: spec, outputRoot: outputRoot ?? spec.output.dir)
+                trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: spec, error: nil, layout: layout))
+            } catch let error as SpecError {
+                trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: nil, error: error, layout: nil))
+            }
+        }
+        // The base spec as resolved (without the sweep); if only the trials' values make it valid,
+        // the spec text and overrides stand in for it.
+        var baseText: String
+        if var spec = try? SpecLoader.load(path: specPath, overrides: base) {
+            spec.output.dir = ""
+            baseText = spec.resolvedYAML()
+        } else {
+            baseText = (try? String(contentsOfFile: specPath, encoding: .utf8)) ?? specPath
+            baseText += "\n# --set " + overrides.joined(separator: " --set ")
+        }
+        let hash = String(SHA256.hex(baseText + "\n# sweep: " + sweep.yamlText).prefix(12))
+        let root = outputRoot ?? trials.first(where: { $0.spec != nil })?.spec?.output.dir ?? loaded.output.dir
+        return SweepPlan(specPath: specPath, userOverrides: overrides, sweep: sweep, name: loaded.name, outputRoot: root,
+                         trials: trials, hash: hash)
+    }
+
+    /// The value combinations of `sweep`, one array (a value per parameter) per trial.
+    /// grid: the Cartesian product, the last parameter varying fastest (the order the parameters
+    /// are listed). random: `trials` distinct combinations drawn uniformly without replacement
+    /// from the grid by `MoECore.RNG(seed: sweep.seed, purpose: "sweep")` (all of them, in drawn
+    /// order, when `trials` exceeds the grid).
+    public static func expand(_ sweep: SweepSpec) -> [[SpecValue]] {
+        let sizes = sweep.parameters.map(\.values.count)
+        let total = sizes.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        func combination(_ index: Int) -> [SpecValue] {
+            var rest = index
+            var values = [SpecValue](repeating: .null, count: sizes.count)
+            for p in stride(from: sizes.count - 1, through: 0, by: -1) {
+                values[p] = sweep.parameters[p].values[rest % sizes[p]]
+                rest /= sizes[p]
+            }
+            return values
+        }
+        switch sweep.method {
+        case .grid:
+            return (0..<total).map(combination)
+        case .random:
+            var rng = RNG(seed: UInt64(sweep.seed), purpose: "sweep")
+            let wanted = min(sweep.trials ?? 1, total)
+            if total <= 1_000_000 {
+                return rng.permutation(total).prefix(wanted).map(combination)
+            }
+            var seen = Set<[Int]>(), out: [[SpecValue]] = []
+            while out.count < wanted {
+                let picks = sizes.map { rng.int(below: $0) }
+                if seen.insert(picks).inserted { out.append(zip(sweep.parameters, picks).map { $0.values[$1] }) }
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import MoEReport
+import MoERuntime
+import MoESpec
+
+/// `moe-run sweep`: runs every trial of a sweep (the spec's `sweep` section and/or `--grid`)
+/// as its own run, then writes the sweep's summary.csv and summary.h5.
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Run a parameter sweep: one run per trial, then summary.csv/summary.h5 in <out>/<name>/sweep-<hash>/.",
+        discussion: """
+        Trials come from the spec's `sweep` section; --grid adds or replaces swept keys, --random N samples N \
+        combinations instead of the full grid. Every trial is validated before the first starts. A trial whose run \
+        is complete is skipped (resume is the default). Exit codes: 0 every trial complete, 1 a trial failed (the \
+        others still run, unless --fail-fast), 2 bad spec or an invalid trial (nothing runs), 130 interrupted (rerun to resume).
+        """)
+
+    @OptionGroup var specOptions: SpecOptions
+    @Option(name: .customLong("grid"), help: ArgumentHelp("Sweep a key over values, e.g. --grid router.k=1,2 (repeatable; combined as a grid).", valueName: "KEY=V1,V2,..."))
+    var grid: [String] = []
+    @Option(help: ArgumentHelp("Run N random combinations of the swept values instead of the full grid.", valueName: "N")) var random: Int?
+    @Option(help: "Seed of --random (default: the spec's sweep.seed, else 0).") var seed: Int?
+    @Option(help: "Root folder for results (default: the spec's output.dir).") var out: String?
+    @Option(help: "Trials run at once; the cores are shared: OPENBLAS threads = cores / (jobs × workers).") var jobs = 1
+    @Flag(help: "List the trials with their overrides and run directories; run and write nothing.") var dryRun = false
+    @Flag(help: "Run the valid trials when some combinations are invalid (default: refuse, run nothing).") var skipInvalid = false
+    @Flag(help: "Stop at the first failed trial (running trials are interrupted, resumable).") var failFast = false
+    @Flag(help: "Skip complete trials and continue unfinished ones (always on for sweeps).") var resume = false
+    @Flag(help: "Print only failures and the final line.") var quiet = false
+
+    func run() throws {
+        guard jobs >= 1 else { throw CLIError(message: "--jobs: expected an integer >= 1, got \(jobs)", exitCode: 2) }
+        let plan = try SweepPlan.make(specPath: specOptions.spec, overrides: specOptions.overrides, grid: grid,
+                                      random: random, seed: seed, outputRoot: out)
+        let invalid = plan.trials.filter { $0.error != nil }
+        let count = plan.trials.count
+        if dryRun {
+            let method = plan.sweep.method == .grid ? "grid" : "random, seed \(plan.sweep.seed)"
+            print("sweep \(plan.name): \(count) trial\(count == 1 ? "" : "s") (\(method) over \(plan.sweep.parameters.map(\.keyPath).joined(separator: ", "))) → \(plan.directory)")
+            for t in plan.trials {
+                if let e = t.error {
+                    print("trial \(t.number)/\(count)  \(t.label)  INVALID: \(e.description)")
+                } else {
+                    print("trial \(t.number)/\(count)  \(t.label)  → \(t.layout!.directory)\(t.isComplete ? "  (complete: would be skipped)" : "")")
+                }
+            }
+        }
+        if !invalid.isEmpty && !skipInvalid {
+            let first = invalid[0]
+            fail("trial \(first.number)/\(count) (\(first.label)) is invalid: \(first.error!.description)",
+                 hint: "\(invalid.count) of \(count) trials invalid (trial \(invalid.map { String($0.number) }.joined(separator: ", "))); nothing ran. Change the swept values, or pass --skip-invalid to run the valid trials")
+            throw ExitCode(2)
+        }
+        if dryRun { return }
+        guard invalid.count < count else { throw CLIError(message: "every trial is invalid; nothing to run", exitCode: 2) }
+        if !quiet {
+            print("sweep \(plan.name): \(count) trials, \(jobs) at a time\(invalid.isEmpty ? "" : " (\(invalid.count) invalid, skipped)") → \(plan.directory)")
+        }
+        let outcome = try SweepRunner.run(plan, options: SweepOptions(jobs: jobs, quiet: quiet, failFast: failFast)) { print($0) }
+        if !quiet, let report = try? MoEReport.Report(directory: plan.directory, sort: nil) {
+            print(report.shownTable.text())
+        }
+        if let message = outcome.message {
+            throw CLIError(message: message, exitCode: outcome.exitCode)
+        }
+        print(plan.directory)
+    }
+
+    /// Prints `moe-run: error: MESSAGE` and `hint: HINT` on stderr (the contract's format).
+    private func fail(_ message: String, hint: String) {
+        FileHandle.standardError.write(Data("moe-run: error: \(message)\nhint: \(hint)\n".utf8))
+    }
+}
+
+/// `moe-run report`: the compare table of a sweep or run, and SVG plots with an index.html.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Compare table and SVG plots (loss curves, router load, fusion barrier, metric vs swept value) of a sweep or run directory.",
+        discussion: "Writes DIR/report/*.svg and DIR/report/index.html; prints the table (for a sweep only the columns that vary).")
+
+    @Argument(help: "A sweep directory (holding summary.csv) or a run directory (holding run.h5).") var directory: String
+    @Option(help: "Sort the rows by this column (accuracy descending, anything else ascending).") var sort: String?
+    @Flag(help: "Print the table only; write no plots.") var noPlots = false
+
+    func run() throws {
+        var report: MoEReport.Report
+        do {
+            report = try MoEReport.Report(directory: directory, sort: sort)
+        } catch let error as ReportError {
+            throw CLIError(message: error.description, exitCode: error.exitCode)
+        }
+        print(report.shownTable.text())
+        if noPlots { return }
+        let index: String
+        do {
+            index = try report.write()
+        } catch let error as ReportError {
+            throw CLIError(message: error.description, exitCode: error.exitCode)
+        }
+        print("\(report.plots.count) plot\(report.plots.count == 1 ? "" : "s"): " + report.plots.joined(separator: ", "))
+        print(index)
+    }
+}
