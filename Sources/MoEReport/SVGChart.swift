@@ -5,10 +5,13 @@ public struct ChartSeries {
     public var label: String
     public var points: [(x: Double, y: Double)]
     public var dashed = false
-    public init(label: String, points: [(x: Double, y: Double)], dashed: Bool = false) {
+    /// Individual values behind the points (e.g. one per seed when points are means), drawn as dots.
+    public var replicates: [(x: Double, y: Double)]
+    public init(label: String, points: [(x: Double, y: Double)], dashed: Bool = false, replicates: [(x: Double, y: Double)] = []) {
         self.label = label
         self.points = points.filter { $0.x.isFinite && $0.y.isFinite }
         self.dashed = dashed
+        self.replicates = replicates.filter { $0.x.isFinite && $0.y.isFinite }
     }
 }
 
@@ -40,7 +43,7 @@ public struct LineChart {
     public func svg() -> String {
         let w = Self.width, h = Self.height
         let plotW = w - Self.left - Self.right, plotH = h - Self.top - Self.bottom
-        let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }
+        let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) + $0.replicates.map(\.y) }
         var xRange = Axis.range(xs), yRange = Axis.range(ys)
         if let categories {
             xRange = (-0.5, Double(max(categories.count, 1)) - 0.5)
@@ -78,6 +81,9 @@ public struct LineChart {
             let color = SVG.color(i)
             let points = s.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
             out += "<polyline class=\"series\" data-series=\"\(SVG.escape(s.label))\" points=\"\(points)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")><title>\(SVG.escape(s.label))</title></polyline>\n"
+            for p in s.replicates {
+                out += "<circle class=\"replicate\" cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"2.5\" fill=\"none\" stroke=\"\(color)\" opacity=\"0.7\"/>\n"
+            }
             if s.points.count <= 40 {
                 for p in s.points {
                     out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(color)\"/>\n"
