@@ -49,7 +49,7 @@ enum IneffectiveKeys {
         Rule(keys: ["split.method"], summary: "`split.method` applies to `neurons` only.") { s in
             s.split.strategy == .neurons ? nil : "applies only with split.strategy: neurons"
         },
-        Rule(keys: ["split.shard_by"], summary: "`split.shard_by` applies to `branch` only.") { s in
+        Rule(keys: ["split.shard_by", "split.seed_model"], summary: "`split.shard_by` and `split.seed_model` apply to `branch` only.") { s in
             s.split.strategy == .branch ? nil : "applies only with split.strategy: branch"
         },
         Rule(keys: ["split.pretrain_epochs"], summary: "`split.pretrain_epochs` needs a split strategy.") { s in
