@@ -251,6 +251,30 @@ public struct Report {
                 }
             }
         }
+        // With replicate keys (seed), the trials of one setting share a colour, each seed its dashes.
+        let settingKeys = keys.filter { !Self.isReplicateKey($0) }
+        if settingKeys.count < keys.count {
+            var settings: [String] = []
+            for row in rows {
+                let setting = label(row, keys: settingKeys)
+                if !settings.contains(setting) { settings.append(setting) }
+            }
+            let patterns = [nil, "7 4", "2 3", "10 3 2 3"]
+            for i in train.indices + val.indices.map({ $0 + train.count }) {
+                let name = i < train.count ? train[i].label : val[i - train.count].label
+                guard let row = rows.first(where: { label($0, keys: keys) == name }) else { continue }
+                let color = settings.firstIndex(of: label(row, keys: settingKeys)) ?? 0
+                let replicate = rows.filter { label($0, keys: settingKeys) == label(row, keys: settingKeys) }
+                    .firstIndex { label($0, keys: keys) == name } ?? 0
+                if i < train.count {
+                    train[i].colorIndex = color
+                    train[i].dashPattern = patterns[replicate % patterns.count]
+                } else {
+                    val[i - train.count].colorIndex = color
+                    val[i - train.count].dashPattern = patterns[replicate % patterns.count]
+                }
+            }
+        }
         if !train.isEmpty {
             out.append(("train_loss.svg", LineChart(title: "Training loss per trial", xLabel: "training step",
                                                     yLabel: "training loss", series: train).svg()))
