@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
         // Compare tables and SVG plots of runs and sweeps (`moe-run report`).
         .target(name: "MoEReport", dependencies: ["MoEHDF5"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "CProcess"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEFusion", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
         .testTarget(name: "MoECommTests", dependencies: ["MoEComm"]),
         .testTarget(name: "MoEFusionTests", dependencies: ["MoEFusion"]),
-        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan"]),
+        .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan", "MoEFusion"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
         .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore"]),
     ],

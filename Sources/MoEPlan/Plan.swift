@@ -12,6 +12,11 @@ public struct PlanTask: Codable, Equatable, Sendable {
         /// Train the model (dense, or with MoE blocks) with checkpoints; with `split.strategy:
         /// branch`, one expert (`expert-<i>`) on its shard.
         case train
+        /// Fuse the branch experts into one model (`fusion.method`, weight-space methods), with
+        /// the evidence of issue 6: every model's metrics, interpolation curves and loss barriers.
+        case fuse
+        /// Train the fused (or stacked) model further on the full training split (`fusion.finetune`).
+        case finetune
         /// Evaluate the trained model(s) on the requested splits.
         case evaluate
     }

@@ -45,9 +45,13 @@ public enum Planner {
             inputs: trainInputs,
             output: "tasks/train.h5",
             summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
+        let finalTask = spec.fusion.finetune == nil ? "train" : "finetune"
+        if let f = spec.fusion.finetune {
+            tasks.append(finetuneTask(spec, f, after: "train", what: "the stacked model"))
+        }
         tasks.append(PlanTask(
-            id: "evaluate", kind: .evaluate, dependsOn: ["train"], workers: 1,
-            inputs: ["tasks/train.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
+            id: "evaluate", kind: .evaluate, dependsOn: [finalTask], workers: 1,
+            inputs: (finalTask == "train" ? [] : ["tasks/train.h5:/model"]) + ["tasks/\(finalTask).h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
             output: "tasks/evaluate.h5",
             summary: "evaluate the final model on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
         return Plan(name: spec.name, tasks: tasks)

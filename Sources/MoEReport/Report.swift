@@ -10,7 +10,8 @@ import MoEHDF5
 ///   step, per MoE layer (a heat map, experts × steps);
 /// - `fusion-barrier.svg` when a file of the run has `/fusion/barrier/<a>--<b>/{alpha, val_loss}`;
 /// - a sweep's `<metric>-vs-<key>.svg`: the final metric against each swept key's values, one
-///   line per combination of the other swept keys.
+///   line per combination of the other swept keys; a swept `seed` is a replicate: points are the
+///   mean over seeds (each seed a dot) and router heat maps are drawn for the first seed only.
 public struct Report {
     public let directory: String
     public let isSweep: Bool
@@ -215,6 +216,9 @@ public struct Report {
         keys.compactMap { k in table.columns.firstIndex(of: k).map { "\(k)=\(row[$0])" } }.joined(separator: " ")
     }
 
+    /// A swept key that replicates a setting rather than changing it: `seed` and `*.seed`.
+    static func isReplicateKey(_ key: String) -> Bool { key == "seed" || key.hasSuffix(".seed") }
+
     func sweepCharts() -> [(String, String)] {
         let keys = sweptKeys
         let ti = table.columns.firstIndex(of: "trial")!
@@ -223,9 +227,14 @@ public struct Report {
         var out: [(String, String)] = []
         var train: [ChartSeries] = [], val: [ChartSeries] = []
         var heatmaps: [(String, String)] = []
+        let firstReplicate = Dictionary(uniqueKeysWithValues: keys.filter(Self.isReplicateKey).map { key in
+            (key, rows.first.map { $0[table.columns.firstIndex(of: key)!] } ?? "")
+        })
         for row in rows {
             guard let dir = runDirectory(row) else { continue }
             let name = label(row, keys: keys)
+            // Router heat maps of the first replicate (seed) of each setting only.
+            let mapRouter = firstReplicate.allSatisfy { row[table.columns.firstIndex(of: $0.key)!] == $0.value }
             let files = Self.taskFiles(dir)
             let main = files.first { ($0 as NSString).lastPathComponent == "train.h5" }
                 ?? files.first { (try? H5File.open($0))?.exists("metrics/train_loss") ?? false }
@@ -234,11 +243,35 @@ public struct Report {
             if !t.isEmpty { train.append(ChartSeries(label: name, points: t)) }
             let v = Self.curve(file, "metrics/eval", "val_loss")
             if !v.isEmpty { val.append(ChartSeries(label: name, points: v)) }
-            if file.exists("router"), let blocks = try? file.openGroup("router").children() {
+            if mapRouter, file.exists("router"), let blocks = try? file.openGroup("router").children() {
                 for block in blocks.sorted() {
                     if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(name), block \(block)") {
                         heatmaps.append(("router-trial-\(row[ti])-\(Self.safe(block)).svg", svg))
                     }
+                }
+            }
+        }
+        // With replicate keys (seed), the trials of one setting share a colour, each seed its dashes.
+        let settingKeys = keys.filter { !Self.isReplicateKey($0) }
+        if settingKeys.count < keys.count {
+            var settings: [String] = []
+            for row in rows {
+                let setting = label(row, keys: settingKeys)
+                if !settings.contains(setting) { settings.append(setting) }
+            }
+            let patterns = [nil, "7 4", "2 3", "10 3 2 3"]
+            for i in train.indices + val.indices.map({ $0 + train.count }) {
+                let name = i < train.count ? train[i].label : val[i - train.count].label
+                guard let row = rows.first(where: { label($0, keys: keys) == name }) else { continue }
+                let color = settings.firstIndex(of: label(row, keys: settingKeys)) ?? 0
+                let replicate = rows.filter { label($0, keys: settingKeys) == label(row, keys: settingKeys) }
+                    .firstIndex { label($0, keys: keys) == name } ?? 0
+                if i < train.count {
+                    train[i].colorIndex = color
+                    train[i].dashPattern = patterns[replicate % patterns.count]
+                } else {
+                    val[i - train.count].colorIndex = color
+                    val[i - train.count].dashPattern = patterns[replicate % patterns.count]
                 }
             }
         }
@@ -254,7 +287,11 @@ public struct Report {
         let metrics = ["test_accuracy", "test_loss", "val_accuracy", "val_loss", "dropped_fraction"].filter { m in
             table.column(m).map { column in rows.contains { !$0[table.columns.firstIndex(of: m)!].isEmpty } && !column.isEmpty } ?? false
         }
-        for key in keys {
+        // Seeds are replicates, not a setting: no chart against them; each point is the mean
+        // over them, with every replicate's value as a dot.
+        let replicates = keys.filter(Self.isReplicateKey)
+        let settings = keys.filter { !Self.isReplicateKey($0) }
+        for key in settings {
             let k = table.columns.firstIndex(of: key)!
             var distinct: [String] = []
             for r in rows where !distinct.contains(r[k]) { distinct.append(r[k]) }
@@ -262,22 +299,28 @@ public struct Report {
             let numeric = distinct.allSatisfy { Double($0) != nil }
             let categories = numeric ? nil : distinct
             if numeric { distinct.sort { Double($0)! < Double($1)! } }
-            let others = keys.filter { $0 != key }
+            let others = settings.filter { $0 != key }
             for metric in metrics {
                 let m = table.columns.firstIndex(of: metric)!
-                var groups: [String: [(x: Double, y: Double)]] = [:], order: [String] = []
+                var groups: [String: [Double: [Double]]] = [:], order: [String] = []
                 for r in rows {
                     guard let y = Double(r[m]) else { continue }
                     let group = others.isEmpty ? metric : label(r, keys: others)
                     if groups[group] == nil { order.append(group) }
                     let x = numeric ? Double(r[k])! : Double(distinct.firstIndex(of: r[k])!)
-                    groups[group, default: []].append((x: x, y: y))
+                    groups[group, default: [:]][x, default: []].append(y)
                 }
-                let series = order.map { ChartSeries(label: $0, points: groups[$0]!.sorted { $0.x < $1.x }) }
+                let series = order.map { g in
+                    ChartSeries(label: g, points: groups[g]!.keys.sorted().map { x in
+                        let ys = groups[g]![x]!
+                        return (x: x, y: ys.reduce(0, +) / Double(ys.count))
+                    }, replicates: replicates.isEmpty ? [] : groups[g]!.flatMap { x, ys in ys.map { (x: x, y: $0) } })
+                }
                 // A metric that is the same in every trial (no drops when dropless) says nothing.
                 guard Set(series.flatMap { $0.points.map(\.y) }).count > 1 else { continue }
+                let mean = replicates.isEmpty ? "" : " (mean over \(replicates.joined(separator: ", ")); dots: each)"
                 out.append(("\(metric)-vs-\(Self.safe(key)).svg",
-                            LineChart(title: "\(metric) vs \(key)", xLabel: key, yLabel: metric, series: series,
+                            LineChart(title: "\(metric) vs \(key)\(mean)", xLabel: key, yLabel: metric, series: series,
                                       categories: categories, xTickValues: numeric ? distinct.map { Double($0)! } : nil).svg()))
             }
         }

@@ -5,17 +5,25 @@ public struct ChartSeries {
     public var label: String
     public var points: [(x: Double, y: Double)]
     public var dashed = false
-    public init(label: String, points: [(x: Double, y: Double)], dashed: Bool = false) {
+    /// The palette colour to use (default: the series' position); series of one setting share it.
+    public var colorIndex: Int?
+    /// An SVG dash pattern (`"6 4"`), overriding `dashed`; replicates of a setting differ by it.
+    public var dashPattern: String?
+    /// Individual values behind the points (e.g. one per seed when points are means), drawn as dots.
+    public var replicates: [(x: Double, y: Double)]
+    public init(label: String, points: [(x: Double, y: Double)], dashed: Bool = false, replicates: [(x: Double, y: Double)] = []) {
         self.label = label
         self.points = points.filter { $0.x.isFinite && $0.y.isFinite }
         self.dashed = dashed
+        self.replicates = replicates.filter { $0.x.isFinite && $0.y.isFinite }
     }
 }
 
 /// A standalone SVG line chart: title, x and y axes with "nice" ticks and labels, a grid, one
 /// `<polyline class="series" data-series="LABEL">` per series (with `<circle>` markers when a
-/// series has at most 40 points) and a legend to the right. With `categories`, x values are the
-/// indices 0..<n of those names (a categorical axis).
+/// series has at most 40 points and there are at most 8 series), replicate values as hollow
+/// dots, and a legend to the right. With `categories`, x values are the indices 0..<n of those
+/// names (a categorical axis).
 public struct LineChart {
     public var title: String
     public var xLabel: String
@@ -34,13 +42,13 @@ public struct LineChart {
         self.xTickValues = xTickValues
     }
 
-    static let width = 760.0, height = 440.0
-    static let left = 78.0, right = 210.0, top = 44.0, bottom = 58.0
+    static let width = 800.0, height = 440.0
+    static let left = 78.0, right = 250.0, top = 44.0, bottom = 58.0
 
     public func svg() -> String {
         let w = Self.width, h = Self.height
         let plotW = w - Self.left - Self.right, plotH = h - Self.top - Self.bottom
-        let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }
+        let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) + $0.replicates.map(\.y) }
         var xRange = Axis.range(xs), yRange = Axis.range(ys)
         if let categories {
             xRange = (-0.5, Double(max(categories.count, 1)) - 0.5)
@@ -75,10 +83,14 @@ public struct LineChart {
         out += "<text class=\"axis-label\" transform=\"translate(18,\(f(Self.top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(SVG.escape(yLabel))</text>\n"
         // Series.
         for (i, s) in series.enumerated() {
-            let color = SVG.color(i)
+            let color = SVG.color(s.colorIndex ?? i)
+            let dash = s.dashPattern.map { " stroke-dasharray=\"\($0)\"" } ?? (s.dashed ? " stroke-dasharray=\"6 4\"" : "")
             let points = s.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
-            out += "<polyline class=\"series\" data-series=\"\(SVG.escape(s.label))\" points=\"\(points)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")><title>\(SVG.escape(s.label))</title></polyline>\n"
-            if s.points.count <= 40 {
+            out += "<polyline class=\"series\" data-series=\"\(SVG.escape(s.label))\" points=\"\(points)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)><title>\(SVG.escape(s.label))</title></polyline>\n"
+            for p in s.replicates {
+                out += "<circle class=\"replicate\" cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"2.5\" fill=\"none\" stroke=\"\(color)\" opacity=\"0.7\"/>\n"
+            }
+            if s.points.count <= 40, series.count <= 8 {
                 for p in s.points {
                     out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(color)\"/>\n"
                 }
@@ -92,8 +104,9 @@ public struct LineChart {
                 out += "<text class=\"legend\" x=\"\(f(lx))\" y=\"\(f(y))\">… \(series.count - i) more</text>\n"
                 break
             }
-            out += "<line x1=\"\(f(lx))\" y1=\"\(f(y - 4))\" x2=\"\(f(lx + 22))\" y2=\"\(f(y - 4))\" stroke=\"\(SVG.color(i))\" stroke-width=\"3\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>\n"
-            out += "<text class=\"legend\" x=\"\(f(lx + 28))\" y=\"\(f(y))\">\(SVG.escape(SVG.truncate(s.label, 26)))</text>\n"
+            let dash = s.dashPattern.map { " stroke-dasharray=\"\($0)\"" } ?? (s.dashed ? " stroke-dasharray=\"6 4\"" : "")
+            out += "<line x1=\"\(f(lx))\" y1=\"\(f(y - 4))\" x2=\"\(f(lx + 22))\" y2=\"\(f(y - 4))\" stroke=\"\(SVG.color(s.colorIndex ?? i))\" stroke-width=\"3\"\(dash)/>\n"
+            out += "<text class=\"legend\" x=\"\(f(lx + 28))\" y=\"\(f(y))\">\(SVG.escape(SVG.truncate(SVG.shortLabel(s.label), 28)))</text>\n"
         }
         return out + "</svg>\n"
     }
@@ -191,6 +204,14 @@ enum SVG {
             }
         }
         return out
+    }
+
+    /// A legend label with each `a.b.key=value` shortened to `key=value`.
+    static func shortLabel(_ label: String) -> String {
+        label.split(separator: " ", omittingEmptySubsequences: false).map { token -> String in
+            guard let eq = token.firstIndex(of: "="), let dot = token[..<eq].lastIndex(of: ".") else { return String(token) }
+            return String(token[token.index(after: dot)...])
+        }.joined(separator: " ")
     }
 
     static func truncate(_ s: String, _ n: Int) -> String { s.count <= n ? s : String(s.prefix(n - 1)) + "…" }

@@ -12,10 +12,14 @@ import MoEStore
 /// task's), or with `split.strategy: branch` every `expert-<i>` and, when pre-trained, `seed`.
 enum EvaluateTask {
     /// (model name in `/summary`, task whose `/model` it is).
+    /// With fusion also `fused` (the `fuse` task's model, or the stacked `train` model before
+    /// fine-tuning) and `final` (the `finetune` task's model, else the fused one).
     static func models(_ spec: ExperimentSpec) -> [(name: String, task: String)] {
-        guard spec.split.strategy == .branch else { return [("final", "train")] }
+        let finetuned = spec.fusion.finetune != nil
+        guard spec.split.strategy == .branch else { return finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")] }
         let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
-        return (spec.split.pretrainEpochs > 0 ? [("seed", "pretrain")] : []) + experts
+        let fusion = spec.fusion.method == .none ? [] : [("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
+        return (spec.split.pretrainEpochs > 0 ? [("seed", "pretrain")] : []) + experts + fusion
     }
 
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {

@@ -42,8 +42,19 @@ enum RunFile {
                     try file.createExternalLink("data/" + split, file: layout.relativeTaskFile("data"), object: "/data/" + split)
                 }
             }
-            if fm.fileExists(atPath: layout.taskFile("train")) {
-                try file.createExternalLink("models/final", file: layout.relativeTaskFile("train"), object: "/model")
+            // Fusion: `fused` before fine-tuning (the fuse task's, or layerwise's stacked model),
+            // `final` what the run delivers (fine-tuned if any, else fused; else the trained model).
+            let fusedTask = fm.fileExists(atPath: layout.taskFile("fuse")) ? "fuse" : spec.fusion.finetune != nil ? "train" : nil
+            if let fusedTask, fm.fileExists(atPath: layout.taskFile(fusedTask)) {
+                try file.createExternalLink("models/fused", file: layout.relativeTaskFile(fusedTask), object: "/model")
+            }
+            if let finalTask = ["finetune", "fuse", "train"].first(where: { fm.fileExists(atPath: layout.taskFile($0)) }),
+               finalTask != "train" || spec.fusion.finetune == nil {
+                try file.createExternalLink("models/final", file: layout.relativeTaskFile(finalTask), object: "/model")
+            }
+            if spec.split.strategy == .branch, spec.split.pretrainEpochs == 0, fm.fileExists(atPath: layout.taskFile("fuse")),
+               try H5File.open(layout.taskFile("fuse")).exists("seed") {
+                try file.createExternalLink("models/seed", file: layout.relativeTaskFile("fuse"), object: "/seed")
             }
             // The pre-trained dense model: `dense` (upcycled or moefied), `seed` of `branch`.
             if fm.fileExists(atPath: layout.taskFile("pretrain")) {

@@ -53,6 +53,7 @@ public struct RunSummary {
         if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
         if file.exists("tasks/train/stages") { lines += try Self.stageTable(try file.openGroup("tasks/train")) }
         if file.exists("tasks/train/metrics/bytes_sent") { lines += try Self.communicationLines(try file.openGroup("tasks/train/metrics")) }
+        if file.exists("tasks/fuse/fusion") { lines += try Self.fusionTable(try file.openGroup("tasks/fuse"), finetuned: Self.finetunedMetrics(file)) }
         if file.exists("models") {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
@@ -75,6 +76,7 @@ public struct RunSummary {
         if file.exists("router") { lines += try Self.routerTable(try file.openGroup("router")) }
         if file.exists("stages") { lines += try Self.stageTable(file) }
         if file.exists("metrics/bytes_sent") { lines += try Self.communicationLines(try file.openGroup("metrics")) }
+        if file.exists("fusion") { lines += try Self.fusionTable(file, finetuned: nil) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
         if file.exists("model") { lines.append("  final model at /model") }
         if file.exists("summary") {

@@ -1,3 +1,4 @@
+import MoECore
 import MoEData
 import MoEHDF5
 import MoENN
@@ -9,9 +10,12 @@ import MoEStore
 /// config) on shard `i` of the training split, with `split.overrides[i]` applied.
 ///
 /// - Seed model: the `pretrain` task's model when `split.pretrain_epochs > 0`, else the
-///   initialisation from the spec seed (the same for every expert, whatever its `seed` override).
+///   initialisation from the spec seed (the same for every expert, whatever its `seed` override);
+///   with `split.seed_model: independent`, expert i's own initialisation from
+///   `RNG.mix(seed ^ fnv1a("branch/independent-init/<i>"))` (see `initialisationSeed`).
 /// - Shard: `split.shard_by` over the training split (`ShardStrategy.domain` needs domain ids;
-///   `random` is seeded by the spec seed), so shards never depend on the per-expert overrides.
+///   `random` is seeded by the spec seed), so shards never depend on the per-expert overrides;
+///   `none` gives every expert the whole training split.
 /// - Validation: the full validation split (every expert is judged on the same data).
 /// - The task file records `shard` (i), `shard_by` and `train_samples` (the shard size).
 extension TrainTask {
@@ -27,6 +31,7 @@ extension TrainTask {
         guard let i = expertIndex else { return (train, norm) }
         let strategy: ShardStrategy
         switch spec.split.shardBy {
+        case .none: return (train, norm)
         case .domain:
             guard train.domain != nil else {
                 throw RuntimeError.io(path: layout.taskFile("data"), message: "split.shard_by: domain needs domain ids, and the samples have none; "
@@ -51,13 +56,39 @@ extension TrainTask {
 
     /// Copies the seed model's parameters into `model` (same dense config).
     func loadSeed(_ model: ResidualMLP, from path: String) throws {
+        try loadStart(model, from: path, what: "the seed model")
+        log.info("\(id): branched from the pre-trained seed model in \(path)")
+    }
+
+    /// Copies the parameters of `path`'s `/model` into `model`; errors name `what` and the tensor.
+    private func loadStart(_ model: ResidualMLP, from path: String, what: String) throws {
         let file = try H5File.open(path)
         do {
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: "model")
         } catch {
-            throw RuntimeError.io(path: path, message: "cannot load the seed model: \(error)")
+            throw RuntimeError.io(path: path, message: "cannot load \(what): \(error)")
         }
-        log.info("\(id): branched from the pre-trained seed model in \(path)")
+    }
+
+    /// The seed of a task's initial parameters: the spec seed, except for the experts of
+    /// `split.seed_model: independent`, where expert i draws from
+    /// `RNG.mix(seed ^ RNG.fnv1a("branch/independent-init/<i>"))` (SplitMix64's finaliser over the
+    /// spec seed and the index: a different, reproducible initialisation per expert).
+    static func initialisationSeed(_ spec: ExperimentSpec, _ role: Role) -> UInt64 {
+        guard case .expert(let i) = role, spec.split.seedModel == .independent else { return spec.seed64 }
+        return RNG.mix(spec.seed64 ^ RNG.fnv1a("branch/independent-init/\(i)"))
+    }
+
+    /// The model `finetune` starts from: the `fuse` task's (branch) or the stacked `train` model (layerwise).
+    var finetuneSource: String? {
+        guard role == .finetune else { return nil }
+        return layout.taskFile(spec.split.strategy == .layerwise ? "train" : "fuse")
+    }
+
+    /// Copies the fused (or stacked) model's parameters into `model` (same dense config).
+    func loadFused(_ model: ResidualMLP, from path: String) throws {
+        try loadStart(model, from: path, what: "the model to fine-tune")
+        log.info("\(id): fine-tuning the \(spec.split.strategy == .layerwise ? "stacked" : "fused") model in \(path) on all of train")
     }
 
     /// `shard` and `shard_by` on an expert's task file.
@@ -69,6 +100,16 @@ extension TrainTask {
 }
 
 extension ExperimentSpec {
+    /// The spec the `finetune` task trains with: `train` with `fusion.finetune`'s epochs and lr.
+    var finetuneSpec: ExperimentSpec {
+        var s = self
+        guard let f = fusion.finetune else { return s }
+        s.train.epochs = f.epochs
+        s.train.lr = f.lr
+        s.train.minLR = min(s.train.minLR, f.lr)
+        return s
+    }
+
     /// The spec expert `i` of a `branch` run trains with: `train` and `seed` with
     /// `split.overrides[i]` applied (lr, seed, epochs, batch_size, weight_decay).
     func expertSpec(_ i: Int) -> ExperimentSpec {

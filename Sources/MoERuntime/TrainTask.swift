@@ -33,7 +33,9 @@ final class TrainTask {
     /// `train`: the spec's model; with upcycling it starts from the dense model's parameters, with
     /// `neurons` from the dense model moefied (TrainTask+Moefication.swift).
     /// `expert(i)`: branch `i` of `split.strategy: branch`, on its shard (TrainTask+Branch.swift).
-    enum Role: Equatable { case pretrain, train, expert(Int) }
+    /// `finetune`: the fused (or stacked) model trained on the full training split with
+    /// `fusion.finetune` (TrainTask+Branch.swift).
+    enum Role: Equatable { case pretrain, train, expert(Int), finetune }
 
     private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
@@ -65,6 +67,8 @@ final class TrainTask {
     /// The seed of the initial parameters: the spec seed (an expert's `seed` override changes
     /// only its batch order and dropout, so every branch starts from the same seed model).
     let modelSeed: UInt64
+    /// The seed of this task's initialisation: `modelSeed`, or an independent expert's own.
+    let initSeed: UInt64
     /// Training samples seen per epoch (an expert's shard size), stored as `train_samples`.
     var trainSamples = 0
 
@@ -72,15 +76,17 @@ final class TrainTask {
     /// applied (see `ExperimentSpec.expertSpec`).
     init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, role: Role = .train, communicator: Communicator = SoloCommunicator()) {
         self.communicator = communicator
-        if case .expert(let i) = role { self.spec = spec.expertSpec(i) } else { self.spec = spec }
+        if case .expert(let i) = role { self.spec = spec.expertSpec(i) } else if role == .finetune { self.spec = spec.finetuneSpec } else { self.spec = spec }
         self.layout = layout
         self.log = log
         self.role = role
         modelSeed = spec.seed64
+        initSeed = Self.initialisationSeed(spec, role)
         switch role {
         case .pretrain: id = "pretrain"
         case .train: id = "train"
         case .expert(let i): id = "expert-\(i)"
+        case .finetune: id = "finetune"
         }
     }
 
@@ -114,7 +120,7 @@ final class TrainTask {
         trainSamples = train.count
         var config = spec.modelConfig(features: train.features, classes: train.classes)
         if role != .train { config.moe = nil }
-        let model = ResidualMLP(config: config, seed: modelSeed)
+        let model = ResidualMLP(config: config, seed: initSeed)
         try Self.checkDomains(model.config, train, val)
         let parallel = spec.parallelism.mode == .data || spec.parallelism.mode == .expert
         metrics = MetricsLog(moe: model.config.moe != nil, communication: parallel)
@@ -137,6 +143,8 @@ final class TrainTask {
             try moefy(model, from: source)
         } else if let source = seedSource {
             try loadSeed(model, from: source)
+        } else if let source = finetuneSource {
+            try loadFused(model, from: source)
         }
         log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)"
                  + (group.map { " over \($0.worldSize) \(spec.parallelism.mode.rawValue)-parallel workers" } ?? ""))

@@ -88,6 +88,8 @@ public enum Worker {
         case .train where spec.split.strategy == .layerwise && !spec.train.local: try PipelineTrainTask(spec: spec, layout: layout, log: log, communicator: communicator).run()
         case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
+        case .fuse: try FuseTask(spec: spec, layout: layout, log: log).run()
+        case .finetune: try TrainTask(spec: spec, layout: layout, log: log, role: .finetune).run()
         case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
         }
         if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }

@@ -77,6 +77,11 @@ enum CrossFieldRules {
             return c.error("experts", "must be at most data.domains (\(d.domains)) with split.shard_by: domain (one or more whole domains per expert), got \(s.experts)",
                            hint: "raise data.domains, or shard by index or random")
         },
+        CrossFieldRule(summary: "`split.seed_model: independent` excludes `split.pretrain_epochs` (there is no shared seed model to pre-train).") { s, c in
+            guard s.split.strategy == .branch, s.split.seedModel == .independent, s.split.pretrainEpochs > 0 else { return nil }
+            return c.error("split.pretrain_epochs", "must be 0 with split.seed_model: independent (each expert starts from its own random initialisation; there is no shared seed model to pre-train), got \(s.split.pretrainEpochs)",
+                           hint: "remove split.pretrain_epochs, or use split.seed_model: shared")
+        },
         CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` and `domain` need `k: 1`.") { s, c in
             if s.router.type == .switch || s.router.type == .domain, s.router.k != 1 {
                 return c.error("router.k", "must be 1 with router.type: \(s.router.type.rawValue), got \(s.router.k)")

@@ -129,8 +129,13 @@ public struct SplitSpec: Equatable, Sendable {
     public enum Strategy: String, CaseIterable, Sendable { case none, replicate, neurons, layerwise, branch }
     /// How `neurons` groups hidden units into experts.
     public enum NeuronMethod: String, CaseIterable, Sendable { case cluster, contiguous, random }
-    /// How `branch` shards the training data between experts.
-    public enum ShardBy: String, CaseIterable, Sendable { case domain, random, index }
+    /// How `branch` shards the training data between experts (`none`: every expert trains on
+    /// the whole training split, as the ingredients of a model soup do).
+    public enum ShardBy: String, CaseIterable, Sendable { case domain, random, index, none }
+    /// Where `branch` experts start: `shared` (one seed model, optionally pre-trained, copied into
+    /// every expert) or `independent` (expert i from its own random initialisation, seeded by the
+    /// spec seed and i: the contrast case, where weight averaging has no shared basin).
+    public enum SeedModel: String, CaseIterable, Sendable { case shared, independent }
 
     /// Per-expert training overrides for `branch`; `nil` fields keep the `train` value.
     public struct ExpertOverride: Equatable, Sendable {
@@ -160,6 +165,7 @@ public struct SplitSpec: Equatable, Sendable {
     public var shardBy: ShardBy
     /// One entry per expert (branch only).
     public var overrides: [ExpertOverride]?
+    public var seedModel: SeedModel = .shared
 }
 
 // MARK: - router

@@ -49,7 +49,7 @@ enum IneffectiveKeys {
         Rule(keys: ["split.method"], summary: "`split.method` applies to `neurons` only.") { s in
             s.split.strategy == .neurons ? nil : "applies only with split.strategy: neurons"
         },
-        Rule(keys: ["split.shard_by"], summary: "`split.shard_by` applies to `branch` only.") { s in
+        Rule(keys: ["split.shard_by", "split.seed_model"], summary: "`split.shard_by` and `split.seed_model` apply to `branch` only.") { s in
             s.split.strategy == .branch ? nil : "applies only with split.strategy: branch"
         },
         Rule(keys: ["split.pretrain_epochs"], summary: "`split.pretrain_epochs` needs a split strategy.") { s in
@@ -59,6 +59,29 @@ enum IneffectiveKeys {
                     "fusion.t", "fusion.normalize", "fusion.epsilon", "fusion.fisher_samples"],
              summary: "fusion parameters need a `fusion.method`.") { s in
             s.fusion.method == .none ? "has no effect with fusion.method: none" : nil
+        },
+        Rule(keys: ["fusion.weights"], summary: "`fusion.weights` applies to every method but `greedy_soup`, `slerp` and `stack` (which take no per-expert weights).") { s in
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix, .ensemble])
+        },
+        Rule(keys: ["fusion.temperature"], summary: "`fusion.temperature` applies to `fusion.weights: val_loss` only.") { s in
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix, .ensemble])
+                ?? (s.fusion.weights == .valLoss ? nil : "applies only with fusion.weights: val_loss")
+        },
+        Rule(keys: ["fusion.lambda"], summary: "`fusion.lambda` applies to `task_arithmetic`, `ties`, `dare` and `dare_ties`.") { s in
+            FusionParameters.reason(s, users: [.task_arithmetic, .ties, .dare, .dare_ties])
+        },
+        Rule(keys: ["fusion.density"], summary: "`fusion.density` applies to `ties`, `dare` and `dare_ties`.") { s in
+            FusionParameters.reason(s, users: [.ties, .dare, .dare_ties])
+        },
+        Rule(keys: ["fusion.rescale"], summary: "`fusion.rescale` applies to `dare` and `dare_ties`.") { s in
+            FusionParameters.reason(s, users: [.dare, .dare_ties])
+        },
+        Rule(keys: ["fusion.t"], summary: "`fusion.t` applies to `slerp`.") { s in FusionParameters.reason(s, users: [.slerp]) },
+        Rule(keys: ["fusion.normalize"], summary: "`fusion.normalize` applies to `average`, `task_arithmetic`, `ties`, `dare` and `dare_ties`.") { s in
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .mix, .ensemble])
+        },
+        Rule(keys: ["fusion.epsilon", "fusion.fisher_samples"], summary: "`fusion.epsilon` and `fusion.fisher_samples` apply to `fisher`.") { s in
+            FusionParameters.reason(s, users: [.fisher])
         },
         Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `layerwise` trained end to end (`pipeline` mode, or `none`: the same schedule in one process).") { s in
             s.split.strategy == .layerwise && !s.train.local ? nil
@@ -88,6 +111,16 @@ enum IneffectiveKeys {
                 if let hit { throw context.error(hit, reason, hint: "remove the key, or change the setting it depends on") }
             }
         }
+    }
+}
+
+/// Which fusion methods read a parameter (`FuseTask`; `mix` and `ensemble`, not built yet, accept all
+/// the weighting parameters for now).
+enum FusionParameters {
+    static func reason(_ s: ExperimentSpec, users: Set<FusionSpec.Method>) -> String? {
+        let m = s.fusion.method
+        guard m != .none, !users.contains(m) else { return nil }
+        return "has no effect with fusion.method: \(m.rawValue)"
     }
 }
 

@@ -151,7 +151,8 @@ struct SpecDecoder {
                          pretrainEpochs: try r.int(S.pretrainEpochs),
                          method: try r.choice(S.method, as: SplitSpec.NeuronMethod.self),
                          shardBy: try r.choice(S.shardBy, as: SplitSpec.ShardBy.self),
-                         overrides: try decodeOverrides(r))
+                         overrides: try decodeOverrides(r),
+                         seedModel: try r.choice(S.seedModel, as: SplitSpec.SeedModel.self))
     }
 
     private func decodeOverrides(_ r: MappingReader) throws -> [SplitSpec.ExpertOverride]? {

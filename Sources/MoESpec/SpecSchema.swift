@@ -99,11 +99,13 @@ public enum SpecSchema {
         static let method = SchemaField("method", SchemaField.choice(SplitSpec.NeuronMethod.self), default: .string("cluster"),
             "How `neurons` groups hidden units: `cluster` (balanced k-means on the normalised input-weight vectors), `contiguous` ranges, or `random` (seeded).")
         static let shardBy = SchemaField("shard_by", SchemaField.choice(SplitSpec.ShardBy.self), default: .string("domain"),
-            "How `branch` shards the training data between experts.")
+            "How `branch` shards the training data between experts: by `domain` id (shard i takes domains d with d mod experts = i), contiguous `index` ranges, a seeded `random` partition, or `none` (every expert trains on the whole training split, e.g. a model soup over `overrides`).")
+        static let seedModel = SchemaField("seed_model", SchemaField.choice(SplitSpec.SeedModel.self), default: .string("shared"),
+            "Where `branch` experts start: `shared` (one seed model, pre-trained with `pretrain_epochs` or the initialisation from `seed`, copied into every expert) or `independent` (expert i from its own random initialisation, seeded by `seed` and i; no pre-training). Weight averaging needs `shared`: `independent` is the contrast case whose loss barrier fusion reports.")
         static let overrides = SchemaField("overrides",
             .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `batch_size`, `weight_decay`"),
             nullable: true, default: .null, "Per-expert training settings (branch only); missing keys keep the `train` value.")
-        static let all = [strategy, upcycleFrom, pretrainEpochs, method, shardBy, overrides]
+        static let all = [strategy, upcycleFrom, pretrainEpochs, method, shardBy, seedModel, overrides]
         /// Keys of one `overrides` entry (typed and ranged like their `train`/top-level namesakes).
         static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.batchSize, Train.weightDecay]
     }

@@ -8,12 +8,13 @@
 /// Runs today: training of a dense model (`experts: 1`, `split.strategy: none`)
 /// or of a Mixture-of-Experts model trained from scratch (`experts > 1`, `split.strategy:
 /// replicate`, with sparse upcycling; or `neurons`, MoEfication of a pre-trained dense model),
-/// or the experts of `split.strategy: branch` (no fusion yet), or `layerwise` stages (stage-local
+/// or the experts of `split.strategy: branch` (fused by the weight-space methods, then optionally
+/// fine-tuned), or `layerwise` stages (stage-local
 /// with `train.local: true`, or end to end with the GPipe schedule, `parallelism.mode: pipeline` or
 /// in one process), with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
 /// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
 /// `parallelism.workers` processes over shared memory), `pipeline` (one layerwise stage per worker),
-/// `fusion.method: none`, no `sweep`, on synthetic or file data.
+/// fusion by every method but `mix` and `ensemble`, no `sweep`, on synthetic or file data.
 enum SupportGate {
     struct Entry: Sendable {
         let keyPath: String
@@ -26,12 +27,14 @@ enum SupportGate {
     }
 
     static let entries: [Entry] = [
-        Entry(keyPath: "fusion.method", refused: "every method but `none` (and `stack` after `layerwise`)", issue: "6") { spec in
-            let stacked = spec.fusion.method == .stack && spec.split.strategy == .layerwise
-            return spec.fusion.method == .none || stacked ? nil : "\(quoted(spec.fusion.method.rawValue)) is not supported yet (issue 6)"
+        Entry(keyPath: "fusion.method", refused: "`mix` (BTX) and `ensemble` (BTM)", issue: "6") { spec in
+            let m = spec.fusion.method
+            return m == .mix || m == .ensemble
+                ? "\(quoted(m.rawValue)) is not supported yet (issue 6: the weight-space methods average, greedy_soup, task_arithmetic, ties, dare, dare_ties, slerp and fisher run today)" : nil
         },
-        Entry(keyPath: "fusion.finetune", refused: "anything but `null`", issue: "6") { spec in
-            spec.fusion.finetune == nil ? nil : "fine-tuning after fusion is not supported yet (issue 6)"
+        Entry(keyPath: "fusion.finetune", refused: "after `stack` of `layerwise` trained end to end (without `train.local`)", issue: "6") { spec in
+            spec.fusion.finetune == nil || spec.split.strategy != .layerwise || spec.train.local ? nil
+                : "fine-tuning the stacked model of a pipeline-trained layerwise run is not supported yet (issue 6); it runs after train.local: true"
         },
     ]
 
@@ -43,7 +46,7 @@ enum SupportGate {
         for entry in entries {
             if let message = entry.refusal(spec) {
                 throw context.error(entry.keyPath, message,
-                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, also data- and expert-parallel, layerwise (stage-local or pipeline-parallel), and the experts of branch; see \"Not supported yet\" in docs/spec.md")
+                                    hint: "this version runs dense, replicate-MoE and neurons-MoE (MoEfication) training, also data- and expert-parallel, layerwise (stage-local or pipeline-parallel), and the experts of branch with their weight-space fusion; see \"Not supported yet\" in docs/spec.md")
             }
         }
     }

@@ -100,7 +100,7 @@ struct ReportCommand: ParsableCommand {
         } catch let error as ReportError {
             throw CLIError(message: error.description, exitCode: error.exitCode)
         }
-        print("\(report.plots.count) plot\(report.plots.count == 1 ? "" : "s"): " + report.plots.joined(separator: ", "))
+        print("\(report.plots.count) plot\(report.plots.count == 1 ? "" : "s") in \(report.reportDirectory)")
         print(index)
     }
 }

@@ -214,4 +214,78 @@ final class SweepEndToEndTests: XCTestCase {
         let rows = try String(contentsOfFile: csvPath, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
         XCTAssertEqual(rows.dropFirst().map { $0[2] }, ["failed", "complete"])
     }
+
+    func testInterruptedSweepExits130AndResumes() throws {
+        let dir = try CLI.workspace(tinySpec(name: "stop", epochs: 40, extra: "sweep:\n  parameters:\n    train.lr: [0.001, 0.002]\n"))
+        let p = try CLI.start(["sweep", "spec.yaml", "--quiet"], in: dir)
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && p.isRunning && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+            usleep(20_000)
+        }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130, "the sweep ends as interrupted")
+        CLI.assertNoProcesses(in: dir)
+        let sweep = try FileManager.default.contentsOfDirectory(atPath: dir + "/out/stop").first { $0.hasPrefix("sweep-") }!
+        let csv = try String(contentsOfFile: "\(dir)/out/stop/\(sweep)/summary.csv", encoding: .utf8)
+        XCTAssertEqual(csv.split(separator: "\n").dropFirst().map { $0.split(separator: ",")[2] }, ["interrupted", "not run"], csv)
+
+        let r = try CLI.run(["sweep", "spec.yaml"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("2 of 2 trials complete"), r.stdout)
+        let table = try String(contentsOfFile: "\(dir)/out/stop/\(sweep)/summary.csv", encoding: .utf8)
+            .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let runDir = table[1][table[0].firstIndex(of: "run_dir")!]
+        let log = try String(contentsOfFile: "\(dir)/\(runDir)/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("train: resuming from the checkpoint at step"), "trial 1 continues its interrupted run: \(log)")
+    }
+
+    func testFailFastStopsAtTheFirstFailure() throws {
+        let dir = try CLI.workspace(tinySpec(name: "fast", epochs: 1))
+        let r = try CLI.run(["sweep", "spec.yaml", "--grid", "train.lr=1.0e+30,0.003", "--fail-fast"], in: dir)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("(--fail-fast: the remaining trials were not started)"), r.stderr)
+        XCTAssertFalse(r.stdout.contains("trial 2/2 (train.lr=0.003): started"), r.stdout)
+    }
+
+    func testReportOfARunDirectory() throws {
+        let g = try gridSweep()
+        let csv = try String(contentsOfFile: g.directory + "/summary.csv", encoding: .utf8)
+        let rows = csv.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let runDir = g.workspace + "/" + rows[4][rows[0].firstIndex(of: "run_dir")!]
+        let r = try CLI.run(["report", runDir], in: g.workspace)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("model  val_loss  val_accuracy  test_loss  test_accuracy\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("\nfinal "), r.stdout)
+        let loss = try String(contentsOfFile: runDir + "/report/loss.svg", encoding: .utf8)
+        XCTAssertTrue(loss.contains("data-series=\"train_loss\"") && loss.contains("data-series=\"val_loss\""), "training and validation curves")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: runDir + "/report/router-train-1.svg"))
+
+        let missing = try CLI.run(["report", g.workspace], in: g.workspace)
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.stderr.contains("neither a sweep directory (summary.csv) nor a run directory (run.h5)"), missing.stderr)
+    }
+
+    /// The fusion interpolation chart, from a run file holding only `/fusion/barrier` (what a
+    /// fusion run writes) and a summary.
+    func testReportPlotsTheFusionBarrier() throws {
+        let dir = try CLI.workspace("")
+        let run = dir + "/run"
+        try FileManager.default.createDirectory(atPath: run + "/tasks", withIntermediateDirectories: true)
+        try H5File.createAtomically(run + "/run.h5") { f in
+            try f.setAttribute("kind", "run")
+            try f.createScalar("summary/final/val_loss", 0.5)
+            for (pair, bump) in [("expert-0--expert-1", 0.3), ("expert-0--expert-2", 0.1)] {
+                let alpha = stride(from: 0.0, through: 1.0, by: 0.25).map { $0 }
+                try f.createDataset("fusion/barrier/\(pair)/alpha", alpha)
+                try f.createDataset("fusion/barrier/\(pair)/val_loss", alpha.map { 0.5 + bump * 4 * $0 * (1 - $0) })
+            }
+        }
+        let r = try CLI.run(["report", "run"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let svg = try String(contentsOfFile: run + "/report/fusion-barrier.svg", encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline class=\"series\"").count - 1, 2)
+        XCTAssertTrue(svg.contains("data-series=\"expert-0 ↔ expert-1\"") && svg.contains(">interpolation α</text>"), svg)
+        XCTAssertTrue(XMLParser(data: Data(svg.utf8)).parse())
+    }
 }

@@ -52,6 +52,25 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual(sw.router.capacityFactor, 1.25)
     }
 
+    /// Issue 6's contrast: the same data, model, experts and fusion; only where the experts start
+    /// differs (a shared pre-trained seed vs independent inits, with the same total epochs).
+    func testFusionContrastDiffersOnlyInTheExpertsStart() throws {
+        func load(_ name: String) throws -> ExperimentSpec {
+            try SpecLoader.load(path: experiments.appendingPathComponent(name + ".yaml").path)
+        }
+        let shared = try load("fuse-shared-init"), independent = try load("fuse-independent-init"), soup = try load("soup")
+        XCTAssertEqual(shared.data, independent.data)
+        XCTAssertEqual(shared.model, independent.model)
+        XCTAssertEqual(shared.fusion, independent.fusion)
+        XCTAssertEqual([shared.split.seedModel, independent.split.seedModel], [.shared, .independent])
+        XCTAssertEqual(shared.split.pretrainEpochs + shared.train.epochs, independent.train.epochs)
+        XCTAssertEqual(shared.fusion.method, .average)
+        XCTAssertEqual(shared.fusion.weights, .valLoss)
+        XCTAssertNotNil(shared.fusion.finetune)
+        XCTAssertEqual(soup.fusion.method, .greedy_soup)
+        XCTAssertEqual(soup.split.shardBy, .none)
+    }
+
     func testEveryShippedExperimentValidates() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: experiments.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertTrue(names.contains("quickstart.yaml") && names.contains("digits-dense.yaml"))
