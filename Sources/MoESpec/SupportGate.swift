@@ -14,7 +14,7 @@
 /// in one process), with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
 /// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
 /// `parallelism.workers` processes over shared memory), `pipeline` (one layerwise stage per worker),
-/// fusion by every method, no `sweep`, on synthetic or file data.
+/// fusion by every method, on synthetic or file data; a spec with a `sweep` section runs with `moe-run sweep`.
 enum SupportGate {
     struct Entry: Sendable {
         let keyPath: String
