@@ -52,7 +52,7 @@ extension Planner {
                 + "the interpolation curves and loss barriers (11 points)"))
         var last = "fuse"
         if let f = spec.fusion.finetune {
-            tasks.append(finetuneTask(spec, f, after: "fuse", what: "the fused model"))
+            tasks.append(finetuneTask(spec, f, after: "fuse", what: spec.fusion.method == .mix ? "the mixed MoE model (router learned with the MoE losses)" : "the fused model"))
             last = "finetune"
         }
         tasks.append(PlanTask(
@@ -83,6 +83,9 @@ extension Planner {
         case .dare_ties: return "dare_ties (density \(f.density), rescale \(f.rescale), lambda \(f.lambda), \(weights))"
         case .slerp: return "slerp (t \(f.t))"
         case .fisher: return "fisher (\(f.fisherSamples) validation batches, epsilon \(f.epsilon), \(weights))"
+        case .mix:
+            let blocks = spec.model.moeBlocks.indices(blocks: spec.model.blocks).map(String.init).joined(separator: ", ")
+            return "mix (BTX: the experts' FFNs of block\(blocks.contains(",") ? "s" : "") \(blocks) become the experts of MoE blocks with a \(spec.router.type.rawValue) router (k \(spec.router.k)) initialised near uniform; other weights averaged, \(weights))"
         default: return f.method.rawValue
         }
     }

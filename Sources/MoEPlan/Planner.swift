@@ -45,6 +45,20 @@ public enum Planner {
             inputs: trainInputs,
             output: "tasks/train.h5",
             summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
+        // Expert merging (`replicate` with `fusion.method: average`): the MoE collapsed into a dense model.
+        if spec.split.strategy == .replicate, spec.fusion.method == .average {
+            tasks.append(PlanTask(
+                id: "fuse", kind: .fuse, dependsOn: ["train"], workers: 1,
+                inputs: ["tasks/train.h5:/model", "tasks/train.h5:/router", "tasks/data.h5:/data/val", "tasks/data.h5:/data/test"],
+                output: "tasks/fuse.h5",
+                summary: "merge each MoE layer's \(spec.experts) experts into one dense FFN (\(spec.fusion.weights == .dataSize ? "weighted by routing load" : spec.fusion.weights.keyword.map { "\($0) weights" } ?? "explicit weights")); measure the MoE and the merged model on val and test"))
+            tasks.append(PlanTask(
+                id: "evaluate", kind: .evaluate, dependsOn: ["fuse"], workers: 1,
+                inputs: ["tasks/train.h5:/model", "tasks/fuse.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
+                output: "tasks/evaluate.h5",
+                summary: "evaluate the MoE model and the merged dense model (final) on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
+            return Plan(name: spec.name, tasks: tasks)
+        }
         let finalTask = spec.fusion.finetune == nil ? "train" : "finetune"
         if let f = spec.fusion.finetune {
             tasks.append(finetuneTask(spec, f, after: "train", what: "the stacked model"))

@@ -8,10 +8,12 @@ import MoEHDF5
 ///   `train_loss.svg` and `val_loss.svg` (a sweep: one line per trial, labelled by its values);
 /// - `router-<task|trial-N>-<block>.svg`: the share of samples each expert received at each log
 ///   step, per MoE layer (a heat map, experts × steps);
-/// - `fusion-barrier.svg` when a file of the run has `/fusion/barrier/<a>--<b>/{alpha, val_loss}`;
+/// - `fusion-barrier.svg` (a sweep: `fusion-barrier-trial-N.svg`) when a file of the run has
+///   `/fusion/barrier/<a>--<b>/{alpha, val_loss}` (fused ↔ expert curves dashed);
 /// - a sweep's `<metric>-vs-<key>.svg`: the final metric against each swept key's values, one
 ///   line per combination of the other swept keys; a swept `seed` is a replicate: points are the
-///   mean over seeds (each seed a dot) and router heat maps are drawn for the first seed only.
+///   mean over seeds (each seed a dot) and router heat maps and fusion curves are drawn for the
+///   first seed only.
 public struct Report {
     public let directory: String
     public let isSweep: Bool
@@ -172,7 +174,8 @@ public struct Report {
         return pairs.sorted().compactMap { pair in
             guard let a = numbers(file, "fusion/barrier/\(pair)/alpha")?.values,
                   let l = numbers(file, "fusion/barrier/\(pair)/val_loss")?.values else { return nil }
-            return ChartSeries(label: pair.replacingOccurrences(of: "--", with: " ↔ "), points: zip(a, l).map { (x: $0, y: $1) })
+            return ChartSeries(label: pair.replacingOccurrences(of: "--", with: " ↔ "), points: zip(a, l).map { (x: $0, y: $1) },
+                               dashed: pair.hasPrefix("fused"))
         }
     }
 
@@ -243,6 +246,14 @@ public struct Report {
             if !t.isEmpty { train.append(ChartSeries(label: name, points: t)) }
             let v = Self.curve(file, "metrics/eval", "val_loss")
             if !v.isEmpty { val.append(ChartSeries(label: name, points: v)) }
+            if mapRouter {
+                let barrier = files.compactMap { try? H5File.open($0) }.flatMap(Self.barrierSeries)
+                if !barrier.isEmpty {
+                    heatmaps.append(("fusion-barrier-trial-\(row[ti]).svg",
+                                     LineChart(title: "Interpolation between experts — \(name)", xLabel: "interpolation α",
+                                               yLabel: "validation loss", series: barrier).svg()))
+                }
+            }
             if mapRouter, file.exists("router"), let blocks = try? file.openGroup("router").children() {
                 for block in blocks.sorted() {
                     if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(name), block \(block)") {

@@ -16,6 +16,7 @@ enum EvaluateTask {
     /// fine-tuning) and `final` (the `finetune` task's model, else the fused one).
     static func models(_ spec: ExperimentSpec) -> [(name: String, task: String)] {
         let finetuned = spec.fusion.finetune != nil
+        if spec.split.strategy == .replicate, spec.fusion.method == .average { return [("moe", "train"), ("fused", "fuse"), ("final", "fuse")] }
         guard spec.split.strategy == .branch else { return finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")] }
         let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
         let fusion = spec.fusion.method == .none ? [] : [("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
@@ -25,7 +26,19 @@ enum EvaluateTask {
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
         var results: [(String, Double)] = []
         for (name, task) in models(spec) {
-            let (model, _) = try Checkpoint.loadModel(from: try H5File.open(layout.taskFile(task)), at: "model")
+            let file = try H5File.open(layout.taskFile(task))
+            if EnsembleModel.isEnsemble(file, at: "model") {
+                let (ensemble, _) = try EnsembleModel.load(from: file, at: "model")
+                for split in spec.eval.splits {
+                    let (data, _) = try DataTask.load(split.rawValue, layout: layout)
+                    guard data.count > 0 else { continue }
+                    let r = ensemble.evaluate(x: data.x, labels: data.y, batchSize: spec.eval.batchSize)
+                    results.append(("\(name)/\(split.rawValue)_loss", r.loss))
+                    results.append(("\(name)/\(split.rawValue)_accuracy", r.accuracy))
+                }
+                continue
+            }
+            let (model, _) = try Checkpoint.loadModel(from: file, at: "model")
             for split in spec.eval.splits {
                 let (data, _) = try DataTask.load(split.rawValue, layout: layout)
                 guard data.count > 0 else { continue }

@@ -41,6 +41,9 @@ import MoEStore
 /// `/fusion/barrier/<a>--<b>/{alpha, val_loss, barrier, val_accuracy, error_barrier}`, `/fusion/tensors/{names (one string,
 /// a tensor name per line), distance [T, E], task_vector_norm [T, E], …}` (per-tensor statistics,
 /// `Fusion.statistics`; see `writeStatistics`).
+///
+/// `mix` (FuseTask+Mix.swift), `ensemble` (FuseTask+Ensemble.swift) and, after a `replicate` MoE,
+/// `average` as expert merging (FuseTask+ExpertMerge.swift) have their own steps and records.
 final class FuseTask {
     struct Metrics {
         var valLoss: Double, valAccuracy: Double, testLoss: Double, testAccuracy: Double
@@ -63,6 +66,9 @@ final class FuseTask {
     }
 
     func run() throws {
+        if spec.fusion.method == .mix { return try runMix() }
+        if spec.fusion.method == .ensemble { return try runEnsemble() }
+        if spec.split.strategy == .replicate { return try runExpertMerge() }
         let (val, _) = try DataTask.load("val", layout: layout)
         let (test, _) = try DataTask.load("test", layout: layout)
         guard val.count > 0 else {
@@ -125,12 +131,9 @@ final class FuseTask {
                 coefficients = [1 - f.t, f.t]
             default:
                 let w: [Double]
-                switch f.weights {
-                case .uniform: w = try FusionWeights.uniform(count: experts.count)
-                case .dataSize: w = try FusionWeights.dataSize(samples)
-                case .valLoss: w = try FusionWeights.valLoss(expertMetrics.map(\.valLoss), temperature: f.temperature)
-                case .explicit(let list): w = try FusionWeights.explicit(list, modelCount: experts.count, normalize: f.normalize)
-                case .optimized:
+                if let fixed = try fixedWeights(expertMetrics, samples: samples) {
+                    w = fixed
+                } else {
                     let r = try Fusion.optimizedWeights(count: experts.count, seed: spec.seed64, maxEvaluations: Self.optimizedBudget) { w in
                         probe.validation(try fuse(w).0).loss
                     }

@@ -9,7 +9,8 @@ extension RunSummary {
         let g = try fuse.openGroup("fusion")
         let method = try g.stringAttribute("method"), weights = try g.stringAttribute("weights")
         let coefficients: [Double] = try g.read("coefficients", as: Double.self).values
-        var lines = ["  fusion: \(method)" + (["greedy_soup", "slerp"].contains(method) ? "" : " (weights \(weights))") + ", seed model \(try g.stringAttribute("seed_model"))",
+        let seedModel = (try? g.stringAttribute("seed_model")).map { ", seed model \($0)" } ?? ""
+        var lines = ["  fusion: \(method)" + (["greedy_soup", "slerp"].contains(method) ? "" : " (weights \(weights))") + seedModel,
                      "    model        val_loss  val_acc  test_loss  test_acc  coefficient"]
         func row(_ name: String, _ v: [Double], _ c: String) -> String {
             "    " + name.padding(toLength: 11, withPad: " ", startingAt: 0)
@@ -18,7 +19,18 @@ extension RunSummary {
         func metrics(_ model: String) throws -> [Double] {
             try ["val_loss", "val_accuracy", "test_loss", "test_accuracy"].map { try g.readScalar("metrics/\(model)/\($0)", as: Double.self) }
         }
-        for (i, c) in coefficients.enumerated() { lines.append(row("expert-\(i)", try metrics("expert-\(i)"), String(format: "%.4f", c))) }
+        if g.exists("metrics/moe") {
+            // Expert merging of a replicate MoE: coefficients [M, E], one row per MoE block.
+            let blocks = (try? g.stringAttribute("moe_blocks"))?.split(separator: ",").map(String.init) ?? []
+            let e = blocks.isEmpty ? coefficients.count : coefficients.count / blocks.count
+            lines[0] = "  fusion: expert merging (weights \(weights))"
+            lines.append(row("moe", try metrics("moe"), ""))
+            for (j, b) in blocks.enumerated() where e > 0 {
+                lines.append("    block \(b) expert coefficients: " + coefficients[(j * e)..<((j + 1) * e)].map { String(format: "%.4f", $0) }.joined(separator: ", "))
+            }
+        } else {
+            for (i, c) in coefficients.enumerated() { lines.append(row("expert-\(i)", try metrics("expert-\(i)"), String(format: "%.4f", c))) }
+        }
         lines.append(row("fused", try metrics("fused"), ""))
         if let finetuned { lines.append(row("finetuned", finetuned, "")) }
         if g.exists("barrier") {

@@ -28,6 +28,9 @@ public struct RunSummary {
         case "run": return try runText(file)
         case "task": return try taskText(file)
         case "model": return try "\(path): model checkpoint\n  config \(file.stringAttribute("config"))"
+        case "ensemble":
+            return try "\(path): ensemble checkpoint (Branch-Train-Merge) of \(file.attribute("experts", as: Int64.self)) experts, "
+                + "\(file.stringAttribute("posterior")) domain posterior\n  config \(file.stringAttribute("config"))"
         default:
             if file.exists("x") && file.exists("y") {
                 let shape = try file.openDataset("x").shape

@@ -20,8 +20,13 @@ extension ExperimentSpec {
     /// `split.strategy: neurons` (MoEfication) makes every block in `model.moe_blocks` an MoE
     /// layer whose experts are `model.ffn / experts` wide (`expertFFN`): the dense FFN's hidden
     /// units split into groups (see `Moefication`).
+    ///
+    /// `split.strategy: branch` with `fusion.method: mix` (Branch-Train-MiX) gives the MoE model the
+    /// `fuse` task builds and `finetune` trains: every block in `model.moe_blocks` holds the `experts`
+    /// branch experts' FFNs (`model.ffn` wide) behind the `router` section's router.
     var moeConfig: MoEConfig? {
-        guard experts > 1, split.strategy == .replicate || split.strategy == .neurons else { return nil }
+        let mix = split.strategy == .branch && fusion.method == .mix
+        guard experts > 1, split.strategy == .replicate || split.strategy == .neurons || mix else { return nil }
         return MoEConfig(experts: experts, blocks: model.moeBlocks.indices(blocks: model.blocks),
                          router: RouterKind(rawValue: router.type.rawValue)!, k: router.k,
                          capacityFactor: router.capacityFactor, minCapacity: router.minCapacity,

@@ -119,7 +119,9 @@ final class TrainTask {
         self.norm = norm
         trainSamples = train.count
         var config = spec.modelConfig(features: train.features, classes: train.classes)
-        if role != .train { config.moe = nil }
+        // Pre-training and branch experts train the dense model; `finetune` trains the MoE model of
+        // `fusion.method: mix` (else the dense fused or stacked model).
+        if role != .train && !(role == .finetune && spec.fusion.method == .mix) { config.moe = nil }
         let model = ResidualMLP(config: config, seed: initSeed)
         try Self.checkDomains(model.config, train, val)
         let parallel = spec.parallelism.mode == .data || spec.parallelism.mode == .expert

@@ -60,11 +60,11 @@ enum IneffectiveKeys {
              summary: "fusion parameters need a `fusion.method`.") { s in
             s.fusion.method == .none ? "has no effect with fusion.method: none" : nil
         },
-        Rule(keys: ["fusion.weights"], summary: "`fusion.weights` applies to every method but `greedy_soup`, `slerp` and `stack` (which take no per-expert weights).") { s in
-            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix, .ensemble])
+        Rule(keys: ["fusion.weights"], summary: "`fusion.weights` applies to every method but `greedy_soup`, `slerp`, `stack` and `ensemble` (which take no per-expert weights).") { s in
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix])
         },
         Rule(keys: ["fusion.temperature"], summary: "`fusion.temperature` applies to `fusion.weights: val_loss` only.") { s in
-            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix, .ensemble])
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .fisher, .mix])
                 ?? (s.fusion.weights == .valLoss ? nil : "applies only with fusion.weights: val_loss")
         },
         Rule(keys: ["fusion.lambda"], summary: "`fusion.lambda` applies to `task_arithmetic`, `ties`, `dare` and `dare_ties`.") { s in
@@ -77,8 +77,8 @@ enum IneffectiveKeys {
             FusionParameters.reason(s, users: [.dare, .dare_ties])
         },
         Rule(keys: ["fusion.t"], summary: "`fusion.t` applies to `slerp`.") { s in FusionParameters.reason(s, users: [.slerp]) },
-        Rule(keys: ["fusion.normalize"], summary: "`fusion.normalize` applies to `average`, `task_arithmetic`, `ties`, `dare` and `dare_ties`.") { s in
-            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .mix, .ensemble])
+        Rule(keys: ["fusion.normalize"], summary: "`fusion.normalize` applies to `average`, `task_arithmetic`, `ties`, `dare`, `dare_ties` and `mix`.") { s in
+            FusionParameters.reason(s, users: [.average, .task_arithmetic, .ties, .dare, .dare_ties, .mix])
         },
         Rule(keys: ["fusion.epsilon", "fusion.fisher_samples"], summary: "`fusion.epsilon` and `fusion.fisher_samples` apply to `fisher`.") { s in
             FusionParameters.reason(s, users: [.fisher])
@@ -114,8 +114,8 @@ enum IneffectiveKeys {
     }
 }
 
-/// Which fusion methods read a parameter (`FuseTask`; `mix` and `ensemble`, not built yet, accept all
-/// the weighting parameters for now).
+/// Which fusion methods read a parameter (`FuseTask`; `mix` averages its non-expert weights with
+/// `weights`/`temperature`/`normalize`; `ensemble` weighs by the domain posterior and reads none).
 enum FusionParameters {
     static func reason(_ s: ExperimentSpec, users: Set<FusionSpec.Method>) -> String? {
         let m = s.fusion.method

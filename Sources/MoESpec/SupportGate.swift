@@ -14,7 +14,7 @@
 /// in one process), with `parallelism.mode: none` or `branch` (tasks in worker processes, up to `parallelism.workers` at once,
 /// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
 /// `parallelism.workers` processes over shared memory), `pipeline` (one layerwise stage per worker),
-/// fusion by every method but `mix` and `ensemble`, no `sweep`, on synthetic or file data.
+/// fusion by every method, on synthetic or file data; a spec with a `sweep` section runs with `moe-run sweep`.
 enum SupportGate {
     struct Entry: Sendable {
         let keyPath: String
@@ -27,11 +27,6 @@ enum SupportGate {
     }
 
     static let entries: [Entry] = [
-        Entry(keyPath: "fusion.method", refused: "`mix` (BTX) and `ensemble` (BTM)", issue: "6") { spec in
-            let m = spec.fusion.method
-            return m == .mix || m == .ensemble
-                ? "\(quoted(m.rawValue)) is not supported yet (issue 6: the weight-space methods average, greedy_soup, task_arithmetic, ties, dare, dare_ties, slerp and fisher run today)" : nil
-        },
         Entry(keyPath: "fusion.finetune", refused: "after `stack` of `layerwise` trained end to end (without `train.local`)", issue: "6") { spec in
             spec.fusion.finetune == nil || spec.split.strategy != .layerwise || spec.train.local ? nil
                 : "fine-tuning the stacked model of a pipeline-trained layerwise run is not supported yet (issue 6); it runs after train.local: true"
