@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 import MoEHDF5
 import XCTest
 
@@ -62,6 +63,11 @@ final class BTXEndToEndTests: XCTestCase {
             let bound = 0.01 / Float(16).squareRoot()
             XCTAssertLessThanOrEqual(router.values.map(abs).max()!, bound * (1 + 1e-6), "router \(b) within 0.01 × U(±1/√hidden)")
             XCTAssertGreaterThan(Set(router.values).count, 1, "router \(b) is random, not constant (ties would route by index)")
+            // Exactly 0.01 × the fresh router initialisation U(±1/√hidden) from the spec seed (7).
+            let fresh = Tensor(shape: [3, 16])
+            var rng = RNG(seed: 7, purpose: "init/blocks/\(b)/moe/router/weight")
+            rng.fillUniform(fresh, low: -1 / Float(16).squareRoot(), high: 1 / Float(16).squareRoot())
+            XCTAssertEqual(router.values.map(\.bitPattern), (0..<fresh.count).map { (fresh.data[$0] * 0.01).bitPattern }, "router \(b) init")
         }
         XCTAssertNotEqual(try floats(run, "models/final/blocks/0/moe/router/weight"), try floats(run, "models/fused/blocks/0/moe/router/weight"),
                           "the router is learned during fine-tuning")
