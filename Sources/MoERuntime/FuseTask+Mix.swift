@@ -22,7 +22,7 @@ import MoEStore
 ///   by `mixRouterScale` = 0.01: logits are at most 0.01·‖LN(x)‖₁/√hidden, so every token's gate
 ///   probabilities start within about 1% of uniform 1/E, while the small noise (unlike an all-zero
 ///   router, whose ties would send every token to experts 0…k−1 by index) spreads the top-k
-///   choices over the experts. A `noisy_topk` router's noise weight keeps its fresh initialisation.
+///   choices over the experts. A `noisy_topk` router's noise weight keeps its fresh initialisation (zero).
 /// - The router is then learned in the `finetune` task with the MoE losses (the `router` section:
 ///   type, k, capacity, aux_loss, z_loss), which `fusion.method: mix` requires.
 ///

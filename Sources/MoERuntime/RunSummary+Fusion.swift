@@ -19,6 +19,7 @@ extension RunSummary {
         func metrics(_ model: String) throws -> [Double] {
             try ["val_loss", "val_accuracy", "test_loss", "test_accuracy"].map { try g.readScalar("metrics/\(model)/\($0)", as: Double.self) }
         }
+        var blockLines: [String] = []
         if g.exists("metrics/moe") {
             // Expert merging of a replicate MoE: coefficients [M, E], one row per MoE block.
             let blocks = (try? g.stringAttribute("moe_blocks"))?.split(separator: ",").map(String.init) ?? []
@@ -26,13 +27,14 @@ extension RunSummary {
             lines[0] = "  fusion: expert merging (weights \(weights))"
             lines.append(row("moe", try metrics("moe"), ""))
             for (j, b) in blocks.enumerated() where e > 0 {
-                lines.append("    block \(b) expert coefficients: " + coefficients[(j * e)..<((j + 1) * e)].map { String(format: "%.4f", $0) }.joined(separator: ", "))
+                blockLines.append("    block \(b) expert coefficients: " + coefficients[(j * e)..<((j + 1) * e)].map { String(format: "%.4f", $0) }.joined(separator: ", "))
             }
         } else {
             for (i, c) in coefficients.enumerated() { lines.append(row("expert-\(i)", try metrics("expert-\(i)"), String(format: "%.4f", c))) }
         }
         lines.append(row("fused", try metrics("fused"), ""))
         if let finetuned { lines.append(row("finetuned", finetuned, "")) }
+        lines += blockLines
         if g.exists("barrier") {
             var parts: [String] = []
             for path in try g.openGroup("barrier").children() {

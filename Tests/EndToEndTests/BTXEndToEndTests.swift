@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 import MoEHDF5
 import XCTest
 
@@ -62,6 +63,11 @@ final class BTXEndToEndTests: XCTestCase {
             let bound = 0.01 / Float(16).squareRoot()
             XCTAssertLessThanOrEqual(router.values.map(abs).max()!, bound * (1 + 1e-6), "router \(b) within 0.01 × U(±1/√hidden)")
             XCTAssertGreaterThan(Set(router.values).count, 1, "router \(b) is random, not constant (ties would route by index)")
+            // Exactly 0.01 × the fresh router initialisation U(±1/√hidden) from the spec seed (7).
+            let fresh = Tensor(shape: [3, 16])
+            var rng = RNG(seed: 7, purpose: "init/blocks/\(b)/moe/router/weight")
+            rng.fillUniform(fresh, low: -1 / Float(16).squareRoot(), high: 1 / Float(16).squareRoot())
+            XCTAssertEqual(router.values.map(\.bitPattern), (0..<fresh.count).map { (fresh.data[$0] * 0.01).bitPattern }, "router \(b) init")
         }
         XCTAssertNotEqual(try floats(run, "models/final/blocks/0/moe/router/weight"), try floats(run, "models/fused/blocks/0/moe/router/weight"),
                           "the router is learned during fine-tuning")
@@ -70,6 +76,41 @@ final class BTXEndToEndTests: XCTestCase {
         let show = try CLI.run(["show", runDir], in: dir)
         XCTAssertEqual(show.status, 0, show.stderr)
         XCTAssertTrue(show.stdout.contains("fusion: mix"), show.stdout)
+        CLI.assertNoProcesses(in: dir)
+    }
+
+    /// `model.moe_blocks: [1]` with `weights: data_size`: block 0 stays dense with the experts' FFNs
+    /// averaged by their shard sizes (1e-6); block 1 holds the experts; the router is a switch router.
+    func testMixOfSomeBlocksAveragesTheOthers() throws {
+        let yaml = tinySpec(name: "mix1", epochs: 1).replacingOccurrences(of: "  dropout: 0.1", with: """
+              dropout: 0.1
+              moe_blocks: [1]
+            experts: 3
+            split:
+              strategy: branch
+              shard_by: domain
+            router: {type: switch}
+            fusion:
+              method: mix
+              weights: data_size
+              finetune: {epochs: 1}
+            """)
+        let (dir, _, run) = try run(yaml)
+        let samples = try (0..<3).map { Double(try run.openGroup("tasks/expert-\($0)").attribute("train_samples", as: Int64.self)) }
+        let w = samples.map { $0 / samples.reduce(0, +) }
+        let coefficients = try run.read("tasks/fuse/fusion/coefficients", as: Double.self).values
+        for (c, e) in zip(coefficients, w) { XCTAssertEqual(c, e, accuracy: 1e-12) }
+        for t in ["w1", "b2"] {
+            let experts = try (0..<3).map { try floats(run, "models/expert-\($0)/blocks/0/ffn/\(t)") }
+            for (j, x) in try floats(run, "models/fused/blocks/0/ffn/\(t)").enumerated() {
+                let expected = (0..<3).reduce(0.0) { $0 + w[$1] * Double(experts[$1][j]) }
+                XCTAssertEqual(Double(x), expected, accuracy: 1e-6, "blocks/0/ffn/\(t)[\(j)]")
+            }
+        }
+        XCTAssertFalse(run.exists("models/fused/blocks/0/moe"))
+        XCTAssertEqual(try run.read("models/fused/blocks/1/moe/experts/w2", as: Float.self).shape, [3, 16, 32])
+        XCTAssertFalse(run.exists("models/fused/blocks/1/ffn"))
+        XCTAssertTrue(try run.openGroup("models/final").stringAttribute("config").contains("\"router\":\"switch\""))
         CLI.assertNoProcesses(in: dir)
     }
 

@@ -71,6 +71,36 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual(soup.split.shardBy, .none)
     }
 
+    /// BTX vs BTM: the same 4 domain experts (data, model, split, train, seed), fused three ways;
+    /// mix and average fine-tune for the same epochs and lr. The seed recipe is layerwise, local,
+    /// 4 stages, stacked and fine-tuned.
+    func testBranchMergeMixAndEnsembleShareTheirExperts() throws {
+        func load(_ name: String) throws -> ExperimentSpec {
+            try SpecLoader.load(path: experiments.appendingPathComponent(name + ".yaml").path)
+        }
+        let mix = try load("btx-mix"), average = try load("btm-average"), ensemble = try load("btm-ensemble")
+        for other in [average, ensemble] {
+            XCTAssertEqual(mix.data, other.data)
+            XCTAssertEqual(mix.model, other.model)
+            XCTAssertEqual(mix.split, other.split)
+            XCTAssertEqual(mix.train, other.train)
+            XCTAssertEqual(mix.seed, other.seed)
+            XCTAssertEqual(mix.experts, other.experts)
+        }
+        XCTAssertEqual([mix.fusion.method, average.fusion.method, ensemble.fusion.method], [.mix, .average, .ensemble])
+        XCTAssertEqual(mix.fusion.finetune, average.fusion.finetune)
+        XCTAssertNil(ensemble.fusion.finetune)
+        XCTAssertEqual(mix.split.shardBy, .domain)
+        XCTAssertGreaterThan(mix.split.pretrainEpochs, 0)
+
+        let recipe = try load("seed-recipe")
+        XCTAssertEqual(recipe.split.strategy, .layerwise)
+        XCTAssertTrue(recipe.train.local)
+        XCTAssertEqual(recipe.experts, 4)
+        XCTAssertEqual(recipe.fusion.method, .stack)
+        XCTAssertNotNil(recipe.fusion.finetune)
+    }
+
     func testEveryShippedExperimentValidates() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: experiments.path).filter { $0.hasSuffix(".yaml") }
         XCTAssertTrue(names.contains("quickstart.yaml") && names.contains("digits-dense.yaml"))
