@@ -16,11 +16,7 @@ import MoEStore
 /// the ensemble: the mixture's NLL and accuracy).
 extension FuseTask {
     func runEnsemble() throws {
-        let (val, _) = try DataTask.load("val", layout: layout)
-        let (test, _) = try DataTask.load("test", layout: layout)
-        guard val.count > 0 else {
-            throw RuntimeError.io(path: layout.taskFile("data"), message: "fusion needs validation samples (data.split.val is 0)")
-        }
+        let (val, test) = try fusionSplits()
         let (tensors, _, norm, _) = try loadExperts()
         try Fusion.validate(tensors)
         let experts = try (0..<spec.experts).map { i in

@@ -37,11 +37,7 @@ extension FuseTask {
     static let mixRouterScale: Float = 0.01
 
     func runMix() throws {
-        let (val, _) = try DataTask.load("val", layout: layout)
-        let (test, _) = try DataTask.load("test", layout: layout)
-        guard val.count > 0 else {
-            throw RuntimeError.io(path: layout.taskFile("data"), message: "fusion needs validation samples (data.split.val is 0)")
-        }
+        let (val, test) = try fusionSplits()
         let (experts, config, norm, samples) = try loadExperts()
         let (base, baseStored) = try loadBase(config: config)
         try checkArchitectures(experts, base: base)

@@ -65,15 +65,22 @@ final class FuseTask {
         self.log = log
     }
 
-    func run() throws {
-        if spec.fusion.method == .mix { return try runMix() }
-        if spec.fusion.method == .ensemble { return try runEnsemble() }
-        if spec.split.strategy == .replicate { return try runExpertMerge() }
+    /// The validation and test splits every fusion evaluates on (validation samples are required:
+    /// coefficients, barriers and the collapse check are measured on them).
+    func fusionSplits() throws -> (val: Dataset, test: Dataset) {
         let (val, _) = try DataTask.load("val", layout: layout)
         let (test, _) = try DataTask.load("test", layout: layout)
         guard val.count > 0 else {
             throw RuntimeError.io(path: layout.taskFile("data"), message: "fusion needs validation samples (data.split.val is 0)")
         }
+        return (val, test)
+    }
+
+    func run() throws {
+        if spec.fusion.method == .mix { return try runMix() }
+        if spec.fusion.method == .ensemble { return try runEnsemble() }
+        if spec.split.strategy == .replicate { return try runExpertMerge() }
+        let (val, test) = try fusionSplits()
         let (experts, config, norm, samples) = try loadExperts()
         let (base, baseStored) = try loadBase(config: config)
         try checkArchitectures(experts, base: base)

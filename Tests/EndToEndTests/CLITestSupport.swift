@@ -166,6 +166,21 @@ extension CLI {
 }
 
 extension CLI {
+    /// Runs `yaml` in a fresh workspace to completion (asserting exit 0 and no process left);
+    /// returns the run directory.
+    static func completeRun(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let dir = try workspace(yaml)
+        let r = try run(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        assertNoProcesses(in: dir, file: file, line: line)
+        return dir + "/" + r.lastLine
+    }
+
+    /// A training series `/metrics/<name>` of a run's `tasks/train.h5`.
+    static func trainSeries(_ runDir: String, _ name: String) throws -> [Double] {
+        try H5File.open(runDir + "/tasks/train.h5").read("metrics/" + name, as: Double.self).values
+    }
+
     /// The /dev/shm files of the process groups of the scheduler `pid`.
     static func sharedMemoryFiles(of pid: Int32) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }

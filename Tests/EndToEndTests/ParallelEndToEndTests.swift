@@ -13,19 +13,6 @@ final class ParallelEndToEndTests: XCTestCase {
         yaml.replacingOccurrences(of: "output:", with: "parallelism: {mode: \(mode), workers: \(workers), retries: 1}\noutput:")
     }
 
-    /// Runs `yaml` to completion; returns the run directory.
-    private func run(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let dir = try CLI.workspace(yaml)
-        let r = try CLI.run(["spec.yaml", "--quiet"], in: dir)
-        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
-        CLI.assertNoProcesses(in: dir, file: file, line: line)
-        return dir + "/" + r.lastLine
-    }
-
-    private func series(_ runDir: String, _ name: String) throws -> [Double] {
-        try H5File.open(runDir + "/tasks/train.h5").read("metrics/" + name, as: Double.self).values
-    }
-
     private func weights(_ runDir: String) throws -> [String: [Float]] {
         try CLI.finalModelBits(runDir).mapValues { $0.map(Float.init(bitPattern:)) }
     }
@@ -47,20 +34,20 @@ final class ParallelEndToEndTests: XCTestCase {
     /// moves them by 1e-3 or more.
     func testDataParallelLearnsWhatOneProcessLearnsFromTheSameBatches() throws {
         let spec = tinySpec(name: "dp", epochs: 3)  // dropout 0.1: each rank draws its rows' masks
-        let single = try run(spec)
-        let reference = try series(single, "train_loss")
+        let single = try CLI.completeRun(spec)
+        let reference = try CLI.trainSeries(single, "train_loss")
         for workers in [2, 3] {
-            let runDir = try run(parallel(spec, mode: "data", workers: workers))
-            assertClose(try series(runDir, "train_loss"), reference, 1e-6, "train_loss with \(workers) workers")
-            assertClose(try series(runDir, "train_accuracy"), try series(single, "train_accuracy"), 1e-9, "train_accuracy with \(workers) workers")
+            let runDir = try CLI.completeRun(parallel(spec, mode: "data", workers: workers))
+            assertClose(try CLI.trainSeries(runDir, "train_loss"), reference, 1e-6, "train_loss with \(workers) workers")
+            assertClose(try CLI.trainSeries(runDir, "train_accuracy"), try CLI.trainSeries(single, "train_accuracy"), 1e-9, "train_accuracy with \(workers) workers")
             XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-5, "final weights with \(workers) workers")
             // The communication costs, per step, next to the other metrics.
-            let sent = try series(runDir, "bytes_sent")
+            let sent = try CLI.trainSeries(runDir, "bytes_sent")
             XCTAssertTrue(sent.allSatisfy { $0 > 0 }, "bytes_sent \(sent.prefix(3))")
-            XCTAssertTrue(try series(runDir, "communication_seconds").allSatisfy { $0 > 0 })
-            XCTAssertTrue(try series(runDir, "compute_seconds").allSatisfy { $0 > 0 })
-            XCTAssertTrue(try series(runDir, "wait_seconds").allSatisfy { $0 >= 0 })
-            XCTAssertEqual(try series(runDir, "compression_error").max(), 0)
+            XCTAssertTrue(try CLI.trainSeries(runDir, "communication_seconds").allSatisfy { $0 > 0 })
+            XCTAssertTrue(try CLI.trainSeries(runDir, "compute_seconds").allSatisfy { $0 > 0 })
+            XCTAssertTrue(try CLI.trainSeries(runDir, "wait_seconds").allSatisfy { $0 >= 0 })
+            XCTAssertEqual(try CLI.trainSeries(runDir, "compression_error").max(), 0)
             let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
             XCTAssertTrue(log.contains("train[rank \(workers - 1)]: started worker process"), log)
         }
@@ -69,17 +56,17 @@ final class ParallelEndToEndTests: XCTestCase {
 
     func testDataParallelIsTheSameBitsOnEveryRun() throws {
         let spec = parallel(tinySpec(name: "dpbits", epochs: 2), mode: "data", workers: 2)
-        XCTAssertEqual(try CLI.finalModelBits(try run(spec)), try CLI.finalModelBits(try run(spec)))
+        XCTAssertEqual(try CLI.finalModelBits(try CLI.completeRun(spec)), try CLI.finalModelBits(try CLI.completeRun(spec)))
     }
 
     func testExpertParallelLearnsWhatOneProcessLearns() throws {
         // Top-2 of 4 experts with the balancing and z losses; no capacity limit (capacity is
         // enforced per rank's tokens, the one place expert parallelism differs).
         let spec = tinyMoESpec(name: "ep", epochs: 3, router: "{type: topk, k: 2, aux_loss: 0.01, z_loss: 0.001}")
-        let single = try run(spec)
-        let runDir = try run(parallel(spec, mode: "expert", workers: 2))
-        assertClose(try series(runDir, "train_loss"), try series(single, "train_loss"), 1e-6, "train_loss")
-        assertClose(try series(runDir, "aux_loss"), try series(single, "aux_loss"), 1e-7, "aux_loss (global balancing statistics)")
+        let single = try CLI.completeRun(spec)
+        let runDir = try CLI.completeRun(parallel(spec, mode: "expert", workers: 2))
+        assertClose(try CLI.trainSeries(runDir, "train_loss"), try CLI.trainSeries(single, "train_loss"), 1e-6, "train_loss")
+        assertClose(try CLI.trainSeries(runDir, "aux_loss"), try CLI.trainSeries(single, "aux_loss"), 1e-7, "aux_loss (global balancing statistics)")
         XCTAssertLessThan(maxDifference(try weights(runDir), try weights(single)), 1e-5, "final weights")
         // The router series describe the whole batch (summed over the ranks), as one process records them.
         for name in ["load", "dropped_fraction", "gate_entropy", "load_cv"] {
@@ -88,23 +75,23 @@ final class ParallelEndToEndTests: XCTestCase {
             let b = try H5File.open(single + "/tasks/train.h5").read(path, as: Double.self).values
             assertClose(a, b, 1e-4, path)
         }
-        XCTAssertTrue(try series(runDir, "bytes_sent").allSatisfy { $0 > 0 })
+        XCTAssertTrue(try CLI.trainSeries(runDir, "bytes_sent").allSatisfy { $0 > 0 })
     }
 
     func testCompressedGradientsSendFewerBytesAndStillLearn() throws {
         let spec = tinySpec(name: "dpc", epochs: 3)
-        let plain = try run(parallel(spec, mode: "data", workers: 2))
-        let plainBytes = try series(plain, "bytes_sent")[0]
-        let plainLoss = try series(plain, "train_loss").last!
+        let plain = try CLI.completeRun(parallel(spec, mode: "data", workers: 2))
+        let plainBytes = try CLI.trainSeries(plain, "bytes_sent")[0]
+        let plainLoss = try CLI.trainSeries(plain, "train_loss").last!
         for (scheme, ratio) in [("fp16", 0.51), ("int8", 0.27), ("topk", 0.03)] {
             let yaml = parallel(spec, mode: "data", workers: 2)
                 .replacingOccurrences(of: "retries: 1}", with: "retries: 1, compression: \(scheme)\(scheme == "topk" ? ", ratio: 0.01" : "")}")
-            let runDir = try run(yaml)
-            let bytes = try series(runDir, "bytes_sent")
+            let runDir = try CLI.completeRun(yaml)
+            let bytes = try CLI.trainSeries(runDir, "bytes_sent")
             XCTAssertLessThan(bytes[0], ratio * plainBytes, "\(scheme): \(bytes[0]) bytes per step vs \(plainBytes) uncompressed")
-            let error = try series(runDir, "compression_error")
+            let error = try CLI.trainSeries(runDir, "compression_error")
             XCTAssertTrue(error.allSatisfy { $0 > 0 && $0 < 1 }, "\(scheme) compression_error \(error.prefix(3))")
-            let loss = try series(runDir, "train_loss")
+            let loss = try CLI.trainSeries(runDir, "train_loss")
             XCTAssertLessThan(loss.last!, loss.first! * 0.9, "\(scheme): the loss falls")
             XCTAssertLessThan(abs(loss.last! - plainLoss), scheme == "topk" ? 0.3 : 0.02, "\(scheme): final loss \(loss.last!) vs \(plainLoss)")
         }
@@ -116,7 +103,7 @@ final class ParallelEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "retries: 1}", with: "retries: 1, compression: topk, ratio: 0.05}")
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-        let expected = try CLI.finalModelBits(try run(long))
+        let expected = try CLI.finalModelBits(try CLI.completeRun(long))
         try CLI.assertKilledRankIsRetried(long, name: "dpkill", expected: expected)
     }
 
@@ -127,7 +114,7 @@ final class ParallelEndToEndTests: XCTestCase {
         let long = parallel(tinySpec(name: "dpparent", epochs: 30), mode: "data", workers: 2)
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-        let expected = try CLI.finalModelBits(try run(long))
+        let expected = try CLI.finalModelBits(try CLI.completeRun(long))
         let dir = try CLI.workspace(long)
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)

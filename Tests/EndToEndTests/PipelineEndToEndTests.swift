@@ -25,18 +25,6 @@ final class PipelineEndToEndTests: XCTestCase {
         tinySpec(name: name, epochs: epochs).replacingOccurrences(of: "blocks: 2", with: "blocks: \(blocks)")
     }
 
-    private func run(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let dir = try CLI.workspace(yaml)
-        let r = try CLI.run(["spec.yaml", "--quiet"], in: dir)
-        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
-        CLI.assertNoProcesses(in: dir, file: file, line: line)
-        return dir + "/" + r.lastLine
-    }
-
-    private func series(_ runDir: String, _ name: String) throws -> [Double] {
-        try H5File.open(runDir + "/tasks/train.h5").read("metrics/" + name, as: Double.self).values
-    }
-
     private func maxDifference(_ a: [String: [UInt32]], _ b: [String: [UInt32]]) -> Float {
         XCTAssertEqual(Set(a.keys), Set(b.keys))
         return a.keys.map { k in
@@ -53,21 +41,21 @@ final class PipelineEndToEndTests: XCTestCase {
     private func assertEquivalent(stages: Int, microbatches: Int, blocks: Int, mode: String = "pipeline",
                                   file: StaticString = #filePath, line: UInt = #line) throws {
         let name = "pipe\(stages)x\(microbatches)\(mode)"
-        let single = try run(tiny(name, blocks: blocks), file: file, line: line)
-        let runDir = try run(pipeline(tiny(name, blocks: blocks), stages: stages, microbatches: microbatches, mode: mode), file: file, line: line)
-        let loss = worst(try series(runDir, "train_loss"), try series(single, "train_loss"), "train_loss", file: file, line: line)
-        let val = worst(try series(runDir, "eval/val_loss"), try series(single, "eval/val_loss"), "val_loss", file: file, line: line)
+        let single = try CLI.completeRun(tiny(name, blocks: blocks), file: file, line: line)
+        let runDir = try CLI.completeRun(pipeline(tiny(name, blocks: blocks), stages: stages, microbatches: microbatches, mode: mode), file: file, line: line)
+        let loss = worst(try CLI.trainSeries(runDir, "train_loss"), try CLI.trainSeries(single, "train_loss"), "train_loss", file: file, line: line)
+        let val = worst(try CLI.trainSeries(runDir, "eval/val_loss"), try CLI.trainSeries(single, "eval/val_loss"), "val_loss", file: file, line: line)
         let weights = maxDifference(try CLI.finalModelBits(runDir), try CLI.finalModelBits(single))
         print("pipeline S=\(stages) M=\(microbatches) blocks=\(blocks) \(mode): |Δ train_loss| \(loss), |Δ val_loss| \(val), |Δ weights| \(weights)")
         XCTAssertLessThan(loss, 1e-6, "train_loss, S=\(stages) M=\(microbatches)", file: file, line: line)
         XCTAssertLessThan(val, 1e-6, "val_loss, S=\(stages) M=\(microbatches)", file: file, line: line)
         XCTAssertLessThan(weights, 1e-5, "final weights, S=\(stages) M=\(microbatches)", file: file, line: line)
-        XCTAssertLessThan(worst(try series(runDir, "train_accuracy"), try series(single, "train_accuracy"), "train_accuracy"), 1e-9, file: file, line: line)
+        XCTAssertLessThan(worst(try CLI.trainSeries(runDir, "train_accuracy"), try CLI.trainSeries(single, "train_accuracy"), "train_accuracy"), 1e-9, file: file, line: line)
         if mode == "pipeline" {
-            XCTAssertTrue(try series(runDir, "bytes_sent").allSatisfy { $0 > 0 }, file: file, line: line)
-            XCTAssertTrue(try series(runDir, "compute_seconds").allSatisfy { $0 > 0 }, file: file, line: line)
-            let bubble = try series(runDir, "bubble_fraction")
-            XCTAssertEqual(bubble.count, try series(runDir, "train_loss").count, file: file, line: line)
+            XCTAssertTrue(try CLI.trainSeries(runDir, "bytes_sent").allSatisfy { $0 > 0 }, file: file, line: line)
+            XCTAssertTrue(try CLI.trainSeries(runDir, "compute_seconds").allSatisfy { $0 > 0 }, file: file, line: line)
+            let bubble = try CLI.trainSeries(runDir, "bubble_fraction")
+            XCTAssertEqual(bubble.count, try CLI.trainSeries(runDir, "train_loss").count, file: file, line: line)
             XCTAssertTrue(bubble.allSatisfy { $0 >= 0 && $0 < 1 }, "bubble_fraction \(bubble.prefix(4))", file: file, line: line)
         }
     }
@@ -89,7 +77,7 @@ final class PipelineEndToEndTests: XCTestCase {
     }
 
     func testTaskFileHasTheDenseLayoutAndShowPrintsTheBubble() throws {
-        let runDir = try run(pipeline(tiny("pipeshow"), stages: 2, microbatches: 2))
+        let runDir = try CLI.completeRun(pipeline(tiny("pipeshow"), stages: 2, microbatches: 2))
         let task = try H5File.open(runDir + "/tasks/train.h5")
         for path in ["metrics/step", "metrics/train_loss", "metrics/wait_seconds", "metrics/bubble_fraction", "model/embed/weight",
                      "model/blocks/1/ffn/w2", "model/head/weight"] {
@@ -115,7 +103,7 @@ final class PipelineEndToEndTests: XCTestCase {
         let long = pipeline(tiny("pipeint", epochs: 40), stages: 3, microbatches: 2)
             .replacingOccurrences(of: "blocks: 2", with: "blocks: 3")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-        let expected = try CLI.finalModelBits(try run(long))
+        let expected = try CLI.finalModelBits(try CLI.completeRun(long))
         let dir = try CLI.workspace(long)
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)
@@ -147,7 +135,7 @@ final class PipelineEndToEndTests: XCTestCase {
         let long = pipeline(tiny("pipekill", epochs: 30), stages: 2, microbatches: 4)
             .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
             .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-        let expected = try CLI.finalModelBits(try run(long))
+        let expected = try CLI.finalModelBits(try CLI.completeRun(long))
         try CLI.assertKilledRankIsRetried(long, name: "pipekill", expected: expected)
     }
 }
