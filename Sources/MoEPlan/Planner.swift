@@ -52,11 +52,18 @@ public enum Planner {
                 inputs: ["tasks/train.h5:/model", "tasks/train.h5:/router", "tasks/data.h5:/data/val", "tasks/data.h5:/data/test"],
                 output: "tasks/fuse.h5",
                 summary: "merge each MoE layer's \(spec.experts) experts into one dense FFN (\(spec.fusion.weights == .dataSize ? "weighted by routing load" : spec.fusion.weights.keyword.map { "\($0) weights" } ?? "explicit weights")); measure the MoE and the merged model on val and test"))
+            var last = "fuse"
+            if let f = spec.fusion.finetune {
+                tasks.append(finetuneTask(spec, f, after: "fuse", what: "the merged dense model"))
+                last = "finetune"
+            }
             tasks.append(PlanTask(
-                id: "evaluate", kind: .evaluate, dependsOn: ["fuse"], workers: 1,
-                inputs: ["tasks/train.h5:/model", "tasks/fuse.h5:/model"] + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
+                id: "evaluate", kind: .evaluate, dependsOn: [last], workers: 1,
+                inputs: ["tasks/train.h5:/model", "tasks/fuse.h5:/model"] + (last == "fuse" ? [] : ["tasks/finetune.h5:/model"])
+                    + spec.eval.splits.map { "tasks/data.h5:/data/\($0.rawValue)" },
                 output: "tasks/evaluate.h5",
-                summary: "evaluate the MoE model and the merged dense model (final) on " + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
+                summary: "evaluate the MoE model, the merged dense model" + (last == "fuse" ? " (final)" : " and the fine-tuned one (final)") + " on "
+                    + spec.eval.splits.map(\.rawValue).joined(separator: ", ")))
             return Plan(name: spec.name, tasks: tasks)
         }
         let finalTask = spec.fusion.finetune == nil ? "train" : "finetune"

@@ -16,7 +16,9 @@ enum EvaluateTask {
     /// fine-tuning) and `final` (the `finetune` task's model, else the fused one).
     static func models(_ spec: ExperimentSpec) -> [(name: String, task: String)] {
         let finetuned = spec.fusion.finetune != nil
-        if spec.split.strategy == .replicate, spec.fusion.method == .average { return [("moe", "train"), ("fused", "fuse"), ("final", "fuse")] }
+        if spec.split.strategy == .replicate, spec.fusion.method == .average {
+            return [("moe", "train"), ("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
+        }
         guard spec.split.strategy == .branch else { return finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")] }
         let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
         let fusion = spec.fusion.method == .none ? [] : [("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]

@@ -136,7 +136,7 @@ enum CrossFieldRules {
             guard s.train.minLR > s.train.lr else { return nil }
             return c.error("train.min_lr", "must be at most train.lr (\(formatNumber(s.train.lr))), got \(formatNumber(s.train.minLR))")
         },
-        CrossFieldRule(summary: "`fusion.method: stack` needs `layerwise`; `average` needs `branch` or `replicate` (expert merging: uniform, data_size or explicit weights, no fine-tuning); every other method needs `branch`; `slerp` needs exactly 2 experts; `mix` needs `fusion.finetune` and weights other than `optimized`; `ensemble` takes no `fusion.finetune`; `fusion.finetune` needs a method.") { s, c in
+        CrossFieldRule(summary: "`fusion.method: stack` needs `layerwise`; `average` needs `branch` or `replicate` (expert merging: uniform, data_size or explicit weights); every other method needs `branch`; `slerp` needs exactly 2 experts; `mix` needs `fusion.finetune` and weights other than `optimized`; `ensemble` takes no `fusion.finetune`; `fusion.finetune` needs a method.") { s, c in
             let method = s.fusion.method
             if method == .stack, s.split.strategy != .layerwise {
                 return c.error("fusion.method", "stack needs split.strategy: layerwise, got \(s.split.strategy.rawValue)")
@@ -144,9 +144,6 @@ enum CrossFieldRules {
             if method == .average, s.split.strategy == .replicate {
                 if s.fusion.weights == .valLoss || s.fusion.weights == .optimized {
                     return c.error("fusion.weights", "merging the experts of a replicate MoE takes uniform, data_size (each expert's routing load) or an explicit list, got \(s.fusion.weights.keyword!)")
-                }
-                if s.fusion.finetune != nil {
-                    return c.error("fusion.finetune", "is not supported after merging the experts of a replicate MoE (fusion.method: average); remove it")
                 }
                 return nil
             }

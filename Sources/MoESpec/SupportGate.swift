@@ -27,10 +27,6 @@ enum SupportGate {
     }
 
     static let entries: [Entry] = [
-        Entry(keyPath: "fusion.finetune", refused: "after `stack` of `layerwise` trained end to end (without `train.local`)", issue: "6") { spec in
-            spec.fusion.finetune == nil || spec.split.strategy != .layerwise || spec.train.local ? nil
-                : "fine-tuning the stacked model of a pipeline-trained layerwise run is not supported yet (issue 6); it runs after train.local: true"
-        },
     ]
 
     static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {

@@ -160,6 +160,26 @@ final class BTXEndToEndTests: XCTestCase {
     /// `fusion.method: ensemble`: `/models/final` is the ensemble checkpoint; `moe-run eval` on it
     /// and the evaluate task's `final` test metrics equal an independent numpy computation of the
     /// mixture NLL (Tests/python/ensemble_reference.py, from the stored experts and posterior).
+    /// `fusion.finetune` after expert merging: the merged dense model is fine-tuned on all of
+    /// train; `/models/fused` stays the merge, `/models/final` is the fine-tuned dense model.
+    func testReplicateMergeCanBeFinetuned() throws {
+        let yaml = tinySpec(name: "mergeft").replacingOccurrences(of: "  dropout: 0.1", with: """
+              dropout: 0.1
+            experts: 4
+            split: {strategy: replicate}
+            router: {type: topk, k: 1}
+            fusion: {method: average, finetune: {epochs: 1, lr: 0.001}}
+            """)
+        let (dir, _, run) = try run(yaml)
+        XCTAssertTrue(run.exists("tasks/finetune/model/blocks/0/ffn/w1"), "the fine-tuned model is dense")
+        XCTAssertNotEqual(try CLI.modelBits(run, "final"), try CLI.modelBits(run, "fused"))
+        XCTAssertEqual(try floats(run, "models/final/blocks/0/ffn/w1"), try floats(run, "tasks/finetune/model/blocks/0/ffn/w1"))
+        let samples = try run.openDataset("data/train/y").shape[0]
+        XCTAssertEqual(try run.openGroup("tasks/finetune").attribute("steps", as: Int64.self), Int64((samples + 31) / 32), "1 epoch in batches of 32")
+        for model in ["moe", "fused", "final"] { XCTAssertTrue(run.exists("summary/\(model)/test_accuracy"), model) }
+        CLI.assertNoProcesses(in: dir)
+    }
+
     func testEnsembleEvalIsTheMixtureNLLOfTheStoredExperts() throws {
         let yaml = tinySpec(name: "ensemble").replacingOccurrences(of: "  dropout: 0.1", with: """
               dropout: 0.1

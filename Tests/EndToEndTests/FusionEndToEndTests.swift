@@ -182,4 +182,22 @@ final class FusionEndToEndTests: XCTestCase {
         XCTAssertTrue(run.exists("summary/fused/test_accuracy") && run.exists("summary/final/test_accuracy"))
         CLI.assertNoProcesses(in: dir)
     }
+
+    /// The stacked model of a pipeline-trained layer-wise run (GPipe over 2 workers) fine-tuned
+    /// like any other: `fused` is the pipeline's model, `final` the fine-tuned one.
+    func testPipelineTrainedStackIsFinetuned() throws {
+        let yaml = tinySpec(name: "pipestack").replacingOccurrences(of: "  dropout: 0.1", with: """
+              dropout: 0.1
+            experts: 2
+            split: {strategy: layerwise}
+            parallelism: {mode: pipeline, workers: 2, microbatches: 2}
+            fusion: {method: stack, finetune: {epochs: 1}}
+            """)
+        let (dir, _, run, _) = try run(yaml)
+        XCTAssertNotEqual(try CLI.modelBits(run, "final"), try CLI.modelBits(run, "fused"))
+        XCTAssertEqual(try run.read("models/fused/head/weight", as: Float.self).values, try run.read("tasks/train/model/head/weight", as: Float.self).values)
+        XCTAssertEqual(try run.read("models/final/head/weight", as: Float.self).values, try run.read("tasks/finetune/model/head/weight", as: Float.self).values)
+        XCTAssertTrue(run.exists("summary/fused/test_accuracy") && run.exists("summary/final/test_accuracy"))
+        CLI.assertNoProcesses(in: dir)
+    }
 }
