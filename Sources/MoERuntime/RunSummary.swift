@@ -81,7 +81,12 @@ public struct RunSummary {
         if file.exists("metrics/bytes_sent") { lines += try Self.communicationLines(try file.openGroup("metrics")) }
         if file.exists("fusion") { lines += try Self.fusionTable(file, finetuned: nil) }
         if file.exists("checkpoints") { lines.append("  checkpoints at steps " + (try file.openGroup("checkpoints").children()).joined(separator: ", ")) }
-        if file.exists("model") { lines.append("  final model at /model") }
+        if file.exists("model") {
+            let task = (try? file.stringAttribute("task")) ?? ""
+            let what = ["fuse": "fused model", "pretrain": "pre-trained model", "finetune": "fine-tuned model"][task]
+                ?? (task.hasPrefix("expert-") ? "expert model" : "final model")
+            lines.append("  \(what) at /model")
+        }
         if file.exists("summary") {
             for model in try file.openGroup("summary").children() {
                 let g = try file.openGroup("summary/" + model)

@@ -94,6 +94,9 @@ final class FusionEndToEndTests: XCTestCase {
         XCTAssertTrue(show.stdout.contains("    fused   "), show.stdout)
         XCTAssertTrue(show.stdout.contains("0.5000"), show.stdout)
         XCTAssertTrue(show.stdout.contains("barriers, loss / error (val, 11 points): expert-0--expert-1"), show.stdout)
+        let task = try CLI.run(["show", runDir + "/tasks/fuse.h5"], in: dir)
+        XCTAssertEqual(task.status, 0, task.stderr)
+        XCTAssertTrue(task.stdout.contains("  fused model at /model"), task.stdout)
         CLI.assertNoProcesses(in: dir)
     }
 
