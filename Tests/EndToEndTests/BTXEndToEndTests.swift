@@ -76,6 +76,9 @@ final class BTXEndToEndTests: XCTestCase {
         let show = try CLI.run(["show", runDir], in: dir)
         XCTAssertEqual(show.status, 0, show.stderr)
         XCTAssertTrue(show.stdout.contains("fusion: mix"), show.stdout)
+        // numpy re-computes every model of the run (the MoE before and after fine-tuning, the
+        // seed and the experts) from the file alone.
+        try CLI.assertNumpyReproduces(runDir, models: ["final", "fused", "seed", "expert-0", "expert-1"])
         CLI.assertNoProcesses(in: dir)
     }
 

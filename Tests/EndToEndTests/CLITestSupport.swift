@@ -166,6 +166,24 @@ extension CLI {
 }
 
 extension CLI {
+    /// Runs `Tests/python/check_run.py` (h5py + numpy alone) on a run directory: it re-computes
+    /// the test loss of every linked model checkpoint from the file and compares it with moe-run's
+    /// summary. Asserts success and that each of `models` was among the ones checked. Skips when
+    /// there is no Python venv (`make test` creates it).
+    static func assertNumpyReproduces(_ runDir: String, models: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let python = ProcessInfo.processInfo.environment["MOE_RUN_PYTHON"] ?? (NSHomeDirectory() + "/.cache/moe-run/venv/bin/python")
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw XCTSkip("no Python venv with h5py at \(python); `make test` creates it")
+        }
+        let script = repositoryRoot.appendingPathComponent("Tests/python/check_run.py").path
+        let py = try tool(python, [script, runDir])
+        XCTAssertEqual(py.status, 0, py.stdout + py.stderr, file: file, line: line)
+        XCTAssertTrue(py.stdout.hasPrefix("interop: ok: "), py.stdout, file: file, line: line)
+        for model in models {
+            XCTAssertTrue(py.stdout.contains(" \(model) (") || py.stdout.hasPrefix("interop: ok: \(model) ("), "\(model) not checked: \(py.stdout)", file: file, line: line)
+        }
+    }
+
     /// Runs `yaml` in a fresh workspace to completion (asserting exit 0 and no process left);
     /// returns the run directory.
     static func completeRun(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {

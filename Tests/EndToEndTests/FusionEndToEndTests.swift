@@ -97,6 +97,7 @@ final class FusionEndToEndTests: XCTestCase {
         let task = try CLI.run(["show", runDir + "/tasks/fuse.h5"], in: dir)
         XCTAssertEqual(task.status, 0, task.stderr)
         XCTAssertTrue(task.stdout.contains("  fused model at /model"), task.stdout)
+        try CLI.assertNumpyReproduces(runDir, models: ["final", "expert-0", "expert-2"])
         CLI.assertNoProcesses(in: dir)
     }
 

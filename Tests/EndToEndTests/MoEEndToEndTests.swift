@@ -116,7 +116,7 @@ final class MoEEndToEndTests: XCTestCase {
             let (_, runDir) = try run(tinyMoESpec(name: "interop", router: router))
             let py = try CLI.tool(python, [script, runDir])
             XCTAssertEqual(py.status, 0, router + ": " + py.stdout + py.stderr)
-            XCTAssertTrue(py.stdout.contains("interop: ok: MoE"), router + ": " + py.stdout)
+            XCTAssertTrue(py.stdout.contains("interop: ok: final (MoE "), router + ": " + py.stdout)
         }
     }
 

@@ -19,6 +19,11 @@
    token passes through the residual). The `hash` router (seeded Philox stream per token) is
    not re-implemented here: the check reports it and fails.
 
+4. Every model checkpoint the run links under /models (final, and for branch and fusion runs also
+   seed, expert-<i>, fused; moe for expert merging) whose /summary/<model>/test_loss exists is
+   re-computed the same way. Ensemble checkpoints (kind "ensemble") are checked by
+   ensemble_reference.py instead.
+
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
 import json
@@ -172,13 +177,18 @@ def main(run_dir):
         check("name:" in spec, "/spec does not hold the resolved YAML")
         plan = json.loads(f["plan"][()])
         ids = [t["id"] for t in plan["tasks"]]
-        check(ids[:2] == ["data", "train"] or ids[:3] == ["data", "pretrain", "train"], f"unexpected plan {plan}")
+        check(ids[0] == "data" and ids[-1] == "evaluate" and ("train" in ids or "expert-0" in ids), f"unexpected plan {plan}")
         for split in ["train", "val", "test"]:
             check(f[f"data/{split}/x"].dtype == np.float32, f"/data/{split}/x is not float32")
             check(f[f"data/{split}/y"].dtype == np.int64, f"/data/{split}/y is not int64")
             check(f[f"data/{split}/x"].shape[0] == f[f"data/{split}/y"].shape[0], f"/data/{split} x/y lengths differ")
         model = f["models/final"]
-        check(model.attrs["format"] == "moe-run/1" and model.attrs["kind"] == "model", "/models/final is not a model checkpoint")
+        check(model.attrs["format"] == "moe-run/1" and model.attrs["kind"] in ("model", "ensemble"), "/models/final is not a checkpoint")
+        if model.attrs["kind"] == "ensemble":
+            model = f["models/fused"] if "models/fused" in f and f["models/fused"].attrs["kind"] == "model" else None
+        check(model is not None or "models/expert-0" in f, "no model checkpoint to check")
+        if model is None:
+            model = f["models/expert-0"]
         config = json.loads(model.attrs["config"])
         check(model["embed/weight"].shape == (config["hidden"], config["features"]), "embed/weight is not [hidden, features]")
         moe = config.get("moe")
@@ -191,33 +201,43 @@ def main(run_dir):
                 check(model[f"blocks/{i}/moe/experts/w1"].shape == (e, ffn, hidden), "experts/w1 is not [E, ffn, hidden]")
                 check(model[f"blocks/{i}/moe/experts/w2"].shape == (e, hidden, ffn), "experts/w2 is not [E, hidden, ffn]")
                 check(f"blocks/{i}/ffn" not in model, f"MoE block {i} also has a dense ffn")
-                router = f[f"tasks/train/router/{i}"]
-                rows = len(metrics_step(f))
-                check(router["load"].shape == (rows, e), f"router/{i}/load is not [log rows, E]")
-                for name in ["step", "dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]:
-                    check(router[name].shape == (rows,), f"router/{i}/{name} is not [log rows]")
+                if f"tasks/train/router/{i}" in f:
+                    router = f[f"tasks/train/router/{i}"]
+                    rows = len(metrics_step(f))
+                    check(router["load"].shape == (rows, e), f"router/{i}/load is not [log rows, E]")
+                    for name in ["step", "dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]:
+                        check(router[name].shape == (rows,), f"router/{i}/{name} is not [log rows]")
             else:
                 check(model[f"blocks/{i}/ffn/w1"].shape == (config["ffn"], config["hidden"]), "w1 is not [ffn, hidden]")
         check(model["head/weight"].dtype == np.float32, "parameters must be float32")
         for task in plan["tasks"]:
             check(f"tasks/{task['id']}" in f, f"/tasks/{task['id']} link missing")
-        metrics = f["tasks/train/metrics"]
-        check(metrics["step"].dtype == np.int64 and metrics["train_loss"].dtype == np.float64, "metric dtypes")
-        check(len(metrics["step"]) == len(metrics["train_loss"]) > 0, "metric series lengths")
+        for task in [t for t in ids if t in ("train", "expert-0", "finetune")]:
+            metrics = f[f"tasks/{task}/metrics"]
+            check(metrics["step"].dtype == np.int64 and metrics["train_loss"].dtype == np.float64, f"{task} metric dtypes")
+            check(len(metrics["step"]) == len(metrics["train_loss"]) > 0, f"{task} metric series lengths")
 
-        reported = float(f["summary/final/test_loss"][()])
         x = np.asarray(f["data/test/x"], dtype=np.float64)
         y = np.asarray(f["data/test/y"])
         domains = np.asarray(f["data/test/domain"]) if "data/test/domain" in f else None
         batch_size = int(f["tasks/evaluate"].attrs["batch_size"])
-        logits = forward(model, x, domains, batch_size)
-        loss = cross_entropy(logits, y)
-        rel = abs(loss - reported) / abs(reported)
-        check(rel < 1e-4, f"numpy test loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.2e})")
-        accuracy = float(np.mean(logits.argmax(axis=1) == y))
-        check(abs(accuracy - float(f["summary/final/test_accuracy"][()])) < 1e-9, "test accuracy differs")
-    kind = "dense" if moe is None else f"MoE {moe['router']} k={moe['k']}, {moe['experts']} experts in blocks {moe['blocks']}"
-    print(f"interop: ok: {kind}: numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
+        checked = []
+        for name in sorted(f["models"]):
+            group = f[f"models/{name}"]
+            if group.attrs["kind"] != "model" or f"summary/{name}/test_loss" not in f:
+                continue
+            reported = float(f[f"summary/{name}/test_loss"][()])
+            logits = forward(group, x, domains, batch_size)
+            loss = cross_entropy(logits, y)
+            rel = abs(loss - reported) / abs(reported)
+            check(rel < 1e-4, f"{name}: numpy test loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.2e})")
+            accuracy = float(np.mean(logits.argmax(axis=1) == y))
+            check(abs(accuracy - float(f[f"summary/{name}/test_accuracy"][()])) < 1e-9, f"{name}: test accuracy differs")
+            model_moe = json.loads(group.attrs["config"]).get("moe")
+            kind = "dense" if model_moe is None else f"MoE {model_moe['router']} k={model_moe['k']}, {model_moe['experts']} experts in blocks {model_moe['blocks']}"
+            checked.append(f"{name} ({kind}): numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
+        check("final" in [c.split(" ")[0] for c in checked] or f["models/final"].attrs["kind"] == "ensemble", "the final model was not checked")
+    print("interop: ok: " + "; ".join(checked))
 
 
 if __name__ == "__main__":
