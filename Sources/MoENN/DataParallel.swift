@@ -38,6 +38,9 @@ public final class DataParallelGroup {
     /// throws it once the pass returns.
     var pendingError: Error?
     private var reduceBuffer: [Double] = []
+    /// Per-step scratch (allocated once): the step's sums and the experts' squared gradient norm.
+    private var stepSums = [Double](repeating: 0, count: 4)
+    private var expertSquares = [0.0]
 
     public init(communicator: Communicator, parameters: [Parameter], compression: CompressionScheme = .none, ratio: Double = 0.01) throws {
         self.communicator = communicator
@@ -103,10 +106,10 @@ public final class DataParallelGroup {
     /// elsewhere), so their squares are summed over the group. `√(Σ‖g‖²)` in Float64.
     public func gradientNorm() throws -> Double {
         guard !shardedLayers.isEmpty else { return parameters.gradientNorm() }
-        var experts = [sharded.reduce(0) { $0 + Kernels.sumOfSquares($1.grad.count, $1.grad.data) }]
-        try communicator.allReduceSum(&experts)
+        expertSquares[0] = sharded.reduce(0) { $0 + Kernels.sumOfSquares($1.grad.count, $1.grad.data) }
+        try communicator.allReduceSum(&expertSquares)
         let squares = replicated.reduce(0) { $0 + Kernels.sumOfSquares($1.grad.count, $1.grad.data) }
-        return (squares + experts[0]).squareRoot()
+        return (squares + expertSquares[0]).squareRoot()
     }
 
     /// Gives every rank the owners' copy of every expert (values and optimizer state): between
@@ -193,6 +196,14 @@ public final class DataParallelGroup {
 
     /// Sums a few numbers over the group, in rank order.
     public func allReduce(_ values: inout [Double]) throws { try communicator.allReduceSum(&values) }
+
+    /// Sums this step's `[loss · rows, correct, non-finite flag, stop wish]` over the group, in a
+    /// buffer kept from step to step.
+    func reduceStep(_ loss: Double, _ correct: Double, _ nonFinite: Double, _ stop: Double) throws -> (loss: Double, correct: Double, nonFinite: Double, stop: Double) {
+        stepSums[0] = loss; stepSums[1] = correct; stepSums[2] = nonFinite; stepSums[3] = stop
+        try communicator.allReduceSum(&stepSums)
+        return (stepSums[0], stepSums[1], stepSums[2], stepSums[3])
+    }
 }
 
 extension Trainer {
@@ -216,18 +227,17 @@ extension Trainer {
         try group.throwPending()
         let aux = model.auxiliaryLoss
         let local = Double(mine.count)
-        var sums = [out.loss.isFinite ? out.loss * local : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0]
         let lr = schedule.lr(at: t)
         // Always backward, even after a non-finite loss: every rank must make the same collective
         // calls in the same order (expert parallelism exchanges rows inside the pass); the update
         // is skipped below when any rank's loss was not finite.
         model.backward(lossScale: Float(local / Double(n)))
         try group.throwPending()
-        try group.allReduce(&sums)
-        var result = ParallelStepResult(step: StepResult(loss: sums[0] / Double(n), auxLoss: aux, correct: Int(sums[1]), gradNorm: .nan, lr: lr),
-                                        stop: sums[3] > 0)
-        guard sums[0].isFinite, sums[2] == 0 else {
-            if !sums[0].isFinite { result.step.loss = .nan }
+        let sums = try group.reduceStep(out.loss.isFinite ? out.loss * local : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0)
+        var result = ParallelStepResult(step: StepResult(loss: sums.loss / Double(n), auxLoss: aux, correct: Int(sums.correct), gradNorm: .nan, lr: lr),
+                                        stop: sums.stop > 0)
+        guard sums.loss.isFinite, sums.nonFinite == 0 else {
+            if !sums.loss.isFinite { result.step.loss = .nan }
             return result
         }
         result.compressionError = try group.allReduceGradients()

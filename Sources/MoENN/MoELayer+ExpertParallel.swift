@@ -31,6 +31,12 @@ public final class ExpertShards {
     /// Rows of this rank's experts in the expert-major buffers: expert `owned.lowerBound + i`
     /// holds rows `expertOffsets[i] ..< expertOffsets[i + 1]`.
     var expertOffsets: [Int] = []
+    // Per-pass scratch, allocated once: this rank's counts, the next free row of each owned
+    // expert while permuting, and the all-to-all counts.
+    private var myCounts: [Int32] = []
+    private var nextRow: [Int] = []
+    private var sendCountsBuffer: [Int] = []
+    private var returnCountsBuffer: [Int] = []
 
     public init(communicator: Communicator, experts: Int) {
         self.communicator = communicator
@@ -54,9 +60,10 @@ public final class ExpertShards {
     /// Step 1: every rank's per-expert counts, from this rank's routing.
     func exchangeCounts(_ routing: Routing) {
         let e = routing.experts
-        var mine = (0..<e).map { Int32(routing.count($0)) }
+        if myCounts.count != e { myCounts = [Int32](repeating: 0, count: e) }
+        for i in 0..<e { myCounts[i] = Int32(routing.count(i)) }
         attempt {
-            try mine.withUnsafeBytes { bytes in
+            try myCounts.withUnsafeBytes { bytes in
                 try communicator.allGatherV(bytes) { source, data in
                     guard data.count == 4 * e else {
                         throw CollectiveError.invalidArgument("expert counts of rank \(source): \(data.count) bytes, expected \(4 * e)")
@@ -65,20 +72,25 @@ public final class ExpertShards {
                 }
             }
         }
-        mine.removeAll()
-        var offsets = [0]
-        for ex in owned { offsets.append(offsets.last! + (0..<communicator.worldSize).reduce(0) { $0 + counts[$1][ex] }) }
-        expertOffsets = offsets
+        if expertOffsets.count != owned.count + 1 { expertOffsets = [Int](repeating: 0, count: owned.count + 1) }
+        for (i, ex) in owned.enumerated() {
+            expertOffsets[i + 1] = expertOffsets[i] + (0..<communicator.worldSize).reduce(0) { $0 + counts[$1][ex] }
+        }
     }
 
     /// Floats this rank sends each rank when the rows of `routing` go to their experts' owners.
     func sendCounts(_ routing: Routing, width: Int) -> [Int] {
-        ranges.map { range in range.reduce(0) { $0 + routing.count($1) } * width }
+        if sendCountsBuffer.count != ranges.count { sendCountsBuffer = [Int](repeating: 0, count: ranges.count) }
+        for (d, range) in ranges.enumerated() { sendCountsBuffer[d] = range.reduce(0) { $0 + routing.count($1) } * width }
+        return sendCountsBuffer
     }
 
     /// Floats this rank sends back to each source (the rows it received from it).
     func returnCounts(width: Int) -> [Int] {
-        (0..<communicator.worldSize).map { source in owned.reduce(0) { $0 + counts[source][$1] } * width }
+        let n = communicator.worldSize
+        if returnCountsBuffer.count != n { returnCountsBuffer = [Int](repeating: 0, count: n) }
+        for source in 0..<n { returnCountsBuffer[source] = owned.reduce(0) { $0 + counts[source][$1] } * width }
+        return returnCountsBuffer
     }
 
     /// Rows received, in total, for this rank's experts.
@@ -88,15 +100,16 @@ public final class ExpertShards {
     /// then token) and the expert-major order of the GEMMs (expert, then source, then token).
     func permute(_ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, width: Int, toExpertMajor: Bool) {
         var sourceRow = 0
-        var next = expertOffsets  // the next expert-major row of each owned expert
+        if nextRow.count != expertOffsets.count { nextRow = expertOffsets }
+        for i in expertOffsets.indices { nextRow[i] = expertOffsets[i] }  // the next expert-major row of each owned expert
         for source in 0..<communicator.worldSize {
             for (i, ex) in owned.enumerated() {
                 let rows = counts[source][ex]
-                let s = sourceRow * width, t = next[i] * width
+                let s = sourceRow * width, t = nextRow[i] * width
                 if toExpertMajor { (to + t).update(from: from + s, count: rows * width) }
                 else { (to + s).update(from: from + t, count: rows * width) }
                 sourceRow += rows
-                next[i] += rows
+                nextRow[i] += rows
             }
         }
     }

@@ -41,6 +41,8 @@ struct RouterMetricsLog {
     }
 
     var layers: [Layer]
+    /// The counts a group sums at every step (kept, not allocated per step).
+    private var reduceScratch: [Double] = []
 
     /// Empty series for the MoE layers of `model` (none for a dense model).
     init(model: ResidualMLP) {
@@ -59,8 +61,11 @@ struct RouterMetricsLog {
         for (i, moe) in model.moeLayers.enumerated() {
             var s = moe.router.lastStepStatistics()
             if let reduce {
-                var v = [Double(s.tokens), Double(s.routed), Double(s.dropped), s.entropySum] + s.load.map(Double.init)
-                try reduce(&v)
+                if reduceScratch.count != 4 + s.load.count { reduceScratch = [Double](repeating: 0, count: 4 + s.load.count) }
+                (reduceScratch[0], reduceScratch[1], reduceScratch[2], reduceScratch[3]) = (Double(s.tokens), Double(s.routed), Double(s.dropped), s.entropySum)
+                for e in s.load.indices { reduceScratch[4 + e] = Double(s.load[e]) }
+                try reduce(&reduceScratch)
+                let v = reduceScratch
                 (s.tokens, s.routed, s.dropped, s.entropySum) = (Int(v[0]), Int(v[1]), Int(v[2]), v[3])
                 for e in s.load.indices { s.load[e] = Int(v[4 + e]) }
             }
