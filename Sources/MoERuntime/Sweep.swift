@@ -19,6 +19,15 @@ public struct SweepTrial: Sendable {
     public var label: String { overrides.map { "\($0.key)=\($0.value.yamlText)" }.joined(separator: " ") }
     /// Whether the trial's run directory holds a complete run (a sweep skips it).
     public var isComplete: Bool { layout.flatMap { RunFile.readHeader($0) }?.status == "complete" }
+    /// Why the trial is invalid, in one line: `router.k: must be between 1 and experts (4), got 8`.
+    /// The trial's values reach its spec as `--set` arguments, so a location inside one of them
+    /// (`--set:1:10`) would point at text the user never wrote: it is left out (the trial's label
+    /// says which values it has); errors elsewhere keep their file:line:column.
+    public var errorText: String? {
+        guard let e = error else { return nil }
+        return e.file == "--set" ? "\(e.keyPath): \(e.message)" : e.description
+    }
+
     /// The `--set` arguments of the trial (after the user's own and `sweep=`).
     public var setArguments: [String] { overrides.map { "\($0.key)=\($0.value.yamlText)" } }
 }

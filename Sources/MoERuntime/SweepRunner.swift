@@ -131,7 +131,7 @@ public enum SweepRunner {
             let result = results[trial.number]
             let status: String
             if trial.error != nil { status = "invalid" } else { status = result?.status ?? "not run" }
-            return SweepSummary.Row(trial: trial, status: status, seconds: result?.seconds, error: result?.error ?? trial.error?.description)
+            return SweepSummary.Row(trial: trial, status: status, seconds: result?.seconds, error: result?.error ?? trial.errorText)
         }
         let summary = SweepSummary(plan: plan, rows: rows)
         try summary.write()

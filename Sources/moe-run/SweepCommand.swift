@@ -40,8 +40,8 @@ struct SweepCommand: ParsableCommand {
             let method = plan.sweep.method == .grid ? "grid" : "random, seed \(plan.sweep.seed)"
             print("sweep \(plan.name): \(count) trial\(count == 1 ? "" : "s") (\(method) over \(plan.sweep.parameters.map(\.keyPath).joined(separator: ", "))) → \(plan.directory)")
             for t in plan.trials {
-                if let e = t.error {
-                    print("trial \(t.number)/\(count)  \(t.label)  INVALID: \(e.description)")
+                if let e = t.errorText {
+                    print("trial \(t.number)/\(count)  \(t.label)  INVALID: \(e)")
                 } else {
                     print("trial \(t.number)/\(count)  \(t.label)  → \(t.layout!.directory)\(t.isComplete ? "  (complete: would be skipped)" : "")")
                 }
@@ -49,7 +49,7 @@ struct SweepCommand: ParsableCommand {
         }
         if !invalid.isEmpty && !skipInvalid {
             let first = invalid[0]
-            fail("trial \(first.number)/\(count) (\(first.label)) is invalid: \(first.error!.description)",
+            fail("trial \(first.number)/\(count) (\(first.label)) is invalid: \(first.errorText!)",
                  hint: "\(invalid.count) of \(count) trials invalid (trial \(invalid.map { String($0.number) }.joined(separator: ", "))); nothing ran. Change the swept values, or pass --skip-invalid to run the valid trials")
             throw ExitCode(2)
         }
