@@ -117,17 +117,22 @@ final class BTXEndToEndTests: XCTestCase {
         CLI.assertNoProcesses(in: dir)
     }
 
-    /// `replicate` + `fusion.method: average` with `weights: data_size`: the dense FFN of each MoE
-    /// block is Σ_e (L_e / Σ L) · expert_e with L_e the column sum of `/router/<b>/load` (1e-6);
-    /// every other tensor is copied bit for bit; the MoE and the merged model are both evaluated.
-    func testReplicateMergeIsTheLoadWeightedSumOfTheExperts() throws {
-        let yaml = tinySpec(name: "merge").replacingOccurrences(of: "  dropout: 0.1", with: """
+    /// A tiny top-1 MoE of 4 experts (`replicate`) whose experts are merged by `fusion`.
+    private func mergeSpec(name: String, fusion: String) -> String {
+        tinySpec(name: name).replacingOccurrences(of: "  dropout: 0.1", with: """
               dropout: 0.1
             experts: 4
             split: {strategy: replicate}
             router: {type: topk, k: 1}
-            fusion: {method: average, weights: data_size}
+            fusion: \(fusion)
             """)
+    }
+
+    /// `replicate` + `fusion.method: average` with `weights: data_size`: the dense FFN of each MoE
+    /// block is Σ_e (L_e / Σ L) · expert_e with L_e the column sum of `/router/<b>/load` (1e-6);
+    /// every other tensor is copied bit for bit; the MoE and the merged model are both evaluated.
+    func testReplicateMergeIsTheLoadWeightedSumOfTheExperts() throws {
+        let yaml = mergeSpec(name: "merge", fusion: "{method: average, weights: data_size}")
         let (dir, runDir, run) = try run(yaml)
         for b in 0..<2 {
             let (load, shape) = try run.read("tasks/train/router/\(b)/load", as: Double.self)
@@ -160,19 +165,10 @@ final class BTXEndToEndTests: XCTestCase {
         CLI.assertNoProcesses(in: dir)
     }
 
-    /// `fusion.method: ensemble`: `/models/final` is the ensemble checkpoint; `moe-run eval` on it
-    /// and the evaluate task's `final` test metrics equal an independent numpy computation of the
-    /// mixture NLL (Tests/python/ensemble_reference.py, from the stored experts and posterior).
     /// `fusion.finetune` after expert merging: the merged dense model is fine-tuned on all of
     /// train; `/models/fused` stays the merge, `/models/final` is the fine-tuned dense model.
     func testReplicateMergeCanBeFinetuned() throws {
-        let yaml = tinySpec(name: "mergeft").replacingOccurrences(of: "  dropout: 0.1", with: """
-              dropout: 0.1
-            experts: 4
-            split: {strategy: replicate}
-            router: {type: topk, k: 1}
-            fusion: {method: average, finetune: {epochs: 1, lr: 0.001}}
-            """)
+        let yaml = mergeSpec(name: "mergeft", fusion: "{method: average, finetune: {epochs: 1, lr: 0.001}}")
         let (dir, _, run) = try run(yaml)
         XCTAssertTrue(run.exists("tasks/finetune/model/blocks/0/ffn/w1"), "the fine-tuned model is dense")
         XCTAssertNotEqual(try CLI.modelBits(run, "final"), try CLI.modelBits(run, "fused"))
@@ -183,6 +179,9 @@ final class BTXEndToEndTests: XCTestCase {
         CLI.assertNoProcesses(in: dir)
     }
 
+    /// `fusion.method: ensemble`: `/models/final` is the ensemble checkpoint; `moe-run eval` on it
+    /// and the evaluate task's `final` test metrics equal an independent numpy computation of the
+    /// mixture NLL (Tests/python/ensemble_reference.py, from the stored experts and posterior).
     func testEnsembleEvalIsTheMixtureNLLOfTheStoredExperts() throws {
         let yaml = tinySpec(name: "ensemble").replacingOccurrences(of: "  dropout: 0.1", with: """
               dropout: 0.1
