@@ -80,12 +80,6 @@ enum Bench {
     /// tasks after the data task) with 1 and with 2 worker processes, best of `rounds` each; the
     /// `moe-run` binary next to this one runs it, exactly as a user would.
     static func branchScaling(rounds: Int = 2) -> (one: Double, two: Double)? {
-        let bin = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("moe-run").path
-        guard FileManager.default.isExecutableFile(atPath: bin) else { return nil }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-branch-\(getpid())").path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
         let spec = """
         name: bench-branch
         seed: 0
@@ -97,22 +91,12 @@ enum Bench {
         train: {epochs: 8, batch_size: 128, lr: 0.002}
         output: {dir: out}
         """
-        guard (try? spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)) != nil else { return nil }
+        guard let workspace = RunWorkspace(name: "branch", spec: spec) else { return nil }
         func wall(_ workers: Int) -> Double {
             var best = Double.infinity
             for _ in 0..<rounds {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: bin)
-                p.arguments = ["spec.yaml", "--quiet", "--force", "--workers", String(workers)]
-                p.currentDirectoryURL = URL(fileURLWithPath: dir)
-                var env = ProcessInfo.processInfo.environment
-                env["OPENBLAS_NUM_THREADS"] = nil  // the scheduler divides the cores among its workers
-                p.environment = env
-                p.standardOutput = FileHandle.nullDevice
                 let start = now()
-                guard (try? p.run()) != nil else { return .nan }
-                p.waitUntilExit()
-                if p.terminationStatus == 0 { best = min(best, now() - start) }
+                if workspace.run(["--workers", String(workers)]) != nil { best = min(best, now() - start) }
             }
             return best
         }
@@ -130,12 +114,6 @@ enum Bench {
     }
 
     static func dataParallel() -> DataParallelResult? {
-        let bin = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("moe-run").path
-        guard FileManager.default.isExecutableFile(atPath: bin) else { return nil }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-data-\(getpid())").path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
         let spec = """
         name: bench-data
         seed: 0
@@ -144,23 +122,8 @@ enum Bench {
         train: {epochs: 2, batch_size: 256, lr: 0.001, log_every: 8}
         output: {dir: out}
         """
-        guard (try? spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)) != nil else { return nil }
-        func run(_ extra: [String]) -> String? {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
-            p.currentDirectoryURL = URL(fileURLWithPath: dir)
-            var env = ProcessInfo.processInfo.environment
-            env["OPENBLAS_NUM_THREADS"] = nil
-            p.environment = env
-            let out = Pipe()
-            p.standardOutput = out
-            guard (try? p.run()) != nil else { return nil }
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            guard p.terminationStatus == 0, let last = text.split(separator: "\n").last else { return nil }
-            return dir + "/" + last + "/tasks/train.h5"
-        }
+        guard let workspace = RunWorkspace(name: "data", spec: spec) else { return nil }
+        func run(_ extra: [String]) -> String? { workspace.run(extra).map { $0 + "/tasks/train.h5" } }
         func mean(_ file: H5File, _ name: String) -> Double {
             let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
             return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
@@ -194,6 +157,42 @@ enum Bench {
             ("average", time { _ = try Fusion.average(models) }),
             ("slerp (2 models)", time { _ = try Fusion.slerp(models[0], models[1], t: 0.5) }),
         ]
+    }
+
+    /// A temporary directory holding `spec.yaml`, run by the `moe-run` binary next to this one,
+    /// exactly as a user would; removed when the workspace is released.
+    final class RunWorkspace {
+        let binary: String, directory: String
+
+        init?(name: String, spec: String) {
+            binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+                .appendingPathComponent("moe-run").path
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-\(name)-\(getpid())").path
+            guard FileManager.default.isExecutableFile(atPath: binary),
+                  (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) != nil,
+                  (try? spec.write(toFile: directory + "/spec.yaml", atomically: true, encoding: .utf8)) != nil else { return nil }
+        }
+
+        deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+        /// `moe-run spec.yaml --quiet --force EXTRA…` (the scheduler divides the cores among its
+        /// workers itself: no OPENBLAS_NUM_THREADS); the run directory, or nil if it failed.
+        func run(_ extra: [String]) -> String? {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
+            p.currentDirectoryURL = URL(fileURLWithPath: directory)
+            var env = ProcessInfo.processInfo.environment
+            env["OPENBLAS_NUM_THREADS"] = nil
+            p.environment = env
+            let out = Pipe()
+            p.standardOutput = out
+            guard (try? p.run()) != nil else { return nil }
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            guard p.terminationStatus == 0, let last = text.split(separator: "\n").last else { return nil }
+            return directory + "/" + last
+        }
     }
 
     struct MoEResult {
