@@ -20,12 +20,12 @@ final class GroupKillEndToEndTests: XCTestCase {
 
     func testDataParallelRunKilledAtEveryMomentLeavesNothingAndResumesToTheSameBits() throws {
         try assertKillsLeaveNothing("data-parallel", ranks: 2,
-                                    sets: ["data.samples=3000", "train.epochs=12", "train.checkpoint_every=15"])
+                                    sets: ["data.samples=4000", "train.epochs=40", "train.checkpoint_every=25"])
     }
 
     func testPipelineRunKilledAtEveryMomentLeavesNothingAndResumesToTheSameBits() throws {
         try assertKillsLeaveNothing("layerwise-pipeline", ranks: 4,
-                                    sets: ["data.samples=2000", "train.epochs=8", "train.checkpoint_every=15"])
+                                    sets: ["data.samples=2000", "train.epochs=60", "train.checkpoint_every=25"])
     }
 
     /// Runs experiments/`experiment`.yaml with `sets` to completion once (the reference), then
@@ -55,7 +55,7 @@ final class GroupKillEndToEndTests: XCTestCase {
             XCTAssertEqual(session.members, [], "\(moment): processes of the killed session left", file: file, line: line)
             CLI.assertNoProcesses(in: dir, file: file, line: line)
             XCTAssertEqual(CLI.leakedSharedMemory(since: before), [], "\(moment): left in /dev/shm", file: file, line: line)
-            print("\(experiment): killed the whole group \(moment) (\(seen)); nothing left")
+            print("\(experiment): killed the whole group \(moment.rawValue) (\(seen))")
         }
         let resumed = try CLI.run(arguments + ["--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr, file: file, line: line)
@@ -70,8 +70,9 @@ final class GroupKillEndToEndTests: XCTestCase {
         return "\(dir)/out/\(experiment)/" + (try XCTUnwrap(runs.first))
     }
 
-    /// Polls the session until `moment` has come; returns what was seen. Fails (throws) if the
-    /// run ends first or the moment was missed.
+    /// Polls the session until `moment` has come; returns what was seen. Throws if the run ends
+    /// first. (Only `beforeTheGroupStarts` can be missed on a busy machine, when the data task
+    /// ends between two polls; the kill then comes while the ranks join, and the text says so.)
     private func reach(_ moment: Moment, _ session: Session, dir: String, experiment: String, ranks: Int) throws -> String {
         let started = Date()
         let deadline = started.addingTimeInterval(120)
@@ -105,7 +106,8 @@ final class GroupKillEndToEndTests: XCTestCase {
             }
             usleep(1_000)
         }
-        XCTFail("\(moment) was not reached: the run \(session.isRunning ? "ran too long" : "ended first")")
-        throw XCTSkip("moment missed")
+        throw MissedMoment(description: "\(moment.rawValue) was not reached: the run \(session.isRunning ? "ran too long" : "ended first")")
     }
+
+    struct MissedMoment: Error, CustomStringConvertible { var description: String }
 }
