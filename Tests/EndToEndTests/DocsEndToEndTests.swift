@@ -93,6 +93,8 @@ final class DocsEndToEndTests: XCTestCase {
             }
         }
         let readme = try Markdown("README.md")
+        let firstCommands = readme.codeBlocks("sh").first?.components(separatedBy: "\n").prefix(2).map { $0.prefix(9) }
+        XCTAssertEqual(firstCommands, ["make run ", "make test"], "README starts with make run and make test")
         for doc in ["docs/cli.md", "docs/results.md", "docs/formats.md", "docs/failures.md", "docs/spec.md"] {
             XCTAssertTrue(readme.linkTargets.contains(doc), "README does not link \(doc)")
         }
