@@ -1,4 +1,4 @@
-/// What a run id is made of (ARCHITECTURE §5.2, docs/run-id.md): the part of the resolved spec
+/// What a run id is made of (ARCHITECTURE §5.2, docs/results.md): the part of the resolved spec
 /// that can change a run's results, written so that upgrading moe-run does not move it.
 ///
 /// Two rules keep a run id stable:
@@ -30,7 +30,7 @@ extension ExperimentSpec {
     /// Whether `parallelism.workers` is left out of the id: in modes `none` and `branch` the
     /// workers are processes that each run whole tasks, so their number changes no bit. In
     /// `data`, `expert` and `pipeline` mode they share one task and their number changes how
-    /// sums are rounded (docs/run-id.md), so it stays.
+    /// sums are rounded (docs/results.md), so it stays.
     public var workersAreResultNeutral: Bool { parallelism.mode == .none || parallelism.mode == .branch }
 
     /// The text hashed into the run id: `# moe-run run identity, scheme N`, then the resolved

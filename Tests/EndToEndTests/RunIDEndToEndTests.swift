@@ -3,7 +3,7 @@ import MoECore
 import MoEHDF5
 import XCTest
 
-/// Run ids with the real binary (docs/run-id.md): keys that cannot change results share a run
+/// Run ids with the real binary (docs/results.md): keys that cannot change results share a run
 /// directory (and really give the same bits), and a run made under the old id scheme is found.
 final class RunIDEndToEndTests: XCTestCase {
     /// `tinySpec` with every result-neutral key changed: description, log and checkpoint

@@ -2,7 +2,7 @@ import Foundation
 import MoEHDF5
 import XCTest
 
-/// The run lock (ARCHITECTURE §5.2, docs/run-id.md) with the real binary: a second moe-run on a
+/// The run lock (ARCHITECTURE §5.2, docs/results.md) with the real binary: a second moe-run on a
 /// run directory in use exits 2 naming the holder and harms nothing; `kill -9` of the holder
 /// frees the directory at once; a sweep trial whose run is held fails with the same line.
 final class RunLockEndToEndTests: XCTestCase {

@@ -3,7 +3,7 @@ import Foundation
 @testable import MoESpec
 import XCTest
 
-/// Run ids (docs/run-id.md): stable across upgrades (defaults left out, the shipped experiments'
+/// Run ids (docs/results.md): stable across upgrades (defaults left out, the shipped experiments'
 /// ids pinned), blind to keys that cannot change results, and runs of the old scheme still found.
 final class RunIDTests: XCTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -230,7 +230,7 @@ final class RunIDTests: XCTestCase {
     }
 
     func testDocsListEveryKeyLeftOut() throws {
-        let doc = try String(contentsOf: Self.repository.appendingPathComponent("docs/run-id.md"), encoding: .utf8)
+        let doc = try String(contentsOf: Self.repository.appendingPathComponent("docs/results.md"), encoding: .utf8)
         for key in ExperimentSpec.resultNeutralKeys + ["parallelism.workers"] {
             XCTAssertTrue(doc.contains("| `\(key)` |"), key)
         }
