@@ -52,6 +52,10 @@ final class RunLockEndToEndTests: XCTestCase {
         let dir = try CLI.workspace(spec)
         let (first, runDir) = try startHolding(["spec.yaml", "--quiet"], in: dir, until: "tasks/train.partial.h5")
         let before = try snapshot(dir + "/" + runDir)
+        XCTAssertTrue(holdsOpen(first.processIdentifier, "run.lock"), "the scheduler has the lock file open")
+        let workers = CLI.children(of: first.processIdentifier)
+        XCTAssertFalse(workers.isEmpty, "the training worker runs")
+        for worker in workers { XCTAssertFalse(holdsOpen(worker, "run.lock"), "worker \(worker) inherited the lock (O_CLOEXEC)") }
         XCTAssertTrue(before.keys.contains("run.h5"), "\(before.keys)")
         for args in [["spec.yaml", "--resume"], ["spec.yaml", "--force"], ["spec.yaml"]] {
             let second = try CLI.run(args, in: dir)
@@ -76,6 +80,14 @@ final class RunLockEndToEndTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.stderr)
         XCTAssertTrue(again.stdout.contains("the run is complete; nothing to do"), again.stdout)
         CLI.assertNoProcesses(in: dir)
+    }
+
+    /// Whether process `pid` has a file named `name` open (`/proc/<pid>/fd`).
+    private func holdsOpen(_ pid: Int32, _ name: String) -> Bool {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return fds.contains { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"))?.hasSuffix("/" + name) == true
+        }
     }
 
     /// Every file below `dir` (relative path) with its contents.
