@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
-        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
+        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData", "MoEComm"]),
         .testTarget(name: "MoEHDF5Tests", dependencies: ["MoEHDF5"]),
         .testTarget(name: "MoEDataTests", dependencies: ["MoEData", "MoENN"]),
         .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),
