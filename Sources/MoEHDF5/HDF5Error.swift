@@ -72,7 +72,7 @@ public enum HDF5Error: Error, CustomStringConvertible, Equatable {
 
 /// The C library's text for `errno` `code`, starting in lower case to sit inside a sentence
 /// ("no space left on device", "permission denied").
-func systemErrorText(_ code: Int32) -> String {
+public func systemErrorText(_ code: Int32) -> String {
     let text = String(cString: strerror(code))
     guard let first = text.first, text.dropFirst().first?.isLowercase ?? true else { return text }
     return first.lowercased() + text.dropFirst()

@@ -46,7 +46,10 @@ public struct RunLayout: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: tasksDirectory, withIntermediateDirectories: true)
         } catch {
-            throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(error.localizedDescription)")
+            // The system's reason ("read-only file system"), not Foundation's paraphrase of it.
+            let posix = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0 : nil }
+            let reason = posix.map { systemErrorText(Int32($0.code)) } ?? error.localizedDescription
+            throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(reason)")
         }
     }
 }

@@ -20,7 +20,7 @@ final class FullDiskEndToEndTests: XCTestCase {
 
     /// 2,000 samples (tasks/data.h5 ≈ 110 KB), a model of ≈ 9 K parameters, 5 epochs × 50 steps,
     /// one checkpoint kept (the partial file ≈ 160 KB, tasks/train.h5 ≈ 220 KB).
-    private func spec(checkpointEvery: Int) -> String {
+    private func spec(checkpointEvery: Int, extra: String = "") -> String {
         """
         name: disk
         seed: 7
@@ -28,6 +28,7 @@ final class FullDiskEndToEndTests: XCTestCase {
         model: {hidden: 32, ffn: 64, blocks: 2}
         train: {epochs: 5, batch_size: 32, lr: 0.003, log_every: 50, checkpoint_every: \(checkpointEvery)}
         output: {dir: out, keep_checkpoints: 1}
+        \(extra)
         """
     }
 
@@ -52,7 +53,7 @@ final class FullDiskEndToEndTests: XCTestCase {
     /// with exactly one line naming `task` and `file` (relative to the run directory), leaves no
     /// crash trace and no tmp file, and marks run.h5 failed with that line. Returns the tmpfs and
     /// the run directory.
-    private func failOnFullDisk(_ yaml: String, kilobytes: Int, task: String, file: String,
+    private func failOnFullDisk(_ yaml: String, kilobytes: Int, task: String, file: String, ranks: Int = 1,
                                 line: UInt = #line) throws -> (TestMount, String) {
         let tmpfs = try TestMount.tmpfs(kilobytes: kilobytes)
         mounts.append(tmpfs)
@@ -63,8 +64,10 @@ final class FullDiskEndToEndTests: XCTestCase {
         let reason = "\(task): no space left on device while writing \(runDir)/\(file); free some space, then rerun with --resume to continue"
         XCTAssertEqual(r.stderr, "moe-run: error: \(reason)\n", "one line, naming task, file and cause", line: line)
         let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
-        XCTAssertEqual(log.components(separatedBy: "\(task): started worker process").count - 1, 1, "not retried: \(log)", line: line)
-        XCTAssertTrue(log.contains("\(task): worker process") && log.contains("ended with exit status 3"), log, line: line)
+        let starts = log.split(separator: "\n").filter { $0.contains(" \(task)") && $0.contains("started worker process") }
+        XCTAssertEqual(starts.count, ranks, "not retried: \(log)", line: line)
+        XCTAssertTrue(log.contains("\(task)\(ranks > 1 ? "[rank 0]" : ""): worker process") && log.contains("ended with exit status 3"),
+                      log, line: line)
         for trace in ["signal", "Signal", "crashed", "Backtrac", "HDF5-DIAG", "errno"] {
             XCTAssertFalse(log.contains(trace) || r.stderr.contains(trace), "no crash trace nor HDF5 error stack: \(log)", line: line)
         }
@@ -100,12 +103,21 @@ final class FullDiskEndToEndTests: XCTestCase {
     }
 
     func testFullDiskAtACheckpoint() throws {
-        // Checkpoints at steps 100 and 200: the first fits, the second does not (the partial
-        // file is replaced whole, so for a moment both versions need room).
-        let yaml = spec(checkpointEvery: 100)
+        try fullDiskAtTheSecondCheckpoint(spec(checkpointEvery: 100), ranks: 1)
+    }
+
+    /// Rank 0 of the group writes the checkpoint and fails permanently; its peer then fails with
+    /// the aborted group, and the run still ends with rank 0's line, not retried.
+    func testFullDiskAtACheckpointOfADataParallelGroup() throws {
+        try fullDiskAtTheSecondCheckpoint(spec(checkpointEvery: 100, extra: "parallelism: {mode: data, workers: 2}"), ranks: 2)
+    }
+
+    /// Checkpoints at steps 100 and 200: the first fits, the second does not (the partial file is
+    /// replaced whole, so for a moment both versions need room).
+    private func fullDiskAtTheSecondCheckpoint(_ yaml: String, ranks: Int) throws {
         let ref = try reference(yaml)
         let size = (2 * ref.runBytes + ref.dataBytes + ref.trainBytes + ref.trainBytes / 20) / 1024
-        let (tmpfs, runDir) = try failOnFullDisk(yaml, kilobytes: size, task: "train", file: "tasks/train.partial.h5")
+        let (tmpfs, runDir) = try failOnFullDisk(yaml, kilobytes: size, task: "train", file: "tasks/train.partial.h5", ranks: ranks)
         let partial = try H5File.open(runDir + "/tasks/train.partial.h5")
         XCTAssertEqual(try partial.openGroup("checkpoints").children(), ["100"], "the checkpoint written before stays intact")
         let data = try H5File.open(runDir + "/tasks/data.h5")
