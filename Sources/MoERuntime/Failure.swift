@@ -34,7 +34,7 @@ public enum Failure {
         switch error {
         case let error as RuntimeError:
             switch error {
-            case .diverged, .usage, .missingDomains, .runExists, .taskFailedPermanently: return true
+            case .diverged, .usage, .missingDomains, .runExists, .runLocked, .taskFailedPermanently: return true
             case .io, .interrupted, .taskFailed, .runInterrupted, .groupFailed: return false
             }
         case is SpecError, is DataError, is FusionError:

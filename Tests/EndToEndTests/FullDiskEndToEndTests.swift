@@ -10,7 +10,7 @@ import XCTest
 /// uninterrupted run. The tests mount file systems, so they need root (as CI has); without it
 /// they are skipped and say so.
 final class FullDiskEndToEndTests: XCTestCase {
-    private var mounts: [TestMount] = []
+    var mounts: [TestMount] = []
 
     override func tearDown() {
         for mount in mounts.reversed() { mount.unmount() }
@@ -20,7 +20,7 @@ final class FullDiskEndToEndTests: XCTestCase {
 
     /// 2,000 samples (tasks/data.h5 ≈ 110 KB), a model of ≈ 9 K parameters, 5 epochs × 50 steps,
     /// one checkpoint kept (the partial file ≈ 160 KB, tasks/train.h5 ≈ 220 KB).
-    private func spec(checkpointEvery: Int, extra: String = "") -> String {
+    func spec(checkpointEvery: Int, extra: String = "") -> String {
         """
         name: disk
         seed: 7
@@ -183,5 +183,21 @@ final class FullDiskEndToEndTests: XCTestCase {
         let resumed = try CLI.run(["spec.yaml", "--quiet", "--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), ref.bits)
+    }
+}
+
+extension FullDiskEndToEndTests {
+    /// `--out` on a read-only file system: the run cannot even start; one line gives the system's
+    /// reason (not Foundation's paraphrase), exit 1, nothing written.
+    func testReadOnlyOutputDirectory() throws {
+        let out = try TestMount.tmpfs(kilobytes: 256)
+        mounts.append(out)
+        try out.remount("ro")
+        let dir = try CLI.workspace(spec(checkpointEvery: 100))
+        let r = try CLI.run(["spec.yaml", "--quiet", "--out", out.path], in: dir)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: \(out.path)/disk/"), r.stderr)
+        XCTAssertTrue(r.stderr.hasSuffix(": cannot create the run directory: read-only file system\n"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), [])
     }
 }

@@ -36,7 +36,12 @@ final class TestMount {
 
     /// Changes the tmpfs's size (e.g. to free space: everything on it stays).
     func resize(kilobytes: Int) throws {
-        try run(["-o", "remount,size=\(kilobytes)k", path], what: "resize the tmpfs to \(kilobytes) KB")
+        try remount("size=\(kilobytes)k")
+    }
+
+    /// Remounts with `options` (`ro`, `rw`, `size=…`).
+    func remount(_ options: String) throws {
+        try run(["-o", "remount,\(options)", path], what: "remount \(path) with \(options)")
     }
 
     /// Unmounts (lazily, should a process still use it) and removes the mount point it created.
