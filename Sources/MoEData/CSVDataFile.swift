@@ -65,8 +65,12 @@ extension Dataset {
             }
             for (slot, column) in layout.featureColumns.enumerated() {
                 let field = fields[column].trimmingCharacters(in: .whitespaces)
-                guard let value = Float(field), value.isFinite else {
+                guard let value = Float(field) else {
                     throw DataError.badNumber(file: source, line: lineNumber, column: headerFields[column], text: field)
+                }
+                guard value.isFinite else {
+                    throw DataError.wrongNumberInCSV(file: source, line: lineNumber, column: headerFields[column], text: field,
+                                                     need: "a finite number; features must be finite numbers")
                 }
                 row[slot] = value
             }
@@ -93,6 +97,10 @@ extension Dataset {
         let text = field.trimmingCharacters(in: .whitespaces)
         if let value = Int(text) { return value }
         if let value = Double(text), value.isFinite, value == value.rounded(), abs(value) < 1e15 { return Int(value) }
+        if Double(text) != nil {
+            let what = column == "domain" ? "domain ids are 0, 1, 2, …" : "labels are class ids 0, 1, 2, …"
+            throw DataError.wrongNumberInCSV(file: source, line: line, column: column, text: text, need: "a whole number; \(what)")
+        }
         throw DataError.badNumber(file: source, line: line, column: column, text: text)
     }
 }
@@ -112,6 +120,9 @@ private struct CSVLayout {
             throw DataError.badHeader(file: source, message: "column '\(name)' appears twice")
         }
         let labelColumns = header.indices.filter { header[$0] == "y" || header[$0] == "label" }
+        if labelColumns.isEmpty, header.allSatisfy({ Double($0) != nil }) {
+            throw DataError.badHeader(file: source, message: "the first line must be a header naming the columns (one of them 'y' or 'label'), found numbers")
+        }
         guard labelColumns.count == 1 else {
             throw DataError.badHeader(file: source, message: labelColumns.isEmpty
                 ? "no label column: name one column 'y' or 'label'"

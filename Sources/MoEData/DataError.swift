@@ -38,6 +38,9 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     case tooLarge(file: String, name: String, shape: [Int], bytes: Double, memory: Double)
     /// A negative label or domain id in a CSV file, at its 1-based line.
     case negativeInCSV(file: String, line: Int, column: String, value: Int)
+    /// A CSV field that is a number, but not the kind the column needs: NaN or infinite in a
+    /// feature column, a fraction in the label or domain column.
+    case wrongNumberInCSV(file: String, line: Int, column: String, text: String, need: String)
 
     public var description: String {
         switch self {
@@ -73,6 +76,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
             return "\(file): \(name)[\(row), \(column)] is \(value) (dataset '\(name)', row \(row), column \(column)); features must be finite numbers"
         case .tooLarge(let file, let name, let shape, let bytes, let memory):
             return "\(file): dataset '\(name)' has shape \(shape), \(gigabytes(bytes)) in memory, more than this machine has (\(gigabytes(memory)))"
+        case .wrongNumberInCSV(let file, let line, let column, let text, let need):
+            return "\(file):\(line): column '\(column)': '\(text)' is not \(need)"
         case .negativeInCSV(let file, let line, let column, let value):
             let what = column == "domain" ? "domain ids" : "labels are class ids"
             return "\(file):\(line): column '\(column)': \(value) is negative; \(what) 0, 1, 2, …"

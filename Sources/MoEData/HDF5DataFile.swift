@@ -28,8 +28,13 @@ extension Dataset {
 
     /// Loads `x`, `y` and optional `domain` from an open file or group. `source` names it in errors.
     public static func load(from location: H5Location, source: String) throws -> Dataset {
-        for name in ["x", "y"] where location.kind(of: name) != .dataset {
-            throw DataError.missingDataset(file: source, name: name)
+        for name in ["x", "y"] {
+            switch location.kind(of: name) {
+            case .dataset: continue
+            case nil: throw DataError.missingDataset(file: source, name: name)
+            case .some(let kind):
+                throw DataError.shapeMismatch(file: source, message: "'\(name)' must be a dataset, found a \(kind == .group ? "group" : "named type")")
+            }
         }
         let x = try readFeatures(location, source: source)
         let y = try readIntegers(location, name: "y", rows: x.shape[0], source: source)

@@ -97,11 +97,11 @@ public enum Preflight {
             ("train", sizes.train, "training needs at least one sample"),
             ("val", sizes.val, "the training loop validates on it every epoch"),
         ] + (evaluated.contains("test") ? [("test", sizes.test, "eval.splits evaluates on it")] : [])
-        if count == 0 { throw spec.positions.error(key, "\(name) holds no samples (x has 0 rows)") }
+        if count == 0 { throw spec.positions.error(key, "\(name): holds no samples (x has 0 rows)") }
         for (part, size, why) in needs where size < 1 {
             let rows = count == 1 ? "1 sample" : "\(count) samples"
             throw spec.positions.error(key,
-                "\(name) has \(rows): data.split (train \(format(f.train)), val \(format(f.val)), test \(format(f.test))) leaves none for \(part), and \(why)")
+                "\(name): \(rows); data.split (train \(format(f.train)), val \(format(f.val)), test \(format(f.test))) leaves none for \(part), and \(why)")
         }
     }
 
