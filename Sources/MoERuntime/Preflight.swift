@@ -1,5 +1,6 @@
 import Foundation
 import MoEComm
+import MoECore
 import MoEData
 import MoEHDF5
 import MoENN
@@ -54,9 +55,8 @@ public enum Preflight {
         switch spec.data.source {
         case .synthetic(let s):
             (key, name, count, shape) = ("data.samples", "the synthetic data", s.samples, (s.features, s.classes))
-            // Domain shards depend on which domains land in the training split: generate to know.
             if spec.split.strategy == .branch && spec.split.shardBy == .domain {
-                dataset = try spec.syntheticGenerator(s).generate()
+                dataset = try syntheticDomainsOnly(spec, s)
             }
         case .file(let f):
             let cacheKey = "\(f.resolvedFormat.rawValue):\(f.resolvedPath)"
@@ -74,6 +74,20 @@ public enum Preflight {
         try checkRows(spec, count: count, key: key, name: name)
         if let dataset { try checkShards(spec, dataset, key: key, name: name) }
         return shape
+    }
+
+    /// Domain shards depend on which domains land in the training split. The generator's domain
+    /// ids (no features drawn) tell exactly; above a million samples every domain is in the
+    /// training split in practice, and only "fewer domains than experts" is checked.
+    static func syntheticDomainsOnly(_ spec: ExperimentSpec, _ s: DataSpec.SyntheticData) throws -> Dataset? {
+        if s.domains < spec.experts {
+            throw spec.positions.error("data.domains",
+                "\(s.domains) domains leave branch experts without data: split.shard_by: domain gives expert i the domains d with d mod experts = i, and experts is \(spec.experts)")
+        }
+        guard s.samples <= 1_000_000 else { return nil }
+        let domains = spec.syntheticGenerator(s).domainIDs()
+        return try Dataset(x: Tensor(shape: [s.samples, 1]), y: [Int](repeating: 0, count: s.samples), domain: domains,
+                           classes: s.classes, source: "synthetic")
     }
 
     /// The data file, or the `DataError` that says what is wrong with it.

@@ -139,7 +139,7 @@ struct WorkerCommand: ParsableCommand {
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a spec and what it names (data file, checkpoint, worker limits); exit 0 if valid, 2 if not. Writes nothing.")
+    static let configuration = CommandConfiguration(abstract: "Check a spec and the files it names; exit 0 if valid, 2 if not. Writes nothing.")
     @OptionGroup var specOptions: SpecOptions
 
     func run() throws {

@@ -1,5 +1,5 @@
 import MoECore
-import MoEData
+@testable import MoEData
 import MoEHDF5
 import XCTest
 
@@ -149,5 +149,16 @@ final class LoaderTests: DataTestCase {
         XCTAssertEqual(Array(digits.y[0..<10]), Array(0..<10))
         let attributes = try H5File.open(file)
         XCTAssertEqual(try attributes.stringAttribute("licence"), "CC BY 4.0")
+    }
+}
+
+/// HDF5's multi-line messages become one line naming the cause.
+final class HDF5MessageTests: XCTestCase {
+    func testOneLineMessages() {
+        XCTAssertEqual(DataError.oneLine("truncated file: eof = 3000, sblock->base_addr = 0, stored_eof = 10048"),
+                       "the file has 3000 of its 10048 bytes")
+        XCTAssertEqual(DataError.oneLine("file read failed: time = Fri Dec  4 07:59:36 2026\n, filename = 'd', file descriptor = 3, errno = 21, error message = 'Is a directory', buf = 0x7f"),
+                       "file read failed: Is a directory")
+        XCTAssertEqual(DataError.oneLine("bad object header version number\nsecond line"), "bad object header version number")
     }
 }
