@@ -199,7 +199,8 @@ extension CLI {
         try H5File.open(runDir + "/tasks/train.h5").read("metrics/" + name, as: Double.self).values
     }
 
-    /// The /dev/shm files of the process groups of the scheduler `pid`.
+    /// The /dev/shm files of the process groups of the scheduler `pid` (versions before issue 11
+    /// named them so; there must be none now).
     static func sharedMemoryFiles(of pid: Int32) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }
     }
@@ -253,4 +254,11 @@ func tinySpec(name: String = "tiny", epochs: Int = 3, extra: String = "") -> Str
       dir: out
     \(extra)
     """
+}
+
+/// `tinySpec` long enough to be stopped or killed mid-training: ~1,900 steps, a checkpoint
+/// every 50 (about two seconds).
+func longSpec(name: String) -> String {
+    tinySpec(name: name, epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
+        .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
 }
