@@ -104,7 +104,9 @@ func wrappingHDF5<R>(source: String? = nil, _ body: () throws -> R) throws -> R 
 }
 
 extension DataError {
-    /// The data-file view of an HDF5 failure (see `wrappingHDF5`); `source`, when given, names
+    /// The data-file view of an HDF5 failure (see `wrappingHDF5`): a file that does not open, or
+    /// a read that fails, is damaged; anything else (a failed write: a full disk, say) stays
+    /// `.hdf5`, so its system error still reaches the failure classes. `source`, when given, names
     /// the file instead of HDF5's path.
     public init(reading error: HDF5Error, source: String) {
         self = DataError(reading: error)
@@ -113,7 +115,7 @@ extension DataError {
 
     init(reading error: HDF5Error) {
         switch error {
-        case .file(let path, _, let message):
+        case .file(let path, let operation, let message) where operation.hasPrefix("open"):
             self = .damaged(file: path, detail: DataError.oneLine(message))
         case .object(let file, let object, let operation, let message)
             where operation.hasPrefix("read") || message.contains("read failed") || message.contains("truncated"):
