@@ -6,6 +6,9 @@ public enum RuntimeError: Error, CustomStringConvertible {
     case interrupted(task: String, step: Int)
     /// The run directory holds a complete run and neither `--resume` nor `--force` was given.
     case runExists(dir: String, status: String)
+    /// Another process holds the run directory's lock (`RunLock`); `holder` is `pid N on host H`
+    /// when its lock file says so.
+    case runLocked(dir: String, holder: String?)
     /// A task could not read or write what it needs.
     case io(path: String, message: String)
     /// Bad input given on the command line (not in a spec).
@@ -28,7 +31,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
         switch self {
         case .diverged, .io, .taskFailed, .groupFailed, .noIntactCheckpoint: return 1
         case .interrupted, .runInterrupted: return 130
-        case .runExists, .usage, .missingDomains: return 2
+        case .runExists, .runLocked, .usage, .missingDomains: return 2
         }
     }
 
@@ -42,6 +45,9 @@ public enum RuntimeError: Error, CustomStringConvertible {
             return status == "complete"
                 ? "\(dir): a complete run of this spec exists; use --resume to reuse it or --force to run again"
                 : "\(dir): an unfinished run of this spec exists (status \(status)); use --resume to continue it or --force to start over"
+        case let .runLocked(dir, holder):
+            return "\(dir): in use by " + (holder.map { "moe-run (\($0))" } ?? "another moe-run")
+                + "; wait for it or stop it"
         case let .io(path, message):
             return "\(path): \(message)"
         case let .usage(message):
