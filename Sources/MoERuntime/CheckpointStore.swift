@@ -64,10 +64,9 @@ struct CheckpointStore {
                        writeState: (H5File) throws -> Void, writeEntry: (H5File, String) throws -> Void) throws {
         let step = optimizer.stepCount
         if entries.last?.step == step { return }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw RuntimeError.io(path: name, message: "cannot create the checkpoint directory: \(error.localizedDescription)")
+        // errno as for any write, so a full disk here is a permanent failure too (Failure).
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw HDF5Error.system(path: directory, operation: "creating", code: errno)
         }
         try H5Storage.uncompressed {  // the file lives only while the task runs
             try H5File.createAtomically(file(step)) { file in

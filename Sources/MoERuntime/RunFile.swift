@@ -16,6 +16,8 @@ enum RunFile {
         var status: String
         var started: String
         var finished: String?
+        /// Why a `failed` run failed: the line the CLI printed (attribute `error`, absent otherwise).
+        var error: String?
     }
 
     static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, specDirectory: String, header: Header) throws {
@@ -30,6 +32,7 @@ enum RunFile {
             try file.setAttribute("moe_run_version", version)
             try file.setAttribute("started", header.started)
             try file.setAttribute("finished", header.finished ?? "")
+            if let error = header.error { try file.setAttribute("error", error) }
             try file.setAttribute(specDirectoryAttribute, specDirectory)
             try file.createString("spec", yaml)
             try file.createString("plan", plan.json())

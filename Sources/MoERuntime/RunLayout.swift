@@ -94,10 +94,18 @@ public struct RunLayout: Sendable {
 
     /// Creates the run and task directories.
     public func create() throws {
-        do {
-            try FileManager.default.createDirectory(atPath: tasksDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(error.localizedDescription)")
+        try Self.makeDirectory(tasksDirectory, reportedAs: directory)
+    }
+
+    /// Creates `path` and its parents (`mkdir -p`); a failure names `name` and gives the system's
+    /// reason ("read-only file system"), which Foundation's error would only paraphrase.
+    static func makeDirectory(_ path: String, reportedAs name: String) throws {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw RuntimeError.io(path: name, message: "cannot create the run directory: \(systemErrorText(errno))")
+            }
         }
     }
 }

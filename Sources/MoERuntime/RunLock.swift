@@ -1,4 +1,5 @@
 import Foundation
+import MoEHDF5
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,14 +21,10 @@ final class RunLock {
     /// Takes the lock of `layout`'s directory (created if missing), or throws
     /// `RuntimeError.runLocked` naming the holder when another process has it.
     static func acquire(_ layout: RunLayout) throws -> RunLock {
-        do {
-            try FileManager.default.createDirectory(atPath: layout.directory, withIntermediateDirectories: true)
-        } catch {
-            throw RuntimeError.io(path: layout.directory, message: "cannot create the run directory: \(error.localizedDescription)")
-        }
+        try RunLayout.makeDirectory(layout.directory, reportedAs: layout.directory)
         let fd = open(layout.lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw RuntimeError.io(path: layout.lockFile, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))")
+            throw RuntimeError.io(path: layout.lockFile, message: "cannot open the run's lock file: \(systemErrorText(errno))")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno

@@ -71,8 +71,11 @@ public enum Runner {
             default: status = "failed"
             }
             log.record("error: \(error)")
+            // On a full disk this rewrite usually fits (the failed task's tmp file is gone); if
+            // it does not, the previous run.h5 stays whole and the error line still says why.
             try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
-                               header: .init(status: status, started: started, finished: RunFile.now()))
+                               header: .init(status: status, started: started, finished: RunFile.now(),
+                                             error: status == "failed" ? "\(error)" : nil))
             throw error
         }
         try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
