@@ -19,18 +19,13 @@ final class TestMount {
         return mount
     }
 
-    /// Makes `directory` read-only in place (a bind mount of itself, remounted read-only); files
-    /// already open for writing elsewhere in the file system are not affected.
+    /// Makes `directory` read-only in place: a bind mount of itself, read-only from the start
+    /// (util-linux sets the flag before attaching it, so a process writing there at that moment
+    /// cannot make it busy); files already open for writing are not affected.
     static func readOnly(_ directory: String) throws -> TestMount {
         let mount = TestMount(path: directory)
-        try mount.run(["--bind", directory, directory], what: "bind-mount \(directory)")
+        try mount.run(["--bind", "-o", "ro", directory, directory], what: "bind-mount \(directory) read-only")
         mount.mounted = true
-        do {
-            try mount.run(["-o", "remount,bind,ro", directory], what: "remount \(directory) read-only")
-        } catch {
-            mount.unmount()
-            throw error
-        }
         return mount
     }
 
