@@ -80,11 +80,13 @@ public struct SweepPlan: Sendable {
         let base = overrides + ["sweep="]
         let combinations = expand(sweep)
         var trials: [SweepTrial] = []
+        let preflight = Preflight.Cache()
         for (i, combination) in combinations.enumerated() {
             let pairs = zip(sweep.parameters, combination).map { (key: $0.keyPath, value: $1) }
             let sets = pairs.map { "\($0.key)=\($0.value.yamlText)" }
             do {
                 let spec = try SpecLoader.load(path: specPath, overrides: base + sets)
+                try Preflight.check(spec, cache: preflight)
                 let layout = RunLayout.locate(spec: spec, outputRoot: outputRoot ?? spec.output.dir).layout
                 trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: spec, error: nil, layout: layout))
             } catch let error as SpecError {

@@ -61,7 +61,8 @@ public enum SpecLoader {
         let base = PathResolver.absolute(baseDirectory ?? (file as NSString).deletingLastPathComponent,
                                          base: FileManager.default.currentDirectoryPath)
         let context = DecodeContext(baseDirectory: base)
-        let spec = try SpecDecoder(context: context).decode(root)
+        var spec = try SpecDecoder(context: context).decode(root)
+        spec.positions = SpecPositions(context.locations, root: root.location)
         if spec.sweep != nil { try SweepValues.check(root: root, baseDirectory: base) }
         let rules = RuleContext(decode: context, root: root.location)
         try CrossFieldRules.check(spec, rules)
