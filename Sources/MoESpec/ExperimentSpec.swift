@@ -112,6 +112,25 @@ public struct ModelSpec: Equatable, Sendable {
             case .every(let n): return stride(from: n - 1, to: blocks, by: n).map { $0 }
             }
         }
+
+        /// The selected blocks for messages, without listing more than 8 of them (a valid spec may
+        /// have billions of blocks, found by the spec fuzzer): "block 1", "blocks 0, 1",
+        /// "blocks 0-63", "blocks 1, 3, …, 127".
+        public func summary(blocks: Int) -> String {
+            let count: Int
+            switch self {
+            case .all: count = blocks
+            case .indices(let list): count = list.count
+            case .every(let n): count = n <= blocks ? blocks / n : 0
+            }
+            let noun = count == 1 ? "block" : "blocks"
+            if count <= 8 { return noun + " " + indices(blocks: blocks).map(String.init).joined(separator: ", ") }
+            switch self {
+            case .all: return "\(noun) 0-\(blocks - 1)"
+            case .indices(let list): return "\(noun) " + list.sorted().prefix(3).map(String.init).joined(separator: ", ") + ", …, \(list.max()!)"
+            case .every(let n): return "\(noun) \(n - 1), \(2 * n - 1), …, \(n * count - 1)"
+            }
+        }
     }
 
     public var hidden: Int
