@@ -327,6 +327,17 @@ public struct SweepSpec: Equatable, Sendable {
     public var trials: Int?
     public var seed: Int
     public var parameters: [Parameter]
+
+    /// The most trials one sweep runs (each is validated before the first starts, so a larger
+    /// one would only make `validate` and `sweep` wait).
+    public static let maxTrials = 10_000
+
+    /// The trials this sweep runs: the grid's size (saturating at `Int.max`), or for `random`
+    /// at most `trials` of it.
+    public var trialCount: Int {
+        let grid = parameters.reduce(1) { $0.multipliedReportingOverflow(by: $1.values.count).overflow ? Int.max : $0 * $1.values.count }
+        return method == .random ? min(trials ?? 1, grid) : grid
+    }
 }
 
 /// A plain YAML value (for defaults and swept values).
