@@ -27,9 +27,10 @@ public struct SweepTrial: Sendable {
     /// says which values it has); errors elsewhere keep their file:line:column.
     public var errorText: String? { error.map(Self.text) }
 
-    /// A trial's error or warning in one line, without a location inside a generated `--set`.
+    /// A trial's error or warning in one line, without a location inside a generated `--set`
+    /// (`SweepPlan.generated`).
     public static func text(_ e: SpecError) -> String {
-        e.file == "--set" ? "\(e.keyPath): \(e.message)" : e.description
+        e.file == SweepPlan.generated ? "\(e.keyPath): \(e.message)" : e.description
     }
 
     /// The `--set` arguments of the trial (after the user's own and `sweep=`).
@@ -85,7 +86,7 @@ public struct SweepPlan: Sendable {
         }
         let base = overrides + ["sweep="]
         let combinations = expand(sweep)
-        let written = SpecLoader.sweepValueLocations(path: specPath)
+        let written = SpecLoader.sweepValueLocations(path: specPath, overrides: overrides)
         let fromFile = Set((loaded.sweep?.parameters ?? []).map(\.keyPath)).subtracting(grid.compactMap { $0.split(separator: "=").first.map(String.init) })
         let userKeys = overrides.map { String(($0.hasPrefix("~") ? $0.dropFirst() : Substring($0)).prefix { $0 != "=" }) }
         var trials: [SweepTrial] = []
@@ -118,17 +119,21 @@ public struct SweepPlan: Sendable {
                          trials: trials, hash: hash)
     }
 
+    /// The file of a trial's error or warning located in a value the user did not write as such
+    /// (a `--grid` value, passed on as a generated `--set`): messages leave its location out.
+    public static let generated = "--grid"
+
     /// A trial's error (or warning) located in one of its generated `--set` arguments, moved to
     /// where the spec's sweep section writes the value: the value of the swept key the error's
     /// key path is in, else of a swept key in the same section (whose `--set` created the
-    /// section). Values from `--grid` (not in `fromFile`) and errors in the user's own
-    /// overrides (`userKeys`) keep their location.
+    /// section). Errors in the user's own overrides (`userKeys`) keep their `--set` location;
+    /// the others (values from `--grid`, not in `fromFile`) are marked `generated`.
     static func relocate(_ error: SpecError, sweep: SweepSpec, values: [SpecValue], written: [String: [SourceLocation]],
                          fromFile: Set<String>, userKeys: [String]) -> SpecError {
         guard error.file == "--set" else { return error }
         let key = error.keyPath
-        // An error in the user's own override stays there.
-        if userKeys.contains(where: { key == $0 || key.hasPrefix($0 + ".") || key.hasPrefix($0 + "[") }) { return error }
+        // An error in the user's own override stays there (the sweep section is not such a key).
+        if userKeys.contains(where: { $0 != "sweep" && (key == $0 || key.hasPrefix($0 + ".") || key.hasPrefix($0 + "[")) }) { return error }
         func location(_ p: Int) -> SourceLocation? {
             let parameter = sweep.parameters[p]
             guard fromFile.contains(parameter.keyPath), let index = parameter.values.firstIndex(of: values[p]),
@@ -139,7 +144,11 @@ public struct SweepPlan: Sendable {
         let section = key.split(separator: ".").first.map(String.init) ?? key
         let candidates = keys.indices.filter { key == keys[$0] || key.hasPrefix(keys[$0] + ".") || key.hasPrefix(keys[$0] + "[") }
             + keys.indices.filter { keys[$0].split(separator: ".").first.map(String.init) == section }
-        guard let found = candidates.lazy.compactMap(location).first else { return error }
+        guard let found = candidates.lazy.compactMap(location).first else {
+            var generated = error
+            generated.file = Self.generated
+            return generated
+        }
         var moved = error
         moved.file = found.file
         moved.line = found.line

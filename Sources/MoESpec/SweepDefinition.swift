@@ -12,12 +12,16 @@ extension SpecLoader {
         try load(yaml: text(path: path), file: path, baseDirectory: nil, overrides: overrides, mode: .sweepBase).spec
     }
 
-    /// Where each swept value is written in the spec's `sweep.parameters` (key path → the
-    /// positions of its values, in order); empty when the file has no such section. A trial's
-    /// values reach it as generated `--set` arguments; errors about them are reported here instead.
-    public static func sweepValueLocations(path: String) -> [String: [SourceLocation]] {
-        guard let text = try? text(path: path), let root = try? YAMLDocument(file: path).parse(text),
-              let sweep = root.entries?.first(where: { $0.key == "sweep" })?.value.entries,
+    /// Where each swept value is written in the spec's `sweep.parameters` with `overrides`
+    /// applied (key path → the positions of its values, in order: in the file, or in the `--set`
+    /// that gave the section); empty when there is no such section. A trial's values reach it as
+    /// generated `--set` arguments; errors about them are reported here instead.
+    public static func sweepValueLocations(path: String, overrides: [String] = []) -> [String: [SourceLocation]] {
+        guard let text = try? text(path: path), var root = try? YAMLDocument(file: path).parse(text),
+              let parsed = try? overrides.map(Override.init) else { return [:] }
+        for override in parsed where override.isRemoval { try? override.apply(to: &root) }
+        for override in parsed where !override.isRemoval { try? override.apply(to: &root) }
+        guard let sweep = root.entries?.first(where: { $0.key == "sweep" })?.value.entries,
               let parameters = sweep.first(where: { $0.key == "parameters" })?.value.entries else { return [:] }
         var out: [String: [SourceLocation]] = [:]
         for parameter in parameters {

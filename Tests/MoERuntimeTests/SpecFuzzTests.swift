@@ -73,12 +73,15 @@ final class SpecFuzzTests: XCTestCase {
         for (e, seed) in cases {
             let (name, text) = experiments[e]
             var rng = FuzzRNG(seed: seed)
-            let mutated = SpecMutator.mutate(text, rng: &rng)
+            // A quarter of the cases: the experiment intact or mutated, with edge-value overrides.
+            let overrides = rng.chance(0.25) ? SpecMutator.overrides(rng: &rng) : []
+            let mutated = overrides.isEmpty || rng.chance(0.5) ? SpecMutator.mutate(text, rng: &rng) : Data(text.utf8)
             let path = dir + "/" + name
             try mutated.write(to: URL(fileURLWithPath: path))
-            watch.begin(Self.describe(seed: seed, name: name, spec: mutated))
+            let context = Self.describe(seed: seed, name: name, spec: mutated, overrides: overrides)
+            watch.begin(context)
             let start = Date()
-            let result = Self.check(path: path, strict: rng.chance(0.25))
+            let result = Self.check(path: path, overrides: overrides, strict: rng.chance(0.25))
             let seconds = Date().timeIntervalSince(start)
             watch.end()
             if seconds > slowest.seconds { slowest = (seconds, seed, name) }
@@ -86,7 +89,7 @@ final class SpecFuzzTests: XCTestCase {
             case .success(let outcome): outcomes[outcome, default: 0] += 1
             case .failure(let problem):
                 failures += 1
-                if failures <= 5 { XCTFail(problem.text + "\n" + Self.describe(seed: seed, name: name, spec: mutated)) }
+                if failures <= 5 { XCTFail(problem.text + "\n" + context) }
             }
         }
         XCTAssertEqual(failures, 0, "\(failures) of \(cases.count) cases failed")
@@ -121,7 +124,7 @@ final class SpecFuzzTests: XCTestCase {
             let context = Self.describe(seed: seed, name: name, spec: mutated)
             let r = try Self.runBinary(binary, ["validate", name], in: dir)
             codes[r.status, default: 0] += 1
-            let expected = Self.check(path: name, strict: false, in: dir)
+            let expected = Self.check(path: name, overrides: [], strict: false, in: dir)
             switch (r.status, expected) {
             case (0, .success("valid")), (0, .success("sweep")):
                 XCTAssertTrue(r.stdout.hasPrefix("\(name): valid ("), r.stdout + context)
@@ -141,12 +144,12 @@ final class SpecFuzzTests: XCTestCase {
     struct Problem: Error { let text: String }
 
     /// "valid", "sweep" (valid, with trials) or "error" (a located SpecError), or the problem.
-    static func check(path: String, strict: Bool, in directory: String? = nil) -> Result<String, Problem> {
+    static func check(path: String, overrides: [String], strict: Bool, in directory: String? = nil) -> Result<String, Problem> {
         let previous = FileManager.default.currentDirectoryPath
         if let directory { FileManager.default.changeCurrentDirectoryPath(directory) }
         defer { if directory != nil { FileManager.default.changeCurrentDirectoryPath(previous) } }
         do {
-            let v = try SpecValidation.validate(specPath: path, overrides: [], strict: strict)
+            let v = try SpecValidation.validate(specPath: path, overrides: overrides, strict: strict)
             _ = v.text()
             for line in v.warningLines { if let p = located(line, path) { return .failure(Problem(text: "warning: " + p)) } }
             if let e = v.trialError {
@@ -154,6 +157,7 @@ final class SpecFuzzTests: XCTestCase {
                 return .success("error")
             }
             _ = v.planText(json: false)
+            _ = v.planText(json: true)
             return .success(v.sweep == nil ? "valid" : "sweep")
         } catch let error as SpecError {
             if let p = located(error.description, path) { return .failure(Problem(text: "error: " + p)) }
@@ -163,15 +167,16 @@ final class SpecFuzzTests: XCTestCase {
         }
     }
 
-    /// nil when `line` is `PATH:LINE:COL: ...` on one line, else what is wrong with it.
+    /// nil when `line` is `PATH:LINE:COL: ...` (or in an override, `--set:1:COL: ...`) on one
+    /// line, else what is wrong with it.
     static func located(_ line: String, _ path: String) -> String? {
         if line.contains("\n") || line.contains("\r") { return "more than one line: \(line.debugDescription)" }
-        let pattern = "^" + NSRegularExpression.escapedPattern(for: path) + ":[1-9][0-9]*:[1-9][0-9]*: "
+        let pattern = "^(" + NSRegularExpression.escapedPattern(for: path) + "|--set|--unset):[1-9][0-9]*:[1-9][0-9]*: "
         return line.range(of: pattern, options: .regularExpression) == nil ? "not located at FILE:LINE:COL: \(line)" : nil
     }
 
     /// How to reproduce a case, with the mutated spec (non-printable bytes escaped).
-    static func describe(seed: UInt64, name: String, spec: Data) -> String {
+    static func describe(seed: UInt64, name: String, spec: Data, overrides: [String] = []) -> String {
         var text = ""
         for scalar in String(decoding: spec, as: UTF8.self).unicodeScalars {
             switch scalar {
@@ -181,7 +186,8 @@ final class SpecFuzzTests: XCTestCase {
             default: text += "\\u{\(String(scalar.value, radix: 16))}"
             }
         }
-        return "spec fuzzer case: MOE_RUN_FUZZ_SEED=\(seed) MOE_RUN_FUZZ_SPEC=\(name)\n--- mutated spec (\(spec.count) bytes, \\u{...} escaped) ---\n\(text)\n--- end ---\n"
+        let sets = overrides.isEmpty ? "" : "overrides: " + overrides.map { $0.hasPrefix("~") ? "--unset \($0.dropFirst())" : "--set '\($0)'" }.joined(separator: " ") + "\n"
+        return "spec fuzzer case: MOE_RUN_FUZZ_SEED=\(seed) MOE_RUN_FUZZ_SPEC=\(name)\n\(sets)--- mutated spec (\(spec.count) bytes, \\u{...} escaped) ---\n\(text)\n--- end ---\n"
     }
 
     static func runBinary(_ binary: String, _ args: [String], in directory: String) throws -> (status: Int32, stdout: String, stderr: String) {

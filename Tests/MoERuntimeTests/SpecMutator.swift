@@ -51,6 +51,45 @@ enum SpecMutator {
         "\u{FFFD}", "Ω", "中文", "\u{10FFFF}", "\r", "\t", "\"", "'", "\\", ":", "#", "&", "*", "!", "|", ">", "%", "@",
     ]
 
+    /// Values at the edges of what each key allows, as `--set`/`--unset` arguments (the paths
+    /// through the rules between keys and the planner that text damage rarely reaches).
+    static let overridePool: [String: [String]] = [
+        "experts": ["1", "2", "1024", "1025", "0"],
+        "model.blocks": ["1", "1024", "1025"],
+        "model.ffn": ["1", "3", "1000000000"],
+        "model.moe_blocks": ["all", "{every: 1024}", "[0, 1023]", "[]", "{every: 3}"],
+        "parallelism.workers": ["1", "64", "1000", "1024"],
+        "parallelism.mode": ["none", "data", "expert", "pipeline", "branch"],
+        "parallelism.microbatches": ["1", "100000"],
+        "parallelism.compression": ["none", "int8", "topk"],
+        "train.batch_size": ["1", "1000000000"],
+        "train.epochs": ["0", "1", "1000000000"],
+        "router.k": ["1", "2", "1024"],
+        "router.type": ["topk", "switch", "hash", "domain", "expert_choice", "noisy_topk"],
+        "router.capacity_factor": ["null", "0.01", "1e300"],
+        "split.strategy": ["none", "replicate", "neurons", "layerwise", "branch"],
+        "split.pretrain_epochs": ["0", "1"],
+        "split.shard_by": ["domain", "index", "random"],
+        "fusion.method": ["none", "average", "stack", "mix", "ensemble", "slerp", "ties", "greedy_soup", "fisher"],
+        "fusion.weights": ["uniform", "val_loss", "optimized", "[1, 0]", "[0, 0]"],
+        "fusion.finetune": ["null", "{epochs: 1}"],
+        "data.source": ["synthetic", "file"],
+        "data.samples": ["10", "1000000000"],
+        "data.domains": ["1", "1000"],
+        "train.local": ["true", "false"],
+        "sweep": ["null", "{parameters: {seed: [1, 2]}}", "{method: random, trials: 3, parameters: {router.k: [1, 2, 3]}}"],
+        "router": ["null"], "fusion": ["null"], "split": ["null"],
+    ]
+
+    /// 1–3 overrides: a key of `overridePool` with one of its values, or removed (`~KEY`).
+    static func overrides(rng: inout FuzzRNG) -> [String] {
+        let keys = overridePool.keys.sorted()
+        return (0..<(1 + rng.int(3))).map { _ in
+            let key = rng.pick(keys)
+            return rng.chance(0.15) ? "~" + key : key + "=" + rng.pick(overridePool[key]!)
+        }
+    }
+
     /// `text` with 1–4 random mutations, as bytes.
     static func mutate(_ text: String, rng: inout FuzzRNG) -> Data {
         var lines = text.components(separatedBy: "\n")
