@@ -4,6 +4,8 @@
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
+#   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
+#   make uninstall   remove $(PREFIX)/bin/moe-run
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -42,7 +44,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench run clean sweep
+.PHONY: all setup venv build test bench run clean sweep install uninstall
 
 all: build
 
@@ -137,3 +139,20 @@ SWEEP_ARGS ?=
 sweep: build
 	@dir=$$($(BIN)/moe-run sweep $(SPEC) $(foreach g,$(GRID),--grid $(g)) --jobs $(JOBS) $(SWEEP_ARGS) | tee /dev/stderr | tail -n 1); \
 	$(BIN)/moe-run report "$$dir"
+
+## install: build, then copy the moe-run binary to $(DESTDIR)$(PREFIX)/bin, so `moe-run …` works from
+## any directory. The binary is self-contained on this machine: its workers are re-execs of
+## /proc/self/exe (no sibling files), and it finds the Swift runtime in the toolchain that built
+## it (RUNPATH) and HDF5/OpenBLAS/libyaml in the system libraries `make setup` installs.
+## `make -o build install` installs the binary already built without rebuilding it (the tests do).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 755 "$(BIN)/moe-run" "$(DESTDIR)$(PREFIX)/bin/moe-run"
+	@echo "install: $(DESTDIR)$(PREFIX)/bin/moe-run"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "install: note: $(PREFIX)/bin is not on PATH; add it (export PATH=\"$(PREFIX)/bin:\$$PATH\")";; esac
+
+## uninstall: remove what `make install` put there.
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/moe-run"

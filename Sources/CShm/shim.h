@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 
 // --- C11 atomics (sequentially consistent) on 32- and 64-bit words -------------------------
@@ -54,6 +55,23 @@ static inline int moe_futex_wait(void *addr, uint32_t expected, int timeout_ms) 
 /// Wakes every process sleeping on `addr`; returns how many were woken (or -1).
 static inline int moe_futex_wake(void *addr) {
     return (int)syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, (void *)0, (uint32_t *)0, 0);
+}
+
+// --- unnamed segments: memfd_create(2) and file seals -----------------------------------------
+// The constants are Linux's (<linux/memfd.h>, <linux/fcntl.h>); glibc declares them only under
+// _GNU_SOURCE, which a module header cannot set for the system headers it shares with Swift.
+
+/// An anonymous shared-memory file (memfd_create(2) with MFD_CLOEXEC | MFD_ALLOW_SEALING):
+/// it has no name in any filesystem (`name` shows only in /proc/<pid>/fd), and the kernel frees
+/// it when the last descriptor and mapping are gone. Returns the descriptor, or -1 and errno.
+static inline int moe_memfd_create(const char *name) {
+    return (int)syscall(SYS_memfd_create, name, 0x0001U | 0x0002U);
+}
+
+/// Seals the size of a memfd (F_ADD_SEALS with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): no
+/// process can then resize it under the others' mappings. Returns 0, or -1 and errno.
+static inline int moe_seal_size(int fd) {
+    return fcntl(fd, 1024 + 9, 0x0002 | 0x0004 | 0x0001);
 }
 
 // --- misc ----------------------------------------------------------------------------------

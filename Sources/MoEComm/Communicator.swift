@@ -91,8 +91,9 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
     case timedOut(operation: String, seconds: Double, waitingFor: [Int])
     /// The group was aborted (by the scheduler, or by a rank that failed).
     case aborted(byRank: Int?)
-    /// The shared region could not be created, opened or mapped.
-    case sharedMemory(path: String, message: String)
+    /// The shared region (named by `segment`: its label, or the descriptor a rank was given)
+    /// could not be created, opened or mapped.
+    case sharedMemory(segment: String, message: String)
     /// Arguments that cannot work (a message larger than the buffer, a rank out of range, ...).
     case invalidArgument(String)
 
@@ -102,7 +103,7 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
         case .timedOut(let op, let s, let ranks):
             return "collective group: \(op) timed out after \(String(format: "%.0f", s)) s waiting for rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", "))"
         case .aborted(let r): return "collective group aborted" + (r.map { " by rank \($0)" } ?? " by the scheduler")
-        case .sharedMemory(let path, let message): return "collective group: \(path): \(message)"
+        case .sharedMemory(let segment, let message): return "collective group: \(segment): \(message)"
         case .invalidArgument(let message): return "collective group: \(message)"
         }
     }

@@ -5,13 +5,16 @@ import Glibc
 #endif
 
 /// The shared-memory backend of `Communicator`: the ranks of one coupled task on one machine,
-/// cooperating through ONE file in /dev/shm that every rank maps `MAP_SHARED` (the layout is
-/// documented on `SharedMemoryLayout`).
+/// cooperating through ONE unnamed shared-memory file that every rank maps `MAP_SHARED` (the
+/// layout is documented on `SharedMemoryLayout`).
 ///
-/// Life cycle: the scheduler (which does not join the group) calls `create` before starting the
-/// ranks, `abort` to stop them (from any process, at any time, even while they are blocked), and
-/// `remove` when the task has ended. Each rank attaches with `init(path:rank:worldSize:timeout:)`,
-/// which registers its pid; `deinit` unmaps the file.
+/// Life cycle: the scheduler (which does not join the group) makes a `SharedMemorySegment`
+/// (memfd_create(2): the file never has a name, so no kill at any moment can leave one in
+/// /dev/shm) before starting the ranks, passes its descriptor on to them, keeps it open to
+/// `abort` them (at any time, even while they are blocked), and drops it when the task has
+/// ended. Each rank attaches with `init(descriptor:rank:worldSize:timeout:)`, which maps the
+/// file and registers its pid; `deinit` unmaps it. The kernel frees the memory once the last
+/// descriptor and mapping are gone.
 ///
 /// Synchronisation: futex(2) words and C11 atomics in the header (no FUTEX_PRIVATE: the words are
 /// shared between processes). Waiting spins a few µs, then sleeps in slices of 100 ms; between
@@ -33,8 +36,6 @@ import Glibc
 public final class SharedMemoryGroup: Communicator {
     public let rank: Int
     public let worldSize: Int
-    /// The file the group maps.
-    public let path: String
     /// The longest one wait (a barrier, a message) may last, in seconds.
     public let timeout: Double
     public internal(set) var statistics = CommStatistics()
@@ -42,107 +43,52 @@ public final class SharedMemoryGroup: Communicator {
     let layout: SharedMemoryLayout
     let base: UnsafeMutableRawPointer
     let mappedBytes: Int
-    let fd: Int32
     /// The barrier generation this rank has completed (the header's generation between barriers).
     var barrierEpoch: UInt32
 
-    // MARK: - The scheduler's side
-
-    /// Creates (or truncates) the group file at `path` (e.g. `/dev/shm/moe-run-<pid>-<task>-<attempt>`)
-    /// for `worldSize` ranks with data slots of `slotBytes` (rounded up to a multiple of 64, at
-    /// least 4096) and initialises its header. Call before starting the ranks.
-    public static func create(path: String, worldSize: Int, slotBytes: Int = 8 << 20) throws {
-        guard (1...SharedMemoryLayout.maxWorldSize).contains(worldSize) else {
-            throw CollectiveError.invalidArgument("world size \(worldSize) out of range 1...\(SharedMemoryLayout.maxWorldSize)")
-        }
-        guard slotBytes > 0, slotBytes <= 1 << 40 else {
-            throw CollectiveError.invalidArgument("slot size \(slotBytes) bytes out of range")
-        }
-        let layout = SharedMemoryLayout(worldSize: worldSize, slotBytes: SharedMemoryLayout.normalisedSlotBytes(slotBytes))
-        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CollectiveError.sharedMemory(path: path, message: "cannot create: \(errnoText())") }
-        defer { close(fd) }
-        guard ftruncate(fd, off_t(layout.totalBytes)) == 0 else {
-            throw CollectiveError.sharedMemory(path: path, message: "cannot size to \(layout.totalBytes) bytes: \(errnoText())")
-        }
-        guard let p = mmap(nil, layout.headerBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            throw CollectiveError.sharedMemory(path: path, message: "cannot map: \(errnoText())")
-        }
-        defer { munmap(p, layout.headerBytes) }
-        // The file is fresh zeros (O_TRUNC + ftruncate); write the constants, then the magic.
-        p.storeBytes(of: SharedMemoryLayout.version, toByteOffset: SharedMemoryLayout.versionOffset, as: UInt32.self)
-        p.storeBytes(of: UInt32(worldSize), toByteOffset: SharedMemoryLayout.worldSizeOffset, as: UInt32.self)
-        p.storeBytes(of: UInt64(layout.slotBytes), toByteOffset: SharedMemoryLayout.slotBytesOffset, as: UInt64.self)
-        p.storeBytes(of: UInt64(layout.mailboxBytes), toByteOffset: SharedMemoryLayout.mailboxBytesOffset, as: UInt64.self)
-        p.storeBytes(of: UInt64(layout.totalBytes), toByteOffset: SharedMemoryLayout.totalBytesOffset, as: UInt64.self)
-        moe_atomic_store_u64(p + SharedMemoryLayout.magicOffset, SharedMemoryLayout.magic)
-    }
-
-    /// Aborts the group at `path`: sets the abort flag (unless a rank already did) and wakes every
-    /// waiter, so every rank's current and later collectives throw `.aborted(byRank: nil)`.
-    /// Never throws; does nothing if the file is missing or not a group file. Safe to call while
-    /// ranks are blocked, from any process.
-    public static func abort(path: String) {
-        let fd = open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_size >= 4096 else { return }
-        let size = Int(st.st_size)
-        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else { return }
-        defer { munmap(p, size) }
-        guard let layout = validLayout(p, size: size) else { return }
-        raiseAbort(p, layout: layout, kind: SharedMemoryLayout.abortByScheduler, rank: -1, pid: 0)
-    }
-
-    /// Removes the group file (the ranks' mappings stay valid until they unmap). Never throws.
-    public static func remove(path: String) {
-        unlink(path)
-    }
-
     // MARK: - A rank's side
 
-    /// Attaches this process as `rank` of the group created at `path` for `worldSize` ranks, and
-    /// registers its pid. `timeout` bounds every single wait (a barrier, a message) in seconds.
-    /// Throws `.sharedMemory` if the file is missing or not a group of `worldSize`, or the rank is
-    /// attached by another live process; `.aborted` if the group was aborted already.
-    public init(path: String, rank: Int, worldSize: Int, timeout: Double = 300) throws {
+    /// Attaches this process as `rank` of the group whose memory is open at `descriptor` (a
+    /// `SharedMemorySegment`'s descriptor, inherited from the process that started this one) for
+    /// `worldSize` ranks, and registers its pid. Maps the memory and does not keep the
+    /// descriptor: the caller may close it at once (the mapping keeps the memory alive).
+    /// `timeout` bounds every single wait (a barrier, a message) in seconds. Throws
+    /// `.sharedMemory` if the descriptor is not open or not a group of `worldSize`, or the rank
+    /// is attached by another live process; `.aborted` if the group was aborted already.
+    public init(descriptor fd: Int32, rank: Int, worldSize: Int, timeout: Double = 300) throws {
         guard worldSize >= 1, (0..<worldSize).contains(rank) else {
             throw CollectiveError.invalidArgument("rank \(rank) out of range 0..<\(worldSize)")
         }
         guard timeout > 0, timeout.isFinite else { throw CollectiveError.invalidArgument("time-out \(timeout) s is not positive") }
-        let fd = open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw CollectiveError.sharedMemory(path: path, message: "cannot open: \(errnoText())") }
+        let segment = "descriptor \(fd)"
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_size >= 4096 else {
-            close(fd)
-            throw CollectiveError.sharedMemory(path: path, message: "not a collective group file (\(st.st_size) bytes)")
+        guard fstat(fd, &st) == 0 else {
+            throw CollectiveError.sharedMemory(segment: segment, message: "not an open descriptor: \(errnoText())")
+        }
+        guard st.st_size >= 4096 else {
+            throw CollectiveError.sharedMemory(segment: segment, message: "not a collective group (\(st.st_size) bytes)")
         }
         let size = Int(st.st_size)
         guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            let message = "cannot map: \(errnoText())"
-            close(fd)
-            throw CollectiveError.sharedMemory(path: path, message: message)
+            throw CollectiveError.sharedMemory(segment: segment, message: "cannot map: \(errnoText())")
         }
         guard let layout = Self.validLayout(p, size: size), layout.worldSize == worldSize else {
-            let found = Self.validLayout(p, size: size).map { "a group of \($0.worldSize)" } ?? "not a collective group file"
-            munmap(p, size); close(fd)
-            throw CollectiveError.sharedMemory(path: path, message: "\(found), expected a group of \(worldSize)")
+            let found = Self.validLayout(p, size: size).map { "a group of \($0.worldSize)" } ?? "not a collective group"
+            munmap(p, size)
+            throw CollectiveError.sharedMemory(segment: segment, message: "\(found), expected a group of \(worldSize)")
         }
         let existing = Int32(bitPattern: moe_atomic_load_u32(p + layout.pidOffset(rank)))
         if existing != 0, existing != getpid(),
            ProcessLiveness.isAlive(pid: existing, startTime: moe_atomic_load_u64(p + layout.startTimeOffset(rank))) {
-            munmap(p, size); close(fd)
-            throw CollectiveError.sharedMemory(path: path, message: "rank \(rank) is already attached by process \(existing)")
+            munmap(p, size)
+            throw CollectiveError.sharedMemory(segment: segment, message: "rank \(rank) is already attached by process \(existing)")
         }
         self.rank = rank
         self.worldSize = worldSize
-        self.path = path
         self.timeout = timeout
         self.layout = layout
         self.base = p
         self.mappedBytes = size
-        self.fd = fd
         self.barrierEpoch = moe_atomic_load_u32(p + SharedMemoryLayout.barrierGenerationOffset)
         // Start time first, then the pid: a peer that sees the pid sees the start time.
         moe_atomic_store_u64(p + layout.startTimeOffset(rank), ProcessLiveness.startTime(pid: getpid()) ?? 0)
@@ -152,7 +98,6 @@ public final class SharedMemoryGroup: Communicator {
 
     deinit {
         munmap(base, mappedBytes)
-        close(fd)
     }
 
     // MARK: - Helpers shared by the extensions

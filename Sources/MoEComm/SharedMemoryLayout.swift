@@ -1,13 +1,13 @@
 import Foundation
 
-/// The layout of a `SharedMemoryGroup` file (one file in /dev/shm, mapped `MAP_SHARED` by every
-/// rank of the group and, briefly, by the scheduler for `abort`). All integers are little-endian
+/// The layout of a `SharedMemoryGroup` file (one unnamed file, a `SharedMemorySegment`, mapped
+/// `MAP_SHARED` by every rank of the group; the scheduler keeps the header mapped for `abort`). All integers are little-endian
 /// native words, naturally aligned; every area starts on a 64-byte boundary.
 ///
 /// ```
 /// offset                     size            contents
 /// ── header ──────────────────────────────────────────────────────────────────────────────────
-/// 0                          8               magic "MOECOMM1" (written last by `create`)
+/// 0                          8               magic "MOECOMM1" (written last by the segment)
 /// 8                          4               version (1)
 /// 12                         4               worldSize N (1 … 64)
 /// 16                         8               slotBytes S (multiple of 64, ≥ 4096)

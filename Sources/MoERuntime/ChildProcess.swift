@@ -32,9 +32,11 @@ final class ChildProcess {
     private(set) var fds: [Int32]
     private var partial: [[UInt8]] = [[], []]
 
-    /// Starts `executable` with `arguments` (argv[0] included) and exactly `environment`.
-    /// Flushes this process's stdio first so buffered text is not duplicated or reordered.
-    init(executable: String, arguments: [String], environment: [String: String]) throws {
+    /// Starts `executable` with `arguments` (argv[0] included) and exactly `environment`, passing
+    /// on `inheriting` (open descriptors of this process, at the same numbers; every other
+    /// descriptor is close-on-exec). Flushes this process's stdio first so buffered text is not
+    /// duplicated or reordered.
+    init(executable: String, arguments: [String], environment: [String: String], inheriting: [Int32] = []) throws {
         fflush(stdout)
         fflush(stderr)
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
@@ -50,6 +52,8 @@ final class ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, out[1], 1)
         posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        // dup2 onto itself clears close-on-exec in the child only (POSIX 2024, glibc ≥ 2.29).
+        for fd in inheriting { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
         // Children start with default signal handling whatever this process installed or ignored.
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

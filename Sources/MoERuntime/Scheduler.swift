@@ -76,10 +76,11 @@ public struct Scheduler {
         var label: String { rank.map { "\(task.id)[rank \($0)]" } ?? task.id }
     }
 
-    /// One attempt of a task: its processes, and the shared-memory file of a group.
+    /// One attempt of a task: its processes, and the shared memory of a group (kept open while
+    /// the attempt runs, to abort the group through it; closed when the attempt ends).
     private struct Attempt {
         let task: PlanTask
-        var groupPath: String?
+        var group: SharedMemorySegment?
         var remaining: Int
         /// The first process that ended badly (the cause; its peers then fail with it).
         var failure: (label: String, status: ExitStatus, error: String?)?
@@ -90,15 +91,20 @@ public struct Scheduler {
     /// Environment variables telling a worker its place in a group (see `Worker`).
     public static let rankVariable = "MOE_RUN_RANK"
     public static let worldSizeVariable = "MOE_RUN_WORLD_SIZE"
-    public static let groupVariable = "MOE_RUN_GROUP"
+    /// The number of the inherited descriptor of the group's memory (an unnamed
+    /// `SharedMemorySegment`: there is no path to pass, and none to leak).
+    public static let groupDescriptorVariable = "MOE_RUN_GROUP_FD"
 
     /// Runs every task that is not complete yet; returns when all are complete.
     ///
     /// A task with `workers > 1` (data, expert and pipeline parallel training) starts as a group
-    /// of that many processes, ranks 0 … N−1, sharing one file in /dev/shm for their collectives
-    /// (`SharedMemoryGroup`); the rank, group size and file reach each process in its environment
-    /// (`MOE_RUN_RANK`, `MOE_RUN_WORLD_SIZE`, `MOE_RUN_GROUP`). The group is one attempt: when one
-    /// rank dies the group is aborted (its peers' collectives fail at once instead of waiting), and
+    /// of that many processes, ranks 0 … N−1, sharing one unnamed shared-memory file for their
+    /// collectives (`SharedMemorySegment`, `SharedMemoryGroup`): each process inherits its
+    /// descriptor and finds its rank, the group size and the descriptor's number in its
+    /// environment (`MOE_RUN_RANK`, `MOE_RUN_WORLD_SIZE`, `MOE_RUN_GROUP_FD`). The file has no
+    /// name, so a kill -9 of this process, of its workers or of all of them leaves nothing in
+    /// /dev/shm. The group is one attempt: when one rank dies the group is aborted through the
+    /// descriptor kept open here (its peers' collectives fail at once instead of waiting), and
     /// once every rank has ended the whole group is retried from the last checkpoint, or fails.
     public func run() throws {
         var state: [String: State] = [:]
@@ -110,7 +116,6 @@ public struct Scheduler {
         var forwarded = false
         var forwardedAt = Date.distantFuture
         var killed = false
-        defer { for a in active.values { if let p = a.groupPath { SharedMemoryGroup.remove(path: p) } } }
         Self.removeStaleGroupFiles(log: log)
         for task in tasks {
             if isComplete(task.id) {
@@ -145,22 +150,21 @@ public struct Scheduler {
                     guard running.count + size <= workers else { continue }
                     attempts[task.id, default: 0] += 1
                     let attempt = attempts[task.id]!
-                    var record = Attempt(task: task, groupPath: nil, remaining: size)
+                    var record = Attempt(task: task, group: nil, remaining: size)
                     if size > 1 {
-                        let path = "/dev/shm/moe-run-\(getpid())-\(task.id)-\(attempt)"
-                        try SharedMemoryGroup.create(path: path, worldSize: size)
-                        record.groupPath = path
+                        record.group = try SharedMemorySegment(worldSize: size, name: "moe-run-\(task.id)-\(attempt)")
                     }
                     active[task.id] = record
                     state[task.id] = .running
                     for rank in 0..<size {
                         var c = command(task)
-                        if let path = record.groupPath {
+                        if let group = record.group {
                             c.environment[Self.rankVariable] = String(rank)
                             c.environment[Self.worldSizeVariable] = String(size)
-                            c.environment[Self.groupVariable] = path
+                            c.environment[Self.groupDescriptorVariable] = String(group.descriptor)
                         }
-                        let child = try ChildProcess(executable: c.executable, arguments: c.arguments, environment: c.environment)
+                        let child = try ChildProcess(executable: c.executable, arguments: c.arguments, environment: c.environment,
+                                                     inheriting: record.group.map { [$0.descriptor] } ?? [])
                         let r = Running(task: task, child: child, rank: size > 1 ? rank : nil)
                         log.record("\(r.label): started worker process \(child.pid) (attempt \(attempt))")
                         running.append(r)
@@ -185,13 +189,12 @@ public struct Scheduler {
                     if a.failure == nil {
                         a.failure = (r.label, status, r.lastError)
                         // The peers of a dead rank stop now instead of at their time-out.
-                        if let path = a.groupPath { SharedMemoryGroup.abort(path: path) }
+                        a.group?.abort()
                     }
                 }
                 active[id] = a
                 guard a.remaining == 0 else { continue }
-                active[id] = nil
-                if let path = a.groupPath { SharedMemoryGroup.remove(path: path) }
+                active[id] = nil  // closes the group's descriptor; the memory goes with the last rank
                 board.lines[id] = nil
                 let interrupted = a.interrupted || Interrupts.requested || !interruptedTasks.isEmpty
                 if a.allExitedZero && isComplete(id) {
@@ -225,13 +228,15 @@ public struct Scheduler {
     }
 
     /// Removes the /dev/shm files of groups whose scheduler is gone (`moe-run-<pid>-…` with no
-    /// live process `pid`): a scheduler killed with SIGKILL cannot remove its own.
+    /// live process `pid`). Only versions of moe-run before the unnamed `SharedMemorySegment`
+    /// made such files (a scheduler killed with SIGKILL could not remove its own); this one
+    /// makes none, and still clears what they left.
     static func removeStaleGroupFiles(log: RunLog) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
         for name in names where name.hasPrefix("moe-run-") {
             guard let pid = name.dropFirst("moe-run-".count).split(separator: "-").first.flatMap({ Int32($0) }),
                   pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
-            SharedMemoryGroup.remove(path: "/dev/shm/" + name)
+            unlink("/dev/shm/" + name)
             log.record("removed /dev/shm/\(name), left by scheduler process \(pid), which is gone")
         }
     }

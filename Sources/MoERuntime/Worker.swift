@@ -49,15 +49,19 @@ public enum Worker {
     }
 
     /// This process's place in its task's group, from the scheduler's environment
-    /// (`Scheduler.rankVariable`, …), or a group of one.
+    /// (`Scheduler.rankVariable`, …, and the group's memory at the inherited descriptor
+    /// `Scheduler.groupDescriptorVariable`), or a group of one. The descriptor is closed once
+    /// mapped: nothing this process starts inherits it, and the memory lives as long as the
+    /// mapping.
     static func groupCommunicator() throws -> Communicator {
         let env = ProcessInfo.processInfo.environment
-        guard let path = env[Scheduler.groupVariable], let rank = env[Scheduler.rankVariable].flatMap(Int.init),
+        guard let fd = env[Scheduler.groupDescriptorVariable].flatMap(Int32.init), let rank = env[Scheduler.rankVariable].flatMap(Int.init),
               let size = env[Scheduler.worldSizeVariable].flatMap(Int.init) else { return SoloCommunicator() }
+        defer { close(fd) }
         do {
-            return try SharedMemoryGroup(path: path, rank: rank, worldSize: size, timeout: collectiveTimeout)
+            return try SharedMemoryGroup(descriptor: fd, rank: rank, worldSize: size, timeout: collectiveTimeout)
         } catch {
-            throw RuntimeError.io(path: path, message: "cannot join the task's process group: \(error)")
+            throw RuntimeError.io(path: "descriptor \(fd) (\(Scheduler.groupDescriptorVariable))", message: "cannot join the task's process group: \(error)")
         }
     }
 

@@ -1,8 +1,9 @@
 // The collectives test peer: one rank of a SharedMemoryGroup, started by MoECommTests.
 //
-//   moe-comm-peer <scenario> <path> <rank> <world> <outfile> [count] [timeout-seconds]
+//   moe-comm-peer <scenario> <fd> <rank> <world> <outfile> [count] [timeout-seconds]
 //
-// Attaches to the group file `path` (created by the test), runs the scenario and writes its
+// Attaches to the group whose memory is open at descriptor `fd` (a SharedMemorySegment the test
+// made, inherited at spawn), runs the scenario and writes its
 // results to `outfile`: raw little-endian bytes for the data scenarios, text for the others.
 // On failure it writes "ERROR <description>" to `outfile` and stderr and exits 1.
 //
@@ -36,16 +37,17 @@ func writeOut(_ path: String, _ data: Data) throws { try data.write(to: URL(file
 func floatsData(_ values: [Float]) -> Data { values.withUnsafeBytes { Data($0) } }
 
 let args = CommandLine.arguments
-guard args.count >= 6, let rank = Int(args[3]), let world = Int(args[4]) else {
-    FileHandle.standardError.write("usage: moe-comm-peer <scenario> <path> <rank> <world> <outfile> [count] [timeout]\n".data(using: .utf8)!)
+guard args.count >= 6, let descriptor = Int32(args[2]), let rank = Int(args[3]), let world = Int(args[4]) else {
+    FileHandle.standardError.write("usage: moe-comm-peer <scenario> <fd> <rank> <world> <outfile> [count] [timeout]\n".data(using: .utf8)!)
     exit(2)
 }
-let scenario = args[1], path = args[2], outfile = args[5]
+let scenario = args[1], outfile = args[5]
 let count = args.count > 6 ? Int(args[6]) ?? 1000 : 1000
 let timeout = args.count > 7 ? Double(args[7]) ?? 20 : 20
 
 do {
-    let group = try SharedMemoryGroup(path: path, rank: rank, worldSize: world, timeout: timeout)
+    let group = try SharedMemoryGroup(descriptor: descriptor, rank: rank, worldSize: world, timeout: timeout)
+    close(descriptor) // the mapping keeps the memory; a rank needs no descriptor once attached
     switch scenario {
     case "allreduce":
         var x = (0..<count).map { patternValue(rank: rank, index: $0) }

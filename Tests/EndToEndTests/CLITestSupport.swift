@@ -199,7 +199,8 @@ extension CLI {
         try H5File.open(runDir + "/tasks/train.h5").read("metrics/" + name, as: Double.self).values
     }
 
-    /// The /dev/shm files of the process groups of the scheduler `pid`.
+    /// The /dev/shm files of the process groups of the scheduler `pid` (versions before issue 11
+    /// named them so; there must be none now).
     static func sharedMemoryFiles(of pid: Int32) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("moe-run-\(pid)-") }
     }

@@ -3,7 +3,7 @@ import XCTest
 @testable import MoEComm
 
 /// Multi-process tests of `SharedMemoryGroup`: each test starts `moe-comm-peer` processes on a
-/// fresh /dev/shm file and compares their outputs with what the contract says. Small slots
+/// fresh unnamed `SharedMemorySegment` (inherited by descriptor) and compares their outputs with what the contract says. Small slots
 /// (4 KiB … 16 KiB) make the chunked and multi-round paths run on small data.
 final class SharedMemoryGroupTests: XCTestCase {
     private func group(_ world: Int, slotBytes: Int = 8 << 20) throws -> PeerGroup {
@@ -129,6 +129,17 @@ final class SharedMemoryGroupTests: XCTestCase {
         for r in 0..<4 { XCTAssertEqual(outcomes[r]?.text, "barriers 2000\n") }
     }
 
+    /// Each rank inherits its own descriptor at spawn: the starter may close its handle at once
+    /// and the group still works (the scheduler keeps its handle only to abort).
+    func testRanksNeedNotTheStartersDescriptor() throws {
+        let g = try group(3, slotBytes: 4096)
+        try g.start("allreduce", count: 3_000)
+        g.closeSegment()
+        let outcomes = g.wait()
+        assertAllSucceeded(outcomes, 3)
+        XCTAssertEqual(outcomes[2]?.output.count, 3_000 * 4)
+    }
+
     func testKilledPeerMakesTheOthersFailWithPeerDied() throws {
         for world in [2, 3, 4] {
             let g = try group(world, slotBytes: 4096)
@@ -136,7 +147,7 @@ final class SharedMemoryGroupTests: XCTestCase {
             try g.start("allreduce", ranks: Array(0..<victim), count: 10_000, timeout: 60)
             try g.start("hang", ranks: [victim], timeout: 60)
             Thread.sleep(forTimeInterval: 0.5) // the others are blocked inside the allReduce
-            let pid = g.processes[victim]?.processIdentifier ?? 0
+            let pid = g.processes[victim]?.pid ?? 0
             let killed = Date()
             g.kill9(victim)
             let outcomes = g.wait(limit: 10)
@@ -168,7 +179,7 @@ final class SharedMemoryGroupTests: XCTestCase {
         try g.start("wait", ranks: [0, 1], timeout: 60) // rank 2 never comes
         Thread.sleep(forTimeInterval: 0.7)
         let aborted = Date()
-        SharedMemoryGroup.abort(path: g.path)
+        g.abort()
         let outcomes = g.wait(limit: 10)
         XCTAssertLessThan(Date().timeIntervalSince(aborted), 30, "the abort, not the 60 s time-out, ends the wait")
         for r in [0, 1] {

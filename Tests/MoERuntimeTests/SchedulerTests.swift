@@ -117,18 +117,38 @@ final class SchedulerTests: XCTestCase {
     }
 
     /// A task of `workers: 2` starts as a group: two processes told their rank, the group size and
-    /// the shared-memory file (which exists while they run and is removed afterwards).
-    func testGroupTaskStartsOneProcessPerRankSharingAFile() throws {
-        let script = "echo \"$MOE_RUN_RANK/$MOE_RUN_WORLD_SIZE $MOE_RUN_GROUP\" >> ranks; test -e \"$MOE_RUN_GROUP\" && echo exists >> ranks; "
+    /// the number of the descriptor they inherit of the group's memory, an unnamed memfd (nothing
+    /// in /dev/shm while they run, so nothing to leave behind).
+    func testGroupTaskStartsOneProcessPerRankSharingAnUnnamedSegment() throws {
+        let script = "echo \"$MOE_RUN_RANK/$MOE_RUN_WORLD_SIZE $MOE_RUN_GROUP_FD\" >> ranks; "
+            + "readlink /proc/$$/fd/$MOE_RUN_GROUP_FD >> ranks; ls /dev/shm | grep -c '^moe-run-\(getpid())-' >> ranks; "
             + "sleep 0.2; [ \"$MOE_RUN_RANK\" = 0 ] && touch g.done; true"
         try scheduler([task("g", workers: 2)], workers: 2, scripts: ["g": script]).run()
         let lines = try String(contentsOfFile: dir + "/ranks", encoding: .utf8).split(separator: "\n").map(String.init)
-        let ranks = lines.filter { $0.contains("/") }.sorted()
+        let ranks = lines.filter { $0.contains("/") && !$0.hasPrefix("/") }.sorted()
         XCTAssertEqual(ranks.map { String($0.prefix(3)) }, ["0/2", "1/2"])
-        let path = String(ranks[0].split(separator: " ")[1])
-        XCTAssertTrue(path.hasPrefix("/dev/shm/moe-run-\(getpid())-g-1"), path)
-        XCTAssertEqual(lines.filter { $0 == "exists" }.count, 2)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the group's file is removed when the group ends")
+        XCTAssertNotNil(Int32(ranks[0].split(separator: " ").last ?? ""), ranks[0])
+        XCTAssertEqual(lines.filter { $0 == "/memfd:moe-run-g-1 (deleted)" }.count, 2, "each rank inherited the group's memfd: \(lines)")
+        XCTAssertEqual(lines.filter { $0 == "0" }.count, 2, "no file in /dev/shm: \(lines)")
+    }
+
+    /// The stale files of older versions' schedulers (named `/dev/shm/moe-run-<pid>-…`) are
+    /// removed when their scheduler is gone, and kept while it lives.
+    func testStaleGroupFilesOfDeadSchedulersAreRemoved() throws {
+        var dead: pid_t = 0
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { free(argv[0]) }
+        XCTAssertEqual(posix_spawn(&dead, "/bin/true", nil, nil, &argv, environ), 0)
+        var status: Int32 = 0
+        waitpid(dead, &status, 0)
+        let stale = "/dev/shm/moe-run-\(dead)-train-1", live = "/dev/shm/moe-run-\(getppid())-train-1"
+        for path in [stale, live] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data([1]))) }
+        defer { unlink(stale); unlink(live) }
+        try scheduler([task("a")], workers: 1, scripts: ["a": "touch a.done"]).run()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "left by a dead scheduler")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live), "its scheduler (this test's parent) lives")
+        let log = try String(contentsOfFile: dir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("removed \(stale), left by scheduler process \(dead), which is gone"), log)
     }
 
     /// One rank failing fails the attempt of the whole group: its peer is told (the group is
