@@ -22,9 +22,9 @@ public struct SweepTrial: Sendable {
     /// Whether the trial's run directory holds a complete run (a sweep skips it).
     public var isComplete: Bool { layout.flatMap { RunFile.readHeader($0) }?.status == "complete" }
     /// Why the trial is invalid, in one line: `router.k: must be between 1 and experts (4), got 8`.
-    /// The trial's values reach its spec as `--set` arguments, so a location inside one of them
-    /// (`--set:1:10`) would point at text the user never wrote: it is left out (the trial's label
-    /// says which values it has); errors elsewhere keep their file:line:column.
+    /// The trial's values reach its spec as `--set` arguments; an error about one of them points
+    /// at the value in the spec's (or the user's `--set`) sweep section (`SweepPlan.relocate`), or,
+    /// for a `--grid` value, has no location (the trial's label says which values it has).
     public var errorText: String? { error.map(Self.text) }
 
     /// A trial's error or warning in one line, without a location inside a generated `--set`

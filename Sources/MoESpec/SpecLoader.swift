@@ -5,7 +5,8 @@ import Foundation
 /// Stages, each reporting the first problem it finds:
 /// 1. YAML: size, tabs in indentation, alias expansion, duplicate keys, syntax (`YAMLDocument`);
 ///    an empty document and a top level that is not a mapping are errors.
-/// 2. Overrides are parsed and applied to the tree, in the order given.
+/// 2. Overrides are parsed and applied to the tree: removals (`~KEY`, `--unset`) first, then the
+///    values in the order given.
 /// 3. Keys, types, ranges, defaults (`SpecDecoder`, driven by `SpecSchema`); swept values are
 ///    checked like overrides (`SweepValues`).
 /// 4. Keys without effect as configured (`IneffectiveKeys`): warnings, and removed from the
