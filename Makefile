@@ -4,6 +4,7 @@
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
+#   make check-golden   rerun the shipped experiments, compare their weights bit for bit (UPDATE=1 rewrites)
 #   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
 #   make uninstall   remove $(PREFIX)/bin/moe-run
 
@@ -44,7 +45,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench run clean sweep install uninstall
+.PHONY: all setup venv build test bench run clean sweep install uninstall check-golden
 
 all: build
 
@@ -156,3 +157,17 @@ install: build
 ## uninstall: remove what `make install` put there.
 uninstall:
 	rm -f "$(DESTDIR)$(PREFIX)/bin/moe-run"
+
+## check-golden: rerun every shipped experiment (experiments/*.yaml; chosen trials of the sweeps) into a
+## temporary folder and compare the weights of every model each run links (final, seed, expert-<i>,
+## fused, ...) bit for bit with Tests/golden/weights.tsv; prints the tensors that moved, fails if any did.
+##   make check-golden                       compare (3-4 minutes on the 2-core dev machine)
+##   make check-golden ONLY=btx-mix,upcycle  a subset
+##   make check-golden UPDATE=1              rewrite the list (only for a commit that moves bits on purpose, and says so)
+##   make check-golden KEEP=/tmp/golden      keep the run directories
+ONLY ?=
+UPDATE ?=
+KEEP ?=
+check-golden: build venv
+	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(BIN)/moe-run \
+	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))

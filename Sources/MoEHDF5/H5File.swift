@@ -30,10 +30,35 @@ public final class H5File: H5Location {
     public static func create(_ path: String) throws -> H5File {
         HDF5Library.ensureInitialized()
         let id = H5Fcreate(path, moe_H5F_ACC_TRUNC(), moe_H5P_DEFAULT(), moe_H5P_DEFAULT())
-        guard id >= 0 else {
-            throw HDF5Error.file(path: path, operation: "create file", message: hdf5ErrorMessage())
-        }
+        guard id >= 0 else { throw fileError(path: path, operation: "create file", while: "creating") }
         return H5File(hid: id, filePath: path)
+    }
+
+    /// Creates a file that lives in memory only (HDF5's core driver without a backing store):
+    /// HDF5 never touches the disk for it, so no write of HDF5's can fail for want of space or
+    /// permission. `path` names it in messages. `image()` returns its bytes.
+    static func createInMemory(_ path: String) throws -> H5File {
+        HDF5Library.ensureInitialized()
+        let fapl = H5Pcreate(moe_H5P_FILE_ACCESS())
+        guard fapl >= 0 else { throw fileError(path: path, operation: "create file", while: "creating") }
+        defer { H5Pclose(fapl) }
+        guard H5Pset_fapl_core(fapl, 1 << 20, false) >= 0 else { throw fileError(path: path, operation: "create file", while: "creating") }
+        let id = H5Fcreate(path, moe_H5F_ACC_TRUNC(), moe_H5P_DEFAULT(), fapl)
+        guard id >= 0 else { throw fileError(path: path, operation: "create file", while: "creating") }
+        return H5File(hid: id, filePath: path)
+    }
+
+    /// The complete bytes of the file as it would be on disk (HDF5 flushes it first).
+    func image() throws -> [UInt8] {
+        let size = H5Fget_file_image(hid, nil, 0)
+        guard size >= 0 else { throw HDF5Error.file(path: filePath, operation: "take the file's image", message: hdf5ErrorMessage()) }
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            failed = H5Fget_file_image(hid, buffer.baseAddress, size) != size
+            count = failed ? 0 : size
+        }
+        if failed { throw HDF5Error.file(path: filePath, operation: "take the file's image", message: hdf5ErrorMessage()) }
+        return bytes
     }
 
     /// Opens an existing file.
@@ -41,17 +66,13 @@ public final class H5File: H5Location {
         HDF5Library.ensureInitialized()
         let flags = mode == .readOnly ? moe_H5F_ACC_RDONLY() : moe_H5F_ACC_RDWR()
         let id = H5Fopen(path, flags, moe_H5P_DEFAULT())
-        guard id >= 0 else {
-            throw HDF5Error.file(path: path, operation: "open file", message: hdf5ErrorMessage())
-        }
+        guard id >= 0 else { throw fileError(path: path, operation: "open file", while: "opening") }
         return H5File(hid: id, filePath: path)
     }
 
     /// Writes HDF5's buffers for this file to the operating system.
     public func flush() throws {
-        if H5Fflush(hid, H5F_SCOPE_GLOBAL) < 0 {
-            throw HDF5Error.file(path: filePath, operation: "flush file", message: hdf5ErrorMessage())
-        }
+        if H5Fflush(hid, H5F_SCOPE_GLOBAL) < 0 { throw fileError(path: filePath, operation: "flush file", while: "writing") }
     }
 
     /// Number of groups, datasets, named types and attributes still open through this file.
@@ -61,7 +82,9 @@ public final class H5File: H5Location {
     }
 
     /// Closes the file; calling it again does nothing. Errors are ignored here; use
-    /// `flush()` first when they matter (as `createAtomically` does).
+    /// `flush()` first when they matter (as `createAtomically` does). A file whose close failed
+    /// (a full disk) is never passed to HDF5 again: its identifier is dropped here, and HDF5's
+    /// exit handler, which would close it once more and crash, is not installed (`HDF5Library`).
     public func close() {
         if hid >= 0 {
             H5Fclose(hid)
@@ -74,24 +97,31 @@ public final class H5File: H5Location {
         guard hid >= 0 else { return }
         let status = H5Fclose(hid)
         hid = -1
-        if status < 0 {
-            throw HDF5Error.file(path: filePath, operation: "close file", message: hdf5ErrorMessage())
-        }
+        if status < 0 { throw fileError(path: filePath, operation: "close file", while: "writing") }
     }
 
     /// Writes a file so that it becomes visible only when complete.
     ///
-    /// `body` fills a new file at `path + ".tmp"`. Then the file is flushed and closed, the tmp
-    /// file is `fsync`ed, renamed to `path` (replacing any previous file atomically: a reader
-    /// that has the old file open keeps reading the old one) and the directory is `fsync`ed so
-    /// the rename survives a crash. Objects opened in `body` must not outlive it: if any is still
-    /// open when `body` returns, the write fails rather than renaming a file HDF5 has not closed.
-    /// (That is why `body` returns nothing: a returned dataset would still be open.)
+    /// `body` fills a new file that HDF5 keeps in memory (`createInMemory`). Then the file is
+    /// flushed, its image taken and the file closed; the image is written to `path + ".tmp"` with
+    /// plain system calls, `fsync`ed, renamed to `path` (replacing any previous file atomically: a
+    /// reader that has the old file open keeps reading the old one) and the directory is `fsync`ed
+    /// so the rename survives a crash. Objects opened in `body` must not outlive it: if any is
+    /// still open when `body` returns, the write fails rather than writing a file HDF5 has not
+    /// closed. (That is why `body` returns nothing: a returned dataset would still be open.)
+    ///
     /// If anything throws, the tmp file is removed and the error rethrown; `path` is untouched.
+    /// Because HDF5 itself never writes to the disk here, a full disk, a read-only file system or
+    /// a refused permission is met by our own system calls: it ends as
+    /// `HDF5Error.system(path, operation, errno)` (e.g. "no space left on device while writing
+    /// PATH") and never leaves HDF5 with a file it failed to flush (HDF5 1.10 cannot close such a
+    /// file safely, see `HDF5Library`).
     public static func createAtomically(_ path: String, _ body: (H5File) throws -> Void) throws {
         let tmpPath = path + ".tmp"
-        let file = try create(tmpPath)
+        let bytes: [UInt8]
         do {
+            let file = try createInMemory(tmpPath)
+            defer { file.close() }
             try body(file)
             try file.flush()
             let stillOpen = file.openObjectCount
@@ -99,23 +129,36 @@ public final class H5File: H5Location {
                 throw HDF5Error.file(path: tmpPath, operation: "finish atomic write",
                                      message: "\(stillOpen) objects opened in the closure are still open")
             }
+            bytes = try file.image()
             try file.closeChecked()
-            try fsyncPath(tmpPath, directory: false)
+        }
+        do {
+            try writeFile(tmpPath, bytes, reportedAs: path)
             if rename(tmpPath, path) != 0 {
-                throw HDF5Error.system(path: path, operation: "rename from \(tmpPath)", message: errnoMessage())
+                throw HDF5Error.system(path: path, operation: "renaming \(tmpPath) to", code: errno)
             }
-            try fsyncPath(directoryOf(path), directory: true)
+            try fsyncDirectory(directoryOf(path))
         } catch {
-            file.close()
             unlink(tmpPath)
             throw error
         }
     }
 }
 
-/// The text of the current `errno`.
-private func errnoMessage() -> String {
-    String(cString: strerror(errno))
+/// Writes `bytes` to a new file at `path` and `fsync`s it; errors name `reportedAs` (the file
+/// being replaced, which is what the user knows) with the `errno` of the call that failed.
+private func writeFile(_ path: String, _ bytes: [UInt8], reportedAs name: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw HDF5Error.system(path: name, operation: "writing", code: errno) }
+    defer { _ = close(fd) }
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw HDF5Error.system(path: name, operation: "writing", code: n < 0 ? errno : ENOSPC) }
+        offset += n
+    }
+    if fsync(fd) != 0 { throw HDF5Error.system(path: name, operation: "writing", code: errno) }
 }
 
 /// The directory part of a path ("." for a bare file name).
@@ -125,14 +168,10 @@ func directoryOf(_ path: String) -> String {
     return directory.isEmpty ? "/" : directory
 }
 
-/// `fsync`s a file or a directory.
-private func fsyncPath(_ path: String, directory: Bool) throws {
-    let fd = directory ? open(path, O_RDONLY | O_DIRECTORY) : open(path, O_RDONLY)
-    guard fd >= 0 else {
-        throw HDF5Error.system(path: path, operation: "open for fsync", message: errnoMessage())
-    }
+/// `fsync`s a directory (so a rename in it survives a crash).
+private func fsyncDirectory(_ path: String) throws {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw HDF5Error.system(path: path, operation: "opening (to sync)", code: errno) }
     defer { _ = close(fd) }
-    if fsync(fd) != 0 {
-        throw HDF5Error.system(path: path, operation: "fsync", message: errnoMessage())
-    }
+    if fsync(fd) != 0 { throw HDF5Error.system(path: path, operation: "syncing", code: errno) }
 }

@@ -1,4 +1,9 @@
 import CHDF5
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The one error type of MoEHDF5.
 ///
@@ -17,8 +22,11 @@ public enum HDF5Error: Error, CustomStringConvertible, Equatable {
     case typeMismatch(file: String, object: String, expected: String, found: String)
     /// The shape of the data given or stored does not fit the request.
     case shapeMismatch(file: String, object: String, message: String)
-    /// A POSIX call (fsync, rename, unlink) around a file failed.
-    case system(path: String, operation: String, message: String)
+    /// A system call on a file failed with `errno` `code`: one of ours around a file (writing an
+    /// atomic file's image, fsync, rename) or one inside HDF5's file driver (HDF5 reports its
+    /// errno on its error stack). `operation` is what was being done, as a gerund ("writing").
+    /// The caller decides from `code` whether retrying can help (`ENOSPC` cannot).
+    case system(path: String, operation: String, code: Int32)
 
     /// The file the error is about.
     public var file: String {
@@ -50,17 +58,38 @@ public enum HDF5Error: Error, CustomStringConvertible, Equatable {
             return "\(file):\(object): expected \(expected) data, found \(found)"
         case .shapeMismatch(let file, let object, let message):
             return "\(file):\(object): shape mismatch: \(message)"
-        case .system(let path, let operation, let message):
-            return "\(path): \(operation) failed: \(message)"
+        case .system(let path, let operation, let code):
+            return "\(systemErrorText(code)) while \(operation) \(path)"
         }
+    }
+
+    /// The `errno` of a failed system call (`.system`), else nil.
+    public var systemErrorCode: Int32? {
+        if case .system(_, _, let code) = self { return code }
+        return nil
     }
 }
 
-/// One-time library set-up: HDF5 prints its error stack to stderr on every failure by default;
-/// we report errors through `HDF5Error` instead, so automatic printing is switched off once,
-/// before the first file is opened or created.
+/// The C library's text for `errno` `code`, starting in lower case to sit inside a sentence
+/// ("no space left on device", "permission denied").
+public func systemErrorText(_ code: Int32) -> String {
+    let text = String(cString: strerror(code))
+    guard let first = text.first, text.dropFirst().first?.isLowercase ?? true else { return text }
+    return first.lowercased() + text.dropFirst()
+}
+
+/// One-time library set-up, before the first file is opened or created:
+/// - HDF5 prints its error stack to stderr on every failure by default; we report errors through
+///   `HDF5Error` instead, so automatic printing is switched off.
+/// - HDF5's exit handler (`H5_term_library`) is not installed. It closes every identifier still
+///   open, and HDF5 1.10 keeps the identifier of a file whose `H5Fclose` failed (its flush hit a
+///   full disk) while freeing its state: the exit handler then dereferences freed memory and the
+///   process dies with SIGSEGV after it has already reported its error. Every file this project
+///   writes is closed (and checked) before it is renamed into place (`createAtomically`), and
+///   files open for reading need no closing at exit, so nothing is lost without it.
 enum HDF5Library {
     private static let initialized: Bool = {
+        _ = H5dont_atexit()
         _ = H5open()
         _ = H5Eset_auto2(moe_H5E_DEFAULT(), nil, nil)
         return true
@@ -76,10 +105,18 @@ private final class ErrorStackCollector {
     var descriptions: [String] = []
 }
 
-/// The most specific description on HDF5's current error stack (walked from the innermost
-/// entry outwards), then clears the stack. Must be called right after the failing call, before
-/// any other HDF5 API call resets the stack.
-func hdf5ErrorMessage() -> String {
+/// What HDF5's error stack says about the call that just failed: its most specific description
+/// and, when a system call inside HDF5's file driver failed, that call's `errno` (HDF5 writes it
+/// into the description as "errno = 28, error message = '…'", together with a timestamp, the
+/// buffer address and sizes, none of which is for users).
+struct HDF5Failure {
+    var message: String
+    var code: Int32?
+}
+
+/// Reads HDF5's current error stack (walked from the innermost entry outwards), then clears it.
+/// Must be called right after the failing call, before any other HDF5 API call resets the stack.
+func hdf5Failure() -> HDF5Failure {
     let collector = ErrorStackCollector()
     withExtendedLifetime(collector) {
         let context = Unmanaged.passUnretained(collector).toOpaque()
@@ -94,7 +131,33 @@ func hdf5ErrorMessage() -> String {
         }, context)
     }
     _ = H5Eclear2(moe_H5E_DEFAULT())
-    return collector.descriptions.first ?? "unknown HDF5 error"
+    if let code = collector.descriptions.lazy.compactMap(systemErrno).first {
+        return HDF5Failure(message: systemErrorText(code), code: code)
+    }
+    let first = collector.descriptions.first ?? "unknown HDF5 error"
+    return HDF5Failure(message: first.split(whereSeparator: \.isNewline).joined(separator: " "), code: nil)
+}
+
+/// The `errno = N` HDF5's file drivers write into their error descriptions, if any.
+private func systemErrno(_ description: String) -> Int32? {
+    guard let range = description.firstRange(of: "errno = ") else { return nil }
+    let digits = description[range.upperBound...].prefix(while: \.isNumber)
+    return Int32(digits).flatMap { $0 > 0 ? $0 : nil }
+}
+
+/// The message of `hdf5Failure()`: the system's text when a system call failed, else HDF5's
+/// most specific description (e.g. "object 'x' doesn't exist" rather than "unable to open
+/// dataset").
+func hdf5ErrorMessage() -> String {
+    hdf5Failure().message
+}
+
+/// The error of a failed file-level call (`H5Fopen`, `H5Fcreate`, `H5Fflush`): `.system` when
+/// HDF5's driver reports a failed system call (so callers see the `errno`), else `.file`.
+func fileError(path: String, operation: String, while gerund: String) -> HDF5Error {
+    let failure = hdf5Failure()
+    if let code = failure.code { return .system(path: path, operation: gerund, code: code) }
+    return .file(path: path, operation: operation, message: failure.message)
 }
 
 /// Throws `.object` with HDF5's message when an HDF5 status (herr_t / htri_t) is negative.

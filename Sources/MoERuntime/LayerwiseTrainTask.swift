@@ -75,8 +75,8 @@ final class LayerwiseTrainTask {
                 batchInEpoch += 1
                 let step = trainer.step
                 guard r.gradNorm.isFinite else {
-                    let bad = r.stageLoss.first { !$0.isFinite } ?? r.gradNorm
-                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: bad)
+                    let loss = r.stageLoss.first { !$0.isFinite } ?? 0
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: loss, gradNorm: r.gradNorm, spec: spec)
                 }
                 for s in 0..<e {
                     window.loss[s] += r.stageLoss[s] * Double(batches.rows)

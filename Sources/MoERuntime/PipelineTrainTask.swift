@@ -99,7 +99,7 @@ final class PipelineTrainTask {
                 batchInEpoch += 1
                 let step = trainer.step
                 guard r.loss.isFinite, r.gradNorm.isFinite else {
-                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss.isFinite ? r.gradNorm : r.loss)
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss, gradNorm: r.gradNorm, spec: spec)
                 }
                 accumulate(r, rows: batches.rows)
                 if step % spec.train.logEvery == 0 || step == totalSteps { logRow(step: step, totalSteps: totalSteps, epoch: epoch, epochs: epochs, r) }

@@ -16,6 +16,8 @@ enum RunFile {
         var status: String
         var started: String
         var finished: String?
+        /// Why a `failed` run failed: the line the CLI printed (attribute `error`, absent otherwise).
+        var error: String?
     }
 
     /// `warnings`: the spec's keys without effect, one line each, stored joined by newlines in the
@@ -33,6 +35,7 @@ enum RunFile {
             try file.setAttribute("moe_run_version", version)
             try file.setAttribute("started", header.started)
             try file.setAttribute("finished", header.finished ?? "")
+            if let error = header.error { try file.setAttribute("error", error) }
             try file.setAttribute(specDirectoryAttribute, specDirectory)
             try file.setAttribute("warnings", warnings.joined(separator: "\n"))
             try file.createString("spec", yaml)

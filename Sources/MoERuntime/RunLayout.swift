@@ -5,33 +5,59 @@ import MoESpec
 
 /// Where a run's files live (ARCHITECTURE §5.2):
 ///
-///     <output>/<spec name>/<run-id>/run.h5, log.txt, tasks/<task>.h5
+///     <output>/<spec name>/<run-id>/run.lock, run.h5, log.txt, tasks/<task>.h5
 ///
-/// The run id is the first 12 hex digits of the SHA-256 of the resolved spec with `output.dir`
-/// and `parallelism.workers` neutralised, so rerunning the same experiment finds the same
-/// directory wherever results go and however many workers run it.
+/// The run id is the first 12 hex digits of the SHA-256 of the spec's identity
+/// (`ExperimentSpec.identityYAML`: the resolved spec without keys that cannot change the results
+/// and without keys equal to their default), so rerunning the same experiment finds the same
+/// directory wherever results go, however many workers run it, and after moe-run gains new keys.
 public struct RunLayout: Sendable {
     public let directory: String
 
     public init(directory: String) { self.directory = directory }
 
+    /// The directory of `spec`'s run under the current id scheme (see `locate` for runs made by
+    /// an older moe-run).
     public init(spec: ExperimentSpec, outputRoot: String) {
-        directory = (outputRoot as NSString).appendingPathComponent(spec.name) + "/" + RunLayout.runID(spec)
+        directory = RunLayout.experimentDirectory(spec, outputRoot) + "/" + RunLayout.runID(spec)
     }
 
-    /// Stable hash of everything that determines the results: the resolved spec without
-    /// `output.dir` (where results go) and `parallelism.workers` (how many processes run the
-    /// tasks, which does not change a single bit of them), so `--out` and `--workers` do not
-    /// start a new run and `--resume` finds the old one. In `data`, `expert` and `pipeline` mode
-    /// the workers share one task and their number changes how sums are rounded, so it stays.
+    private static func experimentDirectory(_ spec: ExperimentSpec, _ outputRoot: String) -> String {
+        (outputRoot as NSString).appendingPathComponent(spec.name)
+    }
+
+    /// The run id: 12 hex digits of the SHA-256 of `spec.identityYAML()`.
     public static func runID(_ spec: ExperimentSpec) -> String {
+        String(SHA256.hex(spec.identityYAML()).prefix(12))
+    }
+
+    /// The run id of moe-run before run ids became stable (identity scheme 1): the whole resolved
+    /// spec with `output.dir` emptied and `parallelism.workers` set to 1 in modes `none` and
+    /// `branch`. Kept so that runs made then are still found (`locate`).
+    public static func legacyRunID(_ spec: ExperimentSpec) -> String {
         var s = spec
         s.output.dir = ""
-        if s.parallelism.mode == .none || s.parallelism.mode == .branch { s.parallelism.workers = 1 }
+        if s.workersAreResultNeutral { s.parallelism.workers = 1 }
         return String(SHA256.hex(s.resolvedYAML()).prefix(12))
     }
 
+    /// The run directory of `spec`: the current id's, unless only a directory made by an older
+    /// moe-run (scheme 1, `legacyRunID`) exists for it, in which case that run is continued,
+    /// reused or redone where it is (`isLegacy` says so), rather than silently recomputed.
+    public static func locate(spec: ExperimentSpec, outputRoot: String) -> (layout: RunLayout, isLegacy: Bool) {
+        let current = RunLayout(spec: spec, outputRoot: outputRoot)
+        let legacy = RunLayout(directory: experimentDirectory(spec, outputRoot) + "/" + legacyRunID(spec))
+        let fm = FileManager.default
+        if legacy.directory != current.directory, !fm.fileExists(atPath: current.directory),
+           fm.fileExists(atPath: legacy.runFile) {
+            return (legacy, true)
+        }
+        return (current, false)
+    }
+
     public var runFile: String { directory + "/run.h5" }
+    /// Held with flock(2) by the process that runs the directory (`RunLock`); never deleted.
+    public var lockFile: String { directory + "/run.lock" }
     public var logFile: String { directory + "/log.txt" }
     public var tasksDirectory: String { directory + "/tasks" }
     /// The finished output of a task.
@@ -41,12 +67,40 @@ public struct RunLayout: Sendable {
     /// A task file's path relative to the run directory (for external links).
     public func relativeTaskFile(_ id: String) -> String { "tasks/\(id).h5" }
 
+    /// Whether the directory holds anything of a run: anything but its lock file.
+    func holdsRun() -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.contains { $0 != "run.lock" }
+    }
+
+    /// Deletes everything in the directory but the lock file (`--force`, with the lock held: the
+    /// lock file must stay, or a process that opened it before could lock a deleted file while
+    /// a third locks a new one).
+    func removeAllButLock() throws {
+        let fm = FileManager.default
+        for entry in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where entry != "run.lock" {
+            do {
+                try fm.removeItem(atPath: directory + "/" + entry)
+            } catch {
+                throw RuntimeError.io(path: directory + "/" + entry, message: "cannot delete it (--force): \(error.localizedDescription)")
+            }
+        }
+    }
+
     /// Creates the run and task directories.
     public func create() throws {
-        do {
-            try FileManager.default.createDirectory(atPath: tasksDirectory, withIntermediateDirectories: true)
-        } catch {
-            throw RuntimeError.io(path: directory, message: "cannot create the run directory: \(error.localizedDescription)")
+        try Self.makeDirectory(tasksDirectory, reportedAs: directory)
+    }
+
+    /// Creates `path` and its parents (`mkdir -p`); a failure names `name` and gives the system's
+    /// reason ("read-only file system"), which Foundation's error would only paraphrase.
+    static func makeDirectory(_ path: String, reportedAs name: String) throws {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw RuntimeError.io(path: name, message: "cannot create the run directory: \(systemErrorText(errno))")
+            }
         }
     }
 }

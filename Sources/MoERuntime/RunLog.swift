@@ -5,9 +5,11 @@ import Foundation
 ///
 /// The log file is opened for appending (`O_APPEND`), so the scheduler and its workers can all
 /// add lines to it; a worker's log has `infoToFile: false` because the scheduler writes the
-/// worker's stdout lines to the file.
+/// worker's stdout lines to the file. The file is best effort: a line that cannot be written (a
+/// full disk) is dropped, so the log never stops a run nor hides the error that ends it.
 public final class RunLog: @unchecked Sendable {
-    private var file: FileHandle?
+    /// The log file's descriptor, or -1.
+    private var fd: Int32 = -1
     private let quiet: Bool
     private let infoToFile: Bool
     private let isTTY: Bool
@@ -27,16 +29,22 @@ public final class RunLog: @unchecked Sendable {
         isTTY = isatty(STDOUT_FILENO) == 1
         progressPipe = ProcessInfo.processInfo.environment[RunLog.progressVariable] == "pipe"
         if let path {
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-            if fd >= 0 { file = FileHandle(fileDescriptor: fd, closeOnDealloc: true) }
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         }
     }
 
-    deinit { try? file?.close() }
+    deinit { if fd >= 0 { close(fd) } }
 
+    /// Appends a timestamped line to the log file; a failed write (no space left) drops it.
+    /// (`FileHandle.write` would stop the process on such an error.)
+    private func append(_ message: String) {
+        guard fd >= 0 else { return }
+        let bytes = Array("\(formatter.string(from: Date())) \(message)\n".utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
     /// A line for people and for the log file.
     public func info(_ message: String) {
-        if infoToFile { file?.write(Data("\(formatter.string(from: Date())) \(message)\n".utf8)) }
+        if infoToFile { append(message) }
         guard !quiet else { return }
         clearProgress()
         print(message)
@@ -45,7 +53,7 @@ public final class RunLog: @unchecked Sendable {
 
     /// A line only for the log file.
     public func record(_ message: String) {
-        file?.write(Data("\(formatter.string(from: Date())) \(message)\n".utf8))
+        append(message)
     }
 
     /// A line for stderr (unless `--quiet`), not for the file (the caller records it).

@@ -46,6 +46,7 @@ public struct RunSummary {
                      "  directory  \((path as NSString).deletingLastPathComponent)",
                      "  seed \((try? file.attribute("seed", as: Int64.self)).map(String.init) ?? "?"), spec sha256 \(attr("spec_sha256").prefix(12))…, moe-run \(attr("moe_run_version"))",
                      "  started \(attr("started"))" + (attr("finished").isEmpty ? "" : ", finished \(attr("finished"))")]
+        if file.hasAttribute("error") { lines.append("  error \(attr("error"))") }
         if file.exists("summary") {
             for model in try file.openGroup("summary").children() {
                 let group = try file.openGroup("summary/" + model)

@@ -34,15 +34,18 @@ public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
         try preflight(spec)
-        let layout = RunLayout(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
+        let (layout, isLegacy) = RunLayout.locate(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
         let plan = Planner.plan(spec)
         H5Storage.deflateLevel = UInt32(spec.output.compression)
         var started = RunFile.now()
-        let fm = FileManager.default
-        if fm.fileExists(atPath: layout.directory) {
+        // The lock first: what is in the directory is only looked at, deleted or written by the
+        // process holding it (a second moe-run exits 2 naming the holder).
+        let lock = try RunLock.acquire(layout)
+        defer { lock.release() }
+        if layout.holdsRun() {
             let previous = RunFile.readHeader(layout)
             if options.force {
-                try? fm.removeItem(atPath: layout.directory)
+                try layout.removeAllButLock()
             } else if !options.resume {
                 throw RuntimeError.runExists(dir: layout.directory, status: previous?.status ?? "unknown")
             } else if let previous {
@@ -51,6 +54,9 @@ public enum Runner {
         }
         try layout.create()
         let log = RunLog(path: layout.logFile, quiet: options.quiet)
+        if isLegacy {
+            log.info("\(layout.directory): a run of this spec made by an older moe-run (run id scheme 1); using it")
+        }
         if let header = RunFile.readHeader(layout), header.status == "complete", options.resume {
             log.info("\(spec.name): the run is complete; nothing to do")
             return layout
@@ -70,8 +76,11 @@ public enum Runner {
             default: status = "failed"
             }
             log.record("error: \(error)")
+            // On a full disk this rewrite usually fits (the failed task's tmp file is gone); if
+            // it does not, the previous run.h5 stays whole and the error line still says why.
             try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                               header: .init(status: status, started: started, finished: RunFile.now()))
+                               header: .init(status: status, started: started, finished: RunFile.now(),
+                                             error: status == "failed" ? "\(error)" : nil))
             throw error
         }
         try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,

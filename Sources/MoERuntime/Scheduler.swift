@@ -9,10 +9,15 @@ import Glibc
 /// complete is started, at most `workers` at a time, each in its own freshly exec'd process.
 ///
 /// - A task whose output file exists is complete and never started (resume).
-/// - A child that dies (a non-zero exit other than 130, or a signal) is started again, up to
-///   `retries` times; training tasks resume from their partial file. After the last retry the
-///   task has failed: tasks that depend on it never start, independent ones still finish, and
-///   `run()` throws `RuntimeError.taskFailed` naming it.
+/// - A child that dies (a non-zero exit other than 130 and `Failure.permanentExitStatus`, or a
+///   signal) has failed *transiently* and is started again, up to `retries` times; training
+///   tasks resume from their partial file. After the last retry the task has failed: tasks that
+///   depend on it never start, independent ones still finish, and `run()` throws
+///   `RuntimeError.taskFailed` naming it.
+/// - A child that exits with `Failure.permanentExitStatus` has failed *permanently* (a full
+///   disk, a bad data file, divergence…; see `Failure`): it is never retried, no new task
+///   starts, the other running workers are stopped as on SIGINT (they save their state), and
+///   `run()` throws `RuntimeError.taskFailedPermanently` with the worker's own line.
 /// - SIGINT/SIGTERM to this process (see `Interrupts`) is forwarded to every child; no new task
 ///   starts; once all children have ended `run()` throws `RuntimeError.runInterrupted`. A child
 ///   that exits 130 by itself (it was sent SIGINT directly) stops the run the same way.
@@ -82,8 +87,10 @@ public struct Scheduler {
         let task: PlanTask
         var group: SharedMemorySegment?
         var remaining: Int
-        /// The first process that ended badly (the cause; its peers then fail with it).
+        /// The first process that ended badly (the cause; its peers then fail with it), or the
+        /// first that failed permanently (a rank whose disk is full outranks its aborted peers).
         var failure: (label: String, status: ExitStatus, error: String?)?
+        var permanent: Bool { failure?.status == .exited(Failure.permanentExitStatus) }
         var allExitedZero = true
         var interrupted = false
     }
@@ -113,6 +120,8 @@ public struct Scheduler {
         var active: [String: Attempt] = [:]
         var failures: [RuntimeError] = []
         var interruptedTasks: [String] = []
+        /// The permanent failure that stops the run (the first one).
+        var permanentFailure: RuntimeError?
         var forwarded = false
         var forwardedAt = Date.distantFuture
         var killed = false
@@ -126,7 +135,7 @@ public struct Scheduler {
             }
         }
         while true {
-            let stopping = Interrupts.requested || !interruptedTasks.isEmpty
+            let stopping = Interrupts.requested || !interruptedTasks.isEmpty || permanentFailure != nil
             if stopping && !forwarded {
                 forwarded = true
                 forwardedAt = Date()
@@ -190,6 +199,8 @@ public struct Scheduler {
                         a.failure = (r.label, status, r.lastError)
                         // The peers of a dead rank stop now instead of at their time-out.
                         a.group?.abort()
+                    } else if status == .exited(Failure.permanentExitStatus) && !a.permanent {
+                        a.failure = (r.label, status, r.lastError)
                     }
                 }
                 active[id] = a
@@ -199,6 +210,11 @@ public struct Scheduler {
                 let interrupted = a.interrupted || Interrupts.requested || !interruptedTasks.isEmpty
                 if a.allExitedZero && isComplete(id) {
                     state[id] = .complete
+                } else if a.permanent, let failure = a.failure {
+                    state[id] = .failed
+                    let reason = failure.error ?? "\(failure.label): the worker failed with \(failure.status)"
+                    log.record("\(id): failed permanently, not retried; stopping the run: \(reason)")
+                    if permanentFailure == nil { permanentFailure = RuntimeError.taskFailedPermanently(task: id, reason: reason) }
                 } else if interrupted {
                     state[id] = .pending
                     interruptedTasks.append(id)
@@ -217,6 +233,7 @@ public struct Scheduler {
                 }
             }
         }
+        if let permanentFailure { throw permanentFailure }
         if !interruptedTasks.isEmpty || Interrupts.requested {
             throw RuntimeError.runInterrupted(tasks: interruptedTasks)
         }

@@ -47,8 +47,9 @@ public struct SweepPlan: Sendable {
     public let name: String
     public let outputRoot: String
     public let trials: [SweepTrial]
-    /// 12 hex digits of the SHA-256 of the base spec (resolved, without the sweep section and
-    /// `output.dir`) and the sweep definition: a rerun of the same sweep finds the same folder.
+    /// 12 hex digits of the SHA-256 of the base spec's identity (`identityYAML`: without the
+    /// sweep section, result-neutral keys and keys at their default) and the sweep definition:
+    /// a rerun of the same sweep finds the same folder, also after moe-run gains new keys.
     public let hash: String
     public var directory: String { (outputRoot as NSString).appendingPathComponent(name) + "/sweep-" + hash }
 
@@ -95,7 +96,7 @@ public struct SweepPlan: Sendable {
             let sets = pairs.map { "\($0.key)=\($0.value.yamlText)" }
             do {
                 let loadedTrial = try SpecLoader.loadWithWarnings(path: specPath, overrides: base + sets, strict: strict)
-                let layout = RunLayout(spec: loadedTrial.spec, outputRoot: outputRoot ?? loadedTrial.spec.output.dir)
+                let layout = RunLayout.locate(spec: loadedTrial.spec, outputRoot: outputRoot ?? loadedTrial.spec.output.dir).layout
                 let warnings = loadedTrial.warnings.map { relocate($0, sweep: sweep, values: combination, written: written, fromFile: fromFile, userKeys: userKeys) }
                 trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: loadedTrial.spec, error: nil, warnings: warnings, layout: layout))
             } catch let error as SpecError {
@@ -106,9 +107,8 @@ public struct SweepPlan: Sendable {
         // The base spec as resolved (without the sweep); if only the trials' values make it valid,
         // the spec text and overrides stand in for it.
         var baseText: String
-        if var spec = try? SpecLoader.load(path: specPath, overrides: base) {
-            spec.output.dir = ""
-            baseText = spec.resolvedYAML()
+        if let spec = try? SpecLoader.load(path: specPath, overrides: base) {
+            baseText = spec.identityYAML()
         } else {
             baseText = (try? String(contentsOfFile: specPath, encoding: .utf8)) ?? specPath
             baseText += "\n# --set " + overrides.joined(separator: " --set ")

@@ -177,7 +177,7 @@ final class TrainTask {
                 batchInEpoch += 1
                 let step = trainer.step
                 guard r.loss.isFinite, r.gradNorm.isFinite else {
-                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss.isFinite ? r.gradNorm : r.loss)
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss, gradNorm: r.gradNorm, spec: spec)
                 }
                 window.loss += r.loss * Double(batches.rows); window.aux += r.auxLoss * Double(batches.rows)
                 window.correct += r.correct

@@ -136,8 +136,11 @@ struct Run: ParsableCommand {
     }
 }
 
-/// `moe-run worker`: runs one task of a run for the scheduler (hidden). Exit 0 done, 1 the task
-/// failed (one `moe-run: error:` line on stderr), 130 interrupted with its state saved.
+/// `moe-run worker`: runs one task of a run for the scheduler (hidden). Exit 0 done; 1 the task
+/// failed and may be retried; `Failure.permanentExitStatus` (3) it failed permanently (a full
+/// disk, a bad data file, divergence…: the scheduler never retries it); 130 interrupted with its
+/// state saved. A failure prints one `moe-run: error:` line on stderr that starts with the task
+/// id (`Failure.message`), which the scheduler folds into its own message.
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "worker", abstract: "Run one task of a run (used by the scheduler).",
                                                     shouldDisplay: false)
@@ -149,10 +152,10 @@ struct WorkerCommand: ParsableCommand {
             try Worker.run(runDirectory: runDir, taskID: task)
         } catch let error as RuntimeError where error.exitCode == 130 {
             throw error
-        } catch let error as RuntimeError {
-            throw CLIError(message: error.description, exitCode: 1)
-        } catch let error as SpecError {
-            throw CLIError(message: error.description, exitCode: 1)
+        } catch {
+            let permanent = Failure.isPermanent(error)
+            throw CLIError(message: permanent ? Failure.message(for: error, task: task) : "\(error)",
+                           exitCode: permanent ? Failure.permanentExitStatus : 1)
         }
     }
 }

@@ -255,3 +255,10 @@ func tinySpec(name: String = "tiny", epochs: Int = 3, extra: String = "") -> Str
     \(extra)
     """
 }
+
+/// `tinySpec` long enough to be stopped or killed mid-training: ~1,900 steps, a checkpoint
+/// every 50 (about two seconds).
+func longSpec(name: String) -> String {
+    tinySpec(name: name, epochs: 40).replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 50")
+        .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+}

@@ -69,6 +69,35 @@ final class DocsEndToEndTests: XCTestCase {
         }
     }
 
+    /// Every attribute a real run writes (run.h5, the task files, a checkpoint and its position)
+    /// is in the tables of docs/results.md and docs/formats.md.
+    func testResultsDocsNameEveryAttributeARunWrites() throws {
+        let runDir = try CLI.completeRun(tinySpec(epochs: 1))
+        let results = try Markdown("docs/results.md"), formats = try Markdown("docs/formats.md")
+        func rows(_ doc: Markdown, _ heading: String) throws -> [String] {
+            try XCTUnwrap(doc.section(containing: heading), "\(doc.path) has no section \(heading)")
+                .components(separatedBy: "\n").filter { $0.hasPrefix("| `") }
+        }
+        func assertDocumented(_ names: [String], in rows: [String], _ what: String) {
+            XCTAssertFalse(names.isEmpty, what)
+            for name in names {
+                XCTAssertTrue(rows.contains { $0.components(separatedBy: "|")[1].contains("`\(name)`") }, "\(what): attribute \(name) is not documented")
+            }
+        }
+        assertDocumented(try H5File.open(runDir + "/run.h5").attributeNames(), in: try rows(results, "## run.h5"), "run.h5")
+        let taskRows = try rows(results, "## Task files")
+        for task in ["data", "train", "evaluate"] {
+            assertDocumented(try H5File.open(runDir + "/tasks/\(task).h5").attributeNames(), in: taskRows, "tasks/\(task).h5")
+        }
+        let train = try H5File.open(runDir + "/tasks/train.h5")
+        assertDocumented(try train.openGroup("model").attributeNames(), in: try rows(formats, "## Checkpoints"), "a checkpoint")
+        let step = try XCTUnwrap(try train.openGroup("checkpoints").children().first)
+        let position = try results.section(containing: "## Checkpoints and resume") ?? ""
+        for name in try train.openGroup("checkpoints/" + step).attributeNames() {
+            XCTAssertTrue(position.contains("`\(name)`"), "checkpoint attribute \(name) is not in results.md")
+        }
+    }
+
     /// README and every Markdown file of the repository link and point only inside it: no path
     /// to the design notes outside the clone, every relative link resolves to a file in the
     /// repository, and every `#anchor` to a heading of its file.

@@ -86,16 +86,34 @@ final class RunEndToEndTests: XCTestCase {
         XCTAssertEqual(moved.lastLine, "elsewhere/tiny/" + (first.lastLine as NSString).lastPathComponent)
     }
 
-    func testDivergingLossStopsWithExitOneNamingTheStep() throws {
-        let dir = try CLI.workspace(tinySpec().replacingOccurrences(of: "lr: 0.003", with: "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: null\n  momentum: 0.0"))
-        let r = try CLI.run(["spec.yaml"], in: dir)
-        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
-        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: train: loss became"), r.stderr)
-        XCTAssertTrue(r.stderr.contains("at step"), r.stderr)
-        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line, no stack trace: \(r.stderr)")
-        let runDir = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/tiny").first)
-        let run = try H5File.open(dir + "/out/tiny/" + runDir + "/run.h5")
-        XCTAssertEqual(try run.stringAttribute("status"), "failed")
+    /// Divergence is a permanent failure (ARCHITECTURE §6): one line naming the task, the step and
+    /// the likely causes, never suggesting a setting that is already on; not retried (the same
+    /// step would diverge again); `run.h5` says `failed` with that line.
+    func testDivergingLossStopsWithExitOneNamingTheStepAndLikelyCauses() throws {
+        let unclipped = "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: null\n  momentum: 0.0"
+        let clipped = "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: 1.0\n  momentum: 0.0"
+        let expected = [
+            unclipped: "train: the loss became nan at step 2 (epoch 1); the run stopped. Likely causes: a learning rate too high for this "
+                + "model (train.lr: 1e+30) with no gradient clipping (train.grad_clip: null), or NaN or Inf values in the data. "
+                + "Lower train.lr or set train.grad_clip (e.g. 1.0)",
+            clipped: "train: the loss became nan at step 2 (epoch 1); the run stopped. Likely causes: a learning rate too high for this "
+                + "model (train.lr: 1e+30; gradients are already clipped at train.grad_clip: 1), or NaN or Inf values in the data. "
+                + "Lower train.lr, or check the data",
+        ]
+        for (train, line) in expected {
+            let dir = try CLI.workspace(tinySpec().replacingOccurrences(of: "lr: 0.003", with: train))
+            let r = try CLI.run(["spec.yaml"], in: dir)
+            XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+            XCTAssertEqual(r.stderr, "moe-run: error: \(line)\n", "one line, no stack trace")
+            let runDir = dir + "/out/tiny/" + (try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/tiny").first))
+            let run = try H5File.open(runDir + "/run.h5")
+            XCTAssertEqual(try run.stringAttribute("status"), "failed")
+            XCTAssertEqual(try run.stringAttribute("error"), line)
+            let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+            XCTAssertEqual(log.components(separatedBy: "train: started worker process").count - 1, 1, "not retried: \(log)")
+            XCTAssertTrue(log.contains("ended with exit status 3"), log)
+            XCTAssertFalse(log.contains("retry"), log)
+        }
     }
 
     func testEvalCommandMatchesTheRunsTestMetrics() throws {

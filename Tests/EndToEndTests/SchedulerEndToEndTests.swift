@@ -4,7 +4,8 @@ import XCTest
 
 /// The scheduler as users meet it: every task runs in a `moe-run worker` child process; the
 /// worker count does not change the results; a worker killed with SIGKILL is retried and the run
-/// ends with the same bits; a worker that fails ends the run with exit 1 naming the task; SIGINT
+/// ends with the same bits; a worker that fails permanently is not retried and ends the run with
+/// exit 1 and its own line; SIGINT
 /// to the scheduler stops its workers and leaves a resumable run. No process outlives a test.
 final class SchedulerEndToEndTests: XCTestCase {
     /// Long enough to be killed mid-way: ~1,900 steps, a checkpoint every 50.
@@ -90,15 +91,21 @@ final class SchedulerEndToEndTests: XCTestCase {
         CLI.assertNoProcesses(in: dir)
     }
 
-    func testFailingWorkerEndsTheRunWithExitOneNamingTheTaskAndLog() throws {
-        let dir = try CLI.workspace(tinySpec(name: "sched").replacingOccurrences(of: "lr: 0.003", with: "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: null\n  momentum: 0.0"))
+    /// A worker that fails permanently (here: divergence) is not retried, though `retries` allows
+    /// it: the run ends at once with exit 1 and the worker's one line.
+    func testPermanentFailureIsNotRetriedAndEndsTheRunWithTheWorkersLine() throws {
+        let dir = try CLI.workspace(tinySpec(name: "sched").replacingOccurrences(of: "lr: 0.003", with: "lr: 1.0e+30\n  optimizer: sgd\n  grad_clip: null\n  momentum: 0.0")
+            .replacingOccurrences(of: "output:", with: "parallelism:\n  retries: 3\noutput:"))
         let r = try CLI.run(["spec.yaml", "--workers", "2"], in: dir)
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
-        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: train: loss became"), r.stderr)
-        XCTAssertTrue(r.stderr.contains("task train failed: its worker ended with exit status 1 (2 attempts); see out/sched/"), r.stderr)
-        XCTAssertTrue(r.stderr.contains("/log.txt"), r.stderr)
-        XCTAssertTrue(r.stdout.contains("train: the worker ended with exit status 1"), "the retry is reported: \(r.stdout)")
-        XCTAssertEqual(try H5File.open(try runDirectory(dir) + "/run.h5").stringAttribute("status"), "failed")
+        XCTAssertTrue(r.stderr.hasPrefix("moe-run: error: train: the loss became nan at step 2 (epoch 1); the run stopped."), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(r.stdout.contains("retry"), "not retried: \(r.stdout)")
+        let runDir = try runDirectory(dir)
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("train: failed permanently, not retried; stopping the run: train: the loss became nan"), log)
+        XCTAssertEqual(log.components(separatedBy: "train: started worker process").count - 1, 1, log)
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("status"), "failed")
         CLI.assertNoProcesses(in: dir)
     }
 

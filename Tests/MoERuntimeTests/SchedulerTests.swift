@@ -84,23 +84,57 @@ final class SchedulerTests: XCTestCase {
     }
 
     func testFailedTaskStopsItsDependentsButNotIndependentTasks() throws {
-        let failing = "echo attempt >> attempts; echo 'moe-run: error: a: boom' >&2; exit 3"
+        let failing = "echo attempt >> attempts; echo 'moe-run: error: a: boom' >&2; exit 1"
         let tasks = [task("a"), task("b"), task("c", ["a"]), task("d", ["b"])]
         XCTAssertThrowsError(try scheduler(tasks, workers: 1, retries: 2, scripts: ["a": failing]).run()) { error in
             guard case let RuntimeError.taskFailed(id, status, attempts, reason, log) = error else {
                 return XCTFail("\(error)")
             }
             XCTAssertEqual(id, "a")
-            XCTAssertEqual(status, "exit status 3")
+            XCTAssertEqual(status, "exit status 1")
             XCTAssertEqual(attempts, 3, "one run and two retries")
             XCTAssertEqual(reason, "a: boom")
             XCTAssertEqual(log, dir + "/log.txt")
             XCTAssertEqual((error as? RuntimeError)?.exitCode, 1)
-            XCTAssertTrue("\(error)".hasPrefix("a: boom; task a failed: its worker ended with exit status 3 (3 attempts); see "), "\(error)")
+            XCTAssertTrue("\(error)".hasPrefix("a: boom; task a failed: its worker ended with exit status 1 (3 attempts); see "), "\(error)")
         }
         XCTAssertEqual(try String(contentsOfFile: dir + "/attempts", encoding: .utf8), "attempt\nattempt\nattempt\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/c.done"), "c depends on the failed task")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/d.done"), "b and d do not depend on a")
+    }
+
+    /// A worker exiting with `Failure.permanentExitStatus` is not retried (though `retries`
+    /// allows it): the running task is stopped as on SIGINT, no new task starts, and the run
+    /// ends with the worker's own line.
+    func testPermanentFailureIsNotRetriedAndStopsTheRun() throws {
+        let scripts = [
+            "a": "echo attempt >> attempts; sleep 0.2; echo 'moe-run: error: a: no space left on device while writing a.h5' >&2; exit 3",
+            "b": "trap 'echo stopped b >> events; exit 130' INT; sleep 30 & wait $!",
+        ]
+        let tasks = [task("a"), task("b"), task("c", ["a"])]
+        XCTAssertThrowsError(try scheduler(tasks, workers: 2, retries: 2, scripts: scripts).run()) { error in
+            guard case let RuntimeError.taskFailedPermanently(id, reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(id, "a")
+            XCTAssertEqual(reason, "a: no space left on device while writing a.h5")
+            XCTAssertEqual("\(error)", reason, "the worker's line, as it is")
+            XCTAssertEqual((error as? RuntimeError)?.exitCode, 1)
+        }
+        XCTAssertEqual(try String(contentsOfFile: dir + "/attempts", encoding: .utf8), "attempt\n", "not retried")
+        XCTAssertEqual(try events().map { "\($0.0) \($0.1)" }, ["stopped b"], "b was stopped, c never started")
+        let log = try String(contentsOfFile: dir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("a: failed permanently, not retried; stopping the run: a: no space left"), log)
+    }
+
+    /// In a group, the rank that failed permanently is the cause, even when a peer (aborted with
+    /// the group) ended first.
+    func testPermanentFailureOfOneRankOutranksItsPeersAndIsNotRetried() throws {
+        let script = "echo \"$MOE_RUN_RANK\" >> starts; "
+            + "if [ \"$MOE_RUN_RANK\" = 1 ]; then echo 'moe-run: error: the group was aborted' >&2; exit 1; fi; "
+            + "sleep 0.2; echo 'moe-run: error: g: no space left on device while writing g.partial.h5' >&2; exit 3"
+        XCTAssertThrowsError(try scheduler([task("g", workers: 2)], workers: 2, retries: 1, scripts: ["g": script]).run()) { error in
+            XCTAssertEqual("\(error)", "g: no space left on device while writing g.partial.h5")
+        }
+        XCTAssertEqual(try String(contentsOfFile: dir + "/starts", encoding: .utf8).split(separator: "\n").sorted(), ["0", "1"])
     }
 
     func testExitZeroWithoutOutputIsAFailure() throws {
