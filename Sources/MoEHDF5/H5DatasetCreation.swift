@@ -18,6 +18,16 @@ public enum H5Storage: Equatable {
     /// The gzip (deflate) level of compressed datasets and series, 0...9, for the whole process
     /// (a run sets it once from the spec's `output.compression`; 0 = chunked without filters).
     nonisolated(unsafe) public static var deflateLevel: UInt32 = 4
+
+    /// Runs `body` with `deflateLevel` 0 and puts the level back: for files that live only while
+    /// a run does (a training task's checkpoint files), where gzip costs far more time than the
+    /// space it saves (float weights shrink by ~15 %).
+    public static func uncompressed<T>(_ body: () throws -> T) rethrows -> T {
+        let level = deflateLevel
+        deflateLevel = 0
+        defer { deflateLevel = level }
+        return try body()
+    }
 }
 
 /// A chunk shape for a dataset of `shape`: the full shape, halving the dimensions in turn

@@ -34,7 +34,7 @@ public enum Failure {
         switch error {
         case let error as RuntimeError:
             switch error {
-            case .diverged, .usage, .missingDomains, .runExists, .runLocked, .taskFailedPermanently: return true
+            case .diverged, .usage, .missingDomains, .runExists, .runLocked, .taskFailedPermanently, .noIntactCheckpoint: return true
             case .io, .interrupted, .taskFailed, .runInterrupted, .groupFailed: return false
             }
         case is SpecError, is DataError, is FusionError:
@@ -48,7 +48,7 @@ public enum Failure {
 
     /// The worker's one line for `error` in task `task`: it starts with the task's id, and for a
     /// full or refusing disk says what to do before `--resume`
-    /// ("train: no space left on device while writing …/tasks/train.partial.h5; free some space,
+    /// ("train: no space left on device while writing …/tasks/train.checkpoints/120.h5; free some space,
     /// then rerun with --resume to continue").
     public static func message(for error: Error, task: String) -> String {
         var text = "\(error)"

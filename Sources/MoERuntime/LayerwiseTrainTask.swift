@@ -31,7 +31,7 @@ final class LayerwiseTrainTask {
 
     private var metrics = MetricsLog()
     private var stageMetrics: StageMetricsLog
-    private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
+    private lazy var store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
     private var norm: Standardization?
     /// Sums over the steps since the last metrics row, per stage (kept in checkpoints, so a
     /// resumed task's next row equals an uninterrupted run's).
@@ -57,8 +57,8 @@ final class LayerwiseTrainTask {
         let totalSteps = epochs * batches.batchesPerEpoch
         let trainer = LayerwiseTrainer(network: network, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
         var epoch = 0, batchInEpoch = 0
-        if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
-            (epoch, batchInEpoch) = try restore(network, trainer.optimizer)
+        if let position = try restore(network, trainer.optimizer) {
+            (epoch, batchInEpoch) = position
             log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
         }
         let blocks = network.stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
@@ -123,44 +123,40 @@ final class LayerwiseTrainTask {
         log.record("\(id): step \(step) stage val accuracies " + r.map { String(format: "%.4f", $0.accuracy) }.joined(separator: " "))
     }
 
-    /// Saves the current state as the newest checkpoint and rewrites the partial file.
+    /// Saves the current state as the newest checkpoint, in a file of its own.
     private func checkpoint(_ network: LayerwiseModel, _ optimizer: Optimizer, epoch: Int, batch: Int) throws {
-        guard ring.record(network.parameters, optimizer, epoch: epoch, batch: batch) else { return }
-        try H5File.createAtomically(layout.partialFile(id)) { file in
-            try file.setTaskAttributes(id, partial: true)
+        try store.save(network.parameters, optimizer, epoch: epoch, batch: batch, writeState: { file in
             try metrics.write(to: file)
             try stageMetrics.write(to: file)
             try file.createDataset("metrics/window", [Double(window.rows)] + window.loss + window.correct.map(Double.init))
-            try writeCheckpoints(network, optimizer, to: file)
+        }, writeEntry: { file, path in try writeCheckpoint(network, optimizer, to: file, at: path) })
+    }
+
+    /// `<path>/{model, optimizer, aux}`: one checkpoint.
+    private func writeCheckpoint(_ network: LayerwiseModel, _ optimizer: Optimizer, to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: path + "/model")
+        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
+        let group = try file.openGroup(path)
+        for p in network.auxParameters {
+            try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
         }
     }
 
-    /// `/checkpoints/<step>/{model, optimizer, aux}` for every kept checkpoint, with the data position.
-    private func writeCheckpoints(_ network: LayerwiseModel, _ optimizer: Optimizer, to file: H5File) throws {
-        try ring.write(network.parameters, optimizer, to: file) { path in
-            try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: path + "/model")
-            try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-            let group = try file.openGroup(path)
-            for p in network.auxParameters {
-                try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
-            }
-        }
-    }
-
-    /// Loads the partial file: metrics, kept checkpoints, and the newest one into the network.
-    private func restore(_ network: LayerwiseModel, _ optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
-        let file = try H5File.open(layout.partialFile(id))
-        metrics = try MetricsLog.read(from: file, moe: false)
-        stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
-        let e = network.stages.count
-        if file.exists("metrics/window"), case let w = try file.read("metrics/window", as: Double.self).values, w.count == 1 + 2 * e {
+    /// Loads the newest intact checkpoint (network, optimizer, metrics, window), or nil on a
+    /// fresh start.
+    private func restore(_ network: LayerwiseModel, _ optimizer: Optimizer) throws -> (epoch: Int, batch: Int)? {
+        try store.restore(network.parameters, optimizer, isLead: true, warn: log.warning, loadState: { file in
+            metrics = try MetricsLog.read(from: file, moe: false)
+            stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
+            let e = network.stages.count
+            let w = try file.read("metrics/window", as: Double.self).values
+            guard w.count == 1 + 2 * e else { throw RuntimeError.io(path: file.filePath, message: "metrics/window: \(w.count) values") }
             window = (Array(w[1...e]), w[(e + 1)...].map { Int($0) }, Int(w[0]), Date())
-        }
-        return try ring.restore(from: file, path: layout.partialFile(id), network.parameters, optimizer) { path in
+        }, loadEntry: { file, path in
             try Checkpoint.loadParameters(into: network.model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadParameters(into: network.auxParameters, from: file, at: path)
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-        }
+        })
     }
 
     private func finish(_ network: LayerwiseModel, _ optimizer: Optimizer, seconds: Double) throws {
@@ -171,7 +167,7 @@ final class LayerwiseTrainTask {
             try file.setAttribute("stages", Int64(network.stages.count))
             try metrics.write(to: file)
             try stageMetrics.write(to: file)
-            try writeCheckpoints(network, optimizer, to: file)
+            try store.write(network.parameters, optimizer, to: file) { path in try writeCheckpoint(network, optimizer, to: file, at: path) }
             try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: "model")
             for (s, range) in network.stages.enumerated() {
                 let group = try file.createGroup("stages/\(s)")
@@ -183,7 +179,7 @@ final class LayerwiseTrainTask {
                 try file.createDataset("stages/" + p.name.dropFirst(4), from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
             }
         }
-        try? FileManager.default.removeItem(atPath: layout.partialFile(id))
+        store.removeAll()
         let lastEval = stageMetrics.lastValAccuracies.isEmpty ? ""
             : ", stage val accuracies " + stageMetrics.lastValAccuracies.map { String(format: "%.4f", $0) }.joined(separator: " ")
         log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)

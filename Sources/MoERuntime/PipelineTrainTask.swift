@@ -21,7 +21,7 @@ import MoEStore
 /// optimizer state from their ranks (`PipelineTrainer.gather`) at every checkpoint, evaluation
 /// and at the end. A group's metrics add the per-step costs (`MetricsLog.communicationSeries`)
 /// and `bubble_fraction`: rank 0's waiting as a fraction of the step (the pipeline bubble).
-/// Resume: every rank loads the newest checkpoint of `tasks/train.partial.h5` and takes its stage.
+/// Resume: every rank loads the newest intact checkpoint (`CheckpointStore`) and takes its stage.
 final class PipelineTrainTask {
     let spec: ExperimentSpec
     let layout: RunLayout
@@ -34,7 +34,7 @@ final class PipelineTrainTask {
     private var metrics = MetricsLog()
     /// `/metrics/bubble_fraction`, one row per `/metrics/step` (groups only).
     private var bubble: [Double] = []
-    private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
+    private lazy var store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
     private var norm: Standardization?
     private var trainSamples = 0
 
@@ -79,8 +79,8 @@ final class PipelineTrainTask {
         // Rank 0's view of the whole optimizer state, in a dense train task's names (for files).
         let full = spec.optimizerConfig.makeOptimizer(model.parameters)
         var epoch = 0, batchInEpoch = 0
-        if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
-            (epoch, batchInEpoch) = try restore(model: model, optimizer: full)
+        if let position = try restore(model: model, optimizer: full) {
+            (epoch, batchInEpoch) = position
             trainer.adopt(optimizer: full)
             log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
         }
@@ -159,16 +159,14 @@ final class PipelineTrainTask {
     }
 
     /// Collective: gathers every stage's parameters and optimizer state on rank 0, which keeps
-    /// them as the newest checkpoint and rewrites the partial file.
+    /// them as the newest checkpoint, in a file of its own.
     private func checkpoint(_ trainer: PipelineTrainer, _ full: Optimizer, epoch: Int, batch: Int) throws {
         try trainer.gather(optimizer: isLead ? full : nil, withState: true)
-        guard isLead, ring.record(trainer.model.parameters, full, epoch: epoch, batch: batch) else { return }
-        try H5File.createAtomically(layout.partialFile(id)) { file in
-            try file.setTaskAttributes(id, partial: true)
+        guard isLead else { return }
+        try store.save(trainer.model.parameters, full, epoch: epoch, batch: batch, writeState: { file in
             try writeMetrics(to: file)
             try file.createDataset("metrics/window", window.values)
-            try writeCheckpoints(trainer.model, full, to: file)
-        }
+        }, writeEntry: { file, path in try writeCheckpoint(trainer.model, full, to: file, at: path) })
     }
 
     private func writeMetrics(to file: H5File) throws {
@@ -176,25 +174,25 @@ final class PipelineTrainTask {
         if isGroup { try file.createDataset("metrics/bubble_fraction", bubble) }
     }
 
-    private func writeCheckpoints(_ model: ResidualMLP, _ full: Optimizer, to file: H5File) throws {
-        try ring.write(model.parameters, full, to: file) { path in
-            try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
-            try Checkpoint.writeOptimizer(full, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-        }
+    /// `<path>/{model, optimizer}`: one checkpoint of the whole model.
+    private func writeCheckpoint(_ model: ResidualMLP, _ full: Optimizer, to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
+        try Checkpoint.writeOptimizer(full, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
     }
 
-    /// Every rank: loads the partial file's newest checkpoint into the whole model and `full`;
-    /// rank 0 also its metrics and the kept checkpoints.
-    private func restore(model: ResidualMLP, optimizer full: Optimizer) throws -> (epoch: Int, batch: Int) {
-        let file = try H5File.open(layout.partialFile(id))
-        metrics = try MetricsLog.read(from: file, moe: false, communication: isGroup)
-        if isGroup { bubble = try file.read("metrics/bubble_fraction", as: Double.self).values }
-        let w = try file.read("metrics/window", as: Double.self).values
-        if w.count == Window().values.count { window = Window(w) }
-        return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, full) { path in
+    /// Every rank: loads the newest intact checkpoint into the whole model and `full` (nil on a
+    /// fresh start); rank 0 also keeps the older ones for the finished task file.
+    private func restore(model: ResidualMLP, optimizer full: Optimizer) throws -> (epoch: Int, batch: Int)? {
+        try store.restore(model.parameters, full, isLead: isLead, warn: log.warning, loadState: { file in
+            metrics = try MetricsLog.read(from: file, moe: false, communication: isGroup)
+            bubble = isGroup ? try file.read("metrics/bubble_fraction", as: Double.self).values : []
+            let w = try file.read("metrics/window", as: Double.self).values
+            guard w.count == Window().values.count else { throw RuntimeError.io(path: file.filePath, message: "metrics/window: \(w.count) values") }
+            window = Window(w)
+        }, loadEntry: { file, path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadOptimizer(into: full, from: file, at: path + "/optimizer")
-        }
+        })
     }
 
     private func finish(_ trainer: PipelineTrainer, _ full: Optimizer, seconds: Double) throws {
@@ -209,10 +207,10 @@ final class PipelineTrainTask {
             try file.setAttribute("stage_blocks", trainer.ranges.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ", "))
             try file.setAttribute("microbatches", Int64(spec.parallelism.microbatches))
             try writeMetrics(to: file)
-            try writeCheckpoints(trainer.model, full, to: file)
+            try store.write(trainer.model.parameters, full, to: file) { path in try writeCheckpoint(trainer.model, full, to: file, at: path) }
             try Checkpoint.writeModel(trainer.model, normalization: norm, to: file, at: "model")
         }
-        try? FileManager.default.removeItem(atPath: layout.partialFile(id))
+        store.removeAll()
         let lastEval = metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
         let meanBubble = bubble.isEmpty ? "" : String(format: ", bubble %.0f%% of the step", 100 * bubble.reduce(0, +) / Double(bubble.count))
         log.info("\(id): " + String(format: "done, %d steps in %.1f s", full.stepCount, seconds) + meanBubble + lastEval)

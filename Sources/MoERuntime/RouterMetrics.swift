@@ -117,7 +117,7 @@ struct RouterMetricsLog {
         }
     }
 
-    /// The open windows (sums since the last row), kept in a partial file as
+    /// The open windows (sums since the last row), kept in each checkpoint file as
     /// `/router/<block>/window` = [windowSteps, tokens, routed, dropped, entropySum, auxLoss,
     /// zLoss, load…] so a resumed task's next row is the one an uninterrupted run writes.
     func writeWindows(to location: H5Location) throws {

@@ -5,7 +5,8 @@ import MoESpec
 
 /// Where a run's files live (ARCHITECTURE §5.2):
 ///
-///     <output>/<spec name>/<run-id>/run.lock, run.h5, log.txt, tasks/<task>.h5
+///     <output>/<spec name>/<run-id>/run.lock, run.h5, log.txt, tasks/<task>.h5,
+///     tasks/<task>.checkpoints/<step>.h5 (while a training task runs)
 ///
 /// The run id is the first 12 hex digits of the SHA-256 of the spec's identity
 /// (`ExperimentSpec.identityYAML`: the resolved spec without keys that cannot change the results
@@ -62,7 +63,11 @@ public struct RunLayout: Sendable {
     public var tasksDirectory: String { directory + "/tasks" }
     /// The finished output of a task.
     public func taskFile(_ id: String) -> String { tasksDirectory + "/\(id).h5" }
-    /// The in-progress state of a task (checkpoints, metrics so far); replaced atomically.
+    /// The in-progress state of a training task: one file per kept checkpoint, `<step>.h5`
+    /// (see `CheckpointStore`), removed when the task file is written.
+    public func checkpointDirectory(_ id: String) -> String { tasksDirectory + "/\(id).checkpoints" }
+    /// The in-progress state of a training task as moe-run wrote it before one file per
+    /// checkpoint (all kept checkpoints in one file); still resumed from.
     public func partialFile(_ id: String) -> String { tasksDirectory + "/\(id).partial.h5" }
     /// A task file's path relative to the run directory (for external links).
     public func relativeTaskFile(_ id: String) -> String { "tasks/\(id).h5" }

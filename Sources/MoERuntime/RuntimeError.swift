@@ -33,10 +33,14 @@ public enum RuntimeError: Error, CustomStringConvertible {
     /// A collective of a task's process group failed (a peer died, timed out, or the group was
     /// aborted); the scheduler retries the group.
     case groupFailed(task: String, reason: String)
+    /// `--resume` found checkpoint files of a task but none can be read (`corrupt`: each file
+    /// and why). Exit 1, not 2: the command and spec are fine, the run's own files are damaged
+    /// (and run.h5 already says so). Permanent: a retry would read the same files.
+    case noIntactCheckpoint(task: String, directory: String, corrupt: [String])
 
     public var exitCode: Int32 {
         switch self {
-        case .diverged, .io, .taskFailed, .taskFailedPermanently, .groupFailed: return 1
+        case .diverged, .io, .taskFailed, .taskFailedPermanently, .groupFailed, .noIntactCheckpoint: return 1
         case .interrupted, .runInterrupted: return 130
         case .runExists, .runLocked, .usage, .missingDomains: return 2
         }
@@ -68,6 +72,9 @@ public enum RuntimeError: Error, CustomStringConvertible {
             return reason
         case let .groupFailed(task, reason):
             return "task \(task): \(reason)"
+        case let .noIntactCheckpoint(task, directory, corrupt):
+            return "\(task): no intact checkpoint to resume from in \(directory) (\(corrupt.joined(separator: "; "))); "
+                + "rerun with --force to start the run over"
         case let .runInterrupted(tasks):
             let which = tasks.isEmpty ? "" : " (" + tasks.joined(separator: ", ") + " stopped)"
             return "interrupted\(which); state saved, rerun with --resume to continue"

@@ -11,7 +11,7 @@ import Glibc
 /// - A task whose output file exists is complete and never started (resume).
 /// - A child that dies (a non-zero exit other than 130 and `Failure.permanentExitStatus`, or a
 ///   signal) has failed *transiently* and is started again, up to `retries` times; training
-///   tasks resume from their partial file. After the last retry the task has failed: tasks that
+///   tasks resume from their newest intact checkpoint. After the last retry the task has failed: tasks that
 ///   depend on it never start, independent ones still finish, and `run()` throws
 ///   `RuntimeError.taskFailed` naming it.
 /// - A child that exits with `Failure.permanentExitStatus` has failed *permanently* (a full

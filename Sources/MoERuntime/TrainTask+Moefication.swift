@@ -39,7 +39,7 @@ extension TrainTask {
 
     /// The partition, `/moefication/<block>/units` (int64 `[E, F/E]`: row e lists the dense FFN
     /// units of expert e), so a run file says which dense units went to which expert. Written into
-    /// the partial file too, since a resumed task does not moefy again.
+    /// every checkpoint file too, since a resumed task does not moefy again.
     func writeMoeficationGroups(to file: H5File) throws {
         for (block, groups) in moeficationGroups.sorted(by: { $0.key < $1.key }) {
             let width = groups.first?.count ?? 0
@@ -47,7 +47,7 @@ extension TrainTask {
         }
     }
 
-    /// Reads the partition back from a partial file (resume).
+    /// Reads the partition back from a checkpoint file (resume).
     func readMoeficationGroups(from file: H5File) throws {
         guard file.exists("moefication") else { return }
         for name in try file.openGroup("moefication").children() {

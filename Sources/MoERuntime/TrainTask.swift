@@ -10,11 +10,12 @@ import MoEStore
 /// The `train` task: training of the residual MLP (dense, or with MoE blocks) with periodic
 /// checkpoints.
 ///
-/// While it runs, its state lives in `tasks/train.partial.h5`, replaced atomically at every
-/// checkpoint: metrics and router metrics so far, the last `output.keep_checkpoints` checkpoints
-/// (`/checkpoints/<step>/{model, optimizer}`) and the position in the data (epoch, batch).
-/// Resuming loads the newest checkpoint and replays the same batch order (the order of epoch e
-/// is a function of the seed and e), so a resumed run ends with bit-identical weights. When done,
+/// While it runs, its state lives in one file per kept checkpoint, `tasks/<id>.checkpoints/<step>.h5`
+/// (`CheckpointStore`): metrics and router metrics up to that step, the log windows, the model
+/// and optimizer (`/checkpoints/<step>/{model, optimizer}`) and the position in the data (epoch,
+/// batch). Resuming loads the newest intact checkpoint and replays the same batch order (the
+/// order of epoch e is a function of the seed and e), so a resumed run ends with bit-identical
+/// weights. When done,
 /// `tasks/train.h5` is written atomically with `/metrics`, `/router` (MoE models, see
 /// `RouterMetricsLog`), `/checkpoints` and the final `/model`. Each batch's domain ids go to the
 /// model (the `domain` router needs them).
@@ -39,8 +40,8 @@ final class TrainTask {
 
     private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
-    /// Kept checkpoints, oldest first: (step, position, parameter copies, optimizer state copies).
-    private lazy var ring = CheckpointRing(keep: spec.output.keepCheckpoints)
+    /// Kept checkpoints: one file each, and copies for the finished task file.
+    private lazy var store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
     /// Sums over the steps since the last metrics row (kept in checkpoints, so a resumed task's
     /// next row equals an uninterrupted run's).
     struct LogWindow {
@@ -136,8 +137,8 @@ final class TrainTask {
                                                      ratio: spec.parallelism.ratio) : nil
         group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
         var epoch = 0, batchInEpoch = 0
-        if FileManager.default.fileExists(atPath: layout.partialFile(id)) {
-            (epoch, batchInEpoch) = try restore(model: model, optimizer: trainer.optimizer)
+        if let position = try restore(model: model, optimizer: trainer.optimizer) {
+            (epoch, batchInEpoch) = position
             log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
         } else if let source = upcycleSource {
             try upcycle(model, from: source)
@@ -232,55 +233,48 @@ final class TrainTask {
         log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
     }
 
-    /// Saves the current state as the newest checkpoint and rewrites the partial file.
+    /// Saves the current state as the newest checkpoint, in a file of its own.
     private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
         // Each rank's compression residual differs: gather them (every rank calls this at the same step).
         let residuals = try group?.gatherResiduals()
         try group?.synchronizeExperts(optimizer)
         guard isLead else { return }  // the replicas are identical: rank 0 keeps the state
-        guard ring.record(model.parameters, optimizer, epoch: epoch, batch: batch) else { return }
-        try H5File.createAtomically(layout.partialFile(id)) { file in
-            try file.setTaskAttributes(id, partial: true)
+        try store.save(model.parameters, optimizer, epoch: epoch, batch: batch, writeState: { file in
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
             try routerMetrics?.writeWindows(to: file)
             try file.createDataset("metrics/window", window.values)
             try writeMoeficationGroups(to: file)
-            try writeCheckpoints(model: model, optimizer: optimizer, to: file)
             if let residuals, let size = group?.worldSize {
-                // `[ranks, parameters]`: the error-feedback memory of the newest checkpoint.
+                // `[ranks, parameters]`: the error-feedback memory at this checkpoint.
                 try file.createDataset("compression/residual", residuals, shape: [size, residuals.count / size])
                 try file.openGroup("compression").setAttribute("step", Int64(optimizer.stepCount))
             }
-        }
+        }, writeEntry: { file, path in try writeCheckpoint(model, optimizer, to: file, at: path) })
     }
 
-    /// `/checkpoints/<step>/{model, optimizer}` for every kept checkpoint, with the data position.
-    private func writeCheckpoints(model: ResidualMLP, optimizer: Optimizer, to file: H5File) throws {
-        try ring.write(model.parameters, optimizer, to: file) { path in
-            try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
-            try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-        }
+    /// `<path>/{model, optimizer}`: one checkpoint.
+    private func writeCheckpoint(_ model: ResidualMLP, _ optimizer: Optimizer, to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
+        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
     }
 
-    /// Loads the partial file: metrics, kept checkpoints, and the newest one into the model.
-    private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int) {
-        let file = try H5File.open(layout.partialFile(id))
-        metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil, communication: metrics.trainSeries.contains("bytes_sent"))
-        try routerMetrics?.read(from: file)
-        try routerMetrics?.readWindows(from: file)
-        if file.exists("metrics/window") {
+    /// Loads the newest intact checkpoint (model, optimizer, metrics, windows), or nil on a
+    /// fresh start.
+    private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int)? {
+        try store.restore(model.parameters, optimizer, isLead: isLead, warn: log.warning, loadState: { file in
+            metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil, communication: metrics.trainSeries.contains("bytes_sent"))
+            try routerMetrics?.read(from: file)
+            try routerMetrics?.readWindows(from: file)
             let w = try file.read("metrics/window", as: Double.self).values
-            if w.count >= 5 { window = LogWindow(w) }
-        }
-        try readMoeficationGroups(from: file)
-        if let group, file.exists("compression/residual") {
-            try group.restoreResiduals(try file.read("compression/residual", as: Float.self).values)
-        }
-        return try ring.restore(from: file, path: layout.partialFile(id), model.parameters, optimizer) { path in
+            guard w.count >= 5 else { throw RuntimeError.io(path: file.filePath, message: "metrics/window: \(w.count) values") }
+            window = LogWindow(w)
+            try readMoeficationGroups(from: file)
+            try group?.restoreResiduals(file.exists("compression/residual") ? try file.read("compression/residual", as: Float.self).values : [])
+        }, loadEntry: { file, path in
             try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
             try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-        }
+        })
     }
 
     /// The `domain` router routes by each sample's domain id: data without them is refused.
@@ -303,10 +297,10 @@ final class TrainTask {
             try metrics.write(to: file)
             try routerMetrics?.write(to: file)
             try writeMoeficationGroups(to: file)
-            try writeCheckpoints(model: model, optimizer: optimizer, to: file)
+            try store.write(model.parameters, optimizer, to: file) { path in try writeCheckpoint(model, optimizer, to: file, at: path) }
             try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
         }
-        try? FileManager.default.removeItem(atPath: layout.partialFile(id))
+        store.removeAll()
         let lastEval = metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
         log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
     }

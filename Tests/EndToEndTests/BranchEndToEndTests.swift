@@ -113,7 +113,7 @@ final class BranchEndToEndTests: XCTestCase {
         var victim: Int32?
         let deadline = Date().addingTimeInterval(60)
         while victim == nil && Date() < deadline && p.isRunning {
-            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix(".partial.h5") && $0.contains("expert-") }) {
+            if CLI.hasCheckpoint(dir, task: "expert-") {
                 victim = CLI.children(of: p.processIdentifier).first
             }
             usleep(20_000)

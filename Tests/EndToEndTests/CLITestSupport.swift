@@ -97,6 +97,17 @@ struct CLI {
         XCTAssertEqual(processes(in: dir), [], "processes left running in \(dir)", file: file, line: line)
     }
 
+    /// True once a training task whose id starts with `task` has written a checkpoint below
+    /// `dir/out` (a `tasks/<id>.checkpoints/<step>.h5` file; a `.h5.tmp` is still being written).
+    static func hasCheckpoint(_ dir: String, task: String = "train") -> Bool {
+        files(under: dir + "/out").contains { path in
+            let parts = path.split(separator: "/")
+            guard parts.count >= 2, path.hasSuffix(".h5") else { return false }
+            let folder = parts[parts.count - 2]
+            return folder.hasPrefix(task) && folder.hasSuffix(".checkpoints")
+        }
+    }
+
     /// Every file below `dir` (recursively).
     static func files(under dir: String) -> [String] {
         (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).map { dir + "/" + $0 }
@@ -126,12 +137,12 @@ extension CLI {
     }
 
     /// Starts `moe-run spec.yaml --quiet` in `dir`, waits until its training task has written a
-    /// checkpoint (the partial file exists), lets it train on a little, and kills it with SIGKILL:
+    /// checkpoint (`hasCheckpoint`), lets it train on a little, and kills it with SIGKILL:
     /// the situation `--resume` must recover from exactly.
     static func startAndKillAfterFirstCheckpoint(in dir: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let p = try start(["spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning && !files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+        while Date() < deadline && p.isRunning && !hasCheckpoint(dir) {
             usleep(20_000)
         }
         usleep(100_000)
@@ -153,7 +164,7 @@ extension CLI {
         let deadline = Date().addingTimeInterval(60)
         while victim == nil && Date() < deadline && p.isRunning {
             let group = children(of: p.processIdentifier)
-            if group.count == ranks, files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+            if group.count == ranks, hasCheckpoint(dir) {
                 victim = group.max()
             }
             usleep(20_000)

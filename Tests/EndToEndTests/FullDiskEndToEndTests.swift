@@ -19,7 +19,7 @@ final class FullDiskEndToEndTests: XCTestCase {
     }
 
     /// 2,000 samples (tasks/data.h5 ≈ 110 KB), a model of ≈ 9 K parameters, 5 epochs × 50 steps,
-    /// one checkpoint kept (the partial file ≈ 160 KB, tasks/train.h5 ≈ 220 KB).
+    /// one checkpoint kept (its file ≈ 160 KB, tasks/train.h5 ≈ 220 KB).
     func spec(checkpointEvery: Int, extra: String = "") -> String {
         """
         name: disk
@@ -112,14 +112,14 @@ final class FullDiskEndToEndTests: XCTestCase {
         try fullDiskAtTheSecondCheckpoint(spec(checkpointEvery: 100, extra: "parallelism: {mode: data, workers: 2}"), ranks: 2)
     }
 
-    /// Checkpoints at steps 100 and 200: the first fits, the second does not (the partial file is
-    /// replaced whole, so for a moment both versions need room).
+    /// Checkpoints at steps 100 and 200: the first fits, the second does not (the file of step 100
+    /// is removed only once that of step 200 is written, so for a moment both need room).
     private func fullDiskAtTheSecondCheckpoint(_ yaml: String, ranks: Int) throws {
         let ref = try reference(yaml)
         let size = (2 * ref.runBytes + ref.dataBytes + ref.trainBytes + ref.trainBytes / 20) / 1024
-        let (tmpfs, runDir) = try failOnFullDisk(yaml, kilobytes: size, task: "train", file: "tasks/train.partial.h5", ranks: ranks)
-        let partial = try H5File.open(runDir + "/tasks/train.partial.h5")
-        XCTAssertEqual(try partial.openGroup("checkpoints").children(), ["100"], "the checkpoint written before stays intact")
+        let (tmpfs, runDir) = try failOnFullDisk(yaml, kilobytes: size, task: "train", file: "tasks/train.checkpoints/200.h5", ranks: ranks)
+        let checkpoint = try H5File.open(runDir + "/tasks/train.checkpoints/100.h5")
+        XCTAssertEqual(try checkpoint.openGroup("checkpoints").children(), ["100"], "the checkpoint written before stays intact")
         let data = try H5File.open(runDir + "/tasks/data.h5")
         XCTAssertEqual(try data.read("data/train/x", as: Float.self).values.count, 1600 * 8)
         let log = try resumeAfterFreeingSpace(tmpfs, yaml, ref)
@@ -132,8 +132,8 @@ final class FullDiskEndToEndTests: XCTestCase {
         let ref = try reference(yaml)
         let size = (2 * ref.runBytes + ref.dataBytes + ref.trainBytes + ref.trainBytes / 4) / 1024
         let (tmpfs, runDir) = try failOnFullDisk(yaml, kilobytes: size, task: "train", file: "tasks/train.h5")
-        let partial = try H5File.open(runDir + "/tasks/train.partial.h5")
-        XCTAssertEqual(try partial.openGroup("checkpoints").children(), ["150"], "the checkpoint written before stays intact")
+        let checkpoint = try H5File.open(runDir + "/tasks/train.checkpoints/150.h5")
+        XCTAssertEqual(try checkpoint.openGroup("checkpoints").children(), ["150"], "the checkpoint written before stays intact")
         XCTAssertFalse(FileManager.default.fileExists(atPath: runDir + "/tasks/train.h5"))
         let log = try resumeAfterFreeingSpace(tmpfs, yaml, ref)
         XCTAssertTrue(log.contains("train: resuming from the checkpoint at step 150"), log)
@@ -150,7 +150,7 @@ final class FullDiskEndToEndTests: XCTestCase {
         let err = Pipe()
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir, stderr: err)
         let deadline = Date().addingTimeInterval(60)
-        while p.isRunning && Date() < deadline && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+        while p.isRunning && Date() < deadline && !CLI.hasCheckpoint(dir) {
             usleep(10_000)
         }
         let runDir = dir + "/out/disk/" + (try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/disk").first))
@@ -166,10 +166,13 @@ final class FullDiskEndToEndTests: XCTestCase {
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 1, stderr)
-        let partial = "\(runDir)/tasks/train.partial.h5; make the file system writable, then rerun with --resume to continue"
-        XCTAssertTrue(stderr.hasPrefix("moe-run: error: train: read-only file system while writing \(partial)")
-                      || stderr.hasPrefix("moe-run: error: train: read-only file system while renaming"), stderr)
-        XCTAssertTrue(stderr.hasSuffix(partial + "\n"), stderr)
+        // The next checkpoint's file: tasks/train.checkpoints/<step>.h5.
+        let checkpoints = "\(runDir)/tasks/train.checkpoints/"
+        let hint = ".h5; make the file system writable, then rerun with --resume to continue\n"
+        XCTAssertTrue(stderr.hasPrefix("moe-run: error: train: read-only file system while writing \(checkpoints)")
+                      || stderr.hasPrefix("moe-run: error: train: read-only file system while renaming \(checkpoints)"), stderr)
+        XCTAssertTrue(stderr.hasSuffix(hint), stderr)
+        XCTAssertNotNil(Int(stderr.dropLast(hint.count).components(separatedBy: "/").last ?? ""), stderr)
         XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr)
         let run = try H5File.open(runDir + "/run.h5")
         XCTAssertEqual(try run.stringAttribute("status"), "failed")

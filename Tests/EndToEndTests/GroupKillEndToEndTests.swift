@@ -5,7 +5,7 @@ import XCTest
 /// session of their own, have their WHOLE process group (scheduler and workers) killed with
 /// SIGKILL at each moment of a group's life, one after the other on the same run directory:
 /// before the group starts (the data task runs), while the ranks join (the first rank has just
-/// been started), mid-step (every rank trains), and during a checkpoint (the partial file's
+/// been started), mid-step (every rank trains), and during a checkpoint (a checkpoint file's
 /// `.tmp` is being written). After every kill no process of the session is left and /dev/shm
 /// holds nothing the run made (the group's memory is an unnamed memfd, freed by the kernel with
 /// its last holder); then `--resume` completes to the final weights of an uninterrupted run,
@@ -77,7 +77,7 @@ final class GroupKillEndToEndTests: XCTestCase {
         let started = Date()
         let deadline = started.addingTimeInterval(120)
         var allRanksSince: Date?
-        var checkpointTmp: String?
+        var checkpoints: String?
         while Date() < deadline {
             guard session.isRunning else { break }
             switch moment {
@@ -95,11 +95,14 @@ final class GroupKillEndToEndTests: XCTestCase {
                     return "all \(ranks) ranks training for \(String(format: "%.1f", Date().timeIntervalSince(since))) s"
                 }
             case .duringACheckpoint:
-                if checkpointTmp == nil, let run = try? runDirectory(dir, experiment) { checkpointTmp = run + "/tasks/train.partial.h5.tmp" }
+                if checkpoints == nil, let run = try? runDirectory(dir, experiment) { checkpoints = run + "/tasks/train.checkpoints" }
                 // A .tmp left by an earlier kill is older than this session.
-                if let tmp = checkpointTmp, let modified = (try? FileManager.default.attributesOfItem(atPath: tmp))?[.modificationDate] as? Date,
-                   modified >= started {
-                    return "tasks/train.partial.h5.tmp being written"
+                if let checkpoints, let names = try? FileManager.default.contentsOfDirectory(atPath: checkpoints),
+                   let tmp = names.first(where: { name in
+                       name.hasSuffix(".h5.tmp") && ((try? FileManager.default.attributesOfItem(atPath: checkpoints + "/" + name))?[.modificationDate] as? Date)
+                           .map { $0 >= started } == true
+                   }) {
+                    return "tasks/train.checkpoints/\(tmp) being written"
                 }
                 usleep(200)
                 continue

@@ -119,7 +119,7 @@ final class ParallelEndToEndTests: XCTestCase {
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline && p.isRunning
-                && !(CLI.children(of: p.processIdentifier).count == 2 && CLI.files(under: dir + "/out").contains { $0.hasSuffix("train.partial.h5") }) {
+                && !(CLI.children(of: p.processIdentifier).count == 2 && CLI.hasCheckpoint(dir)) {
             usleep(20_000)
         }
         usleep(100_000)

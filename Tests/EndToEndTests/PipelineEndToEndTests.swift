@@ -107,7 +107,7 @@ final class PipelineEndToEndTests: XCTestCase {
         let dir = try CLI.workspace(long)
         let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+        while Date() < deadline && p.isRunning && !CLI.hasCheckpoint(dir) {
             usleep(20_000)
         }
         usleep(200_000)

@@ -15,7 +15,7 @@ final class ResumeEndToEndTests: XCTestCase {
     private func waitForCheckpoint(_ dir: String, process: Process, timeout: Double = 60) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline && process.isRunning {
-            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) { return true }
+            if CLI.hasCheckpoint(dir) { return true }
             usleep(20_000)
         }
         return false

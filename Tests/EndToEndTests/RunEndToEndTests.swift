@@ -37,7 +37,7 @@ final class RunEndToEndTests: XCTestCase {
 
         // No temporary or partial file is left, and h5dump opens every file the run left.
         let files = CLI.files(under: runDir)
-        XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") || $0.contains(".partial.") }, "\(files)")
+        XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") || $0.contains(".partial.") || $0.contains(".checkpoints/") }, "\(files)")
         for f in files where f.hasSuffix(".h5") {
             let dump = try CLI.tool("/usr/bin/h5dump", ["-H", f])
             XCTAssertEqual(dump.status, 0, "h5dump \(f): \(dump.stderr)")

@@ -50,7 +50,7 @@ final class RunLockEndToEndTests: XCTestCase {
         let reference = try CLI.finalModelBits(try CLI.completeRun(spec))
 
         let dir = try CLI.workspace(spec)
-        let (first, runDir) = try startHolding(["spec.yaml", "--quiet"], in: dir, until: "tasks/train.partial.h5")
+        let (first, runDir) = try startHolding(["spec.yaml", "--quiet"], in: dir, until: "tasks/train.checkpoints")
         let before = try snapshot(dir + "/" + runDir)
         XCTAssertTrue(holdsOpen(first.processIdentifier, "run.lock"), "the scheduler has the lock file open")
         let workers = CLI.children(of: first.processIdentifier)

@@ -21,7 +21,7 @@ final class SchedulerEndToEndTests: XCTestCase {
     private func trainingWorker(_ dir: String, of process: Process, timeout: Double = 60) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline && process.isRunning {
-            if CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }),
+            if CLI.hasCheckpoint(dir),
                let worker = CLI.children(of: process.processIdentifier).first {
                 return worker
             }

@@ -218,7 +218,7 @@ final class SweepEndToEndTests: XCTestCase {
         let dir = try CLI.workspace(tinySpec(name: "stop", epochs: 40, extra: "sweep:\n  parameters:\n    train.lr: [0.001, 0.002]\n"))
         let p = try CLI.start(["sweep", "spec.yaml", "--quiet"], in: dir)
         let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && p.isRunning && !CLI.files(under: dir + "/out").contains(where: { $0.hasSuffix("train.partial.h5") }) {
+        while Date() < deadline && p.isRunning && !CLI.hasCheckpoint(dir) {
             usleep(20_000)
         }
         kill(p.processIdentifier, SIGINT)

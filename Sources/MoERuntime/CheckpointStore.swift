@@ -1,0 +1,216 @@
+import Foundation
+import MoECore
+import MoEHDF5
+import MoENN
+import MoEStore
+
+/// The kept checkpoints of a training task, shared by every training task so checkpointing and
+/// exact resume work the same way everywhere.
+///
+/// On disk each checkpoint is one self-contained file, `tasks/<id>.checkpoints/<step>.h5`: the
+/// task's state at that step (metrics so far, log windows, whatever `writeState` adds) and
+/// `/checkpoints/<step>/{model, optimizer, …}` with the data position (attributes `step`, `epoch`,
+/// `batch`: the next batch to train on). Each is written atomically (tmp, fsync, rename) and the
+/// files of checkpoints no longer kept are removed only after the new one is durable, so losing
+/// or damaging one file never loses the others: `--resume` goes on from the newest intact one.
+/// Writing one checkpoint costs one file of one checkpoint, whatever `keep` is, and no gzip
+/// (`output.compression` applies to the finished task file, which lives on).
+///
+/// In memory the newest `keep` checkpoints are copied (parameters and optimizer state), because
+/// the finished task file `tasks/<id>.h5` lists them all under `/checkpoints/<step>` (`write`).
+struct CheckpointStore {
+    struct Entry {
+        var step: Int, epoch: Int, batch: Int
+        var params: [Tensor], state: [Tensor]
+    }
+
+    let task: String
+    let keep: Int
+    /// `tasks/<id>.checkpoints`, absolute.
+    let directory: String
+    /// The same, relative to the run directory (for messages).
+    let name: String
+    /// `tasks/<id>.partial.h5` of moe-run before one file per checkpoint: every kept checkpoint
+    /// in one file with the state of the newest. Still resumed from; removed by the first new
+    /// checkpoint.
+    let legacyFile: String
+    private(set) var entries: [Entry] = []
+
+    init(layout: RunLayout, task: String, keep: Int) {
+        self.task = task
+        self.keep = keep
+        directory = layout.checkpointDirectory(task)
+        name = "tasks/\(task).checkpoints"
+        legacyFile = layout.partialFile(task)
+    }
+
+    func file(_ step: Int) -> String { directory + "/\(step).h5" }
+    func displayName(_ step: Int) -> String { name + "/\(step).h5" }
+
+    /// The steps of the checkpoint files on disk, oldest first. A `<step>.h5.tmp` left by a write
+    /// that was cut short is no checkpoint.
+    var steps: [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { $0.hasSuffix(".h5") ? Int($0.dropLast(3)) : nil }.filter { $0 >= 0 }.sorted()
+    }
+
+    /// True when there is something to resume from (an intact checkpoint or a damaged one).
+    var exists: Bool { !steps.isEmpty || FileManager.default.fileExists(atPath: legacyFile) }
+
+    /// Keeps the current state as the newest checkpoint and writes its file (lead rank only):
+    /// `writeState(file)` stores the task's state, `writeEntry(file, "checkpoints/<step>")` the
+    /// model and optimizer. Does nothing when this step is already kept.
+    mutating func save(_ parameters: [Parameter], _ optimizer: Optimizer, epoch: Int, batch: Int,
+                       writeState: (H5File) throws -> Void, writeEntry: (H5File, String) throws -> Void) throws {
+        let step = optimizer.stepCount
+        if entries.last?.step == step { return }
+        // errno as for any write, so a full disk here is a permanent failure too (Failure).
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw HDF5Error.system(path: directory, operation: "creating", code: errno)
+        }
+        try H5Storage.uncompressed {  // the file lives only while the task runs
+            try H5File.createAtomically(file(step)) { file in
+                try file.setTaskAttributes(task, partial: true)
+                try writeState(file)
+                let path = "checkpoints/\(step)"
+                try writeEntry(file, path)  // the live state is the newest checkpoint
+                try Self.setPosition(of: file, path, step: step, epoch: epoch, batch: batch)
+            }
+        }
+        entries.append(Entry(step: step, epoch: epoch, batch: batch,
+                             params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
+        if entries.count > keep { entries.removeFirst(entries.count - keep) }
+        let kept = Set(entries.map(\.step))
+        for old in steps where !kept.contains(old) { unlink(file(old)) }
+        unlink(legacyFile)
+    }
+
+    /// Resumes from the newest intact checkpoint file: `loadEntry(file, "checkpoints/<step>")`
+    /// fills `parameters` and `optimizer`, `loadState(file)` the rest of the task's state; any
+    /// error of either (a truncated file, garbage, a missing dataset) makes the file corrupt,
+    /// and the next older one is tried. Returns the data position, or nil when there is no
+    /// checkpoint (a fresh start). Throws `noIntactCheckpoint` when every one is corrupt.
+    ///
+    /// The lead rank (`isLead`) says which files are corrupt (one `warn` line each, naming the
+    /// file relative to the run directory), removes those newer than the
+    /// checkpoint resumed from (the run redoes their steps), and reads the older kept ones back
+    /// for the finished task file; the other ranks of a group only load the same checkpoint.
+    mutating func restore(_ parameters: [Parameter], _ optimizer: Optimizer, isLead: Bool, warn: (String) -> Void,
+                          loadState: (H5File) throws -> Void,
+                          loadEntry: (H5File, String) throws -> Void) throws -> (epoch: Int, batch: Int)? {
+        entries = []
+        var candidates = steps.reversed().map { (step: $0, path: file($0), name: displayName($0)) }
+        if candidates.isEmpty, FileManager.default.fileExists(atPath: legacyFile) {
+            candidates = [(Self.newestStep(in: legacyFile) ?? -1, legacyFile, "tasks/\(task).partial.h5")]
+        }
+        guard !candidates.isEmpty else { return nil }
+        var corrupt: [(name: String, reason: String)] = []
+        for (index, c) in candidates.enumerated() {
+            let entry: Entry
+            do {
+                let file = try H5File.open(c.path)
+                entry = try Self.read(file, step: c.step, parameters, optimizer, loadEntry)
+                try loadState(file)
+            } catch {
+                corrupt.append((c.name, Self.reason(error, file: c.path)))
+                continue
+            }
+            guard isLead else { return (entry.epoch, entry.batch) }
+            for bad in corrupt { warn("warning: \(bad.name) is corrupt (\(bad.reason)); resuming from step \(c.step)") }
+            for newer in candidates[..<index] { unlink(newer.path) }
+            entries = readOlder(than: c.step, in: c.path, parameters, optimizer, warn: warn, loadEntry) + [entry]
+            load(entry, into: parameters, optimizer)
+            return (entry.epoch, entry.batch)
+        }
+        throw RuntimeError.noIntactCheckpoint(task: task, directory: name, corrupt: corrupt.map { "\($0.name): \($0.reason)" })
+    }
+
+    /// The kept checkpoints older than `step`, oldest first, loaded through `parameters` and
+    /// `optimizer` (the caller loads the newest back): from their own files, or from the
+    /// legacy file that holds them all. A corrupt one is said and left out.
+    private func readOlder(than step: Int, in path: String, _ parameters: [Parameter], _ optimizer: Optimizer,
+                           warn: (String) -> Void, _ loadEntry: (H5File, String) throws -> Void) -> [Entry] {
+        let legacy = path == legacyFile
+        let older = legacy ? Self.steps(in: path).filter { $0 < step } : steps.filter { $0 < step }
+        var out: [Entry] = []
+        for s in older.suffix(keep - 1) {
+            let source = legacy ? path : file(s)
+            do {
+                out.append(try Self.read(try H5File.open(source), step: s, parameters, optimizer, loadEntry))
+            } catch {
+                let what = legacy ? "checkpoint \(s) of tasks/\(task).partial.h5" : displayName(s)
+                warn("warning: \(what) is corrupt (\(Self.reason(error, file: source))); it is no longer kept")
+            }
+        }
+        return out
+    }
+
+    /// Writes every kept checkpoint into the finished task file: each is loaded into `parameters`
+    /// and `optimizer` in turn and `writeEntry(path)` stores what the task needs under
+    /// `checkpoints/<step>`; the live state is put back afterwards.
+    func write(_ parameters: [Parameter], _ optimizer: Optimizer, to file: H5File, writeEntry: (String) throws -> Void) throws {
+        let live = Entry(step: optimizer.stepCount, epoch: 0, batch: 0,
+                         params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() })
+        defer { load(live, into: parameters, optimizer) }
+        for c in entries {
+            load(c, into: parameters, optimizer)
+            let path = "checkpoints/\(c.step)"
+            try writeEntry(path)
+            try Self.setPosition(of: file, path, step: c.step, epoch: c.epoch, batch: c.batch)
+        }
+    }
+
+    /// Removes the checkpoint files once the finished task file is written.
+    func removeAll() {
+        try? FileManager.default.removeItem(atPath: directory)
+        unlink(legacyFile)
+    }
+
+    private static func setPosition(of file: H5File, _ path: String, step: Int, epoch: Int, batch: Int) throws {
+        let group = try file.openGroup(path)
+        try group.setAttribute("step", Int64(step))
+        try group.setAttribute("epoch", Int64(epoch))
+        try group.setAttribute("batch", Int64(batch))
+    }
+
+    /// Loads `checkpoints/<step>` of `file` and copies it; the optimizer must say the same step.
+    private static func read(_ file: H5File, step: Int, _ parameters: [Parameter], _ optimizer: Optimizer,
+                             _ loadEntry: (H5File, String) throws -> Void) throws -> Entry {
+        let path = "checkpoints/\(step)"
+        try loadEntry(file, path)
+        guard optimizer.stepCount == step else {
+            throw RuntimeError.io(path: file.filePath, message: "\(path)/optimizer is at step \(optimizer.stepCount)")
+        }
+        let group = try file.openGroup(path)
+        return Entry(step: step, epoch: Int(try group.attribute("epoch", as: Int64.self)),
+                     batch: Int(try group.attribute("batch", as: Int64.self)),
+                     params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() })
+    }
+
+    private func load(_ entry: Entry, into parameters: [Parameter], _ optimizer: Optimizer) {
+        for (p, v) in zip(parameters, entry.params) { p.value.copy(from: v) }
+        for (s, v) in zip(optimizer.state, entry.state) { s.tensor.copy(from: v) }
+        optimizer.stepCount = entry.step
+    }
+
+    private static func steps(in path: String) -> [Int] {
+        guard let file = try? H5File.open(path), let names = try? file.openGroup("checkpoints").children() else { return [] }
+        return names.compactMap(Int.init).sorted()
+    }
+
+    private static func newestStep(in path: String) -> Int? { steps(in: path).last }
+
+    /// Why a checkpoint file could not be read, in a few words and without its path:
+    /// "truncated file", "file signature not found", "/checkpoints/580/model/head/weight: missing".
+    static func reason(_ error: Error, file: String) -> String {
+        var text: String
+        switch error {
+        case HDF5Error.file(_, _, let message): text = String(message.prefix { $0 != ":" })
+        case HDF5Error.notFound(_, let object): text = "\(object): missing"
+        default:
+            text = "\(error)"
+            if text.hasPrefix(file) { text = String(text.dropFirst(file.count).drop { $0 == ":" || $0 == " " }) }
+        }
+        return String(text.prefix { $0 != "\n" })
+    }
+}
