@@ -1,5 +1,6 @@
 import Foundation
 import MoECore
+import MoEHDF5
 
 /// CSV data files: a header row, then one sample per row.
 ///
@@ -13,15 +14,25 @@ import MoECore
 /// Errors give the file and 1-based line: a field that is not a number, or a row with the
 /// wrong number of fields.
 extension Dataset {
-    /// Loads a CSV data file.
-    public static func load(csv path: String) throws -> Dataset {
-        let text: String
+    /// Loads a CSV data file; `source` names it in errors (default: `path`). A binary file (an
+    /// HDF5 file named `.csv`, say) is refused as not being CSV text.
+    public static func load(csv path: String, source: String? = nil) throws -> Dataset {
+        let name = source ?? path
+        let data: Data
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw DataError.unreadable(file: path, message: error.localizedDescription)
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            throw DataError.unreadable(file: name, message: !exists ? "no such file" : isDirectory.boolValue ? "it is a directory" : error.localizedDescription)
         }
-        return try parseCSV(text, source: path)
+        if H5Signature.problem(at: path) == nil {
+            throw DataError.badHeader(file: name, message: "this is an HDF5 file, not CSV text (name it .h5, or set data.format: hdf5)")
+        }
+        guard !data.contains(0), let text = String(data: data, encoding: .utf8) else {
+            throw DataError.unreadable(file: name, message: "not CSV text (binary data or not UTF-8)")
+        }
+        return try parseCSV(text, source: name)
     }
 
     /// Parses CSV text; `source` names it in error messages.
@@ -54,17 +65,27 @@ extension Dataset {
             }
             for (slot, column) in layout.featureColumns.enumerated() {
                 let field = fields[column].trimmingCharacters(in: .whitespaces)
-                guard let value = Float(field), value.isFinite else {
+                guard let value = Float(field) else {
                     throw DataError.badNumber(file: source, line: lineNumber, column: headerFields[column], text: field)
+                }
+                guard value.isFinite else {
+                    throw DataError.wrongNumberInCSV(file: source, line: lineNumber, column: headerFields[column], text: field,
+                                                     need: "a finite number; features must be finite numbers")
                 }
                 row[slot] = value
             }
             features.append(contentsOf: row)
-            labels.append(try integer(fields[layout.labelColumn], line: lineNumber,
-                                      column: headerFields[layout.labelColumn], source: source))
+            let label = try integer(fields[layout.labelColumn], line: lineNumber, column: headerFields[layout.labelColumn], source: source)
+            guard label >= 0 else {
+                throw DataError.negativeInCSV(file: source, line: lineNumber, column: headerFields[layout.labelColumn], value: label)
+            }
+            labels.append(label)
             if let domainColumn = layout.domainColumn {
-                domains.append(try integer(fields[domainColumn], line: lineNumber,
-                                           column: headerFields[domainColumn], source: source))
+                let domain = try integer(fields[domainColumn], line: lineNumber, column: headerFields[domainColumn], source: source)
+                guard domain >= 0 else {
+                    throw DataError.negativeInCSV(file: source, line: lineNumber, column: "domain", value: domain)
+                }
+                domains.append(domain)
             }
         }
         let x = Tensor(shape: [labels.count, layout.featureColumns.count], values: features)
@@ -76,6 +97,10 @@ extension Dataset {
         let text = field.trimmingCharacters(in: .whitespaces)
         if let value = Int(text) { return value }
         if let value = Double(text), value.isFinite, value == value.rounded(), abs(value) < 1e15 { return Int(value) }
+        if Double(text) != nil {
+            let what = column == "domain" ? "domain ids are 0, 1, 2, …" : "labels are class ids 0, 1, 2, …"
+            throw DataError.wrongNumberInCSV(file: source, line: line, column: column, text: text, need: "a whole number; \(what)")
+        }
         throw DataError.badNumber(file: source, line: line, column: column, text: text)
     }
 }
@@ -95,6 +120,9 @@ private struct CSVLayout {
             throw DataError.badHeader(file: source, message: "column '\(name)' appears twice")
         }
         let labelColumns = header.indices.filter { header[$0] == "y" || header[$0] == "label" }
+        if labelColumns.isEmpty, header.allSatisfy({ Double($0) != nil }) {
+            throw DataError.badHeader(file: source, message: "the first line must be a header naming the columns (one of them 'y' or 'label'), found numbers")
+        }
         guard labelColumns.count == 1 else {
             throw DataError.badHeader(file: source, message: labelColumns.isEmpty
                 ? "no label column: name one column 'y' or 'label'"

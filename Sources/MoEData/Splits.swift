@@ -10,6 +10,14 @@ public struct DataSplits {
     public let trainIndices: [Int]
     public let valIndices: [Int]
     public let testIndices: [Int]
+
+    /// The sizes `Dataset.split` gives `n` samples: `round(train · n)`, `round(val · n)` (at most
+    /// what is left) and the rest. Pre-flight checks use it to know each part before splitting.
+    public static func sizes(of n: Int, train: Double, val: Double) -> (train: Int, val: Int, test: Int) {
+        let trainCount = min(n, Int((train * Double(n)).rounded()))
+        let valCount = min(n - trainCount, Int((val * Double(n)).rounded()))
+        return (trainCount, valCount, n - trainCount - valCount)
+    }
 }
 
 extension Dataset {
@@ -25,8 +33,7 @@ extension Dataset {
         guard val >= 0, val <= 1 else { throw fail("val", "fraction must be in [0, 1], got \(val)") }
         guard train + val <= 1 + 1e-9 else { throw fail("train + val", "fractions sum to \(train + val) > 1") }
         let n = count
-        let trainCount = min(n, Int((train * Double(n)).rounded()))
-        let valCount = min(n - trainCount, Int((val * Double(n)).rounded()))
+        let (trainCount, valCount, _) = DataSplits.sizes(of: n, train: train, val: val)
         var rng = RNG(seed: seed, purpose: "splits")
         let order = rng.permutation(n)
         let trainIndices = order[0..<trainCount].sorted()

@@ -93,16 +93,22 @@ public struct SyntheticDomains: Equatable, Sendable {
         if !(labelNoise >= 0 && labelNoise <= 1) { throw fail("label_noise", "must be in [0, 1], got \(labelNoise)") }
     }
 
+    /// The domain of each sample, as `generate()` assigns them (balanced, in a seeded random
+    /// order), without drawing any features: pre-flight checks of domain shards use it.
+    public func domainIDs() -> [Int] {
+        var domainOf = (0..<samples).map { $0 % max(1, domains) }
+        var assignRNG = RNG(seed: seed, purpose: "synthetic/assign")
+        assignRNG.shuffle(&domainOf)
+        return domainOf
+    }
+
     /// Draws the data set.
     public func generate() throws -> Dataset {
         try validate()
         let centers = drawCenters()
         let teachers = (0..<domains).map { makeTeacher(domain: $0) }
 
-        // Balanced domain assignment in a seeded random order.
-        var domainOf = (0..<samples).map { $0 % domains }
-        var assignRNG = RNG(seed: seed, purpose: "synthetic/assign")
-        assignRNG.shuffle(&domainOf)
+        let domainOf = domainIDs()
 
         let x = Tensor(shape: [samples, features])
         var y = [Int](repeating: 0, count: samples)

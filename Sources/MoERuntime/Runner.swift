@@ -33,7 +33,7 @@ public struct RunOptions: Sendable {
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
-        try preflight(spec)
+        try Preflight.check(spec)
         let (layout, isLegacy) = RunLayout.locate(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
         let plan = Planner.plan(spec)
         H5Storage.deflateLevel = UInt32(spec.output.compression)
@@ -108,20 +108,5 @@ public enum Runner {
                                                arguments: ["moe-run", "worker", "--run-dir", directory, "--task", task.id],
                                                environment: environment)
                          })
-    }
-
-    /// What the spec cannot tell but its data file can, checked before anything is written (exit
-    /// 2): the `domain` router and the domain shards of `branch` (`split.shard_by: domain`) need
-    /// domain ids in the file (synthetic data always has them).
-    static func preflight(_ spec: ExperimentSpec) throws {
-        let domainShards = spec.split.strategy == .branch && spec.split.shardBy == .domain
-        guard spec.moeConfig?.router == .domain || domainShards, case .file(let f) = spec.data.source else { return }
-        let data = f.resolvedFormat == .csv ? try Dataset.load(csv: f.resolvedPath) : try Dataset.load(hdf5: f.resolvedPath)
-        guard data.domain == nil else { return }
-        if domainShards {
-            throw RuntimeError.usage("\(f.path): the samples have no domain ids, and split.shard_by: domain shards by them; "
-                + "add a `domain` dataset (HDF5) or column (CSV), or choose split.shard_by: index or random")
-        }
-        throw RuntimeError.missingDomains(path: f.path)
     }
 }

@@ -5,8 +5,9 @@ import MoESpec
 /// What `moe-run validate` and `moe-run plan` know about a spec, from one entry point (the spec
 /// fuzzer of the test suite calls `validate` in-process, so what it proves holds for the command):
 /// the spec with its overrides, the keys that have no effect as configured (warnings; with
-/// `strict`, the first one is the error), and for a spec with a `sweep` section every trial,
-/// each validated in full as `moe-run sweep` would run it. Writes nothing.
+/// `strict`, the first one is the error), the pre-flight checks of the files it names
+/// (`Preflight`), and for a spec with a `sweep` section every trial, each validated in full as
+/// `moe-run sweep` would run it (pre-flight included). Writes nothing.
 public struct SpecValidation: Sendable {
     public let specPath: String
     /// The spec; for a sweep, its base (with the `sweep` section).
@@ -21,6 +22,7 @@ public struct SpecValidation: Sendable {
     public static func validate(specPath: String, overrides: [String], strict: Bool = false) throws -> SpecValidation {
         let loaded = try SpecLoader.loadWithWarnings(path: specPath, overrides: overrides, strict: strict, allowSweep: true)
         guard loaded.spec.sweep != nil else {
+            try Preflight.check(loaded.spec)
             return SpecValidation(specPath: specPath, spec: loaded.spec, warnings: loaded.warnings, sweep: nil)
         }
         let plan = try SweepPlan.make(specPath: specPath, overrides: overrides, grid: [], random: nil, seed: nil,

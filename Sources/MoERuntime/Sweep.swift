@@ -91,11 +91,13 @@ public struct SweepPlan: Sendable {
         let fromFile = Set((loaded.sweep?.parameters ?? []).map(\.keyPath)).subtracting(grid.compactMap { $0.split(separator: "=").first.map(String.init) })
         let userKeys = overrides.map { String(($0.hasPrefix("~") ? $0.dropFirst() : Substring($0)).prefix { $0 != "=" }) }
         var trials: [SweepTrial] = []
+        let preflight = Preflight.Cache()
         for (i, combination) in combinations.enumerated() {
             let pairs = zip(sweep.parameters, combination).map { (key: $0.keyPath, value: $1) }
             let sets = pairs.map { "\($0.key)=\($0.value.yamlText)" }
             do {
                 let loadedTrial = try SpecLoader.loadWithWarnings(path: specPath, overrides: base + sets, strict: strict)
+                try Preflight.check(loadedTrial.spec, cache: preflight)
                 let layout = RunLayout.locate(spec: loadedTrial.spec, outputRoot: outputRoot ?? loadedTrial.spec.output.dir).layout
                 let warnings = loadedTrial.warnings.map { relocate($0, sweep: sweep, values: combination, written: written, fromFile: fromFile, userKeys: userKeys) }
                 trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: loadedTrial.spec, error: nil, warnings: warnings, layout: layout))

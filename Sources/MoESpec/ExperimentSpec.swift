@@ -21,6 +21,8 @@ public struct ExperimentSpec: Equatable, Sendable {
     public var output: OutputSpec
     /// `nil` when the spec has no `sweep` section.
     public var sweep: SweepSpec?
+    /// Where each key was written (for errors found after loading; ignored by `==`).
+    public var positions = SpecPositions()
 }
 
 // MARK: - data

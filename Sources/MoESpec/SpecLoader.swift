@@ -101,6 +101,7 @@ public enum SpecLoader {
                                          base: FileManager.default.currentDirectoryPath)
         var context = DecodeContext(baseDirectory: base)
         var spec = try SpecDecoder(context: context).decode(root)
+        spec.positions = SpecPositions(context.locations, root: root.location)
         if spec.sweep != nil { try SweepValues.check(root: root, baseDirectory: base) }
         var warnings: [SpecError] = []
         switch mode {
@@ -128,6 +129,7 @@ public enum SpecLoader {
                 guard removed else { break }
                 context = DecodeContext(baseDirectory: base)
                 spec = try SpecDecoder(context: context).decode(root)
+                spec.positions = SpecPositions(context.locations, root: root.location)
             }
             try CrossFieldRules.check(spec, RuleContext(decode: context, root: root.location))
             if mode == .sweepBase { return LoadedSpec(spec: spec, warnings: warnings) }

@@ -126,13 +126,28 @@ struct Run: ParsableCommand {
 
     func run() throws {
         if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
-        let loaded = try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? [])
+        let loaded = try pointingAtWorkersFlag { try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? []) }
         let specDirectory = (specOptions.spec as NSString).deletingLastPathComponent
-        let layout = try Runner.run(loaded.spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
-                                                                     specDirectory: specDirectory.isEmpty ? "." : specDirectory,
-                                                                     warnings: loaded.warnings.map(\.description)))
+        let layout = try pointingAtWorkersFlag {
+            try Runner.run(loaded.spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
+                                                            specDirectory: specDirectory.isEmpty ? "." : specDirectory,
+                                                            warnings: loaded.warnings.map(\.description)))
+        }
         if !quiet { print(try RunSummary(path: layout.directory).text()) }
         print(layout.directory)
+    }
+}
+
+extension Run {
+    /// `--workers N` reaches the spec as an override the user did not type: an error about it
+    /// names the flag (`--workers: parallelism.workers: …`), not a position inside `--set`.
+    func pointingAtWorkersFlag<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch var error as SpecError where workers != nil && error.file == "--set" && error.keyPath == "parallelism.workers" {
+            (error.file, error.line, error.column) = ("--workers", 0, 0)
+            throw error
+        }
     }
 }
 
@@ -162,7 +177,7 @@ struct WorkerCommand: ParsableCommand {
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check a spec; exit 0 if valid, 2 if not. Writes nothing.",
+        abstract: "Check a spec and the files it names; exit 0 if valid, 2 if not. Writes nothing.",
         discussion: "Keys without effect as configured are warnings (stderr). A spec with a sweep section lists every trial, each validated in full.")
     @OptionGroup var specOptions: SpecOptions
     @Flag(help: "Keys without effect as configured are errors, not warnings.") var strict = false
@@ -181,6 +196,7 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print the plan as JSON.") var json = false
 
     func run() throws {
+        // The same checks as a run (pre-flight included): a plan is only shown for a spec that can run.
         let validation = try SpecValidation.validate(specPath: specOptions.spec, overrides: specOptions.allOverrides)
         printWarnings(validation.warningLines)
         print(validation.planText(json: json))
@@ -197,11 +213,12 @@ struct Show: ParsableCommand {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Loss and accuracy of a checkpoint on a data file.")
-    @Argument(help: "A file holding a model: run.h5, tasks/train.h5, or a checkpoint file.") var checkpoint: String
+    @Argument(help: "A run directory, a file holding a model (run.h5, tasks/train.h5, a checkpoint file), or FILE.h5:/checkpoints/STEP/model.") var checkpoint: String
     @Argument(help: "An HDF5 (x, y) or CSV data file.") var data: String
     @Option(help: "Batch size.") var batchSize = 1024
 
     func run() throws {
+        guard batchSize >= 1 else { throw CLIError(message: "--batch-size: expected an integer >= 1, got \(batchSize)", exitCode: 2) }
         let r = try Evaluation.evaluate(checkpoint: checkpoint, data: data, batchSize: batchSize)
         print("\(data): \(r.count) samples, loss " + String(format: "%.6f, accuracy %.4f", r.loss, r.accuracy))
     }

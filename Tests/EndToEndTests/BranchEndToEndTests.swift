@@ -145,7 +145,7 @@ final class BranchEndToEndTests: XCTestCase {
         try csv.write(toFile: dir + "/plain.csv", atomically: true, encoding: .utf8)
         let r = try CLI.run(["spec.yaml"], in: dir)
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
-        XCTAssertEqual(r.stderr, "moe-run: error: plain.csv: the samples have no domain ids, and split.shard_by: domain shards by them; add a `domain` dataset (HDF5) or column (CSV), or choose split.shard_by: index or random\n")
+        XCTAssertEqual(r.stderr, "moe-run: error: spec.yaml:2:28: data.path: plain.csv: the samples have no domain ids, and split.shard_by: domain shards by them; add a `domain` dataset (HDF5) or column (CSV), or choose split.shard_by: index or random\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
     }
 }

@@ -167,7 +167,7 @@ final class MoEEndToEndTests: XCTestCase {
         try csv.write(toFile: dir + "/plain.csv", atomically: true, encoding: .utf8)
         let r = try CLI.run(["spec.yaml"], in: dir)
         XCTAssertEqual(r.status, 2, r.stdout + r.stderr)
-        XCTAssertEqual(r.stderr, "moe-run: error: plain.csv: the samples have no domain ids, and router.type: domain routes by them; add a `domain` dataset (HDF5) or column (CSV), or choose another router.type\n")
+        XCTAssertEqual(r.stderr, "moe-run: error: spec.yaml:2:28: data.path: plain.csv: the samples have no domain ids, and router.type: domain routes by them; add a `domain` dataset (HDF5) or column (CSV), or choose another router.type\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
 
         let (_, runDir) = try run(tinyMoESpec(name: "oracle", router: "{type: domain}"))

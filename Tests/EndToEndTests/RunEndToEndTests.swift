@@ -133,7 +133,7 @@ final class RunEndToEndTests: XCTestCase {
         let loss = try run.readScalar("summary/final/test_loss", as: Double.self)
         XCTAssertTrue(e.stdout.contains(String(format: "loss %.6f", loss)), "\(e.stdout) vs \(loss)")
         let missing = try CLI.run(["eval", runDir + "/run.h5", dir + "/nope.h5"], in: dir)
-        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.status, 2, "a missing input file is bad usage (exit 2)")
         XCTAssertEqual(missing.stderr, "moe-run: error: \(dir)/nope.h5: no such file\n")
     }
 

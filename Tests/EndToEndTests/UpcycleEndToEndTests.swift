@@ -40,8 +40,10 @@ final class UpcycleEndToEndTests: XCTestCase {
 
         let wrong = try CLI.workspace(moeSpec("  upcycle_from: \(source)", ffn: 48))
         let w = try CLI.run(["spec.yaml"], in: wrong)
-        XCTAssertEqual(w.status, 1, w.stdout + w.stderr)
-        XCTAssertTrue(w.stderr.hasPrefix("moe-run: error: \(source): cannot upcycle: blocks/0/ffn/w1: shape [32, 16] does not match one expert"),
-                      w.stderr)
+        // A pre-flight error (a dry run of the copy): exit 2, at the key, nothing written.
+        XCTAssertEqual(w.status, 2, w.stdout + w.stderr)
+        XCTAssertEqual(w.stderr, "moe-run: error: spec.yaml:17:17: split.upcycle_from: \(source): cannot upcycle into this spec's model: "
+                       + "blocks/0/ffn/w1: shape [32, 16] does not match one expert of blocks/0/moe/experts/w1 [48, 16]\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: wrong + "/out"), "nothing written")
     }
 }

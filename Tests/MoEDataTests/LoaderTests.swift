@@ -1,5 +1,5 @@
 import MoECore
-import MoEData
+@testable import MoEData
 import MoEHDF5
 import XCTest
 
@@ -64,7 +64,7 @@ final class LoaderTests: DataTestCase {
             try file.createDataset("x", [Float](repeating: 0, count: 4), shape: [2, 2])
             try file.createDataset("y", [Int64(0), -3])
         }
-        XCTAssertEqual(negative.map { "\($0)" }?.hasSuffix("label -3 of sample 1 is negative"), true)
+        XCTAssertEqual(negative.map { "\($0)" }?.hasSuffix("y[1] is -3: labels are class ids 0, 1, 2, … (dataset 'y', row 1)"), true)
 
         let rank = try loadError { file in
             try file.createDataset("x", [Float](repeating: 0, count: 4))
@@ -85,8 +85,8 @@ final class LoaderTests: DataTestCase {
         guard case .wrongType(_, "y", _, "float64") = floatLabels else { return XCTFail("got \(String(describing: floatLabels))") }
 
         XCTAssertThrowsError(try Dataset.load(hdf5: path("absent.h5"))) { error in
-            guard case DataError.hdf5(let inner) = error else { return XCTFail("got \(error)") }
-            XCTAssertEqual(inner.file, path("absent.h5"))
+            XCTAssertEqual(error as? DataError, .notHDF5(file: path("absent.h5"), problem: .missing))
+            XCTAssertEqual("\(error)", "\(path("absent.h5")): no such file")
         }
     }
 
@@ -119,14 +119,15 @@ final class LoaderTests: DataTestCase {
             XCTAssertEqual("\(error)", "s.csv:4: expected 3 columns, found 2")
         }
         XCTAssertThrowsError(try Dataset.parseCSV("a,b,y\n1,2,0.5\n", source: "s.csv")) { error in
-            XCTAssertEqual(error as? DataError, .badNumber(file: "s.csv", line: 2, column: "y", text: "0.5"))
+            XCTAssertEqual("\(error)", "s.csv:2: column 'y': '0.5' is not a whole number; labels are class ids 0, 1, 2, …")
         }
         XCTAssertThrowsError(try Dataset.parseCSV("a,b\n1,2\n", source: "s.csv")) { error in
             guard case DataError.badHeader(_, let message) = error else { return XCTFail("got \(error)") }
             XCTAssertTrue(message.contains("no label column"), message)
         }
         XCTAssertThrowsError(try Dataset.parseCSV("a,y\n1,-1\n", source: "s.csv")) { error in
-            XCTAssertEqual(error as? DataError, .negativeLabel(file: "s.csv", index: 0, value: -1))
+            XCTAssertEqual(error as? DataError, .negativeInCSV(file: "s.csv", line: 2, column: "y", value: -1))
+            XCTAssertEqual("\(error)", "s.csv:2: column 'y': -1 is negative; labels are class ids 0, 1, 2, …")
         }
         XCTAssertThrowsError(try Dataset.parseCSV("", source: "s.csv"))
         XCTAssertThrowsError(try Dataset.load(csv: path("missing.csv"))) { error in
@@ -148,5 +149,16 @@ final class LoaderTests: DataTestCase {
         XCTAssertEqual(Array(digits.y[0..<10]), Array(0..<10))
         let attributes = try H5File.open(file)
         XCTAssertEqual(try attributes.stringAttribute("licence"), "CC BY 4.0")
+    }
+}
+
+/// HDF5's multi-line messages become one line naming the cause.
+final class HDF5MessageTests: XCTestCase {
+    func testOneLineMessages() {
+        XCTAssertEqual(DataError.oneLine("truncated file: eof = 3000, sblock->base_addr = 0, stored_eof = 10048"),
+                       "the file has 3000 of its 10048 bytes")
+        XCTAssertEqual(DataError.oneLine("file read failed: time = Fri Dec  4 07:59:36 2026\n, filename = 'd', file descriptor = 3, errno = 21, error message = 'Is a directory', buf = 0x7f"),
+                       "file read failed: Is a directory")
+        XCTAssertEqual(DataError.oneLine("bad object header version number\nsecond line"), "bad object header version number")
     }
 }
