@@ -84,8 +84,8 @@ extension Planner {
         case .slerp: return "slerp (t \(f.t))"
         case .fisher: return "fisher (\(f.fisherSamples) validation batches, epsilon \(f.epsilon), \(weights))"
         case .mix:
-            let blocks = spec.model.moeBlocks.indices(blocks: spec.model.blocks).map(String.init).joined(separator: ", ")
-            return "mix (BTX: the experts' FFNs of block\(blocks.contains(",") ? "s" : "") \(blocks) become the experts of MoE blocks with a \(spec.router.type.rawValue) router (k \(spec.router.k)) initialised near uniform; other weights averaged, \(weights))"
+            let blocks = spec.model.moeBlocks.summary(blocks: spec.model.blocks)
+            return "mix (BTX: the experts' FFNs of \(blocks) become the experts of MoE blocks with a \(spec.router.type.rawValue) router (k \(spec.router.k)) initialised near uniform; other weights averaged, \(weights))"
         default: return f.method.rawValue
         }
     }

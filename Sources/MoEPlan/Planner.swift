@@ -101,9 +101,8 @@ public enum Planner {
     /// "dense", or the MoE layers of a `replicate` split: "MoE (8 experts, topk k=2, blocks 0, 1)".
     private static func modelKind(_ spec: ExperimentSpec) -> String {
         guard spec.experts > 1, spec.split.strategy == .replicate || spec.split.strategy == .neurons else { return "dense" }
-        let blocks = spec.model.moeBlocks.indices(blocks: spec.model.blocks).map(String.init).joined(separator: ", ")
         let width = spec.split.strategy == .neurons ? " of width \(spec.model.ffn / spec.experts)" : ""
-        return "MoE (\(spec.experts) experts\(width), \(spec.router.type.rawValue) k=\(spec.router.k), block\(blocks.contains(",") ? "s" : "") \(blocks))"
+        return "MoE (\(spec.experts) experts\(width), \(spec.router.type.rawValue) k=\(spec.router.k), \(spec.model.moeBlocks.summary(blocks: spec.model.blocks)))"
     }
 
     private static func fractions(_ f: DataSpec.Fractions) -> String {

@@ -20,7 +20,10 @@ enum RunFile {
         var error: String?
     }
 
-    static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, specDirectory: String, header: Header) throws {
+    /// `warnings`: the spec's keys without effect, one line each, stored joined by newlines in the
+    /// `warnings` attribute ("" when there are none).
+    static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, specDirectory: String, warnings: [String] = [],
+                      header: Header) throws {
         let yaml = spec.resolvedYAML()
         try H5File.createAtomically(layout.runFile) { file in
             try file.setAttribute("format", "moe-run/1")
@@ -34,6 +37,7 @@ enum RunFile {
             try file.setAttribute("finished", header.finished ?? "")
             if let error = header.error { try file.setAttribute("error", error) }
             try file.setAttribute(specDirectoryAttribute, specDirectory)
+            try file.setAttribute("warnings", warnings.joined(separator: "\n"))
             try file.createString("spec", yaml)
             try file.createString("plan", plan.json())
             let fm = FileManager.default

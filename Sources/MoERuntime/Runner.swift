@@ -14,13 +14,17 @@ public struct RunOptions: Sendable {
     /// The directory relative paths in the spec are relative to (stored in run.h5 for workers);
     /// by default the current directory.
     public var specDirectory: String?
+    /// The spec's keys without effect (`FILE:LINE:COL: KEY: message`), stored in run.h5's
+    /// `warnings` attribute and log.txt (the command prints them).
+    public var warnings: [String] = []
     public init(outputRoot: String? = nil, resume: Bool = false, force: Bool = false, quiet: Bool = false,
-                specDirectory: String? = nil) {
+                specDirectory: String? = nil, warnings: [String] = []) {
         self.outputRoot = outputRoot
         self.resume = resume
         self.force = force
         self.quiet = quiet
         self.specDirectory = specDirectory
+        self.warnings = warnings
     }
 }
 
@@ -58,8 +62,9 @@ public enum Runner {
             return layout
         }
         log.record("moe-run \(RunFile.version): run \(layout.directory)")
+        for warning in options.warnings { log.record("warning: " + warning) }
         let specDirectory = URL(fileURLWithPath: options.specDirectory ?? ".").standardizedFileURL.path
-        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
+        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                           header: .init(status: "running", started: started))
         Interrupts.install()
         do {
@@ -73,12 +78,12 @@ public enum Runner {
             log.record("error: \(error)")
             // On a full disk this rewrite usually fits (the failed task's tmp file is gone); if
             // it does not, the previous run.h5 stays whole and the error line still says why.
-            try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
+            try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                                header: .init(status: status, started: started, finished: RunFile.now(),
                                              error: status == "failed" ? "\(error)" : nil))
             throw error
         }
-        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory,
+        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                           header: .init(status: "complete", started: started, finished: RunFile.now()))
         log.record("complete")
         return layout

@@ -12,6 +12,8 @@ public struct SweepTrial: Sendable {
     /// The trial's spec, validated in full; nil when `error` says why it is invalid.
     public let spec: ExperimentSpec?
     public let error: SpecError?
+    /// The keys of the trial's spec that have no effect as configured (dropped from `spec`).
+    public var warnings: [SpecError] = []
     /// The trial's run directory (`<out>/<name>/<run-id>`), when the spec is valid.
     public let layout: RunLayout?
 
@@ -20,12 +22,15 @@ public struct SweepTrial: Sendable {
     /// Whether the trial's run directory holds a complete run (a sweep skips it).
     public var isComplete: Bool { layout.flatMap { RunFile.readHeader($0) }?.status == "complete" }
     /// Why the trial is invalid, in one line: `router.k: must be between 1 and experts (4), got 8`.
-    /// The trial's values reach its spec as `--set` arguments, so a location inside one of them
-    /// (`--set:1:10`) would point at text the user never wrote: it is left out (the trial's label
-    /// says which values it has); errors elsewhere keep their file:line:column.
-    public var errorText: String? {
-        guard let e = error else { return nil }
-        return e.file == "--set" ? "\(e.keyPath): \(e.message)" : e.description
+    /// The trial's values reach its spec as `--set` arguments; an error about one of them points
+    /// at the value in the spec's (or the user's `--set`) sweep section (`SweepPlan.relocate`), or,
+    /// for a `--grid` value, has no location (the trial's label says which values it has).
+    public var errorText: String? { error.map(Self.text) }
+
+    /// A trial's error or warning in one line, without a location inside a generated `--set`
+    /// (`SweepPlan.generated`).
+    public static func text(_ e: SpecError) -> String {
+        e.file == SweepPlan.generated ? "\(e.keyPath): \(e.message)" : e.description
     }
 
     /// The `--set` arguments of the trial (after the user's own and `sweep=`).
@@ -54,7 +59,7 @@ public struct SweepPlan: Sendable {
     /// Throws a `SpecError` when the spec itself or a `--grid` is malformed, `RuntimeError.usage`
     /// when there is nothing to sweep.
     public static func make(specPath: String, overrides: [String], grid: [String], random: Int?, seed: Int?,
-                            outputRoot: String?) throws -> SweepPlan {
+                            outputRoot: String?, strict: Bool = false) throws -> SweepPlan {
         let loaded = try SpecLoader.loadForSweep(path: specPath, overrides: overrides)
         var sweep = loaded.sweep ?? .emptyGrid
         for argument in grid {
@@ -74,22 +79,30 @@ public struct SweepPlan: Sendable {
             guard seed >= 0 else { throw RuntimeError.usage("--seed: expected an integer >= 0, got \(seed)") }
             sweep.seed = seed
         }
+        guard sweep.trialCount <= SweepSpec.maxTrials else {
+            throw RuntimeError.usage("the sweep has \(sweep.trialCount) trials; one sweep runs at most \(SweepSpec.maxTrials) (use --random N)")
+        }
         guard !sweep.parameters.isEmpty else {
             throw RuntimeError.usage("\(specPath): nothing to sweep: the spec has no sweep section and no --grid was given (e.g. --grid router.k=1,2)")
         }
         let base = overrides + ["sweep="]
         let combinations = expand(sweep)
+        let written = SpecLoader.sweepValueLocations(path: specPath, overrides: overrides)
+        let fromFile = Set((loaded.sweep?.parameters ?? []).map(\.keyPath)).subtracting(grid.compactMap { $0.split(separator: "=").first.map(String.init) })
+        let userKeys = overrides.map { String(($0.hasPrefix("~") ? $0.dropFirst() : Substring($0)).prefix { $0 != "=" }) }
         var trials: [SweepTrial] = []
         let preflight = Preflight.Cache()
         for (i, combination) in combinations.enumerated() {
             let pairs = zip(sweep.parameters, combination).map { (key: $0.keyPath, value: $1) }
             let sets = pairs.map { "\($0.key)=\($0.value.yamlText)" }
             do {
-                let spec = try SpecLoader.load(path: specPath, overrides: base + sets)
-                try Preflight.check(spec, cache: preflight)
-                let layout = RunLayout.locate(spec: spec, outputRoot: outputRoot ?? spec.output.dir).layout
-                trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: spec, error: nil, layout: layout))
+                let loadedTrial = try SpecLoader.loadWithWarnings(path: specPath, overrides: base + sets, strict: strict)
+                try Preflight.check(loadedTrial.spec, cache: preflight)
+                let layout = RunLayout.locate(spec: loadedTrial.spec, outputRoot: outputRoot ?? loadedTrial.spec.output.dir).layout
+                let warnings = loadedTrial.warnings.map { relocate($0, sweep: sweep, values: combination, written: written, fromFile: fromFile, userKeys: userKeys) }
+                trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: loadedTrial.spec, error: nil, warnings: warnings, layout: layout))
             } catch let error as SpecError {
+                let error = relocate(error, sweep: sweep, values: combination, written: written, fromFile: fromFile, userKeys: userKeys)
                 trials.append(SweepTrial(number: i + 1, overrides: pairs, spec: nil, error: error, layout: nil))
             }
         }
@@ -106,6 +119,43 @@ public struct SweepPlan: Sendable {
         let root = outputRoot ?? trials.first(where: { $0.spec != nil })?.spec?.output.dir ?? loaded.output.dir
         return SweepPlan(specPath: specPath, userOverrides: overrides, sweep: sweep, name: loaded.name, outputRoot: root,
                          trials: trials, hash: hash)
+    }
+
+    /// The file of a trial's error or warning located in a value the user did not write as such
+    /// (a `--grid` value, passed on as a generated `--set`): messages leave its location out.
+    public static let generated = "--grid"
+
+    /// A trial's error (or warning) located in one of its generated `--set` arguments, moved to
+    /// where the spec's sweep section writes the value: the value of the swept key the error's
+    /// key path is in, else of a swept key in the same section (whose `--set` created the
+    /// section). Errors in the user's own overrides (`userKeys`) keep their `--set` location;
+    /// the others (values from `--grid`, not in `fromFile`) are marked `generated`.
+    static func relocate(_ error: SpecError, sweep: SweepSpec, values: [SpecValue], written: [String: [SourceLocation]],
+                         fromFile: Set<String>, userKeys: [String]) -> SpecError {
+        guard error.file == "--set" else { return error }
+        let key = error.keyPath
+        // An error in the user's own override stays there (the sweep section is not such a key).
+        if userKeys.contains(where: { $0 != "sweep" && (key == $0 || key.hasPrefix($0 + ".") || key.hasPrefix($0 + "[")) }) { return error }
+        func location(_ p: Int) -> SourceLocation? {
+            let parameter = sweep.parameters[p]
+            guard fromFile.contains(parameter.keyPath), let index = parameter.values.firstIndex(of: values[p]),
+                  let locations = written[parameter.keyPath], index < locations.count else { return nil }
+            return locations[index]
+        }
+        let keys = sweep.parameters.map(\.keyPath)
+        let section = key.split(separator: ".").first.map(String.init) ?? key
+        let candidates = keys.indices.filter { key == keys[$0] || key.hasPrefix(keys[$0] + ".") || key.hasPrefix(keys[$0] + "[") }
+            + keys.indices.filter { keys[$0].split(separator: ".").first.map(String.init) == section }
+        guard let found = candidates.lazy.compactMap(location).first else {
+            var generated = error
+            generated.file = Self.generated
+            return generated
+        }
+        var moved = error
+        moved.file = found.file
+        moved.line = found.line
+        moved.column = found.column
+        return moved
     }
 
     /// The value combinations of `sweep`, one array (a value per parameter) per trial.

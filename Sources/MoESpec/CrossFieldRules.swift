@@ -175,13 +175,17 @@ enum CrossFieldRules {
             if weights.allSatisfy({ $0 == 0 }) { return c.error("fusion.weights", "must not all be zero") }
             return nil
         },
-        CrossFieldRule(summary: "`sweep.trials` is required with `method: random` and not allowed with `grid`.") { s, c in
+        CrossFieldRule(summary: "`sweep.trials` is required with `method: random` and not allowed with `grid`; a sweep runs at most 10000 trials.") { s, c in
             guard let sweep = s.sweep else { return nil }
             if sweep.method == .random, sweep.trials == nil {
                 return c.error("sweep.trials", "required with sweep.method: random")
             }
             if sweep.method == .grid, sweep.trials != nil {
                 return c.error("sweep.trials", "applies only with sweep.method: random (grid runs every combination)")
+            }
+            if sweep.trialCount > SweepSpec.maxTrials {
+                return c.error(sweep.method == .random ? "sweep.trials" : "sweep.parameters",
+                               "a sweep runs at most \(SweepSpec.maxTrials) trials, got \(sweep.trialCount == Int.max ? "more than \(Int.max)" : String(sweep.trialCount))")
             }
             return nil
         },

@@ -114,6 +114,25 @@ public struct ModelSpec: Equatable, Sendable {
             case .every(let n): return stride(from: n - 1, to: blocks, by: n).map { $0 }
             }
         }
+
+        /// The selected blocks for messages, without listing more than 8 of them (a valid spec may
+        /// have billions of blocks, found by the spec fuzzer): "block 1", "blocks 0, 1",
+        /// "blocks 0-63", "blocks 1, 3, …, 127".
+        public func summary(blocks: Int) -> String {
+            let count: Int
+            switch self {
+            case .all: count = blocks
+            case .indices(let list): count = list.count
+            case .every(let n): count = n <= blocks ? blocks / n : 0
+            }
+            let noun = count == 1 ? "block" : "blocks"
+            if count <= 8 { return noun + " " + indices(blocks: blocks).map(String.init).joined(separator: ", ") }
+            switch self {
+            case .all: return "\(noun) 0-\(blocks - 1)"
+            case .indices(let list): return "\(noun) " + list.sorted().prefix(3).map(String.init).joined(separator: ", ") + ", …, \(list.max()!)"
+            case .every(let n): return "\(noun) \(n - 1), \(2 * n - 1), …, \(n * count - 1)"
+            }
+        }
     }
 
     public var hidden: Int
@@ -310,6 +329,17 @@ public struct SweepSpec: Equatable, Sendable {
     public var trials: Int?
     public var seed: Int
     public var parameters: [Parameter]
+
+    /// The most trials one sweep runs (each is validated before the first starts, so a larger
+    /// one would only make `validate` and `sweep` wait).
+    public static let maxTrials = 10_000
+
+    /// The trials this sweep runs: the grid's size (saturating at `Int.max`), or for `random`
+    /// at most `trials` of it.
+    public var trialCount: Int {
+        let grid = parameters.reduce(1) { $0.multipliedReportingOverflow(by: $1.values.count).overflow ? Int.max : $0 * $1.values.count }
+        return method == .random ? min(trials ?? 1, grid) : grid
+    }
 }
 
 /// A plain YAML value (for defaults and swept values).

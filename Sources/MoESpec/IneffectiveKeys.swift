@@ -1,7 +1,12 @@
-/// Keys that the document gives but that cannot affect the run as configured are errors, never
-/// silently ignored: a `router` section on a dense model, fusion parameters without a fusion
-/// method, SGD's momentum with AdamW, … Checked after the cross-field rules, before the support
-/// gate; the first such key (in this table's order) is reported at its position.
+/// Keys that the document gives but that cannot affect the run as configured: a `router` section
+/// on a dense model, fusion parameters without a fusion method, SGD's momentum with AdamW, …
+///
+/// They are warnings (ARCHITECTURE §3, "Spec"), never silently ignored and never a reason to
+/// refuse the run: a sweep or an override that changes the key another key depends on (`--grid
+/// router.k=1,2` over `normalize_topk: true`) must run. `SpecLoader` reports each such key at its
+/// position and removes it from the document, so the run is exactly the run of the spec without
+/// it. `moe-run validate --strict` makes the first one (in this table's order, after the
+/// cross-field rules) an error, as before.
 enum IneffectiveKeys {
     struct Rule: Sendable {
         /// A key path, or a section followed by `.` for every key under it.
@@ -13,6 +18,17 @@ enum IneffectiveKeys {
     }
 
     static let rules: [Rule] = [
+        Rule(keys: ["data.path", "data.format"], summary: "`data.path` and `data.format` apply to `data.source: file` only.") { s in
+            s.data.source.kind == .file ? nil : "applies only with data.source: file"
+        },
+        Rule(keys: ["data.features", "data.classes", "data.domains", "data.samples", "data.separation", "data.label_noise"],
+             summary: "the synthetic data keys apply to `data.source: synthetic` only.") { s in
+            s.data.source.kind == .synthetic ? nil : "applies only with data.source: synthetic (a data file brings its own)"
+        },
+        Rule(keys: ["split.strategy"], summary: "`split.strategy: replicate` with `experts: 1` (and no pre-training or upcycling) is the dense model.") { s in
+            s.experts == 1 && s.split.strategy == .replicate && s.split.upcycleFrom == nil && s.split.pretrainEpochs == 0
+                ? "replicate has no effect with experts: 1 (one copy of the FFN is the dense model)" : nil
+        },
         Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
             s.experts == 1 ? "has no effect with experts: 1 (a dense model has no router or MoE blocks)" : nil
         },
@@ -101,16 +117,34 @@ enum IneffectiveKeys {
         },
     ]
 
-    static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+    /// A key with no effect: the warning (the error of `--strict`) and the key path to remove
+    /// from the document (the whole section for a rule over `section.`).
+    struct Finding {
+        let warning: SpecError
+        let removal: String
+    }
+
+    /// Every given key that has no effect in `spec`, one finding per key, in table order: rules in
+    /// order, keys in the order a rule lists them (a section's keys by position, the first one
+    /// reported for the whole section). A key under a section already found is not repeated.
+    static func findings(_ spec: ExperimentSpec, _ context: RuleContext) -> [Finding] {
+        let given = context.decode.given
+        var found: [Finding] = []
+        func covered(_ key: String) -> Bool {
+            found.contains { key == $0.removal || key.hasPrefix($0.removal + ".") }
+        }
         for rule in rules {
             guard let reason = rule.reason(spec) else { continue }
-            let given = context.decode.given
             for key in rule.keys {
-                let hit = key.hasSuffix(".") ? given.filter { $0.hasPrefix(key) }.min { context.at($0) < context.at($1) }
-                                              : (given.contains(key) ? key : nil)
-                if let hit { throw context.error(hit, reason, hint: "remove the key, or change the setting it depends on") }
+                let section = key.hasSuffix(".") ? String(key.dropLast()) : nil
+                let hit = section != nil ? given.filter { $0.hasPrefix(key) }.min { context.at($0) < context.at($1) }
+                                         : (given.contains(key) ? key : nil)
+                guard let hit, !covered(hit) else { continue }
+                found.append(Finding(warning: context.error(hit, reason, hint: "remove the key, or change the setting it depends on"),
+                                     removal: section ?? hit))
             }
         }
+        return found
     }
 }
 

@@ -54,6 +54,28 @@ extension SpecSchema {
         part: the key segment (`--set router.kk=2` → `--set:1:8: router.kk: unknown key; did you mean k?`),
         or the value; a malformed argument (no `=`) is reported at column 1.
 
+        `--set KEY=null` on a key that cannot be null removes the key, Hydra-style, so its default
+        applies (`--set router=null` removes the whole section); on a key that can be null
+        (`router.capacity_factor`, `train.grad_clip`) it sets null. `--unset KEY` (repeatable; also
+        written `--set ~KEY`) always removes the key; a key that is not written is left alone, a key
+        path the schema does not know is an error located in `--unset`. Removals are applied before
+        the `--set` values. A dense baseline of an MoE spec, without editing it:
+        `--unset router --set experts=1`.
+
+        ## Warnings
+
+        A key written in the spec that cannot affect the run as configured (see "Keys without
+        effect" below) is a warning, printed once on stderr and stored in run.h5's `warnings`
+        attribute (one line per key):
+
+        ```
+        moe-run: warning: FILE:LINE:COL: KEY: message
+        ```
+
+        The key is then ignored: the run is exactly the run of the spec without it. So a sweep or an
+        override that changes the key another key depends on runs (`--grid router.k=1,2` over
+        `normalize_topk: true`). `moe-run validate --strict` makes the first warning an error (exit 2).
+
         """
         md += "\n## Top level\n\n" + table(root.filter { !$0.isSection })
         for section in root where section.isSection {
@@ -66,7 +88,8 @@ extension SpecSchema {
         md += "Checked after every key has its own type and range, in this order:\n\n"
         for rule in CrossFieldRules.all { md += "- \(rule.summary)\n" }
         md += "\n## Keys without effect\n\n"
-        md += "A key written in the spec that cannot affect the run as configured is an error, never ignored:\n\n"
+        md += "A key written in the spec that cannot affect the run as configured is a warning (an error with `validate --strict`), "
+            + "and then ignored; checked before the rules between keys, in this order:\n\n"
         for rule in IneffectiveKeys.rules { md += "- \(rule.summary)\n" }
         md += "\n## Not supported yet\n\n"
         if SupportGate.entries.isEmpty {

@@ -60,16 +60,16 @@ struct SpecDecoder {
         let source: DataSpec.Source
         switch kind {
         case .synthetic:
-            if let f = S.fileOnly.first(where: r.has) {
-                throw SpecError(r.keyLocation(f), r.child(f.key), "applies only with data.source: file")
-            }
+            // The file keys have no effect here (`IneffectiveKeys` warns), but keep their types.
+            _ = try r.optionalString(S.path)
+            _ = try r.choice(S.format, as: DataSpec.FileFormat.self)
             source = .synthetic(.init(features: try r.int(S.features), classes: try r.int(S.classes),
                                       domains: try r.int(S.domains), samples: try r.int(S.samples),
                                       separation: try r.number(S.separation), labelNoise: try r.number(S.labelNoise)))
         case .file:
-            if let f = S.syntheticOnly.first(where: r.has) {
-                throw SpecError(r.keyLocation(f), r.child(f.key),
-                                "applies only with data.source: synthetic (a data file brings its own)")
+            // The generator's keys have no effect here (`IneffectiveKeys` warns), but keep their types.
+            for f in S.syntheticOnly where r.has(f) {
+                if case .integer = f.type { _ = try r.int(f) } else { _ = try r.number(f) }
             }
             guard r.has(S.path), let path = try r.optionalString(S.path) else {
                 throw r.missing(S.path, "required with data.source: file")

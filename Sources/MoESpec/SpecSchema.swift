@@ -37,8 +37,8 @@ public enum SpecSchema {
             "Seed of every random stream (data, initialisation, shuffling, dropout).")
         static let description = SchemaField("description", .string, nullable: true, default: .null,
             "Free text stored with the run.")
-        static let experts = SchemaField("experts", .integer(min: 1, max: nil), default: .int(1),
-            "Number of experts; 1 is a dense model. Above 1 needs a `split.strategy`.")
+        static let experts = SchemaField("experts", .integer(min: 1, max: 1024), default: .int(1),
+            "Number of experts; 1 is a dense model. Above 1 needs a `split.strategy`. (The bound keeps plans, which have a task per expert of `branch`, finite.)")
     }
 
     enum Data {
@@ -49,7 +49,7 @@ public enum SpecSchema {
         static let format = SchemaField("format", SchemaField.choice(DataSpec.FileFormat.self), default: .string("auto"),
             "File format (file only); `auto` goes by the extension: `.h5`, `.hdf5` → hdf5, `.csv` → csv.")
         static let features = SchemaField("features", .integer(min: 1, max: nil), default: .int(16),
-            "Input features (synthetic only: with `file` they come from the file and the key is an error).")
+            "Input features (synthetic only: with `file` they come from the file and the key is a warning).")
         static let classes = SchemaField("classes", .integer(min: 2, max: nil), default: .int(4), "Classes (synthetic only).")
         static let domains = SchemaField("domains", .integer(min: 1, max: nil), default: .int(4), "Domains (synthetic only).")
         static let samples = SchemaField("samples", .integer(min: 10, max: nil), default: .int(4000), "Samples in total (synthetic only).")
@@ -77,7 +77,7 @@ public enum SpecSchema {
     enum Model {
         static let hidden = SchemaField("hidden", .integer(min: 1, max: nil), default: .int(128), "Width of the residual stream.")
         static let ffn = SchemaField("ffn", .integer(min: 1, max: nil), default: .int(512), "Hidden units of each FFN (and of each expert; with `neurons`, each expert takes `ffn / experts` of them).")
-        static let blocks = SchemaField("blocks", .integer(min: 1, max: nil), default: .int(2), "Pre-norm residual FFN blocks.")
+        static let blocks = SchemaField("blocks", .integer(min: 1, max: 1024), default: .int(2), "Pre-norm residual FFN blocks.")
         static let activation = SchemaField("activation", SchemaField.choice(ModelSpec.Activation.self), default: .string("gelu"),
             "FFN activation.")
         static let dropout = SchemaField("dropout", .number(.unitHalfOpen), default: .number(0.0), "Dropout after the FFN activation.")

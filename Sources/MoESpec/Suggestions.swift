@@ -1,7 +1,7 @@
 /// "Did you mean" suggestions by edit distance.
-enum Suggestions {
+public enum Suggestions {
     /// Levenshtein distance over Unicode scalars, case-insensitive.
-    static func distance(_ a: String, _ b: String) -> Int {
+    public static func distance(_ a: String, _ b: String) -> Int {
         let x = Array(a.lowercased().unicodeScalars), y = Array(b.lowercased().unicodeScalars)
         if x.isEmpty { return y.count }
         if y.isEmpty { return x.count }
@@ -21,7 +21,7 @@ enum Suggestions {
     /// The closest candidate when its distance is at most max(2, word length / 3) and smaller
     /// than the word's length (so `<<` suggests nothing rather than `k`); ties go to the earliest
     /// candidate (schema order).
-    static func closest(to word: String, in candidates: [String]) -> String? {
+    public static func closest(to word: String, in candidates: [String]) -> String? {
         let length = word.unicodeScalars.count
         let limit = min(max(2, length / 3), length - 1)
         var best: (candidate: String, distance: Int)?

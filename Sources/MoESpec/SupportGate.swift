@@ -29,9 +29,11 @@ enum SupportGate {
     static let entries: [Entry] = [
     ]
 
-    static func check(_ spec: ExperimentSpec, _ context: RuleContext) throws {
+    /// `allowSweep`: `validate` and `plan` accept a `sweep` section (they list the trials, each
+    /// loaded in full); a run refuses it.
+    static func check(_ spec: ExperimentSpec, _ context: RuleContext, allowSweep: Bool = false) throws {
         // A sweep is many runs: `moe-run sweep` runs each trial as a spec without the section.
-        if spec.sweep != nil {
+        if spec.sweep != nil, !allowSweep {
             throw context.error("sweep", "this spec defines a sweep; run it with `moe-run sweep SPEC` (`--dry-run` lists the trials)")
         }
         for entry in entries {

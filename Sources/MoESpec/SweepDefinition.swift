@@ -5,18 +5,29 @@ import Foundation
 /// the YAML text of a swept value for the `--set key=value` of a trial.
 extension SpecLoader {
     /// Loads the spec at `path` with `overrides` for `moe-run sweep`: parsed and checked like
-    /// `load(path:overrides:)` (keys, types, ranges, swept values, rules between keys) but
-    /// without the support gate, so a `sweep` section is accepted. Each trial is validated in
+    /// `load(path:overrides:)` (keys, types, ranges, swept values, keys without effect dropped,
+    /// rules between keys) but without the support gate, so a `sweep` section is accepted. Each trial is validated in
     /// full afterwards, as `load(path:overrides:)` with its overrides and `sweep=` (no sweep).
     public static func loadForSweep(path: String, overrides: [String] = []) throws -> ExperimentSpec {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
-            throw SpecError(file: path, line: 0, column: 0, keyPath: "", message: reason)
+        try load(yaml: text(path: path), file: path, baseDirectory: nil, overrides: overrides, mode: .sweepBase).spec
+    }
+
+    /// Where each swept value is written in the spec's `sweep.parameters` with `overrides`
+    /// applied (key path → the positions of its values, in order: in the file, or in the `--set`
+    /// that gave the section); empty when there is no such section. A trial's values reach it as
+    /// generated `--set` arguments; errors about them are reported here instead.
+    public static func sweepValueLocations(path: String, overrides: [String] = []) -> [String: [SourceLocation]] {
+        guard let text = try? text(path: path), var root = try? YAMLDocument(file: path).parse(text),
+              let parsed = try? overrides.map(Override.init) else { return [:] }
+        for override in parsed where override.isRemoval { try? override.apply(to: &root) }
+        for override in parsed where !override.isRemoval { try? override.apply(to: &root) }
+        guard let sweep = root.entries?.first(where: { $0.key == "sweep" })?.value.entries,
+              let parameters = sweep.first(where: { $0.key == "parameters" })?.value.entries else { return [:] }
+        var out: [String: [SourceLocation]] = [:]
+        for parameter in parameters {
+            if case .sequence(let values) = parameter.value.kind { out[parameter.key] = values.map(\.location) }
         }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw SpecError(file: path, line: 0, column: 0, keyPath: "", message: "the file is not valid UTF-8 text")
-        }
-        return try load(yaml: text, file: path, baseDirectory: nil, overrides: overrides, enforceSupportGate: false)
+        return out
     }
 }
 

@@ -17,6 +17,12 @@ struct MoeRun: ParsableCommand {
     /// Runs the command; every error ends as one `moe-run: error: …` line (plus a hint line where
     /// there is one) and the contract's exit code, never a stack trace.
     static func main() {
+        // Lines reach a pipe as they are printed (progress of runs and sweeps read by scripts).
+        setvbuf(stdout, nil, _IOLBF, 0)
+        if let message = unknownCommand(Array(CommandLine.arguments.dropFirst())) {
+            FileHandle.standardError.write(Data(("moe-run: error: " + message + "\n").utf8))
+            Foundation.exit(2)
+        }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
@@ -56,6 +62,17 @@ struct MoeRun: ParsableCommand {
         Foundation.exit(code)
     }
 
+    /// `run` is the default command, so a first argument that is no subcommand is a spec path; a
+    /// word that is not a file, looks like no path and is close to a command name is a typo:
+    /// `unknown command 'vaildate'; did you mean 'validate'?` (else nil: the parser goes on).
+    static func unknownCommand(_ arguments: [String]) -> String? {
+        guard let word = arguments.first, !word.hasPrefix("-"), !word.contains("/"), !word.contains("."),
+              !FileManager.default.fileExists(atPath: word) else { return nil }
+        let names = configuration.subcommands.filter { $0.configuration.shouldDisplay }.map { $0._commandName }
+        guard !names.contains(word), let suggestion = Suggestions.closest(to: word, in: names) else { return nil }
+        return "unknown command '\(word)'; did you mean '\(suggestion)'?"
+    }
+
     private static func report(_ message: String, hint: String?, exitCode: Int32) -> Int32 {
         var text = "moe-run: error: \(message)\n"
         if let hint { text += "hint: \(hint)\n" }
@@ -75,12 +92,26 @@ struct SpecOptions: ParsableArguments {
     @Argument(help: "The experiment spec (YAML).")
     var spec: String
 
-    @Option(name: .customLong("set"), help: ArgumentHelp("Override a spec value before validation, e.g. --set router.k=2 (repeatable).", valueName: "KEY=VALUE"))
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a spec value before validation, e.g. --set router.k=2 (repeatable); null on a key that cannot be null removes it.", valueName: "KEY=VALUE"))
     var overrides: [String] = []
 
-    func load(extra: [String] = []) throws -> ExperimentSpec {
-        try SpecLoader.load(path: spec, overrides: overrides + extra)
+    @Option(name: .customLong("unset"), help: ArgumentHelp("Remove a key or section before validation (its default applies), e.g. --unset router (repeatable; applied before --set).", valueName: "KEY"))
+    var unset: [String] = []
+
+    /// The overrides as the spec loader takes them: removals as `~KEY`, then the `--set`s.
+    var allOverrides: [String] { unset.map { "~" + $0 } + overrides }
+
+    /// Loads the spec (a run's: a `sweep` section is refused) and prints its warnings.
+    func load(extra: [String] = []) throws -> LoadedSpec {
+        let loaded = try SpecLoader.loadWithWarnings(path: spec, overrides: allOverrides + extra)
+        printWarnings(loaded.warnings.map(\.description))
+        return loaded
     }
+}
+
+/// `moe-run: warning: LINE` on stderr for each line (printed once, by the command that loaded the spec).
+func printWarnings(_ lines: [String]) {
+    for line in lines { FileHandle.standardError.write(Data("moe-run: warning: \(line)\n".utf8)) }
 }
 
 struct Run: ParsableCommand {
@@ -95,10 +126,13 @@ struct Run: ParsableCommand {
 
     func run() throws {
         if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
-        let spec = try pointingAtWorkersFlag { try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? []) }
+        let loaded = try pointingAtWorkersFlag { try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? []) }
         let specDirectory = (specOptions.spec as NSString).deletingLastPathComponent
-        let layout = try pointingAtWorkersFlag { try Runner.run(spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
-                                                              specDirectory: specDirectory.isEmpty ? "." : specDirectory)) }
+        let layout = try pointingAtWorkersFlag {
+            try Runner.run(loaded.spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
+                                                            specDirectory: specDirectory.isEmpty ? "." : specDirectory,
+                                                            warnings: loaded.warnings.map(\.description)))
+        }
         if !quiet { print(try RunSummary(path: layout.directory).text()) }
         print(layout.directory)
     }
@@ -142,27 +176,31 @@ struct WorkerCommand: ParsableCommand {
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a spec and the files it names; exit 0 if valid, 2 if not. Writes nothing.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check a spec and the files it names; exit 0 if valid, 2 if not. Writes nothing.",
+        discussion: "Keys without effect as configured are warnings (stderr). A spec with a sweep section lists every trial, each validated in full.")
     @OptionGroup var specOptions: SpecOptions
+    @Flag(help: "Keys without effect as configured are errors, not warnings.") var strict = false
 
     func run() throws {
-        let spec = try specOptions.load()
-        try Preflight.check(spec)
-        print("\(specOptions.spec): valid (\(spec.name))")
+        let validation = try SpecValidation.validate(specPath: specOptions.spec, overrides: specOptions.allOverrides, strict: strict)
+        printWarnings(validation.warningLines)
+        print(validation.text())
+        if let error = validation.trialError { throw error }
     }
 }
 
 struct PlanCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Print the task DAG of a spec. Writes nothing.")
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Print the task DAG of a spec (of every trial of a sweep). Writes nothing.")
     @OptionGroup var specOptions: SpecOptions
     @Flag(help: "Print the plan as JSON.") var json = false
 
     func run() throws {
-        // The same pre-flight as a run: a plan is only shown for a spec that can run.
-        let spec = try specOptions.load()
-        try Preflight.check(spec)
-        let plan = Planner.plan(spec)
-        print(json ? plan.json() : plan.text())
+        // The same checks as a run (pre-flight included): a plan is only shown for a spec that can run.
+        let validation = try SpecValidation.validate(specPath: specOptions.spec, overrides: specOptions.allOverrides)
+        printWarnings(validation.warningLines)
+        print(validation.planText(json: json))
+        if let error = validation.trialError { throw error }
     }
 }
 

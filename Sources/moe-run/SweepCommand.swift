@@ -32,8 +32,10 @@ struct SweepCommand: ParsableCommand {
 
     func run() throws {
         guard jobs >= 1 else { throw CLIError(message: "--jobs: expected an integer >= 1, got \(jobs)", exitCode: 2) }
-        let plan = try SweepPlan.make(specPath: specOptions.spec, overrides: specOptions.overrides, grid: grid,
+        let plan = try SweepPlan.make(specPath: specOptions.spec, overrides: specOptions.allOverrides, grid: grid,
                                       random: random, seed: seed, outputRoot: out)
+        // Each distinct warning once, naming its trials (the trials' own copies go to their logs).
+        printWarnings(plan.warningLines)
         let invalid = plan.trials.filter { $0.error != nil }
         let count = plan.trials.count
         if dryRun {

@@ -8,12 +8,16 @@ import XCTest
 final class TestMount {
     let path: String
     private var mounted = false
+    /// Whether `path` was made for this mount (a tmpfs), so `unmount()` removes it.
+    private var ownsPath = false
 
     private init(path: String) { self.path = path }
 
     /// A tmpfs of `kilobytes` at a fresh directory under the system's temporary directory.
     static func tmpfs(kilobytes: Int) throws -> TestMount {
         let mount = TestMount(path: try freshDirectory("moe-run-tmpfs"))
+        mount.ownsPath = true
+        defer { if !mount.mounted { try? FileManager.default.removeItem(atPath: mount.path) } }
         try mount.run(["-t", "tmpfs", "-o", "size=\(kilobytes)k", "tmpfs", mount.path], what: "mount a \(kilobytes) KB tmpfs")
         mount.mounted = true
         return mount
@@ -44,6 +48,7 @@ final class TestMount {
         guard mounted else { return }
         mounted = false
         _ = try? CLI.tool("/bin/umount", ["-l", path])
+        if ownsPath { rmdir(path) }
     }
 
     /// Bytes used on the mounted file system (whole blocks, as the kernel counts them).

@@ -196,4 +196,16 @@ final class GoodSpecTests: XCTestCase {
         XCTAssertEqual(spec.description, "line one\n\tindented with a tab\n")
         XCTAssertEqual(spec.seed, 2)
     }
+
+    /// Plans name the MoE blocks without listing hundreds of them (the spec fuzzer found a plan of
+    /// 2^31 blocks that never finished).
+    func testMoEBlockSummaryStaysShort() {
+        typealias B = ModelSpec.MoEBlocks
+        XCTAssertEqual(B.all.summary(blocks: 2), "blocks 0, 1")
+        XCTAssertEqual(B.indices([1]).summary(blocks: 4), "block 1")
+        XCTAssertEqual(B.all.summary(blocks: 1024), "blocks 0-1023")
+        XCTAssertEqual(B.every(2).summary(blocks: 1024), "blocks 1, 3, …, 1023")
+        XCTAssertEqual(B.every(3).summary(blocks: 10), "blocks 2, 5, 8")
+        XCTAssertEqual(B.indices([9, 1, 2, 3, 4, 5, 6, 7, 8]).summary(blocks: 10), "blocks 1, 2, 3, …, 9")
+    }
 }

@@ -107,7 +107,8 @@ final class ShippedExperimentsTests: XCTestCase {
         for name in names {
             let path = experiments.appendingPathComponent(name).path
             guard let sweep = try SpecLoader.loadForSweep(path: path).sweep else {
-                XCTAssertNoThrow(try SpecLoader.load(path: path), name)
+                // Strict: a shipped experiment writes no key without effect.
+                XCTAssertNoThrow(try SpecLoader.loadWithWarnings(path: path, strict: true), name)
                 continue
             }
             // A sweep (run by `moe-run sweep`): every combination of its grid is a valid run.
@@ -116,7 +117,7 @@ final class ShippedExperimentsTests: XCTestCase {
                 combinations = combinations.flatMap { c in p.values.map { c + ["\(p.keyPath)=\($0.yamlText)"] } }
             }
             for c in combinations {
-                XCTAssertNoThrow(try SpecLoader.load(path: path, overrides: ["sweep="] + c), "\(name) \(c)")
+                XCTAssertNoThrow(try SpecLoader.loadWithWarnings(path: path, overrides: ["sweep="] + c, strict: true), "\(name) \(c)")
             }
         }
     }
