@@ -205,13 +205,13 @@ extension Moefication {
         }
         var report = Report()
         for block in config.blocks {
-            let prefix = "blocks/\(block)/moe/"
-            let w1 = try source("blocks/\(block)/ffn/w1"), b1 = try source("blocks/\(block)/ffn/b1")
-            let w2 = try source("blocks/\(block)/ffn/w2"), b2 = try source("blocks/\(block)/ffn/b2")
+            func ffn(_ t: String) throws -> Tensor { try source(ParameterPath.ffn(block: block, tensor: t).name) }
+            func experts(_ t: String) -> String { ParameterPath.experts(block: block, tensor: t).name }
+            let w1 = try ffn("w1"), b1 = try ffn("b1"), w2 = try ffn("w2"), b2 = try ffn("b2")
             let f = w1.shape[0]
             let width = config.expertFFN ?? moe.config.ffn
             guard w1.shape == [f, h], f == e * width else {
-                throw Upcycling.Mismatch(tensor: "blocks/\(block)/ffn/w1",
+                throw Upcycling.Mismatch(tensor: ParameterPath.ffn(block: block, tensor: "w1").name,
                                          reason: "shape \(w1.shape) cannot be split into \(e) experts of width \(width) × hidden \(h)")
             }
             let groups = partition(units: f, groups: e, method: method, w1: w1,
@@ -220,9 +220,8 @@ extension Moefication {
             report.objective[block] = objective(normalizedRows(w1), points: f, groups: groups)
             let scale = Float(config.k)
             let p = moe.parameters.reduce(into: [String: Parameter]()) { $0[$1.name] = $1 }
-            guard let ew1 = p[prefix + "experts/w1"], let eb1 = p[prefix + "experts/b1"],
-                  let ew2 = p[prefix + "experts/w2"], let eb2 = p[prefix + "experts/b2"] else {
-                throw Upcycling.Mismatch(tensor: prefix + "experts", reason: "missing from the MoE model")
+            guard let ew1 = p[experts("w1")], let eb1 = p[experts("b1")], let ew2 = p[experts("w2")], let eb2 = p[experts("b2")] else {
+                throw Upcycling.Mismatch(tensor: "blocks/\(block)/moe/experts", reason: "missing from the MoE model")
             }
             for (x, units) in groups.enumerated() {
                 for (j, u) in units.enumerated() {
@@ -232,12 +231,12 @@ extension Moefication {
                 }
                 (eb2.value.data + x * h).update(from: b2.data, count: h)
             }
-            if let router = p[prefix + "router/weight"] { fitRouter(router.value, w1: w1, groups: groups, norm: routerNorm) }
+            if let router = p[ParameterPath.router(block: block, tensor: "weight").name] { fitRouter(router.value, w1: w1, groups: groups, norm: routerNorm) }
         }
         let moeBlocks = Set(config.blocks)
         for p in moe.parameters {
-            let parts = p.name.split(separator: "/")
-            if parts.count >= 3, parts[0] == "blocks", let i = Int(parts[1]), moeBlocks.contains(i), parts[2] == "moe" { continue }
+            let path = ParameterPath(p.name)
+            if path.isMoE, let i = path.block, moeBlocks.contains(i) { continue }
             let t = try source(p.name)
             guard t.shape == p.shape else {
                 throw Upcycling.Mismatch(tensor: p.name, reason: "the dense checkpoint has shape \(t.shape), the MoE model \(p.shape)")

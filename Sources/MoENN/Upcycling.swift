@@ -29,10 +29,9 @@ public enum Upcycling {
                 continue
             }
             // blocks/<i>/moe/experts/<name> ← blocks/<i>/ffn/<name>, once per expert.
-            let parts = p.name.split(separator: "/")
-            if parts.count == 5, parts[0] == "blocks", let i = Int(parts[1]), moeBlocks.contains(i),
-               parts[2] == "moe", parts[3] == "experts" {
-                let name = "blocks/\(i)/ffn/\(parts[4])"
+            let path = ParameterPath(p.name)
+            if case .experts(let i, let tensor) = path, moeBlocks.contains(i) {
+                let name = ParameterPath.ffn(block: i, tensor: tensor).name
                 guard let source = dense[name] else {
                     throw Mismatch(tensor: name, reason: "missing from the dense checkpoint (needed for \(p.name))")
                 }
@@ -43,7 +42,7 @@ public enum Upcycling {
                 for x in 0..<e { (p.value.data + x * source.count).update(from: source.data, count: source.count) }
                 continue
             }
-            if p.name.contains("/moe/router/") { continue }  // fresh router
+            if case .router = path { continue }  // fresh router
             throw Mismatch(tensor: p.name, reason: "missing from the dense checkpoint")
         }
     }

@@ -92,9 +92,8 @@ extension FuseTask {
         let source = Dictionary(uniqueKeysWithValues: moe.parameters.map { ($0.name, $0) })
         let dense = ResidualMLP(config: config, seed: 0)
         for p in dense.parameters {
-            let parts = p.name.split(separator: "/")
-            if parts.count == 4, parts[0] == "blocks", parts[2] == "ffn", let b = Int(parts[1]), let c = coefficients[b] {
-                let name = "blocks/\(b)/moe/experts/\(parts[3])"
+            if case .ffn(let b, let tensor) = ParameterPath(p.name), let c = coefficients[b] {
+                let name = ParameterPath.experts(block: b, tensor: tensor).name
                 guard let q = source[name] else { throw RuntimeError.usage("cannot merge experts: tensor \(name) is missing from the MoE model") }
                 let merged = try Fusion.mergeExperts(Array(q.value.buffer), shape: q.shape, load: c)
                 guard merged.shape == p.shape else {

@@ -91,9 +91,9 @@ extension FuseTask {
     static func mix(experts: [NamedTensors], averaged: NamedTensors, config: ModelConfig, seed: UInt64) throws -> ResidualMLP {
         let model = ResidualMLP(config: config, seed: seed)
         for p in model.parameters {
-            let parts = p.name.split(separator: "/")
-            if parts.count == 5, parts[0] == "blocks", parts[2] == "moe", parts[3] == "experts" {
-                let source = "blocks/\(parts[1])/ffn/\(parts[4])"
+            switch ParameterPath(p.name) {
+            case .experts(let block, let tensor):
+                let source = ParameterPath.ffn(block: block, tensor: tensor).name
                 let size = p.value.count / experts.count
                 for (i, e) in experts.enumerated() {
                     guard let values = e[source] else { throw FusionError.missingTensor(name: source, model: i) }
@@ -102,11 +102,11 @@ extension FuseTask {
                     }
                     values.withUnsafeBufferPointer { (p.value.data + i * size).update(from: $0.baseAddress!, count: size) }
                 }
-            } else if p.name.hasSuffix("/moe/router/weight") {
+            case .router(_, "weight"):
                 for j in 0..<p.value.count { p.value.data[j] *= mixRouterScale }
-            } else if p.name.hasSuffix("/moe/router/noise_weight") {
+            case .router(_, "noise_weight"):
                 continue
-            } else {
+            default:
                 guard let values = averaged[p.name], values.count == p.value.count else {
                     throw FusionError.missingTensor(name: p.name, model: 0)
                 }
