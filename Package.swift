@@ -45,12 +45,12 @@ let package = Package(
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion"]),
+        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm"]),
         // A process of the collectives' multi-process tests (MoECommTests start several).
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
-        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
+        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData", "MoEComm"]),
         .testTarget(name: "MoEHDF5Tests", dependencies: ["MoEHDF5"]),
         .testTarget(name: "MoEDataTests", dependencies: ["MoEData", "MoENN"]),
         .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),
@@ -58,6 +58,7 @@ let package = Package(
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
         .testTarget(name: "MoECommTests", dependencies: ["MoEComm"]),
         .testTarget(name: "MoEFusionTests", dependencies: ["MoEFusion"]),
+        .testTarget(name: "MoEReportTests", dependencies: ["MoEReport"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan", "MoEFusion"]),
         .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore"]),
         .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore"]),

@@ -83,7 +83,9 @@ public enum SweepRunner {
                   let next = queue.firstIndex(where: { t in !running.contains { $0.trial.layout!.directory == t.layout!.directory } }) {
                 let trial = queue.remove(at: next)
                 var arguments = ["moe-run", plan.specPath]
-                for s in plan.userOverrides + ["sweep="] + trial.setArguments { arguments += ["--set", s] }
+                for s in plan.userOverrides + ["sweep="] + trial.setArguments {
+                    arguments += s.hasPrefix("~") ? ["--unset", String(s.dropFirst())] : ["--set", s]
+                }
                 arguments += ["--out", plan.outputRoot, "--resume", "--quiet"]
                 let logPath = directory + "/logs/trial-\(trial.number).txt"
                 _ = fm.createFile(atPath: logPath, contents: Data(("$ moe-run " + arguments.dropFirst().joined(separator: " ") + "\n").utf8))

@@ -5,7 +5,7 @@ import MoENN
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
 //   moe-bench --training-only                     the training-step measurement alone (for profiling)
-//   moe-bench --parallel-only                     the data-parallel step split and the fusion timings alone
+//   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
 
@@ -81,6 +81,7 @@ if options.parallelOnly {
                      1e3 * d.step, 1e3 * d.compute, 1e3 * d.communication, 1e3 * d.waiting, d.bytes / 1024, 1e3 * d.oneProcessStep))
     }
     for (name, seconds) in Bench.fusion() { print(String(format: "fusion %@: %.3f s", name as NSString, seconds)) }
+    print(compressionLine(Bench.gradientCompression()))
     exit(0)
 }
 
@@ -133,6 +134,11 @@ let numpySgemm = options.reference != nil ? reference?["sgemm"] as? [String: Dou
 let defaultKernel = options.defaultKernel.map(readJSON)
 let defaultSgemm = defaultKernel?["sgemm"] as? [String: Double] ?? [:]
 
+/// The gradient-compression measurement as one sentence.
+func compressionLine(_ parts: [String]) -> String {
+    "Gradient compression of 1,000,000 floats, encode + decodeAdd with error feedback (best of 5): " + parts.joined(separator: "; ") + "."
+}
+
 func fmt(_ x: Double?, _ digits: Int = 1) -> String { x.map { String(format: "%.\(digits)f", $0) } ?? "–" }
 
 var lines: [String] = []
@@ -174,12 +180,14 @@ let dataParallelLine = dataParallel.map { d in
            1e3 * d.step, 1e3 * d.compute, 1e3 * d.communication, 1e3 * d.waiting, d.bytes / 1024,
            100 * d.communication / d.step, 100 * (d.communication + d.waiting) / d.step, 1e3 * d.oneProcessStep, d.oneProcessStep / d.step)
 } ?? "Data-parallel split: not measured (no moe-run binary next to moe-bench)."
+let compression = compressionLine(Bench.gradientCompression())
 let fusionLine = "Fusion of 4 models × 2M parameters: " + Bench.fusion().map { String(format: "%@ %.3f s", $0.0 as NSString, $0.1) }.joined(separator: ", ") + "."
 
 print(lines.joined(separator: "\n"))
 print(trainingLine)
 print(scalingLine)
 print(dataParallelLine)
+print(compression)
 print(fusionLine)
 print(moeLines.joined(separator: "\n"))
 
@@ -214,6 +222,8 @@ if let path = options.markdown {
     \(scalingLine)
 
     \(dataParallelLine)
+
+    \(compression)
 
     ## Fusion
 

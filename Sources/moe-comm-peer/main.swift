@@ -10,8 +10,8 @@
 // Scenarios: allreduce (count floats, pattern below), allreduce-double, broadcast (count bytes
 // from root 1 % world), alltoallv (uneven counts with zeros), allgatherv (count·(rank+1) bytes,
 // rank 0 sends none), sendrecv (a ring of small numbered messages, then one of count bytes),
-// barrier (count barriers), bench (allreduce of count floats, 1 warm-up + 5 timed, writes
-// seconds per call), die (one allreduce, then exits abruptly with status 3 while the others
+// barrier (count barriers), repeat (6 allreduces of count floats starting from x = rank; writes
+// the final min and max and the statistics' calls, bytes sent and received), die (one allreduce, then exits abruptly with status 3 while the others
 // enter the next one), hang (attaches, then sleeps forever), wait (one barrier; for time-out
 // and abort tests).
 import Foundation
@@ -119,14 +119,12 @@ do {
     case "barrier":
         for _ in 0..<count { try group.barrier() }
         try writeOut(outfile, Data("barriers \(group.statistics.calls)\n".utf8))
-    case "bench":
+    case "repeat":
+        // x = rank, then 6 all-reduces: x doubles from the 2nd call on (world 2: 1, 2, 4, …, 32).
         var x = [Float](repeating: Float(rank), count: count)
-        try x.withUnsafeMutableBufferPointer { try group.allReduceSum($0.baseAddress!, count: count) }
-        let t0 = ProcessInfo.processInfo.systemUptime
-        for _ in 0..<5 { try x.withUnsafeMutableBufferPointer { try group.allReduceSum($0.baseAddress!, count: count) } }
-        let seconds = (ProcessInfo.processInfo.systemUptime - t0) / 5
+        for _ in 0..<6 { try x.withUnsafeMutableBufferPointer { try group.allReduceSum($0.baseAddress!, count: count) } }
         let s = group.statistics
-        try writeOut(outfile, Data("\(seconds) \(s.communicationSeconds) \(s.waitSeconds)\n".utf8))
+        try writeOut(outfile, Data("\(x.min() ?? .nan) \(x.max() ?? .nan) \(s.calls) \(s.bytesSent) \(s.bytesReceived)\n".utf8))
     case "die":
         var x = [Float](repeating: 1, count: count)
         try x.withUnsafeMutableBufferPointer { try group.allReduceSum($0.baseAddress!, count: count) }

@@ -83,6 +83,14 @@ final class WarningsEndToEndTests: XCTestCase {
         let plan = try CLI.run(["plan", spec, "--unset", "router", "--set", "experts=1", "--json"], in: NSTemporaryDirectory())
         XCTAssertEqual(plan.status, 0, plan.stderr)
         XCTAssertFalse(plan.stdout.contains("expert"), plan.stdout)
+        // A sweep passes the removal on to every trial (its log shows the trial's command line).
+        let dir = try CLI.workspace("unused: true\n")
+        let sweep = try CLI.run(["sweep", spec, "--unset", "router", "--set", "experts=1", "--set", "train.epochs=1", "--set", "data.samples=400",
+                                 "--set", "train.warmup_steps=0", "--grid", "train.lr=0.001,0.002", "--out", "out", "--quiet"], in: dir)
+        XCTAssertEqual(sweep.status, 0, sweep.stderr)
+        XCTAssertEqual(sweep.stderr, "moe-run: warning: \(strategy) (every trial)\nmoe-run: warning: \(moeBlocks) (every trial)\n")
+        let log = try String(contentsOfFile: dir + "/" + sweep.lastLine + "/logs/trial-1.txt", encoding: .utf8)
+        XCTAssertTrue(log.hasPrefix("$ moe-run \(spec) --unset router --set experts=1 "), log)
         let unknown = try CLI.run(["validate", spec, "--unset", "routr"], in: NSTemporaryDirectory())
         XCTAssertEqual(unknown.status, 2)
         XCTAssertEqual(unknown.stderr, "moe-run: error: --unset:1:1: routr: unknown key; did you mean router?\n")

@@ -96,15 +96,34 @@ final class BLASEnvironmentTests: XCTestCase {
                        ["OPENBLAS_NUM_THREADS": "6"])
     }
 
-    func testCoresAndCurrentEnvironment() {
-        XCTAssertGreaterThanOrEqual(BLASEnvironment.cores, 1)
-        XCTAssertEqual(BLASEnvironment.cores, ProcessInfo.processInfo.activeProcessorCount)
-        let env = BLASEnvironment.currentEnvironment()
-        XCTAssertEqual(env, ProcessInfo.processInfo.environment)
-        XCTAssertNotNil(env["PATH"])
+    /// `cores` is the online processor count, lowered (never raised) by `MOE_RUN_CORES` when that
+    /// is an integer >= 1; anything else is ignored. The variable is set here and restored after,
+    /// so the test holds whether or not the runner has it set (a sweep's trials do).
+    func testCoresHonoursMOE_RUN_CORES() {
+        let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let saved = getenv(BLASEnvironment.coresVariable).map { String(cString: $0) }
+        defer {
+            if let saved { setenv(BLASEnvironment.coresVariable, saved, 1) } else { unsetenv(BLASEnvironment.coresVariable) }
+        }
+        unsetenv(BLASEnvironment.coresVariable)
+        XCTAssertEqual(BLASEnvironment.cores, online)
+        setenv(BLASEnvironment.coresVariable, "1", 1)
+        XCTAssertEqual(BLASEnvironment.cores, 1)
+        setenv(BLASEnvironment.coresVariable, String(online + 7), 1)
+        XCTAssertEqual(BLASEnvironment.cores, online, "a share above the machine's cores is capped")
+        for ignored in ["0", "-2", "two", "", "1.5"] {
+            setenv(BLASEnvironment.coresVariable, ignored, 1)
+            XCTAssertEqual(BLASEnvironment.cores, online, "MOE_RUN_CORES=\"\(ignored)\" is ignored")
+        }
+    }
+
+    /// The environment as a dictionary, values containing "=" intact.
+    func testCurrentEnvironment() {
         setenv("MOE_CORE_TEST_VARIABLE", "a=b=c", 1)
         defer { unsetenv("MOE_CORE_TEST_VARIABLE") }
-        XCTAssertEqual(BLASEnvironment.currentEnvironment()["MOE_CORE_TEST_VARIABLE"], "a=b=c")
+        let env = BLASEnvironment.currentEnvironment()
+        XCTAssertEqual(env["MOE_CORE_TEST_VARIABLE"], "a=b=c")
+        XCTAssertEqual(env["PATH"], getenv("PATH").map { String(cString: $0) })
     }
 
     func testReadTextFileReadsProcFiles() throws {
