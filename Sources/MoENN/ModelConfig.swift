@@ -1,6 +1,7 @@
 /// The residual MLP's architecture (ARCHITECTURE §5.3). Stored as JSON in every checkpoint's
 /// `config` attribute, so a reader with h5py and numpy can rebuild the forward pass.
-/// Decoding fills every missing key with its default (mlx-swift style).
+/// Decoding fills every missing key with its default (mlx-swift style). Encoding writes
+/// `kind: "mlp"`; decoding ignores `kind` (MoEStore's registry reads it to choose this type).
 public struct ModelConfig: Codable, Equatable, Sendable {
     /// Input features per sample.
     public var features: Int
@@ -34,7 +35,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case features, classes, hidden, ffn, blocks, activation, dropout, moe
+        case kind, features, classes, hidden, ffn, blocks, activation, dropout, moe
         case normEps = "norm_eps"
     }
 
@@ -54,6 +55,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ResidualMLP.checkpointKind, forKey: .kind)  // the checkpoint registry's key
         try c.encode(features, forKey: .features)
         try c.encode(classes, forKey: .classes)
         try c.encode(hidden, forKey: .hidden)

@@ -140,30 +140,20 @@ public final class ResidualMLP {
             + blocks.flatMap(\.activationStorage)
     }
 
-    private func withDomains<R>(_ domains: [Int]?, from start: Int, _ body: (UnsafePointer<Int>?) -> R) -> R {
-        guard let domains else { return body(nil) }
-        return domains.withUnsafeBufferPointer { body($0.baseAddress! + start) }
-    }
-
     /// Mean loss and accuracy over a whole data set, in batches of `batchSize` (no dropout).
     public func evaluate(x: Tensor, labels: [Int], domains: [Int]? = nil, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {
         let n = x.rows
         guard n > 0 else { return (0, 0) }
-        var total: Double = 0
-        var correct = 0
-        labels.withUnsafeBufferPointer { lb in
-            var start = 0
-            while start < n {
-                let rows = min(batchSize, n - start)
-                let r = withDomains(domains, from: start) { d in
-                    forward(x.row(start), labels: lb.baseAddress! + start, rows: rows,
-                            context: ForwardContext(training: false, step: 0, seed: 0, domains: d))
-                }
-                total += r.loss * Double(rows)
-                correct += r.correct
-                start += rows
+        let sums = labels.withUnsafeBufferPointer { lb in
+            withDomains(domains) { d in
+                evaluationSums(LabelledRows(x: x.data, labels: lb.baseAddress!, rows: n, domains: d), batchSize: batchSize)
             }
         }
-        return (total / Double(n), Double(correct) / Double(n))
+        return (sums.lossSum / Double(n), Double(sums.correct) / Double(n))
+    }
+
+    private func withDomains<R>(_ domains: [Int]?, _ body: (UnsafePointer<Int>?) -> R) -> R {
+        guard let domains else { return body(nil) }
+        return domains.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }

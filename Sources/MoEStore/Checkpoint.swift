@@ -19,29 +19,34 @@ public enum Checkpoint {
     public enum Error: Swift.Error, CustomStringConvertible, Equatable {
         case notACheckpoint(file: String, group: String, reason: String)
         case mismatch(file: String, tensor: String, reason: String)
+        /// The checkpoint's `config.kind` is not in `ModelKinds.registry` (or not the kind a caller needs).
+        case unknownKind(file: String, group: String, kind: String, known: [String])
 
         public var description: String {
             switch self {
+            case let .unknownKind(file, group, kind, known):
+                return "\(file):\(group): unknown model kind \"\(kind)\" in config (this moe-run reads: \(known.joined(separator: ", ")))"
             case let .notACheckpoint(file, group, reason): return "\(file):\(group): not a moe-run model checkpoint: \(reason)"
             case let .mismatch(file, tensor, reason): return "\(file):\(tensor): \(reason)"
             }
         }
     }
 
-    /// The `config` attribute: the model configuration as JSON with sorted keys.
+    /// The `config` attribute of an `mlp`: the model configuration as JSON with sorted keys.
     public static func configJSON(_ config: ModelConfig) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: try! encoder.encode(config), as: UTF8.self)
     }
 
-    /// Writes `model` (and `normalization`, if any) as a checkpoint group at `path` under `location`.
-    public static func writeModel(_ model: ResidualMLP, normalization: Standardization?,
+    /// Writes `model` (and `normalization`, if any) as a checkpoint group at `path` under `location`;
+    /// its `config` carries the model's `kind`.
+    public static func writeModel(_ model: any TrainableModel, normalization: Standardization?,
                                   to location: H5Location, at path: String) throws {
         let group = try location.createGroup(path)
         try group.setAttribute("format", format)
         try group.setAttribute("kind", "model")
-        try group.setAttribute("config", configJSON(model.config))
+        try group.setAttribute("config", model.configJSON)
         for p in model.parameters {
             try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
         }
@@ -61,8 +66,9 @@ public enum Checkpoint {
         }
     }
 
-    /// Reads the model configuration of the checkpoint group at `path`.
-    public static func readConfig(from location: H5Location, at path: String) throws -> ModelConfig {
+    /// The `config` JSON and its model kind (`mlp` when the config has no `kind`, as in every
+    /// checkpoint written before kinds existed) of the checkpoint group at `path`.
+    public static func readKindAndConfig(from location: H5Location, at path: String) throws -> (kind: String, json: String) {
         let group = try location.openGroup(path)
         guard group.hasAttribute("format"), try group.stringAttribute("format") == format else {
             throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "no format=\"\(format)\" attribute")
@@ -71,28 +77,66 @@ public enum Checkpoint {
             throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "kind is not \"model\"")
         }
         let json = try group.stringAttribute("config")
+        struct KindOnly: Decodable { var kind: String? }
         do {
-            return try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8))
+            let kind = try JSONDecoder().decode(KindOnly.self, from: Data(json.utf8)).kind ?? ResidualMLP.checkpointKind
+            return (kind, json)
         } catch {
             throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "config is not valid JSON: \(error)")
         }
     }
 
-    /// Builds the model stored at `path` and returns it with its input normalisation.
-    public static func loadModel(from location: H5Location, at path: String) throws -> (ResidualMLP, Standardization?) {
-        let config = try readConfig(from: location, at: path)
-        let model = ResidualMLP(config: config, seed: 0)
-        try loadParameters(into: model.parameters, from: location, at: path)
+    /// Reads the `mlp` configuration of the checkpoint group at `path`.
+    public static func readConfig(from location: H5Location, at path: String) throws -> ModelConfig {
+        let (kind, json) = try readKindAndConfig(from: location, at: path)
+        guard kind == ResidualMLP.checkpointKind else {
+            throw Error.unknownKind(file: location.filePath, group: try location.openGroup(path).path, kind: kind,
+                                    known: [ResidualMLP.checkpointKind])
+        }
+        do {
+            return try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8))
+        } catch {
+            throw Error.notACheckpoint(file: location.filePath, group: try location.openGroup(path).path,
+                                       reason: "config is not valid JSON: \(error)")
+        }
+    }
+
+    /// Builds the model of any registered kind stored at `path` and returns it with its input
+    /// normalisation.
+    public static func loadAnyModel(from location: H5Location, at path: String) throws -> (any TrainableModel, Standardization?) {
+        let (kind, json) = try readKindAndConfig(from: location, at: path)
         let group = try location.openGroup(path)
+        guard let make = ModelKinds.registry[kind] else {
+            throw Error.unknownKind(file: location.filePath, group: group.path, kind: kind, known: ModelKinds.known)
+        }
+        let model: any TrainableModel
+        do {
+            model = try make(json)
+        } catch {
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "config is not valid JSON: \(error)")
+        }
+        try loadParameters(into: model.parameters, from: location, at: path)
         var norm: Standardization?
         if group.exists("input/mean") {
             norm = try Standardization.read(from: group, path: "input")
-            guard norm!.mean.count == config.features else {
+            guard let features = model.inputFeatures, norm!.mean.count == features else {
                 throw Error.mismatch(file: location.filePath, tensor: group.absolutePath("input/mean"),
-                                     reason: "normalisation has \(norm!.mean.count) features, the model \(config.features)")
+                                     reason: "normalisation has \(norm!.mean.count) features, the model \(model.inputFeatures.map(String.init) ?? "none")")
             }
         }
         return (model, norm)
+    }
+
+    /// Builds the `mlp` stored at `path` and returns it with its input normalisation; a
+    /// checkpoint of another kind is an `unknownKind` error naming it.
+    public static func loadModel(from location: H5Location, at path: String) throws -> (ResidualMLP, Standardization?) {
+        let (kind, _) = try readKindAndConfig(from: location, at: path)
+        guard kind == ResidualMLP.checkpointKind else {
+            throw Error.unknownKind(file: location.filePath, group: try location.openGroup(path).path, kind: kind,
+                                    known: [ResidualMLP.checkpointKind])
+        }
+        let (model, norm) = try loadAnyModel(from: location, at: path)
+        return (model as! ResidualMLP, norm)
     }
 
     /// Copies stored values into `parameters` by name; every parameter must exist with its shape.
@@ -123,4 +167,20 @@ public enum Checkpoint {
         }
         try dataset.read(into: tensor.buffer)
     }
+}
+
+/// The model kinds MoEStore can rebuild from a checkpoint, keyed by `config.kind`. A new model
+/// kind conforms to `TrainableModel` and adds one entry here: a function from the `config`
+/// JSON to a freshly built model (its parameters are then read by name).
+public enum ModelKinds {
+    public typealias Make = @Sendable (_ configJSON: String) throws -> any TrainableModel
+
+    public static let registry: [String: Make] = [
+        ResidualMLP.checkpointKind: { json in
+            ResidualMLP(config: try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), seed: 0)
+        },
+    ]
+
+    /// The registered kinds, sorted (for error messages).
+    public static var known: [String] { registry.keys.sorted() }
 }

@@ -1,0 +1,39 @@
+import Foundation
+import MoECore
+
+/// The residual MLP as a `TrainableModel` of kind `mlp`: a batch is feature rows with labels,
+/// the objective is classification (one scored item per row).
+extension ResidualMLP: TrainableModel {
+    public static let checkpointKind = "mlp"
+
+    public var configJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(config), as: UTF8.self)
+    }
+
+    public var inputFeatures: Int? { config.features }
+
+    /// Cross-entropy sums of `batch`. `lossSum` is the batch's mean loss times its rows, the
+    /// value `evaluate` has always accumulated, so evaluation results keep their bits.
+    public func forward(_ batch: LabelledRows, context: ForwardContext) -> ObjectiveSums {
+        var context = context
+        context.domains = batch.domains
+        let r = forward(batch.x, labels: batch.labels, rows: batch.rows, context: context)
+        return ObjectiveSums(lossSum: r.loss * Double(batch.rows), correct: r.correct, scored: batch.rows)
+    }
+
+    public func evaluationSums(_ data: LabelledRows, batchSize: Int) -> ObjectiveSums {
+        var sums = ObjectiveSums()
+        let f = config.features
+        var start = 0
+        while start < data.rows {
+            let rows = min(batchSize, data.rows - start)
+            let chunk = LabelledRows(x: data.x + start * f, labels: data.labels + start, rows: rows,
+                                     domains: data.domains.map { $0 + start })
+            sums += forward(chunk, context: ForwardContext(training: false, step: 0, seed: 0))
+            start += rows
+        }
+        return sums
+    }
+}
