@@ -91,6 +91,11 @@ final class DocsEndToEndTests: XCTestCase {
         }
         let train = try H5File.open(runDir + "/tasks/train.h5")
         assertDocumented(try train.openGroup("model").attributeNames(), in: try rows(formats, "## Checkpoints"), "a checkpoint")
+        // Every key of a checkpoint's `config` (`kind` included) is named in the mlp section.
+        let config = try JSONSerialization.jsonObject(with: Data(try train.openGroup("model").stringAttribute("config").utf8)) as! [String: Any]
+        let mlp = try XCTUnwrap(formats.section(containing: "### `mlp`"), "docs/formats.md has no mlp section")
+        XCTAssertEqual(config["kind"] as? String, "mlp")
+        for key in config.keys { XCTAssertTrue(mlp.contains("`\(key)`"), "config key \(key) is not in docs/formats.md's mlp section") }
         let step = try XCTUnwrap(try train.openGroup("checkpoints").children().first)
         let position = try results.section(containing: "## Checkpoints and resume") ?? ""
         for name in try train.openGroup("checkpoints/" + step).attributeNames() {
