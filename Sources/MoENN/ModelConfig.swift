@@ -1,3 +1,5 @@
+import Foundation
+
 /// The residual MLP's architecture (ARCHITECTURE §5.3). Stored as JSON in every checkpoint's
 /// `config` attribute, so a reader with h5py and numpy can rebuild the forward pass.
 /// Decoding fills every missing key with its default (mlx-swift style). Encoding writes
@@ -32,6 +34,13 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         self.dropout = dropout
         self.normEps = normEps
         self.moe = moe
+    }
+
+    /// This configuration as JSON with sorted keys (the checkpoint's `config` attribute).
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
     }
 
     enum CodingKeys: String, CodingKey {

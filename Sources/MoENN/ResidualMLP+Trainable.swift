@@ -1,4 +1,3 @@
-import Foundation
 import MoECore
 
 /// The residual MLP as a `TrainableModel` of kind `mlp`: a batch is feature rows with labels,
@@ -6,11 +5,7 @@ import MoECore
 extension ResidualMLP: TrainableModel {
     public static let checkpointKind = "mlp"
 
-    public var configJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(config), as: UTF8.self)
-    }
+    public var configJSON: String { config.json }
 
     public var inputFeatures: Int? { config.features }
 

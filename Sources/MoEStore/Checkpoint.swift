@@ -33,11 +33,7 @@ public enum Checkpoint {
     }
 
     /// The `config` attribute of an `mlp`: the model configuration as JSON with sorted keys.
-    public static func configJSON(_ config: ModelConfig) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(config), as: UTF8.self)
-    }
+    public static func configJSON(_ config: ModelConfig) -> String { config.json }
 
     /// Writes `model` (and `normalization`, if any) as a checkpoint group at `path` under `location`;
     /// its `config` carries the model's `kind`.
