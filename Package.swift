@@ -30,17 +30,19 @@ let package = Package(
         .systemLibrary(name: "CShm", path: "Sources/CShm"),
 
         .target(name: "MoECore", dependencies: ["CBLAS"]),
-        .target(name: "MoENN", dependencies: ["MoECore", "MoEComm"]),
+        .target(name: "MoENN", dependencies: ["MoECore"]),
         .target(name: "MoEHDF5", dependencies: ["CHDF5"]),
         .target(name: "MoEData", dependencies: ["MoECore", "MoEHDF5"]),
         .target(name: "MoESpec", dependencies: ["Yams"]),
         .target(name: "MoEPlan", dependencies: ["MoESpec"]),
         .target(name: "MoEComm", dependencies: ["MoECore", "CShm"]),
+        // Step strategies that need a communicator: data, expert and pipeline parallel.
+        .target(name: "MoEParallel", dependencies: ["MoECore", "MoENN", "MoEComm"]),
         .target(name: "MoEFusion", dependencies: ["MoECore"]),
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
         // Compare tables and SVG plots of runs and sweeps (`moe-run report`).
         .target(name: "MoEReport", dependencies: ["MoEHDF5"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEFusion", "CProcess"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEParallel", "MoEFusion", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -50,7 +52,8 @@ let package = Package(
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
-        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData", "MoEComm"]),
+        .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
+        .testTarget(name: "MoEParallelTests", dependencies: ["MoEParallel", "MoENN", "MoEComm", "MoECore"]),
         .testTarget(name: "MoEHDF5Tests", dependencies: ["MoEHDF5"]),
         .testTarget(name: "MoEDataTests", dependencies: ["MoEData", "MoENN"]),
         .testTarget(name: "MoESpecTests", dependencies: ["MoESpec"], exclude: ["Resources"]),

@@ -18,9 +18,12 @@ public final class MoELayer: FeedForwardLayer {
     public let router: MoERouter
     public let w1: Parameter, b1: Parameter, w2: Parameter, b2: Parameter
     public let activation: Activation
-    let hidden: Int, ffn: Int
-    private let gathered: Scratch, pre: Scratch, act: Scratch, out: Scratch
-    private let dOut: Scratch, dAct: Scratch, dIn: Scratch
+    /// Widths of a token row and of one expert's hidden layer.
+    public let hidden: Int, ffn: Int
+    private let gathered: Scratch, out: Scratch
+    // The local dispatcher's buffers: act'(pre), the activations, and their gradient.
+    let pre: Scratch, act: Scratch, dAct: Scratch
+    private let dOut: Scratch, dIn: Scratch
     private var dGate: [Float] = []
     private var trainedForward = false
     /// When set, each forward/backward adds its phase times here (for `make bench`).
@@ -56,10 +59,9 @@ public final class MoELayer: FeedForwardLayer {
     /// `weighted aux + z loss` of the last forward, already scaled by the coefficients / layers.
     public var auxiliaryLoss: Float { router.auxScale * router.auxLoss + router.zScale * router.zLoss }
 
-    /// Expert parallelism (`parallelism.mode: expert`): when set, training passes run each
-    /// expert on the rank that owns it (see MoELayer+ExpertParallel.swift).
-    public var expertShards: ExpertShards?
-    lazy var shardBuffers = ShardBuffers(hidden: hidden, ffn: ffn)
+    /// Where the experts run (`ExpertDispatch.swift`): here by default; expert parallelism
+    /// (`parallelism.mode: expert`) swaps in a dispatcher that runs each expert on its owner rank.
+    public var dispatcher: any ExpertDispatcher = LocalExpertDispatcher()
 
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         context: ForwardContext) {
@@ -73,12 +75,7 @@ public final class MoELayer: FeedForwardLayer {
         let xg = gathered.data
         for i in 0..<a { (xg + i * hidden).update(from: x + r.token[i] * hidden, count: hidden) }
         profile?.add(.gather, since: &clock)
-        if context.training, let shards = expertShards {
-            shardedForward(shards, gathered: xg, into: out.data)
-        } else {
-            expertsForward(0..<config.experts, offsets: r.offsets, input: xg, pre: pre.data, act: act.data, out: out.data,
-                           training: context.training)
-        }
+        dispatcher.forward(self, input: xg, output: out.data, training: context.training)
         profile?.add(.expertsForward, since: &clock)
         y.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.axpy(hidden, r.gate[i], out.data + i * hidden, y + r.token[i] * hidden) }
@@ -100,12 +97,7 @@ public final class MoELayer: FeedForwardLayer {
             for j in 0..<hidden { d[j] = g * dyt[j] }
         }
         profile?.add(.combine, since: &clock)
-        if let shards = expertShards {
-            shardedBackward(shards, dOut: dOut.data, dIn: dIn.data)
-        } else {
-            expertsBackward(0..<config.experts, offsets: r.offsets, dOut: dOut.data, dAct: dAct.data, input: gathered.data,
-                            pre: pre.data, act: act.data, dIn: dIn.data)
-        }
+        dispatcher.backward(self, input: gathered.data, dOut: dOut.data, dIn: dIn.data)
         profile?.add(.expertsBackward, since: &clock)
         dx.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.add(hidden, dIn.data + i * hidden, dx + r.token[i] * hidden) }
@@ -120,7 +112,7 @@ extension MoELayer {
     /// `offsets[e − lo] ..< offsets[e − lo + 1]` of `input [rows, hidden]` (lo = experts.lowerBound)
     /// and writes the same rows of `out [rows, hidden]`; `pre` keeps act'(pre) when training, `act`
     /// the activations (both `[rows, ffn]`), for `expertsBackward`.
-    func expertsForward(_ experts: Range<Int>, offsets: [Int], input: UnsafePointer<Float>, pre: UnsafeMutablePointer<Float>,
+    public func expertsForward(_ experts: Range<Int>, offsets: [Int], input: UnsafePointer<Float>, pre: UnsafeMutablePointer<Float>,
                         act: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, training: Bool) {
         for e in experts {
             let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o
@@ -140,7 +132,7 @@ extension MoELayer {
 
     /// The backward of `expertsForward` on the same rows: accumulates the experts' weight
     /// gradients and writes ∂L/∂input into `dIn`, from ∂L/∂out in `dOut` (`dAct` is scratch).
-    func expertsBackward(_ experts: Range<Int>, offsets: [Int], dOut: UnsafePointer<Float>, dAct: UnsafeMutablePointer<Float>,
+    public func expertsBackward(_ experts: Range<Int>, offsets: [Int], dOut: UnsafePointer<Float>, dAct: UnsafeMutablePointer<Float>,
                          input: UnsafePointer<Float>, pre: UnsafePointer<Float>, act: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
         for e in experts {
             let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o

@@ -50,6 +50,11 @@ public struct StepResult: Sendable {
     /// Global gradient norm before clipping.
     public var gradNorm: Double
     public var lr: Float
+
+    /// Public for the steps of other modules (the data-parallel step of MoEParallel).
+    public init(loss: Double, auxLoss: Double = 0, correct: Int, gradNorm: Double, lr: Float) {
+        self.loss = loss; self.auxLoss = auxLoss; self.correct = correct; self.gradNorm = gradNorm; self.lr = lr
+    }
 }
 
 /// One optimisation step at a time: zero gradients → forward → backward → clip → update.

@@ -4,6 +4,7 @@ import MoECore
 import MoEData
 import MoEHDF5
 import MoENN
+import MoEParallel
 import MoESpec
 import MoEStore
 

@@ -2,6 +2,7 @@ import XCTest
 import MoEComm
 import MoECore
 @testable import MoENN
+@testable import MoEParallel
 
 /// GPipe's pieces in one process: the micro-batch split, and the whole schedule (all stages, a
 /// group of one) against plain training of the same model on the same batches.

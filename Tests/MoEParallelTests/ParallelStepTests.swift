@@ -2,6 +2,7 @@ import MoEComm
 import MoECore
 import XCTest
 @testable import MoENN
+@testable import MoEParallel
 
 /// The data-parallel, expert-parallel and pipeline steps on an in-process group (`ThreadGroup`:
 /// one thread per rank, real barriers), with exact expectations where the maths is exact and

@@ -1,5 +1,6 @@
 import MoECore
 import MoEComm
+import MoENN
 
 /// Moving a pipeline's state between its ranks for checkpoints, evaluation and the final model.
 ///

@@ -1,5 +1,6 @@
 import MoECore
 import MoEComm
+import MoENN
 
 /// A residual MLP of S stages (`PipelineStage`) trained end to end with the GPipe schedule
 /// (Huang et al. 2019, "GPipe: Efficient Training of Giant Neural Networks using Pipeline

@@ -1,6 +1,7 @@
 import Foundation
 import MoEComm
 import MoECore
+import MoENN
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,7 +31,7 @@ public final class DataParallelGroup {
     /// The trained parameters.
     let parameters: [Parameter]
     /// The parameters whose gradients are all-reduced, in the order they are laid out for it:
-    /// all of them, but for the sharded experts' tensors in `expert` mode (see `ExpertShards`).
+    /// all of them, but for the sharded experts' tensors in `expert` mode (see `ExpertParallelDispatcher`).
     private(set) var replicated: [Parameter]
     private let flat: UnsafeMutablePointer<Float>
     private var count: Int
@@ -62,20 +63,20 @@ public final class DataParallelGroup {
         return (r * n / size)..<((r + 1) * n / size)
     }
 
-    /// The expert shards of the MoE layers (`expert` mode), set by `attach`.
-    public private(set) var shards: [ExpertShards] = []
+    /// The expert-parallel dispatchers of the MoE layers (`expert` mode), set by `attach`.
+    public private(set) var shards: [ExpertParallelDispatcher] = []
     private var shardedLayers: [MoELayer] = []
     /// The experts' tensors (`[E, …]`): each slice lives with its owner, see `synchronizeExperts`.
     private var sharded: [Parameter] { shardedLayers.flatMap { [$0.w1, $0.b1, $0.w2, $0.b2] } }
 
     /// Makes the routers of `model` reduce their batch statistics over the group; with
     /// `shardExperts` (expert parallelism), each MoE layer's experts are also spread over the
-    /// ranks (`ExpertShards`).
+    /// ranks (`ExpertParallelDispatcher`).
     public func attach(to model: ResidualMLP, shardExperts: Bool = false) {
         for layer in model.moeLayers {
             if shardExperts {
-                let s = ExpertShards(communicator: communicator, experts: layer.config.experts)
-                layer.expertShards = s
+                let s = ExpertParallelDispatcher(communicator: communicator, layer: layer)
+                layer.dispatcher = s
                 shards.append(s)
                 shardedLayers.append(layer)
             }

@@ -1,5 +1,6 @@
 import MoECore
 import MoEComm
+import MoENN
 
 /// The experts of the MoE layers sharded over the ranks of a group: expert parallelism
 /// (GShard, Lepikhin et al. 2021; Switch Transformer, Fedus et al. 2022 §2.2).
@@ -19,7 +20,12 @@ import MoEComm
 /// all-reduce of gradients then gives every rank the same full gradient (the other ranks add
 /// zeros), so every replica applies the same update. Expert computation is sharded; the expert
 /// weights themselves are kept by every rank (memory is not sharded in this version).
-public final class ExpertShards {
+///
+/// One dispatcher per MoE layer (`MoELayer.dispatcher`); evaluation passes run every expert
+/// locally. The layer's passes cannot throw (`FeedForwardLayer`), so the first failed
+/// collective is parked in `error` and later collectives of the pass are skipped; the step
+/// throws it after the pass (`DataParallelGroup.throwPending`).
+public final class ExpertParallelDispatcher: ExpertDispatcher {
     public let communicator: Communicator
     /// The experts of each rank.
     public let ranges: [Range<Int>]
@@ -38,11 +44,16 @@ public final class ExpertShards {
     private var sendCountsBuffer: [Int] = []
     private var returnCountsBuffer: [Int] = []
 
-    public init(communicator: Communicator, experts: Int) {
+    /// Evaluation passes (and nothing else) run here, on every rank.
+    private let local = LocalExpertDispatcher()
+    private let buffers: ShardBuffers
+
+    public init(communicator: Communicator, layer: MoELayer) {
         self.communicator = communicator
-        let n = communicator.worldSize
+        let n = communicator.worldSize, experts = layer.config.experts
         ranges = EvenSplit.ranges(experts, parts: n)
         counts = Array(repeating: Array(repeating: 0, count: experts), count: n)
+        buffers = ShardBuffers(hidden: layer.hidden, ffn: layer.ffn)
     }
 
     public var owned: Range<Int> { ranges[communicator.rank] }
@@ -115,7 +126,7 @@ public final class ExpertShards {
     }
 }
 
-extension MoELayer {
+extension ExpertParallelDispatcher {
     /// Buffers of the sharded passes, by name (created once, grown to the largest pass).
     final class ShardBuffers {
         let staging: Scratch, input: Scratch, pre: Scratch, act: Scratch, out: Scratch, dAct: Scratch
@@ -126,11 +137,13 @@ extension MoELayer {
         func ensure(rows: Int) { for s in [staging, input, pre, act, out, dAct] { s.ensure(rows: rows) } }
     }
 
-    /// Steps 1–4 of `ExpertShards` for the rows `gathered` (grouped by expert), writing each
-    /// assignment's expert output into `out` in the same order.
-    func shardedForward(_ shards: ExpertShards, gathered: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-        let r = router.routing
-        let b = shardBuffers
+    /// Steps 1–4 of the type's comment for the rows `gathered` (grouped by expert), writing each
+    /// assignment's expert output into `out` in the same order; an evaluation pass runs locally.
+    public func forward(_ layer: MoELayer, input gathered: UnsafePointer<Float>, output out: UnsafeMutablePointer<Float>, training: Bool) {
+        guard training else { return local.forward(layer, input: gathered, output: out, training: false) }
+        let shards = self, hidden = layer.hidden
+        let r = layer.router.routing
+        let b = buffers
         shards.exchangeCounts(r)
         let received = shards.receivedRows
         b.ensure(rows: max(received, 1))
@@ -140,7 +153,7 @@ extension MoELayer {
                                               receiveCapacity: received * hidden)
         }
         shards.permute(b.staging.data, b.input.data, width: hidden, toExpertMajor: true)
-        expertsForward(shards.owned, offsets: shards.expertOffsets, input: b.input.data, pre: b.pre.data, act: b.act.data,
+        layer.expertsForward(shards.owned, offsets: shards.expertOffsets, input: b.input.data, pre: b.pre.data, act: b.act.data,
                        out: b.out.data, training: true)
         shards.permute(b.out.data, b.staging.data, width: hidden, toExpertMajor: false)
         out.update(repeating: 0, count: r.total * hidden)
@@ -150,11 +163,12 @@ extension MoELayer {
         }
     }
 
-    /// The backward of `shardedForward`: ∂L/∂output rows (`dOut`, assignment order) go to the
-    /// experts' owners, which accumulate their weights' gradients and return ∂L/∂input into `dIn`.
-    func shardedBackward(_ shards: ExpertShards, dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
-        let r = router.routing
-        let b = shardBuffers
+    /// The backward of `forward`: ∂L/∂output rows (`dOut`, assignment order) go to the experts'
+    /// owners, which accumulate their weights' gradients and return ∂L/∂input into `dIn`.
+    public func backward(_ layer: MoELayer, input _: UnsafePointer<Float>, dOut: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
+        let shards = self, hidden = layer.hidden
+        let r = layer.router.routing
+        let b = buffers
         let received = shards.receivedRows
         shards.attempt {
             try shards.communicator.allToAllV(send: dOut, sendCounts: shards.sendCounts(r, width: hidden), receive: b.staging.data,
@@ -162,7 +176,7 @@ extension MoELayer {
         }
         shards.permute(b.staging.data, b.out.data, width: hidden, toExpertMajor: true)  // `out` now holds ∂L/∂out
         // ∂L/∂input overwrites `staging` (expert-major), then goes back in source-major order via `out`.
-        expertsBackward(shards.owned, offsets: shards.expertOffsets, dOut: b.out.data, dAct: b.dAct.data, input: b.input.data,
+        layer.expertsBackward(shards.owned, offsets: shards.expertOffsets, dOut: b.out.data, dAct: b.dAct.data, input: b.input.data,
                         pre: b.pre.data, act: b.act.data, dIn: b.staging.data)
         shards.permute(b.staging.data, b.out.data, width: hidden, toExpertMajor: false)
         dIn.update(repeating: 0, count: r.total * hidden)
