@@ -15,13 +15,14 @@ final class ResidualStageTests: XCTestCase {
         (0..<count).map { p[$0].bitPattern }
     }
 
-    /// Stages 0..<2, 2..<4, 4..<5 of one model, chained as GPipe chains them (∂L/∂output handed
-    /// back stage by stage), compute the whole model's loss, logits and gradients bit for bit.
+    /// The GPipe stages 0..<2, 2..<4, 4..<5 of one model, chained in one process (∂L/∂output handed
+    /// back stage by stage), compute the whole model's loss, logits and gradients bit for bit: the
+    /// stack of pipeline stages is the `ResidualMLP`.
     func testChainedStagesAreTheWholeModelBitForBit() {
         let whole = ResidualMLP(config: config, seed: 7), split = ResidualMLP(config: config, seed: 7)
         let x = randomTensor([rows, 4], seed: 1, purpose: "x", scale: 1.5)
         let ranges = LayerwiseModel.partition(blocks: 5, stages: 3)
-        let stages = ranges.enumerated().map { s, r in split.stage(r, embed: s == 0, head: s == ranges.count - 1) }
+        let stages = ranges.indices.map { PipelineStage(model: split, stage: $0, ranges: ranges) }
         XCTAssertEqual(stages.flatMap(\.parameters).map(\.name), split.parameters.map(\.name))
         labels.withUnsafeBufferPointer { lb in
             let y = lb.baseAddress!
@@ -39,7 +40,7 @@ final class ResidualStageTests: XCTestCase {
 
             XCTAssertEqual(got.loss.bitPattern, expected.loss.bitPattern)
             XCTAssertEqual(got.correct, expected.correct)
-            XCTAssertEqual(bits(stages[2].head!.logits, rows * 3), bits(whole.logits, rows * 3))
+            XCTAssertEqual(bits(stages[2].walk.head!.logits, rows * 3), bits(whole.logits, rows * 3))
             for (p, q) in zip(split.parameters, whole.parameters) {
                 XCTAssertEqual(p.grad.array.map(\.bitPattern), q.grad.array.map(\.bitPattern), p.name)
             }
