@@ -17,7 +17,9 @@ import MoECore
 /// Stacking is free: the stages' blocks are `model.blocks` in order and the last stage's head is
 /// `model.norm`/`model.head`, so `model` (a plain `ResidualMLP`) *is* the stacked network and its
 /// forward equals the last stage's forward. Auxiliary heads are named `aux/<s>/norm/…` and
-/// `aux/<s>/head/…` for s < E − 1.
+/// `aux/<s>/head/…` for s < E − 1. Each stage runs the model's one walk, `ResidualStage`, over
+/// its blocks with its own head (`walks`); as a `TrainableModel` the stack's objective is the last
+/// stage's (see `LayerwiseModel+Trainable`).
 public final class LayerwiseModel {
     public let model: ResidualMLP
     /// Block ranges of the stages, in order; they cover `0..<blocks` exactly.

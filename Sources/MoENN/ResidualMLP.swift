@@ -8,7 +8,8 @@ import MoECore
 ///     loss = CrossEntropy(logits, y)
 ///
 /// Parameters are named by their checkpoint path (`embed/weight`, `blocks/0/ffn/w1`, …).
-/// Activations live in buffers sized for the largest batch seen, so after the first step a
+/// The forward and backward walk is `ResidualStage` over every block, the walk GPipe stages and
+/// layer-local stages run over their own block ranges (`stage(_:embed:head:)`). Activations live in buffers sized for the largest batch seen, so after the first step a
 /// forward/backward pair allocates nothing.
 public final class ResidualMLP {
     public let config: ModelConfig
