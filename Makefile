@@ -3,6 +3,7 @@
 #   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
+#   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
 #   make check-golden   rerun the shipped experiments, compare their weights bit for bit (UPDATE=1 rewrites)
 #   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
@@ -45,7 +46,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-attention run clean sweep install uninstall check-golden
 
 all: build
 
@@ -114,6 +115,10 @@ torch-venv:
 check-torch: setup torch-venv
 	swift build $(SWIFT_FLAGS) --build-tests
 	env -u MOE_RUN_SKIP_TORCH MOE_RUN_TORCH_PYTHON="$(TORCH_PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing --filter TorchReferenceTests
+
+## bench-attention: only the causal self-attention comparison with PyTorch, rewriting only its section of docs/benchmarks.md.
+bench-attention: build
+	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --attention-only --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --markdown docs/benchmarks.md
 
 bench: build venv
 	@mkdir -p .build

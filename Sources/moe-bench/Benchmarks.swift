@@ -65,9 +65,15 @@ enum Bench {
     /// The PyTorch eager reference of the MoE layer (Tests/python/bench_torch_moe.py) with as
     /// many threads as OpenBLAS uses here.
     static func torchMoE(python: String, script: String) -> [String: Any]? {
+        pythonJSON(python, [script, String(BLASInfo.threads)])
+    }
+
+    /// Runs `python ARGUMENTS` and parses the JSON object it prints (nil if it cannot start or
+    /// prints none).
+    static func pythonJSON(_ python: String, _ arguments: [String]) -> [String: Any]? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, String(BLASInfo.threads)]
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         do { try p.run() } catch { return nil }

@@ -5,6 +5,9 @@ import MoENN
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
 //   moe-bench --training-only                     the training-step measurement alone (for profiling)
+//   moe-bench --attention-only [--torch PYTHON] [--rounds N] [--markdown FILE]
+//                                                 causal self-attention forward+backward alone (lm-dense's shape);
+//                                                 with --markdown, replaces only that section of FILE
 //   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
@@ -16,6 +19,7 @@ struct Options {
     var trainingOnly = false
     var moeOnly = false
     var parallelOnly = false
+    var attentionOnly = false
     var json = false
     var reference: String?
     var python: String?
@@ -38,6 +42,7 @@ func parseOptions() -> Options {
         case "--training-only": o.trainingOnly = true
         case "--moe-only": o.moeOnly = true
         case "--parallel-only": o.parallelOnly = true
+        case "--attention-only": o.attentionOnly = true
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
         case "--python": o.python = value(a)
@@ -85,6 +90,18 @@ if options.parallelOnly {
     exit(0)
 }
 
+let torchPython = options.torch.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }
+
+if options.attentionOnly {
+    let lines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: nil)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceAttentionSection(in: path, with: Bench.attentionSection(lines, rounds: options.rounds)) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the attention section of \(path)")
+    }
+    exit(0)
+}
+
 if options.trainingOnly {
     let t = Bench.trainingStep()
     print(String(format: "training step: %.0f samples/s, %.2f ms/step, %.1f GFLOP/s", t.samplesPerSecond, t.stepMilliseconds, t.gflops))
@@ -118,7 +135,6 @@ let training = Bench.trainingStep()
 // MoE layer: moe-run and PyTorch alternate over the rounds, each keeping its best (as for sgemm).
 var moe = Bench.moeLayer()
 var torchMoE: [String: Any]?
-let torchPython = options.torch.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }
 for round in 0..<max(1, options.rounds) {
     if round > 0 {
         let again = Bench.moeLayer()
@@ -168,6 +184,8 @@ moeLines.append("| phase | share |")
 moeLines.append("|---|---:|")
 for (name, share) in moe.phases { moeLines.append("| \(name) | " + String(format: "%.1f%%", share * 100) + " |") }
 
+let attentionLines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: sgemm[1024])
+
 let scaling = Bench.branchScaling()
 let scalingLine = scaling.map {
     String(format: "Branch run with 2 experts (data task, then the two expert tasks in parallel; `moe-run --workers N`, whole run wall time, best of 2): 1 worker %.2f s, 2 workers %.2f s → speed-up %.2f× (goal ≥ 1.7 on 2 cores).",
@@ -190,6 +208,7 @@ print(dataParallelLine)
 print(compression)
 print(fusionLine)
 print(moeLines.joined(separator: "\n"))
+print(attentionLines.joined(separator: "\n"))
 
 if let path = options.markdown {
     var cpu = "unknown CPU"
@@ -235,6 +254,7 @@ if let path = options.markdown {
 
     Target (issue 2): moe-run's sgemm within 10% of numpy's (ratio ≥ 0.90) at n ≥ 512.
 
+    \(Bench.attentionSection(attentionLines, rounds: options.rounds))
     """
     do { try md.write(toFile: path, atomically: true, encoding: .utf8) } catch { fail("cannot write \(path): \(error)") }
     print("wrote \(path)")
