@@ -84,8 +84,7 @@ public final class TransformerLM {
                 continue
             }
             let residualOutput = name.hasSuffix("attn/out/weight") || name.hasSuffix("/w2")
-            var rng = RNG(seed: seed, purpose: "init/" + name)
-            rng.fillNormal(p.value, std: residualOutput ? residualStd : 0.02)
+            Initializer.normal(p, std: residualOutput ? residualStd : 0.02, seed: seed)
         }
     }
 

@@ -38,44 +38,27 @@ final class TorchTransformerReferenceTests: XCTestCase {
              moe: MoEConfig(experts: 3, blocks: [0, 1], router: .topk, k: 1, auxLoss: 0.1, zLoss: 0.01)),
     ]
 
-    static var script: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("python/torch_transformer_reference.py")
-    }
-
     func testTransformerMatchesTorch() throws {
-        let env = ProcessInfo.processInfo.environment
-        if env["MOE_RUN_SKIP_TORCH"] == "1" { throw XCTSkip("torch reference check skipped (MOE_RUN_SKIP_TORCH=1)") }
-        guard let python = env["MOE_RUN_TORCH_PYTHON"], !python.isEmpty else {
-            throw XCTSkip("torch reference check skipped (MOE_RUN_TORCH_PYTHON is not set: run `make check-torch`, or set MOE_RUN_SKIP_TORCH=1)")
-        }
+        let python = try TorchSupport.python()
         let fm = FileManager.default
-        let keep = env["MOE_RUN_TORCH_KEEP"]
+        let keep = ProcessInfo.processInfo.environment["MOE_RUN_TORCH_KEEP"]
         let dir = keep.map { URL(fileURLWithPath: $0) }
             ?? fm.temporaryDirectory.appendingPathComponent("moe-torch-transformer-\(getpid())")
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { if keep == nil { try? fm.removeItem(at: dir) } }
 
         var models: [(Case, TransformerLM, ce: Double, aux: Double, out: String)] = []
-        var arguments = [Self.script.path]
+        var arguments = [TorchSupport.script("torch_transformer_reference.py").path]
         for c in Self.cases {
             let input = dir.appendingPathComponent("\(c.name).h5").path, out = dir.appendingPathComponent("\(c.name).torch.h5").path
             let (model, ce, aux) = try run(c, writingTo: input)
             models.append((c, model, ce, aux, out))
             arguments += [input, out]
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        guard let (status, output) = TorchSupport.run(python, arguments) else { return XCTFail("could not start \(python)") }
         print(output, terminator: "")
-        XCTAssertEqual(process.terminationStatus, 0, "torch_transformer_reference.py failed:\n\(output)")
-        guard process.terminationStatus == 0 else { return }
+        XCTAssertEqual(status, 0, "torch_transformer_reference.py failed:\n\(output)")
+        guard status == 0 else { return }
 
         for (c, model, ce, aux, out) in models {
             let file = try H5File.open(out)
