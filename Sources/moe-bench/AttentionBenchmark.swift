@@ -40,7 +40,7 @@ extension Bench {
 
     /// The PyTorch reference: JSON {"torch", "threads", "ms" (whole layer), "sdpa_ms" (SDPA alone)}.
     static func torchAttention(python: String, script: String, _ s: AttentionShape = AttentionShape()) -> [String: Any]? {
-        pythonJSON(python, [script, String(BLASInfo.threads)] + [s.batch, s.tokens, s.hidden, s.heads].map(String.init))
+        childJSON(python, [script, String(BLASInfo.threads)] + [s.batch, s.tokens, s.hidden, s.heads].map(String.init))
     }
 
     /// moe-run and PyTorch alternate over `rounds` (each keeps its best, as for sgemm); the result
@@ -78,7 +78,7 @@ extension Bench {
         return """
         ## Causal self-attention
 
-        Measured on \(ISO8601DateFormatter().string(from: Date())) (`make bench`, or `make bench-attention` \
+        Measured on \(ISO8601DateFormatter().string(from: Date())) with 1-minute load average \(loadAverage()) (`make bench`, or `make bench-attention` \
         for this section alone), OPENBLAS_NUM_THREADS=\(threads), PyTorch given the same thread count; \
         moe-run and PyTorch alternate over \(rounds) rounds, each keeping its best (best of 5 trials of ≥ 0.3 s).
 
