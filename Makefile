@@ -180,3 +180,9 @@ KEEP ?=
 check-golden: build venv
 	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(BIN)/moe-run \
 	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))
+
+## corpus: rebuild experiments/data/text-domains.h5 from pinned Debian packages (downloads them;
+##   refuses a version or text sha256 that differs from the pins). Not part of `make test`.
+.PHONY: corpus
+corpus: venv
+	MOE_RUN_PYTHON=$(PY) experiments/data/build_text_domains.sh experiments/data/text-domains.h5
