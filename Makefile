@@ -115,10 +115,14 @@ check-torch: setup torch-venv
 	swift build $(SWIFT_FLAGS) --build-tests
 	env -u MOE_RUN_SKIP_TORCH MOE_RUN_TORCH_PYTHON="$(TORCH_PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing --filter TorchReferenceTests
 
+## bench: measure and write docs/benchmarks.md: sgemm against numpy, the MLP training step, scheduler
+## scaling, fusion, the MoE layer and the transformer LMs' training step (lm-dense, lm-moe) against
+## PyTorch eager ($(TORCH_PY); `make torch-venv`), same threads, same run (about 10 minutes on 2 cores;
+## run it on a quiet machine). `moe-bench --lm-only --torch PYTHON` repeats only the LM comparison.
 bench: build venv
 	@mkdir -p .build
 	env -u OPENBLAS_CORETYPE MOE_RUN_BLAS_CONFIGURED=1 OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --sgemm-only --json > .build/bench-default-kernel.json
-	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
+	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --torch "$(TORCH_PY)" --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf .build

@@ -17,11 +17,16 @@ import MoECore
 /// Stacking is free: the stages' blocks are `model.blocks` in order and the last stage's head is
 /// `model.norm`/`model.head`, so `model` (a plain `ResidualMLP`) *is* the stacked network and its
 /// forward equals the last stage's forward. Auxiliary heads are named `aux/<s>/norm/…` and
-/// `aux/<s>/head/…` for s < E − 1.
+/// `aux/<s>/head/…` for s < E − 1. Each stage runs the model's one walk, `ResidualStage`, over
+/// its blocks with its own head (`walks`); as a `TrainableModel` the stack's objective is the last
+/// stage's (see `LayerwiseModel+Trainable`).
 public final class LayerwiseModel {
     public let model: ResidualMLP
     /// Block ranges of the stages, in order; they cover `0..<blocks` exactly.
     public let stages: [Range<Int>]
+    /// The stages' forward and backward walks: views of `model` over `stages[s]`, stage 0 with the
+    /// embedding, each with its head (auxiliary, or the model's own for the last).
+    public let walks: [ResidualStage]
     /// Auxiliary heads of stages 0 … E−2 (the last stage uses `model.norm` and `model.head`).
     public let auxNorms: [LayerNorm]
     public let auxHeads: [Linear]
@@ -31,13 +36,10 @@ public final class LayerwiseModel {
     public let auxParameters: [Parameter]
     /// The parameters each stage's loss trains (disjoint; their union is `parameters`).
     public let stageParameters: [[Parameter]]
+    /// Each stage's objective sums of the last forward (the last entry is the stacked model's).
+    public private(set) var stageSums: [ObjectiveSums] = []
 
-    private let streams: [Scratch]
-    private let normed: [Scratch], means: [Scratch], rstds: [Scratch], logits: [Scratch], probs: [Scratch]
-    private let gradStream: Scratch, gradNormed: Scratch, gradLogits: Scratch
-    private var lastInput: UnsafePointer<Float>?
     private var lastLabels: UnsafePointer<Int>?
-    private var lastRows = 0
 
     /// Splits `blocks` blocks into `stages` contiguous stages as evenly as possible: the first
     /// `blocks mod stages` stages get one block more (as `numpy.array_split`).
@@ -50,8 +52,10 @@ public final class LayerwiseModel {
     /// stages; the auxiliary heads are initialised like the model's head, from the same seed.
     public init(config: ModelConfig, stages: Int, seed: UInt64) {
         precondition(config.moe == nil, "layer-wise training takes a dense model")
-        model = ResidualMLP(config: config, seed: seed)
-        self.stages = Self.partition(blocks: config.blocks, stages: stages)
+        let model = ResidualMLP(config: config, seed: seed)
+        self.model = model
+        let ranges = Self.partition(blocks: config.blocks, stages: stages)
+        self.stages = ranges
         let h = config.hidden, c = config.classes
         auxNorms = (0..<(stages - 1)).map { LayerNorm("aux/\($0)/norm", dim: h, eps: config.normEps) }
         auxHeads = (0..<(stages - 1)).map { s in
@@ -61,91 +65,62 @@ public final class LayerwiseModel {
         }
         auxParameters = zip(auxNorms, auxHeads).flatMap { $0.parameters + $1.parameters }
         parameters = model.parameters + auxParameters
-        var perStage: [[Parameter]] = []
-        for (s, range) in self.stages.enumerated() {
-            var ps = s == 0 ? model.embed.parameters : []
-            for b in range { ps += model.blocks[b].parameters }
-            ps += s == stages - 1 ? model.norm.parameters + model.head.parameters
-                                  : auxNorms[s].parameters + auxHeads[s].parameters
-            perStage.append(ps)
+        let auxNorms = auxNorms, auxHeads = auxHeads
+        walks = ranges.enumerated().map { s, range in
+            s == stages - 1 ? model.stage(range, embed: s == 0, head: true)
+                : ResidualStage(embed: s == 0 ? model.embed : nil, blocks: Array(model.blocks[range]),
+                                head: ClassifierHead(norm: auxNorms[s], linear: auxHeads[s]))
         }
-        stageParameters = perStage
-        streams = (0...config.blocks).map { _ in Scratch(width: h) }
-        normed = (0..<stages).map { _ in Scratch(width: h) }
-        means = (0..<stages).map { _ in Scratch(width: 1) }
-        rstds = (0..<stages).map { _ in Scratch(width: 1) }
-        logits = (0..<stages).map { _ in Scratch(width: c) }
-        probs = (0..<stages).map { _ in Scratch(width: c) }
-        gradStream = Scratch(width: h); gradNormed = Scratch(width: h); gradLogits = Scratch(width: c)
-    }
-
-    /// The head (norm, linear) that reads stage s's output.
-    private func head(_ s: Int) -> (LayerNorm, Linear) {
-        s == stages.count - 1 ? (model.norm, model.head) : (auxNorms[s], auxHeads[s])
+        stageParameters = walks.map(\.parameters)
     }
 
     /// Forward through every stage, each followed by its head and cross-entropy against `labels`
     /// (which must stay valid until `backward`). Returns each stage's mean loss and correct count;
-    /// the last entry is the stacked model's.
+    /// the last entry is the stacked model's. Stage s reads stage s − 1's output.
     @discardableResult
     public func forward(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
                         context: ForwardContext) -> [(loss: Double, correct: Int)] {
-        for s in streams { s.ensure(rows: n) }
-        for buffers in [normed, means, rstds, logits, probs] { for b in buffers { b.ensure(rows: n) } }
-        lastInput = x; lastLabels = labels; lastRows = n
-        model.embed.forward(x, rows: n, into: streams[0].data)
-        var out: [(loss: Double, correct: Int)] = []
-        for (s, range) in stages.enumerated() {
-            for b in range {
-                model.blocks[b].forward(streams[b].data, rows: n, into: streams[b + 1].data, context: context)
-            }
-            let (norm, linear) = head(s)
-            norm.forward(streams[range.upperBound].data, rows: n, into: normed[s].data,
-                         mean: means[s].data, rstd: rstds[s].data)
-            linear.forward(normed[s].data, rows: n, into: logits[s].data)
-            out.append(CrossEntropy.forward(logits[s].data, labels: labels, rows: n,
-                                            classes: model.config.classes, probs: probs[s].data))
+        lastLabels = labels
+        var h = x
+        let out = walks.map { stage in
+            h = stage.forward(h, rows: n, context: context)
+            return stage.loss(labels: labels, rows: n)
         }
+        stageSums = out.map { ObjectiveSums(lossSum: $0.loss * Double(n), correct: $0.correct, scored: n) }
         return out
     }
 
-    /// Backward of the last `forward`: accumulates `∂L_s/∂θ_s` into each stage's parameters. The
-    /// gradient reaching a stage's input is dropped (the input is detached), so no stage's
-    /// parameters see a later stage's loss.
-    public func backward() {
-        guard let x = lastInput, let labels = lastLabels else { preconditionFailure("backward before forward") }
-        let n = lastRows
-        gradStream.ensure(rows: n); gradNormed.ensure(rows: n); gradLogits.ensure(rows: n)
-        for (s, range) in stages.enumerated().reversed() {
-            let (norm, linear) = head(s)
-            CrossEntropy.backward(probs: probs[s].data, labels: labels, rows: n, classes: model.config.classes,
-                                  scale: 1, dlogits: gradLogits.data)
-            linear.backward(normed[s].data, gradLogits.data, rows: n, dx: gradNormed.data)
-            norm.backward(streams[range.upperBound].data, gradNormed.data, rows: n, mean: means[s].data,
-                          rstd: rstds[s].data, dx: gradStream.data)
-            for b in range.reversed() { model.blocks[b].backward(gradStream.data, rows: n, dx: gradStream.data) }
-            // gradStream now holds ∂L_s/∂h_{s−1}: stage s − 1's output is detached, so it stops here.
-            if s == 0 { model.embed.backward(x, gradStream.data, rows: n, dx: nil) }
+    /// Backward of the last `forward`: accumulates `∂L_s/∂θ_s` (times `lossScale`) into each
+    /// stage's parameters. The gradient reaching a stage's input is dropped (the input is
+    /// detached), so no stage's parameters see a later stage's loss.
+    public func backward(lossScale: Float = 1) {
+        guard let labels = lastLabels else { preconditionFailure("backward before forward") }
+        for stage in walks.reversed() {
+            // Returns ∂L_s/∂h_{s−1}: stage s − 1's output is detached, so it stops here.
+            stage.backward(gradOutput: nil, labels: labels, lossScale: lossScale)
         }
+    }
+
+    /// Each stage's objective sums over a whole data set, forwarded in chunks of at most
+    /// `batchSize` rows without dropout; the last entry is the stacked model's.
+    public func stageEvaluationSums(_ data: LabelledRows, batchSize: Int) -> [ObjectiveSums] {
+        var sums = [ObjectiveSums](repeating: ObjectiveSums(), count: stages.count)
+        data.forEachChunk(rows: batchSize, features: model.config.features) { chunk in
+            _ = forward(chunk, context: ForwardContext(training: false, step: 0, seed: 0))
+            for s in sums.indices { sums[s] += stageSums[s] }
+        }
+        return sums
     }
 
     /// Each stage's mean loss and accuracy over a data set, in batches (no dropout); the last
     /// entry is the stacked model's.
     public func evaluate(x: Tensor, labels: [Int], batchSize: Int = 1024) -> [(loss: Double, accuracy: Double)] {
-        let n = x.rows, e = stages.count
-        guard n > 0 else { return Array(repeating: (0, 0), count: e) }
-        var loss = [Double](repeating: 0, count: e), correct = [Int](repeating: 0, count: e)
-        labels.withUnsafeBufferPointer { lb in
-            var start = 0
-            while start < n {
-                let rows = min(batchSize, n - start)
-                let r = forward(x.row(start), labels: lb.baseAddress! + start, rows: rows,
-                                context: ForwardContext(training: false, step: 0, seed: 0))
-                for s in 0..<e { loss[s] += r[s].loss * Double(rows); correct[s] += r[s].correct }
-                start += rows
-            }
+        let n = x.rows
+        guard n > 0 else { return Array(repeating: (0, 0), count: stages.count) }
+        let sums = labels.withUnsafeBufferPointer { lb in
+            stageEvaluationSums(LabelledRows(x: x.data, labels: lb.baseAddress!, rows: n), batchSize: batchSize)
         }
-        return (0..<e).map { (loss[$0] / Double(n), Double(correct[$0]) / Double(n)) }
+        return sums.map { ($0.lossSum / Double(n), Double($0.correct) / Double(n)) }
     }
 }
 

@@ -37,11 +37,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
 
     /// This configuration as JSON with sorted keys (the checkpoint's `config` attribute).
-    public var json: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
+    public var json: String { sortedKeysJSON(self) }
 
     enum CodingKeys: String, CodingKey {
         case kind, features, classes, hidden, ffn, blocks, activation, dropout, moe
@@ -75,4 +71,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try c.encode(normEps, forKey: .normEps)
         try c.encode(moe, forKey: .moe)  // null for a dense model
     }
+}
+
+/// A model configuration as compact JSON with sorted keys: the checkpoint's `config` attribute,
+/// byte-stable for a given configuration (model configs always encode).
+func sortedKeysJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try! encoder.encode(value), as: UTF8.self)
 }

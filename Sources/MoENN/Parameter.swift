@@ -64,4 +64,11 @@ public enum Initializer {
             rb.fillUniform(bias.value, low: -bound, high: bound)
         }
     }
+
+    /// GPT-2's initialisation of one tensor: `value ~ N(0, std²)` (std 0.02 for embeddings and
+    /// projections, 0.02/√(2·blocks) for residual output projections; Radford et al. 2019).
+    public static func normal(_ parameter: Parameter, std: Float, seed: UInt64) {
+        var rng = RNG(seed: seed, purpose: "init/" + parameter.name)
+        rng.fillNormal(parameter.value, std: std)
+    }
 }

@@ -8,13 +8,17 @@ import MoECore
 ///     stage s:      h = blocks_{b_s…}(h_{s−1})
 ///     stage S−1:    logits = head(LN(blocks_{…B−1}(h_{S−2}))),  L = CrossEntropy(logits, y)
 ///
-/// The stage reads the shared `ResidualMLP`'s layers (every rank builds the whole model from the
-/// seed, so the initial values are identical) but computes and holds activations only for its
-/// own layers, in buffers sized for the largest micro-batch seen. Forward reads its input by
-/// pointer and keeps that pointer for backward (the caller keeps the micro-batch's stage input
-/// alive: GPipe stores only the stage inputs and re-runs the forward before each backward).
-/// Backward accumulates the stage's parameter gradients (so micro-batches add up) and returns
-/// ∂L/∂input (nil for stage 0, whose input is the data).
+/// A view of the shared `ResidualMLP` (every rank builds the whole model from the seed, so the
+/// initial values are identical): its walk is the model's own, `ResidualStage`, over the stage's
+/// blocks, holding activations only for its own layers, in buffers sized for the largest
+/// micro-batch seen. Forward reads its input by pointer and keeps that pointer for backward (the
+/// caller keeps the micro-batch's stage input alive: GPipe stores only the stage inputs and re-runs
+/// the forward before each backward). Backward accumulates the stage's parameter gradients (so
+/// micro-batches add up) and returns ∂L/∂input (nil for stage 0, whose input is the data).
+///
+/// A single stage is not a `TrainableModel` (only the last one has an objective); the stack of all
+/// S stages computes exactly what the `ResidualMLP` computes, so the model a pipeline trains is
+/// the `ResidualMLP` itself.
 public final class PipelineStage {
     public let model: ResidualMLP
     public let index: Int
@@ -25,22 +29,13 @@ public final class PipelineStage {
     public var isFirst: Bool { index == 0 }
     public var isLast: Bool { index == stageCount - 1 }
 
-    private let embedded: Scratch
-    private let streams: [Scratch]
-    private let normed: Scratch, mean: Scratch, rstd: Scratch, logits: Scratch, probs: Scratch
-    private let gradLogits: Scratch, gradNormed: Scratch
-    /// ∂L/∂(stage input), written by `backward`.
-    private let gradStream: Scratch
-    private var lastInput: UnsafePointer<Float>?
-    private var lastRows = 0
+    /// The stage's forward and backward walk.
+    public let walk: ResidualStage
 
     /// The parameters of stage `s` of `model` cut into `ranges` (disjoint; their union, in stage
     /// order, is `model.parameters`).
     public static func parameters(of model: ResidualMLP, stage s: Int, ranges: [Range<Int>]) -> [Parameter] {
-        var ps = s == 0 ? model.embed.parameters : []
-        for b in ranges[s] { ps += model.blocks[b].parameters }
-        if s == ranges.count - 1 { ps += model.norm.parameters + model.head.parameters }
-        return ps
+        model.stage(ranges[s], embed: s == 0, head: s == ranges.count - 1).parameters
     }
 
     public init(model: ResidualMLP, stage: Int, ranges: [Range<Int>]) {
@@ -50,13 +45,8 @@ public final class PipelineStage {
         index = stage
         stageCount = ranges.count
         blocks = ranges[stage]
-        parameters = Self.parameters(of: model, stage: stage, ranges: ranges)
-        let h = model.config.hidden, c = model.config.classes
-        embedded = Scratch(width: h)
-        streams = blocks.map { _ in Scratch(width: h) }
-        normed = Scratch(width: h); mean = Scratch(width: 1); rstd = Scratch(width: 1)
-        logits = Scratch(width: c); probs = Scratch(width: c); gradLogits = Scratch(width: c)
-        gradNormed = Scratch(width: h); gradStream = Scratch(width: h)
+        walk = model.stage(blocks, embed: stage == 0, head: stage == ranges.count - 1)
+        parameters = walk.parameters
     }
 
     public var hidden: Int { model.config.hidden }
@@ -66,29 +56,13 @@ public final class PipelineStage {
     /// output `[n, hidden]` (valid until the next forward). The last stage then needs `loss`.
     @discardableResult
     public func forward(_ input: UnsafePointer<Float>, rows n: Int, context: ForwardContext) -> UnsafePointer<Float> {
-        lastInput = input
-        lastRows = n
-        var h = input
-        if isFirst {
-            embedded.ensure(rows: n)
-            model.embed.forward(input, rows: n, into: embedded.data)
-            h = UnsafePointer(embedded.data)
-        }
-        for (i, b) in blocks.enumerated() {
-            streams[i].ensure(rows: n)
-            model.blocks[b].forward(h, rows: n, into: streams[i].data, context: context)
-            h = UnsafePointer(streams[i].data)
-        }
-        return h
+        walk.forward(input, rows: n, context: context)
     }
 
     /// The last stage's cross-entropy of its last forward: mean loss and correct predictions.
     public func loss(labels: UnsafePointer<Int>, rows n: Int) -> (loss: Double, correct: Int) {
-        precondition(isLast && n == lastRows, "loss on the last stage after its forward")
-        for b in [normed, mean, rstd, logits, probs] { b.ensure(rows: n) }
-        model.norm.forward(streams[streams.count - 1].data, rows: n, into: normed.data, mean: mean.data, rstd: rstd.data)
-        model.head.forward(normed.data, rows: n, into: logits.data)
-        return CrossEntropy.forward(logits.data, labels: labels, rows: n, classes: model.config.classes, probs: probs.data)
+        precondition(isLast, "loss on the last stage after its forward")
+        return walk.loss(labels: labels, rows: n)
     }
 
     /// Backward of the last forward (and, for the last stage, `loss`). `gradOutput` is ∂L/∂output
@@ -97,32 +71,7 @@ public final class PipelineStage {
     /// parameter gradients; returns ∂L/∂input (valid until the next backward), nil for stage 0.
     @discardableResult
     public func backward(gradOutput: UnsafePointer<Float>?, labels: UnsafePointer<Int>?, lossScale: Float) -> UnsafePointer<Float>? {
-        guard let x = lastInput else { preconditionFailure("PipelineStage.backward before forward") }
-        let n = lastRows
-        gradStream.ensure(rows: n)
-        var dy: UnsafePointer<Float>
-        if isLast {
-            guard let labels else { preconditionFailure("the last stage's backward needs the labels") }
-            gradLogits.ensure(rows: n); gradNormed.ensure(rows: n)
-            CrossEntropy.backward(probs: probs.data, labels: labels, rows: n, classes: model.config.classes,
-                                  scale: lossScale, dlogits: gradLogits.data)
-            model.head.backward(normed.data, gradLogits.data, rows: n, dx: gradNormed.data)
-            model.norm.backward(streams[streams.count - 1].data, gradNormed.data, rows: n, mean: mean.data,
-                                rstd: rstd.data, dx: gradStream.data)
-            dy = UnsafePointer(gradStream.data)
-        } else {
-            guard let gradOutput else { preconditionFailure("stage \(index)'s backward needs ∂L/∂output") }
-            dy = gradOutput
-        }
-        for b in blocks.reversed() {
-            model.blocks[b].backward(dy, rows: n, dx: gradStream.data)
-            dy = UnsafePointer(gradStream.data)
-        }
-        if isFirst {
-            model.embed.backward(x, dy, rows: n, dx: nil)
-            return nil
-        }
-        return dy
+        walk.backward(gradOutput: isLast ? nil : gradOutput, labels: labels, lossScale: lossScale)
     }
 }
 

@@ -20,14 +20,8 @@ extension ResidualMLP: TrainableModel {
 
     public func evaluationSums(_ data: LabelledRows, batchSize: Int) -> ObjectiveSums {
         var sums = ObjectiveSums()
-        let f = config.features
-        var start = 0
-        while start < data.rows {
-            let rows = min(batchSize, data.rows - start)
-            let chunk = LabelledRows(x: data.x + start * f, labels: data.labels + start, rows: rows,
-                                     domains: data.domains.map { $0 + start })
+        data.forEachChunk(rows: batchSize, features: config.features) { chunk in
             sums += forward(chunk, context: ForwardContext(training: false, step: 0, seed: 0))
-            start += rows
         }
         return sums
     }

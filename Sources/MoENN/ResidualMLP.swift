@@ -8,7 +8,8 @@ import MoECore
 ///     loss = CrossEntropy(logits, y)
 ///
 /// Parameters are named by their checkpoint path (`embed/weight`, `blocks/0/ffn/w1`, …).
-/// Activations live in buffers sized for the largest batch seen, so after the first step a
+/// The forward and backward walk is `ResidualStage` over every block, the walk GPipe stages and
+/// layer-local stages run over their own block ranges (`stage(_:embed:head:)`). Activations live in buffers sized for the largest batch seen, so after the first step a
 /// forward/backward pair allocates nothing.
 public final class ResidualMLP {
     public let config: ModelConfig
@@ -19,17 +20,13 @@ public final class ResidualMLP {
     /// Every parameter, in checkpoint order.
     public let parameters: [Parameter]
 
-    private var streams: [Scratch]
-    private let finalNormed: Scratch, finalMean: Scratch, finalRstd: Scratch
-    private let logitsBuffer: Scratch, probsBuffer: Scratch
-    private let gradStream: Scratch, gradFinal: Scratch, gradLogits: Scratch
-    private var lastInput: UnsafePointer<Float>?
+    /// The forward and backward walk over every block (see `ResidualStage`).
+    private let walk: ResidualStage
+    private var lastLabels: UnsafePointer<Int>?
     private var sampleKeys = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private var sampleKeyCapacity = 0
 
     deinit { sampleKeys.deallocate() }
-    private var lastLabels: UnsafePointer<Int>?
-    private var lastRows = 0
 
     /// A model with PyTorch-default initialisation drawn from `seed`.
     public init(config: ModelConfig, seed: UInt64) {
@@ -56,11 +53,8 @@ public final class ResidualMLP {
         head = Linear("head", in: h, out: config.classes)
         embed.initialize(seed: seed)
         head.initialize(seed: seed)
-        parameters = embed.parameters + blocks.flatMap(\.parameters) + norm.parameters + head.parameters
-        streams = (0...config.blocks).map { _ in Scratch(width: h) }
-        finalNormed = Scratch(width: h); finalMean = Scratch(width: 1); finalRstd = Scratch(width: 1)
-        logitsBuffer = Scratch(width: config.classes); probsBuffer = Scratch(width: config.classes)
-        gradStream = Scratch(width: h); gradFinal = Scratch(width: h); gradLogits = Scratch(width: config.classes)
+        walk = ResidualStage(embed: embed, blocks: blocks, head: ClassifierHead(norm: norm, linear: head))
+        parameters = walk.parameters
     }
 
     /// The MoE layers, in block order.
@@ -70,10 +64,10 @@ public final class ResidualMLP {
     /// (`aux_loss · mean_layers(aux) + z_loss · mean_layers(z)`); 0 for a dense model.
     public var auxiliaryLoss: Double { moeLayers.reduce(0) { $0 + Double($1.auxiliaryLoss) } }
 
-    /// Logits of the last forward pass, `[rows, classes]` (valid for `lastRows` rows).
-    public var logits: UnsafeMutablePointer<Float> { logitsBuffer.data }
+    /// Logits of the last forward pass, `[rows, classes]` (valid for the rows of that pass).
+    public var logits: UnsafeMutablePointer<Float> { walk.head!.logits }
     /// Softmax probabilities of the last forward pass with labels.
-    public var probabilities: UnsafeMutablePointer<Float> { probsBuffer.data }
+    public var probabilities: UnsafeMutablePointer<Float> { walk.head!.probabilities }
 
     /// Computes logits for `n` rows of `x [n, features]` (kept in `logits`).
     public func forwardLogits(_ x: UnsafePointer<Float>, rows n: Int, context: ForwardContext) {
@@ -92,18 +86,7 @@ public final class ResidualMLP {
             }
             context.sampleKeys = UnsafePointer(sampleKeys)
         }
-        for s in streams { s.ensure(rows: n) }
-        finalNormed.ensure(rows: n); finalMean.ensure(rows: n); finalRstd.ensure(rows: n)
-        logitsBuffer.ensure(rows: n); probsBuffer.ensure(rows: n)
-        lastInput = x
-        lastRows = n
-        embed.forward(x, rows: n, into: streams[0].data)
-        for (i, block) in blocks.enumerated() {
-            block.forward(streams[i].data, rows: n, into: streams[i + 1].data, context: context)
-        }
-        norm.forward(streams[config.blocks].data, rows: n, into: finalNormed.data,
-                     mean: finalMean.data, rstd: finalRstd.data)
-        head.forward(finalNormed.data, rows: n, into: logitsBuffer.data)
+        walk.forward(x, rows: n, context: context)
     }
 
     /// Forward pass with the cross-entropy loss: returns the mean loss and the number of
@@ -113,32 +96,18 @@ public final class ResidualMLP {
                         context: ForwardContext) -> (loss: Double, correct: Int) {
         forwardLogits(x, rows: n, context: context)
         lastLabels = labels
-        return CrossEntropy.forward(logitsBuffer.data, labels: labels, rows: n, classes: config.classes,
-                                    probs: probsBuffer.data)
+        return walk.loss(labels: labels, rows: n)
     }
 
     /// Backward pass of the last `forward`: accumulates every parameter's gradient of the mean
     /// loss (times `lossScale`).
     public func backward(lossScale: Float = 1) {
-        guard let x = lastInput, let labels = lastLabels else { preconditionFailure("backward before forward") }
-        let n = lastRows
-        gradStream.ensure(rows: n); gradFinal.ensure(rows: n); gradLogits.ensure(rows: n)
-        CrossEntropy.backward(probs: probsBuffer.data, labels: labels, rows: n, classes: config.classes,
-                              scale: lossScale, dlogits: gradLogits.data)
-        head.backward(finalNormed.data, gradLogits.data, rows: n, dx: gradFinal.data)
-        norm.backward(streams[config.blocks].data, gradFinal.data, rows: n, mean: finalMean.data,
-                      rstd: finalRstd.data, dx: gradStream.data)
-        for block in blocks.reversed() {
-            block.backward(gradStream.data, rows: n, dx: gradStream.data)
-        }
-        embed.backward(x, gradStream.data, rows: n, dx: nil)
+        guard let labels = lastLabels else { preconditionFailure("backward before forward") }
+        walk.backward(gradOutput: nil, labels: labels, lossScale: lossScale)
     }
 
     /// Addresses of every activation buffer (for tests that check buffers are reused, not reallocated).
-    var activationStorage: [UnsafeMutablePointer<Float>] {
-        streams.map(\.data) + [finalNormed, finalMean, finalRstd, logitsBuffer, probsBuffer, gradStream, gradFinal, gradLogits].map(\.data)
-            + blocks.flatMap(\.activationStorage)
-    }
+    var activationStorage: [UnsafeMutablePointer<Float>] { walk.activationStorage }
 
     /// Mean loss and accuracy over a whole data set, in batches of `batchSize` (no dropout).
     public func evaluate(x: Tensor, labels: [Int], domains: [Int]? = nil, batchSize: Int = 1024) -> (loss: Double, accuracy: Double) {

@@ -86,3 +86,18 @@ public struct LabelledRows: @unchecked Sendable {
         self.domains = domains
     }
 }
+
+extension LabelledRows {
+    /// Calls `body` on consecutive chunks of at most `rows` rows (the last one shorter), in order;
+    /// `features` is the width of a row of `x`.
+    public func forEachChunk(rows chunkRows: Int, features: Int, _ body: (LabelledRows) -> Void) {
+        precondition(chunkRows >= 1, "chunks need at least one row")
+        var start = 0
+        while start < rows {
+            let count = min(chunkRows, rows - start)
+            body(LabelledRows(x: x + start * features, labels: labels + start, rows: count,
+                              domains: domains.map { $0 + start }))
+            start += count
+        }
+    }
+}

@@ -175,6 +175,9 @@ public enum ModelKinds {
         ResidualMLP.checkpointKind: { json in
             ResidualMLP(config: try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)), seed: 0)
         },
+        TransformerLM.checkpointKind: { json in
+            TransformerLM(config: try JSONDecoder().decode(TransformerConfig.self, from: Data(json.utf8)), seed: 0)
+        },
     ]
 
     /// The registered kinds, sorted (for error messages).

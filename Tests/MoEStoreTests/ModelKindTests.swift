@@ -90,18 +90,20 @@ final class ModelKindTests: XCTestCase {
             let group = try file.createGroup("model")
             try group.setAttribute("format", "moe-run/1")
             try group.setAttribute("kind", "model")
-            try group.setAttribute("config", #"{"kind":"transformer","vocab":256,"hidden":8}"#)
+            try group.setAttribute("config", #"{"kind":"rnn","vocab":256,"hidden":8}"#)
         }
         let file = try H5File.open(path)
-        let expected = "\(path):/model: unknown model kind \"transformer\" in config (this moe-run reads: mlp)"
-        XCTAssertThrowsError(try Checkpoint.loadAnyModel(from: file, at: "model")) { XCTAssertEqual("\($0)", expected) }
-        XCTAssertThrowsError(try Checkpoint.loadModel(from: file, at: "model")) { XCTAssertEqual("\($0)", expected) }
-        XCTAssertThrowsError(try Checkpoint.readConfig(from: file, at: "model")) { XCTAssertEqual("\($0)", expected) }
-        XCTAssertFalse(expected.contains("\n"))
+        let any = "\(path):/model: unknown model kind \"rnn\" in config (this moe-run reads: mlp, transformer)"
+        let mlpOnly = "\(path):/model: unknown model kind \"rnn\" in config (this moe-run reads: mlp)"
+        XCTAssertThrowsError(try Checkpoint.loadAnyModel(from: file, at: "model")) { XCTAssertEqual("\($0)", any) }
+        XCTAssertThrowsError(try Checkpoint.loadModel(from: file, at: "model")) { XCTAssertEqual("\($0)", mlpOnly) }
+        XCTAssertThrowsError(try Checkpoint.readConfig(from: file, at: "model")) { XCTAssertEqual("\($0)", mlpOnly) }
+        XCTAssertFalse(any.contains("\n"))
     }
 
-    func testRegistryListsMLP() {
-        XCTAssertEqual(ModelKinds.known, ["mlp"])
+    func testRegistryListsMLPAndTransformer() {
+        XCTAssertEqual(ModelKinds.known, ["mlp", "transformer"])
         XCTAssertNotNil(ModelKinds.registry[ResidualMLP.checkpointKind])
+        XCTAssertNotNil(ModelKinds.registry[TransformerLM.checkpointKind])
     }
 }

@@ -46,48 +46,10 @@ final class TorchReferenceTests: XCTestCase {
         Case(name: "topk2_cap1.0_losses_only", seed: 107, router: .topk, k: 2, capacityFactor: 1.0, dyScale: 0),
     ]
 
-    /// The reference script, found from this file's path (Tests/TorchReferenceTests/ → Tests/python/).
-    static var script: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("python/torch_reference.py")
-    }
-
     func testMoELayerMatchesTorch() throws {
-        let env = ProcessInfo.processInfo.environment
-        if env["MOE_RUN_SKIP_TORCH"] == "1" {
-            throw XCTSkip("torch reference check skipped (MOE_RUN_SKIP_TORCH=1)")
+        try TorchSupport.check(script: "torch_reference.py", cases: Self.cases.map(\.name)) { name, path in
+            try write(Self.cases.first { $0.name == name }!, to: path)
         }
-        guard let python = env["MOE_RUN_TORCH_PYTHON"], !python.isEmpty else {
-            throw XCTSkip("torch reference check skipped (MOE_RUN_TORCH_PYTHON is not set: run `make check-torch`, or set MOE_RUN_SKIP_TORCH=1)")
-        }
-        let fm = FileManager.default
-        let keep = env["MOE_RUN_TORCH_KEEP"]
-        let dir = keep.map { URL(fileURLWithPath: $0) }
-            ?? fm.temporaryDirectory.appendingPathComponent("moe-torch-reference-\(getpid())")
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        var passed = false
-        defer { if keep == nil && passed { try? fm.removeItem(at: dir) } }
-
-        var files: [String] = []
-        for c in Self.cases {
-            let path = dir.appendingPathComponent("\(c.name).h5").path
-            try write(c, to: path)
-            files.append(path)
-        }
-        let started = Date()
-        guard let (status, output) = run(python, [Self.script.path] + files) else {
-            return XCTFail("could not start \(python)")
-        }
-        print(output, terminator: output.hasSuffix("\n") ? "" : "\n")
-        print(String(format: "torch reference: %d cases checked in %.1f s", files.count, Date().timeIntervalSince(started)))
-        let lines = output.split(separator: "\n").map(String.init)
-        XCTAssertEqual(status, 0, "torch_reference.py failed (files kept in \(dir.path)):\n\(output)")
-        for c in Self.cases {
-            XCTAssertTrue(lines.contains { $0.hasPrefix("case \(c.name): ok") }, "no ok line for \(c.name):\n\(output)")
-        }
-        XCTAssertTrue(lines.contains { $0.hasPrefix("ok:") }, "no closing ok line:\n\(output)")
-        passed = status == 0 && !lines.filter { $0.hasPrefix("ok:") }.isEmpty
-        if !passed { print("torch reference files kept in \(dir.path)") }
     }
 
     /// Runs one case and writes its file.
@@ -122,10 +84,6 @@ final class TorchReferenceTests: XCTestCase {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let configJSON = String(decoding: try encoder.encode(config), as: UTF8.self)
-
-        func put(_ file: H5File, _ name: String, _ t: Tensor) throws {
-            try file.createDataset(name, from: UnsafeBufferPointer(t.buffer), shape: t.shape, storage: .contiguous)
-        }
         try H5File.createAtomically(path) { file in
             try file.setAttribute("format", "moe-run/1")
             try file.setAttribute("kind", "moe-layer-reference")
@@ -133,15 +91,7 @@ final class TorchReferenceTests: XCTestCase {
             try file.setAttribute("config", configJSON)
             try file.setAttribute("activation", layer.activation.rawValue)
             try file.setAttribute("moe_layers", Int64(c.moeLayers))
-            for p in layer.parameters {
-                let name = String(p.name.dropFirst(prefix.count + 1))  // "router/weight", "experts/w1", …
-                try put(file, name, p.value)
-                try put(file, "grad/" + name, p.grad)
-            }
-            try put(file, "x", x)
-            try put(file, "dy", dy)
-            try put(file, "y", y)
-            try put(file, "dx", dx)
+            try TorchSupport.putLayer(file, layer.parameters, prefix: prefix, x: x, dy: dy, y: y, dx: dx)
             try file.createScalar("aux", layer.router.auxLoss)
             try file.createScalar("z", layer.router.zLoss)
             try file.createScalar("aux_weighted", layer.auxiliaryLoss)
@@ -150,19 +100,5 @@ final class TorchReferenceTests: XCTestCase {
             try file.createDataset("routing/token", r.token[0..<r.total].map(Int64.init), storage: .contiguous)
             try file.createDataset("routing/gate", Array(r.gate[0..<r.total]), storage: .contiguous)
         }
-    }
-
-    /// Runs a tool to completion, stdout and stderr merged.
-    private func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String)? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }

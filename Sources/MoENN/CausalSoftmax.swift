@@ -1,0 +1,53 @@
+import MoECore
+
+/// The row kernels of causal self-attention: a fused, masked, numerically stable softmax over the
+/// score rows of one (sequence, head), and its backward.
+///
+/// Scores are `[T, T]` row-major (row `t` is the query at position `t`); the causal mask keeps
+/// keys `0...t` of row `t`, which is the same as adding `−∞` above the diagonal before the softmax:
+///
+///     p_tj = exp(s_tj − m_t) / Σ_{i≤t} exp(s_ti − m_t)   for j ≤ t,   m_t = max_{i≤t} s_ti
+///     p_tj = 0                                            for j > t
+///
+/// Backward of `p = softmax(s)` on a row, given `dp = ∂L/∂p` (Jacobian `diag(p) − p pᵀ`):
+///
+///     ds_tj = p_tj · (dp_tj − Σ_i dp_ti · p_ti)
+///
+/// which is 0 for the masked entries (`p_tj = 0`), so the mask needs no separate backward.
+/// Both run in fixed order (deterministic) and use `FastMath.exp`, so the loops vectorise.
+public enum CausalSoftmax {
+    /// Replaces the lower triangle (diagonal included) of each of the `T` rows of `s` (row stride
+    /// `ld`) by its causal softmax and zeroes the entries above the diagonal.
+    @inlinable
+    public static func forward(_ s: UnsafeMutablePointer<Float>, tokens T: Int, ld: Int) {
+        for t in 0..<T {
+            let row = s + t * ld
+            let n = t + 1
+            var m = row[0]
+            for j in 1..<n { m = Swift.max(m, row[j]) }
+            var sum: Float = 0
+            for j in 0..<n {
+                let e = FastMath.exp(row[j] - m)
+                row[j] = e
+                sum += e
+            }
+            let inv = 1 / sum
+            for j in 0..<n { row[j] *= inv }
+            for j in n..<T { row[j] = 0 }
+        }
+    }
+
+    /// Overwrites `dp` (`T` rows of stride `ld`) with `ds = p ⊙ (dp − rowsum(dp ⊙ p))` on the
+    /// causal lower triangle and 0 above it; `p` holds the forward's probabilities (stride `ld`).
+    @inlinable
+    public static func backward(_ p: UnsafePointer<Float>, _ dp: UnsafeMutablePointer<Float>,
+                                tokens T: Int, ld: Int) {
+        for t in 0..<T {
+            let pr = p + t * ld, dr = dp + t * ld
+            let n = t + 1
+            let dot = Kernels.dot(n, pr, dr)
+            for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
+            for j in n..<T { dr[j] = 0 }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Recomputes a moe-run transformer LM's loss with numpy from a checkpoint file alone
+(ARCHITECTURE §5.3: the layout and `config` must be enough to rebuild the forward pass).
+
+Usage: transformer_forward.py CHECKPOINT.h5 GROUP WINDOWS.h5
+
+CHECKPOINT.h5/GROUP is a model checkpoint written by moe-run (attributes format="moe-run/1",
+kind="model", config JSON with kind="transformer"); WINDOWS.h5 holds `tokens` int [B, T + 1].
+Nothing else is read: not moe-run's code, not its other files. Prints one JSON line
+{"loss": mean next-token cross-entropy in nats, "correct": top-1 hits, "scored": B·T}.
+
+The forward pass, in float64, exactly as §5.3 states it (GPT-2, pre-norm; d = hidden / heads):
+    x_0 = embed/weight[tokens 0..T-1] + pos/weight[0..T-1]
+    h = x + Attn(LN(x))·out/weightᵀ + out/bias, LN = blocks/<i>/attn/norm,
+        q|k|v = LN(x)·qkv/weightᵀ + qkv/bias split in thirds, head j = columns j·d..(j+1)·d,
+        per head softmax(q·kᵀ/√d + causal mask)·v, heads concatenated in order
+    x' = h + F(LN(h)), LN = blocks/<i>/norm, F = blocks/<i>/ffn: w2·act(w1·u + b1) + b2
+         or blocks/<i>/moe: Σ_selected gate·expert_e(u) with the config's router
+    logits = LN(x)·Wᵀ, LN = norm, W = head/weight (embed/weight when tie_embeddings)
+LayerNorm: biased variance, eps = config.norm_eps. Activations: exact erf GELU, ReLU, SiLU.
+MoE routers implemented: topk / switch (softmax router, k most probable experts, gates
+renormalised over the k when normalize_topk and k > 1), dropless (capacity_factor null).
+"""
+
+import json
+import math
+import sys
+
+import h5py
+import numpy as np
+
+ERF = np.vectorize(math.erf)
+ACTIVATIONS = {
+    "gelu": lambda x: 0.5 * x * (1 + ERF(x / math.sqrt(2))),
+    "relu": lambda x: np.maximum(x, 0),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+}
+
+
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def attention(u, P, prefix, heads):
+    B, T, H = u.shape
+    d = H // heads
+    qkv = u @ P[prefix + "qkv/weight"].T + P[prefix + "qkv/bias"]
+    q, k, v = qkv[..., :H], qkv[..., H:2 * H], qkv[..., 2 * H:]
+    out = np.empty_like(u)
+    mask = np.triu(np.ones((T, T), dtype=bool), 1)
+    for j in range(heads):
+        cols = slice(j * d, (j + 1) * d)
+        s = q[..., cols] @ np.swapaxes(k[..., cols], 1, 2) / math.sqrt(d)
+        s[:, mask] = -np.inf
+        out[..., cols] = softmax(s) @ v[..., cols]
+    return out @ P[prefix + "out/weight"].T + P[prefix + "out/bias"]
+
+
+def moe(u, P, prefix, m, act):
+    if m["router"] not in ("topk", "switch") or m["capacity_factor"] is not None:
+        sys.exit(f"transformer_forward.py: router {m['router']} with capacity {m['capacity_factor']} is not implemented here")
+    k = 1 if m["router"] == "switch" else m["k"]
+    shape = u.shape
+    x = u.reshape(-1, shape[-1])
+    p = softmax(x @ P[prefix + "router/weight"].T)
+    y = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        chosen = sorted(range(p.shape[1]), key=lambda e: (-p[t, e], e))[:k]
+        gates = p[t, chosen]
+        if m["normalize_topk"] and k > 1:
+            gates = gates / gates.sum()
+        for e, g in zip(chosen, gates):
+            hid = act(P[prefix + "experts/w1"][e] @ x[t] + P[prefix + "experts/b1"][e])
+            y[t] += g * (P[prefix + "experts/w2"][e] @ hid + P[prefix + "experts/b2"][e])
+    return y.reshape(shape)
+
+
+def main(path, group_path, windows_path):
+    with h5py.File(path, "r") as f:
+        g = f[group_path]
+        assert g.attrs["format"] == "moe-run/1" and g.attrs["kind"] == "model", "not a moe-run model checkpoint"
+        cfg = json.loads(g.attrs["config"])
+        assert cfg["kind"] == "transformer", f"kind is {cfg['kind']}"
+        P = {}
+        g.visititems(lambda n, o: P.__setitem__(n, np.asarray(o[()], dtype=np.float64)) if isinstance(o, h5py.Dataset) else None)
+    with h5py.File(windows_path, "r") as f:
+        tokens = np.asarray(f["tokens"][()], dtype=np.int64)
+    eps, act = cfg["norm_eps"], ACTIVATIONS[cfg["activation"]]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    T = inputs.shape[1]
+    x = P["embed/weight"][inputs] + P["pos/weight"][:T]
+    moe_blocks = set(cfg["moe"]["blocks"]) if cfg["moe"] else set()
+    for i in range(cfg["blocks"]):
+        b = f"blocks/{i}/"
+        x = x + attention(layer_norm(x, P[b + "attn/norm/weight"], P[b + "attn/norm/bias"], eps), P, b + "attn/", cfg["heads"])
+        u = layer_norm(x, P[b + "norm/weight"], P[b + "norm/bias"], eps)
+        if i in moe_blocks:
+            x = x + moe(u, P, b + "moe/", cfg["moe"], act)
+        else:
+            x = x + act(u @ P[b + "ffn/w1"].T + P[b + "ffn/b1"]) @ P[b + "ffn/w2"].T + P[b + "ffn/b2"]
+    x = layer_norm(x, P["norm/weight"], P["norm/bias"], eps)
+    W = P["embed/weight"] if cfg["tie_embeddings"] else P["head/weight"]
+    assert cfg["tie_embeddings"] == ("head/weight" not in P), "head/weight must be absent exactly when tie_embeddings"
+    logits = x @ W.T
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    correct = int((logits.argmax(-1) == targets).sum())
+    print(json.dumps({"loss": float(nll.mean()), "correct": correct, "scored": int(nll.size)}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: transformer_forward.py CHECKPOINT.h5 GROUP WINDOWS.h5")
+    main(*sys.argv[1:])
