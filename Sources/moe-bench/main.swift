@@ -5,6 +5,9 @@ import MoENN
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
 //   moe-bench --training-only                     the training-step measurement alone (for profiling)
+//   moe-bench --attention-only [--torch PYTHON] [--rounds N] [--markdown FILE]
+//                                                 causal self-attention forward+backward alone (lm-dense's shape);
+//                                                 with --markdown, replaces only that section of FILE
 //   moe-bench --lm-only [--torch PYTHON] [--rounds N] [--lm-seconds S]
 //                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch)
 //   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
@@ -19,6 +22,7 @@ struct Options {
     var trainingOnly = false
     var moeOnly = false
     var parallelOnly = false
+    var attentionOnly = false
     var lmOnly = false
     var lmChild: String?
     var lmSeconds = 1.0
@@ -44,6 +48,7 @@ func parseOptions() -> Options {
         case "--training-only": o.trainingOnly = true
         case "--moe-only": o.moeOnly = true
         case "--parallel-only": o.parallelOnly = true
+        case "--attention-only": o.attentionOnly = true
         case "--lm-only": o.lmOnly = true
         case "--lm-child": o.lmChild = value(a)
         case "--lm-seconds": o.lmSeconds = Double(value(a)) ?? 1
@@ -106,6 +111,16 @@ if options.parallelOnly {
     }
     for (name, seconds) in Bench.fusion() { print(String(format: "fusion %@: %.3f s", name as NSString, seconds)) }
     print(compressionLine(Bench.gradientCompression()))
+    exit(0)
+}
+
+if options.attentionOnly {
+    let lines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: nil)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceAttentionSection(in: path, with: Bench.attentionSection(lines, rounds: options.rounds)) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the attention section of \(path)")
+    }
     exit(0)
 }
 
@@ -191,6 +206,7 @@ moeLines.append("| phase | share |")
 moeLines.append("|---|---:|")
 for (name, share) in moe.phases { moeLines.append("| \(name) | " + String(format: "%.1f%%", share * 100) + " |") }
 
+let attentionLines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: sgemm[1024])
 let lmLines = Bench.lmComparison(torch: torchPython, rounds: options.rounds, secondsPerTrial: options.lmSeconds)
     .lines(sgemmPeak: sgemm[1024]!, sgemmSize: 1024)
 
@@ -216,6 +232,7 @@ print(dataParallelLine)
 print(compression)
 print(fusionLine)
 print(moeLines.joined(separator: "\n"))
+print(attentionLines.joined(separator: "\n"))
 print(lmLines.joined(separator: "\n"))
 
 if let path = options.markdown {
@@ -262,6 +279,7 @@ if let path = options.markdown {
 
     Target (issue 2): moe-run's sgemm within 10% of numpy's (ratio ≥ 0.90) at n ≥ 512.
 
+    \(Bench.attentionSection(attentionLines, rounds: options.rounds))
     ## Transformer language models
 
     \(lmLines.joined(separator: "\n"))
