@@ -87,12 +87,12 @@ extension Bench {
         """
     }
 
-    /// Replaces the `## Causal self-attention` section of the markdown file at `path` (up to the
-    /// next `## ` heading) by `section`, or appends it when the file has none.
-    static func replaceAttentionSection(in path: String, with section: String) throws {
+    /// Replaces the section of the markdown file at `path` that starts with the heading line
+    /// `heading` (up to the next `## ` heading) by `section`, or appends it when the file has none.
+    static func replaceSection(_ heading: String, in path: String, with section: String) throws {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# Benchmarks\n"
         var lines = text.components(separatedBy: "\n")
-        if let start = lines.firstIndex(of: "## Causal self-attention") {
+        if let start = lines.firstIndex(of: heading) {
             let end = lines[(start + 1)...].firstIndex { $0.hasPrefix("## ") } ?? lines.endIndex
             lines.replaceSubrange(start..<end, with: section.components(separatedBy: "\n"))
         } else {

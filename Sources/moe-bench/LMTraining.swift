@@ -18,49 +18,54 @@ extension Bench {
         return childJSON(me, ["--lm-child", model.name, "--lm-seconds", String(secondsPerTrial)])
     }
 
-    /// One training step as the project's training loop takes it: zero gradients, forward with
-    /// the next-token loss, backward (with the MoE layers' aux and z losses), clip the global
-    /// gradient norm at 1, AdamW update.
+    /// One training step as the project's training loop takes it (`Trainer<TransformerLM>`, the
+    /// local step strategy): zero gradients, forward with the next-token loss, backward (with the
+    /// MoE layers' aux and z losses), clip the global gradient norm at 1, AdamW update.
     final class LMStep {
-        let model: TransformerLM
-        let optimizer: AdamW
+        let trainer: Trainer<TransformerLM>
         let tokens: [Int32]
         let spec: LMBenchModel
-        private(set) var steps = 0
         private(set) var lastLoss = Double.nan
+        var model: TransformerLM { trainer.model }
 
         init(_ spec: LMBenchModel) {
             self.spec = spec
-            model = TransformerLM(config: Bench.transformerConfig(spec), seed: 0)
-            optimizer = AdamW(parameters: model.parameters, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)
+            let config = OptimizerConfig(kind: .adamw, lr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.99, gradClip: 1.0)
+            trainer = Trainer(model: TransformerLM(config: Bench.transformerConfig(spec), seed: 0), config: config,
+                              totalSteps: 1_000_000, seed: 0)
             var rng = RNG(seed: 0, purpose: "bench/lm-tokens")
             tokens = (0..<(spec.batch * (spec.context + 1))).map { _ in Int32(rng.int(below: spec.vocab)) }
         }
 
-        /// Seconds spent per part of the step, when given.
-        func run(_ parts: UnsafeMutablePointer<[String: Double]>? = nil) {
+        private func withBatch(_ body: (TokenWindows) -> Void) {
+            tokens.withUnsafeBufferPointer { body(TokenWindows(tokens: $0.baseAddress!, batch: spec.batch, length: spec.context + 1)) }
+        }
+
+        /// One step through `Trainer.trainStep`.
+        func run() { withBatch { lastLoss = trainer.trainStep(on: $0).loss } }
+
+        /// The same step spelled out, adding each part's seconds to `parts`.
+        func runProfiled(_ parts: inout [String: Double]) {
             var clock = Bench.now()
             func mark(_ name: String) {
-                guard let parts else { return }
                 let t = Bench.now()
-                parts.pointee[name, default: 0] += t - clock
+                parts[name, default: 0] += t - clock
                 clock = t
             }
-            tokens.withUnsafeBufferPointer { buffer in
-                let batch = TokenWindows(tokens: buffer.baseAddress!, batch: spec.batch, length: spec.context + 1)
+            withBatch { batch in
+                let step = trainer.step
                 model.parameters.zeroGrad()
                 mark("zero gradients")
-                let sums = model.forward(batch, context: ForwardContext(training: true, step: steps, seed: 0))
+                let sums = model.forward(batch, context: ForwardContext(training: true, step: step, seed: trainer.seed))
                 lastLoss = sums.lossSum / Double(sums.scored)
                 mark("forward")
-                model.backward()
+                model.backward(lossScale: 1)
                 mark("backward")
-                _ = model.parameters.clipGradientNorm(1.0)
+                model.parameters.clipGradientNorm(1.0)
                 mark("clip")
-                optimizer.step(lr: 1e-3)
+                trainer.optimizer.step(lr: trainer.schedule.lr(at: step))
                 mark("AdamW")
             }
-            steps += 1
         }
     }
 
@@ -78,7 +83,7 @@ extension Bench {
         for _ in 0..<10 {
             var these: [String: Double] = [:], phases: [String: Double] = [:]
             for layer in step.model.moeLayers { layer.profile = MoEProfile() }
-            step.run(&these)
+            step.runProfiled(&these)
             for layer in step.model.moeLayers {
                 for (phase, s) in layer.profile?.seconds ?? [:] { phases[phase.rawValue, default: 0] += s }
                 layer.profile = nil

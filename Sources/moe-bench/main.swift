@@ -8,8 +8,9 @@ import MoENN
 //   moe-bench --attention-only [--torch PYTHON] [--rounds N] [--markdown FILE]
 //                                                 causal self-attention forward+backward alone (lm-dense's shape);
 //                                                 with --markdown, replaces only that section of FILE
-//   moe-bench --lm-only [--torch PYTHON] [--rounds N] [--lm-seconds S]
-//                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch)
+//   moe-bench --lm-only [--torch PYTHON] [--rounds N] [--lm-seconds S] [--markdown FILE]
+//                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch);
+//                                                 with --markdown, replaces only that section of FILE
 //   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
 //   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
@@ -99,8 +100,14 @@ if let name = options.lmChild {
 let torchPython = options.torch.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }
 if options.lmOnly {
     let peak = Bench.sgemm(n: 1024)
-    print(Bench.lmComparison(torch: torchPython, rounds: options.rounds, secondsPerTrial: options.lmSeconds)
-        .lines(sgemmPeak: peak, sgemmSize: 1024).joined(separator: "\n"))
+    let lines = Bench.lmComparison(torch: torchPython, rounds: options.rounds, secondsPerTrial: options.lmSeconds)
+        .lines(sgemmPeak: peak, sgemmSize: 1024)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        let section = (["## Transformer language models", "", "Measured alone (`moe-bench --lm-only`) on \(ISO8601DateFormatter().string(from: Date())).", ""] + lines)
+        do { try Bench.replaceSection("## Transformer language models", in: path, with: section.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the transformer LM section of \(path)")
+    }
     exit(0)
 }
 
@@ -118,7 +125,7 @@ if options.attentionOnly {
     let lines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: nil)
     print(lines.joined(separator: "\n"))
     if let path = options.markdown {
-        do { try Bench.replaceAttentionSection(in: path, with: Bench.attentionSection(lines, rounds: options.rounds)) } catch { fail("cannot write \(path): \(error)") }
+        do { try Bench.replaceSection("## Causal self-attention", in: path, with: Bench.attentionSection(lines, rounds: options.rounds)) } catch { fail("cannot write \(path): \(error)") }
         print("wrote the attention section of \(path)")
     }
     exit(0)
