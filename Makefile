@@ -3,6 +3,7 @@
 #   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
+#   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
 #   make check-golden   rerun the shipped experiments, compare their weights bit for bit (UPDATE=1 rewrites)
 #   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
@@ -45,7 +46,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-attention run clean sweep install uninstall check-golden
 
 all: build
 
@@ -115,10 +116,18 @@ check-torch: setup torch-venv
 	swift build $(SWIFT_FLAGS) --build-tests
 	env -u MOE_RUN_SKIP_TORCH MOE_RUN_TORCH_PYTHON="$(TORCH_PY)" swift test $(SWIFT_FLAGS) --skip-build --disable-swift-testing --filter TorchReferenceTests
 
+## bench-attention: only the causal self-attention comparison with PyTorch, rewriting only its section of docs/benchmarks.md.
+bench-attention: build
+	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --attention-only --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --markdown docs/benchmarks.md
+
+## bench: measure and write docs/benchmarks.md: sgemm against numpy, the MLP training step, scheduler
+## scaling, fusion, the MoE layer and the transformer LMs' training step (lm-dense, lm-moe) against
+## PyTorch eager ($(TORCH_PY); `make torch-venv`), same threads, same run (about 10 minutes on 2 cores;
+## run it on a quiet machine). `moe-bench --lm-only --torch PYTHON` repeats only the LM comparison.
 bench: build venv
 	@mkdir -p .build
 	env -u OPENBLAS_CORETYPE MOE_RUN_BLAS_CONFIGURED=1 OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --sgemm-only --json > .build/bench-default-kernel.json
-	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
+	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --python "$(PY)" --rounds 3 --torch "$(TORCH_PY)" --default-kernel .build/bench-default-kernel.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf .build
@@ -171,3 +180,9 @@ KEEP ?=
 check-golden: build venv
 	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(BIN)/moe-run \
 	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))
+
+## corpus: rebuild experiments/data/text-domains.h5 from pinned Debian packages (downloads them;
+##   refuses a version or text sha256 that differs from the pins). Not part of `make test`.
+.PHONY: corpus
+corpus: venv
+	MOE_RUN_PYTHON=$(PY) experiments/data/build_text_domains.sh experiments/data/text-domains.h5

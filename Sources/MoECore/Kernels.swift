@@ -101,6 +101,23 @@ public enum Kernels {
         }
     }
 
+    /// `b[j, i] = a[i, j]` for `a [rows, cols]` (row stride `lda`) into `b [cols, rows]` (row
+    /// stride `ldb`), in 16×16 tiles so that both sides stay in cache lines.
+    @inlinable public static func transpose(rows: Int, cols: Int, _ a: UnsafePointer<Float>, lda: Int,
+                                            _ b: UnsafeMutablePointer<Float>, ldb: Int) {
+        var i0 = 0
+        while i0 < rows {
+            let i1 = Swift.min(i0 + 16, rows)
+            var j0 = 0
+            while j0 < cols {
+                let j1 = Swift.min(j0 + 16, cols)
+                for i in i0..<i1 { for j in j0..<j1 { b[j * ldb + i] = a[i * lda + j] } }
+                j0 = j1
+            }
+            i0 = i1
+        }
+    }
+
     /// Index of the largest of `n` values (first one on ties).
     @inlinable public static func argmax(_ n: Int, _ x: UnsafePointer<Float>) -> Int {
         var best = 0

@@ -41,6 +41,18 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
     /// A CSV field that is a number, but not the kind the column needs: NaN or infinite in a
     /// feature column, a fraction in the label or domain column.
     case wrongNumberInCSV(file: String, line: Int, column: String, text: String, need: String)
+    /// A text corpus path (`data.path`) that does not exist.
+    case corpusMissing(path: String)
+    /// A path that exists but is not a text corpus in any accepted layout; `reason` says why.
+    case notACorpus(path: String, reason: String)
+    /// A text corpus with no domain at all.
+    case noDomains(source: String)
+    /// A domain with no text (0 bytes, or 0 tokens in every split).
+    case emptyDomain(source: String, domain: String)
+    /// A domain whose stream in `split` is shorter than one window of `needed` = context + 1 tokens.
+    case streamTooShort(source: String, domain: String, split: String, tokens: Int, needed: Int)
+    /// A token id outside `0..<vocabulary` in a stored token dataset (`dataset[index]`).
+    case tokenOutOfRange(source: String, dataset: String, index: Int, value: Int, vocabulary: Int)
 
     public var description: String {
         switch self {
@@ -78,6 +90,18 @@ public enum DataError: Error, CustomStringConvertible, Equatable {
             return "\(file): dataset '\(name)' has shape \(shape), \(gigabytes(bytes)) in memory, more than this machine has (\(gigabytes(memory)))"
         case .wrongNumberInCSV(let file, let line, let column, let text, let need):
             return "\(file):\(line): column '\(column)': '\(text)' is not \(need)"
+        case .corpusMissing(let path):
+            return "\(path): no such text corpus (give a folder with one .txt file or sub-folder per domain, or an HDF5 corpus file)"
+        case .notACorpus(let path, let reason):
+            return "\(path): not a text corpus: \(reason)"
+        case .noDomains(let source):
+            return "\(source): the text corpus has no domains"
+        case .emptyDomain(let source, let domain):
+            return "\(source): domain '\(domain)' is empty (no text)"
+        case .streamTooShort(let source, let domain, let split, let tokens, let needed):
+            return "\(source): domain '\(domain)' has \(tokens) \(split) tokens, fewer than context + 1 = \(needed) for one window"
+        case .tokenOutOfRange(let source, let dataset, let index, let value, let vocabulary):
+            return "\(source): \(dataset)[\(index)] is \(value), not a token id of the vocabulary 0..<\(vocabulary)"
         case .negativeInCSV(let file, let line, let column, let value):
             let what = column == "domain" ? "domain ids" : "labels are class ids"
             return "\(file):\(line): column '\(column)': \(value) is negative; \(what) 0, 1, 2, …"

@@ -42,7 +42,7 @@ public enum H5DType: Equatable, CustomStringConvertible {
 /// A Swift number type that maps one-to-one onto an HDF5 native type.
 ///
 /// Stored on disk as the little-endian IEEE / two's complement type of the same width, which is
-/// what h5py and numpy call `<f4`, `<f8`, `<i4`, `<i8`. `Int` is stored as int64 (64-bit platforms only).
+/// what h5py and numpy call `<f4`, `<f8`, `<i4`, `<i8`, `|u1`, `<u2`. `Int` is stored as int64 (64-bit platforms only).
 public protocol H5Numeric: BitwiseCopyable {
     /// The dtype written to files for this Swift type.
     static var h5DType: H5DType { get }
@@ -52,6 +52,8 @@ extension Float: H5Numeric { public static var h5DType: H5DType { .float32 } }
 extension Double: H5Numeric { public static var h5DType: H5DType { .float64 } }
 extension Int32: H5Numeric { public static var h5DType: H5DType { .int32 } }
 extension Int64: H5Numeric { public static var h5DType: H5DType { .int64 } }
+extension UInt8: H5Numeric { public static var h5DType: H5DType { .uint8 } }
+extension UInt16: H5Numeric { public static var h5DType: H5DType { .uint16 } }
 extension Int: H5Numeric {
     public static var h5DType: H5DType {
         precondition(MemoryLayout<Int>.size == 8, "MoEHDF5 stores Int as int64 and needs a 64-bit platform")
@@ -68,6 +70,7 @@ extension H5DType {
         case .int32: return moe_H5T_NATIVE_INT32()
         case .int64: return moe_H5T_NATIVE_INT64()
         case .uint8: return moe_H5T_NATIVE_UINT8()
+        case .uint16: return moe_H5T_NATIVE_UINT16()
         default: return nil
         }
     }
@@ -79,6 +82,8 @@ extension H5DType {
         case .float64: return moe_H5T_IEEE_F64LE()
         case .int32: return moe_H5T_STD_I32LE()
         case .int64: return moe_H5T_STD_I64LE()
+        case .uint8: return moe_H5T_STD_U8LE()
+        case .uint16: return moe_H5T_STD_U16LE()
         default: return nil
         }
     }

@@ -47,7 +47,7 @@ public final class CausalSelfAttention {
     private let attended: Scratch        // A [B·T, H]
     private let gradAttended: Scratch    // dA [B·T, H]
     private let gradQKV: Scratch         // [B·T, 3H]
-    private let gradScores: Scratch      // dP, then dS, for one (sequence, head): [T, T]
+    private let gradScores: Scratch      // dP, then dS, and a transpose, for one (sequence, head): 2 × [T, T]
 
     /// A layer named `<prefix>/qkv/…` and `<prefix>/out/…`, initialised from `seed` (each
     /// parameter from its own stream `init/<name>`, like every other layer).
@@ -114,8 +114,8 @@ public final class CausalSelfAttention {
         let T = tokens, n = batch * T, h = hidden, d = headDim
         gradAttended.ensure(rows: n)
         gradQKV.ensure(rows: n)
-        gradScores.ensure(rows: T * T)
-        let da = gradAttended.data, dq = gradQKV.data, ds = gradScores.data
+        gradScores.ensure(rows: 2 * T * T)
+        let da = gradAttended.data, dq = gradQKV.data, ds = gradScores.data, pt = ds + T * T
         out.backward(attended.data, dy, rows: n, dx: da)
         let scale = 1 / Float(d).squareRoot()
         for b in 0..<batch {
@@ -125,14 +125,19 @@ public final class CausalSelfAttention {
                 let qj = rows + j * d, kj = rows + h + j * d, vj = rows + 2 * h + j * d
                 let p = probabilities.data + (b * heads + j) * T * T
                 let daj = daRows + j * d
+                // The two products with a transposed T×T left operand (dv, dk) take an explicit
+                // transpose: OpenBLAS's small-matrix kernels cover NN and NT, not TN, which costs
+                // packing copies and a beta pass per call.
                 // dv = Pᵀ·dA
-                BLAS.gemm(m: T, n: d, k: T, p, transA: true, daj, ldb: h, drows + 2 * h + j * d, ldc: 3 * h)
+                Kernels.transpose(rows: T, cols: T, p, lda: T, pt, ldb: T)
+                BLAS.gemm(m: T, n: d, k: T, pt, daj, ldb: h, drows + 2 * h + j * d, ldc: 3 * h)
                 // dP = dA·vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place.
                 BLAS.gemm(m: T, n: T, k: d, daj, lda: h, vj, transB: true, ldb: 3 * h, ds)
                 CausalSoftmax.backward(p, ds, tokens: T, ld: T)
                 // dq = dS·k/√d, dk = dSᵀ·q/√d
                 BLAS.gemm(m: T, n: d, k: T, alpha: scale, ds, kj, ldb: 3 * h, drows + j * d, ldc: 3 * h)
-                BLAS.gemm(m: T, n: d, k: T, alpha: scale, ds, transA: true, qj, ldb: 3 * h, drows + h + j * d, ldc: 3 * h)
+                Kernels.transpose(rows: T, cols: T, ds, lda: T, pt, ldb: T)
+                BLAS.gemm(m: T, n: d, k: T, alpha: scale, pt, qj, ldb: 3 * h, drows + h + j * d, ldc: 3 * h)
             }
         }
         qkv.backward(x, dq, rows: n, dx: dx)

@@ -23,18 +23,28 @@ public enum CausalSoftmax {
         for t in 0..<T {
             let row = s + t * ld
             let n = t + 1
-            var m = row[0]
-            for j in 1..<n { m = Swift.max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0..<n {
-                let e = FastMath.exp(row[j] - m)
-                row[j] = e
-                sum += e
-            }
-            let inv = 1 / sum
+            let m = max(n, row)
+            // Separate passes (exp and store; lane sum; scale) so that each loop vectorises.
+            for j in 0..<n { row[j] = FastMath.exp(row[j] - m) }
+            let inv = 1 / Kernels.sum(n, row)
             for j in 0..<n { row[j] *= inv }
             for j in n..<T { row[j] = 0 }
         }
+    }
+
+    /// max of `x[0..<n]` (n ≥ 1), in sixteen lanes.
+    @inlinable
+    public static func max(_ n: Int, _ x: UnsafePointer<Float>) -> Float {
+        let raw = UnsafeRawPointer(x)
+        var lanes = SIMD16<Float>(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= n {
+            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+            i += 16
+        }
+        var m = lanes.max()
+        while i < n { m = Swift.max(m, x[i]); i += 1 }
+        return m
     }
 
     /// Overwrites `dp` (`T` rows of stride `ld`) with `ds = p ⊙ (dp − rowsum(dp ⊙ p))` on the

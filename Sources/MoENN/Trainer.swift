@@ -57,16 +57,17 @@ public struct StepResult: Sendable {
     }
 }
 
-/// One optimisation step at a time: zero gradients → forward → backward → clip → update.
-/// Holds no data; the caller feeds batches (so the same loop serves every split strategy).
-public final class Trainer {
-    public let model: ResidualMLP
+/// The local step strategy: one optimisation step at a time in one process, on any
+/// `TrainableModel`: zero gradients → forward → backward → clip → update. Holds no data; the
+/// caller feeds batches (so the same loop serves every split strategy).
+public final class Trainer<Model: TrainableModel>: StepStrategy {
+    public let model: Model
     public let config: OptimizerConfig
     public let optimizer: Optimizer
     public let schedule: LRSchedule
     public let seed: UInt64
 
-    public init(model: ResidualMLP, config: OptimizerConfig, totalSteps: Int, seed: UInt64) {
+    public init(model: Model, config: OptimizerConfig, totalSteps: Int, seed: UInt64) {
         self.model = model
         self.config = config
         self.optimizer = config.makeOptimizer(model.parameters)
@@ -77,24 +78,33 @@ public final class Trainer {
     /// Steps taken so far (the optimizer's count; restored with its state on resume).
     public var step: Int { optimizer.stepCount }
 
-    /// Trains on one batch of `n` rows. A non-finite loss or gradient leaves the parameters
-    /// untouched and is reported in the result (the caller decides to stop).
+    /// Trains on one batch. A non-finite loss or gradient leaves the parameters untouched and is
+    /// reported (a non-finite auxiliary loss is reported as the loss).
+    public func trainStep(on batch: Model.Batch, stop: Bool = false) -> StepReport {
+        let t = step
+        model.parameters.zeroGrad()
+        let out = model.forward(batch, context: ForwardContext(training: true, step: t, seed: seed))
+        let aux = model.auxiliaryLoss
+        let lr = schedule.lr(at: t)
+        var report = StepReport(loss: out.meanLoss, correct: out.correct, scored: out.scored, auxLoss: aux, gradNorm: .nan, lr: lr, stop: stop)
+        report.sums.lossSum = out.lossSum
+        guard out.lossSum.isFinite, aux.isFinite else {
+            if out.lossSum.isFinite { report.loss = aux }
+            return report
+        }
+        model.backward(lossScale: 1)
+        report.gradNorm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
+        guard report.gradNorm.isFinite else { return report }
+        optimizer.step(lr: lr)
+        return report
+    }
+}
+
+extension Trainer where Model == ResidualMLP {
+    /// Trains on one batch of `n` rows (see `trainStep(on:stop:)`).
     @discardableResult
     public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
                           domains: UnsafePointer<Int>? = nil) -> StepResult {
-        let t = step
-        model.parameters.zeroGrad()
-        let out = model.forward(x, labels: labels, rows: n,
-                                context: ForwardContext(training: true, step: t, seed: seed, domains: domains))
-        let aux = model.auxiliaryLoss
-        let lr = schedule.lr(at: t)
-        guard out.loss.isFinite, aux.isFinite else {
-            return StepResult(loss: out.loss.isFinite ? aux : out.loss, auxLoss: aux, correct: out.correct, gradNorm: .nan, lr: lr)
-        }
-        model.backward()
-        let norm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
-        guard norm.isFinite else { return StepResult(loss: out.loss, auxLoss: aux, correct: out.correct, gradNorm: norm, lr: lr) }
-        optimizer.step(lr: lr)
-        return StepResult(loss: out.loss, auxLoss: aux, correct: out.correct, gradNorm: norm, lr: lr)
+        trainStep(on: LabelledRows(x: x, labels: labels, rows: n, domains: domains)).result
     }
 }

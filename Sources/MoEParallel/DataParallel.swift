@@ -72,7 +72,7 @@ public final class DataParallelGroup {
     /// Makes the routers of `model` reduce their batch statistics over the group; with
     /// `shardExperts` (expert parallelism), each MoE layer's experts are also spread over the
     /// ranks (`ExpertParallelDispatcher`).
-    public func attach(to model: ResidualMLP, shardExperts: Bool = false) {
+    public func attach(to model: some TrainableModel, shardExperts: Bool = false) {
         for layer in model.moeLayers {
             if shardExperts {
                 let s = ExpertParallelDispatcher(communicator: communicator, layer: layer)
@@ -207,52 +207,82 @@ public final class DataParallelGroup {
     }
 }
 
-extension Trainer {
-    /// One data-parallel optimisation step on the global batch `x [n, features]`: this rank
-    /// runs forward and backward on its rows (the cross-entropy's gradient scaled by `n_r / n`),
-    /// the gradients are all-reduced, then every rank clips and updates identically. The loss,
-    /// accuracy and auxiliary loss in the result are those of the whole batch. `stop` is this
-    /// rank's wish to stop after the step (e.g. SIGINT); the result's `stop` is true when any
-    /// rank wished it, so all ranks stop at the same step.
-    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
-                          domains: UnsafePointer<Int>? = nil, group: DataParallelGroup, stop: Bool = false) throws -> ParallelStepResult {
+extension Trainer where Model: RowBatchedModel {
+    /// One data-parallel optimisation step on the global batch of `n` rows: this rank runs
+    /// forward and backward on its rows (the loss's gradient scaled by `n_r / n`), the gradients
+    /// are all-reduced, then every rank clips and updates identically. The loss, accuracy and
+    /// auxiliary loss in the report are those of the whole batch. `stop` is this rank's wish to
+    /// stop after the step (e.g. SIGINT); the report's `stop` is true when any rank wished it, so
+    /// all ranks stop at the same step.
+    public func trainStep(on batch: Model.Batch, group: DataParallelGroup, stop: Bool = false) throws -> StepReport {
         let start = DataParallelGroup.now()
         let before = group.communicator.statistics
         let t = step
+        let n = model.rowCount(of: batch)
         let mine = group.rows(of: n)
-        let f = model.config.features
         model.parameters.zeroGrad()
-        var context = ForwardContext(training: true, step: t, seed: seed, domains: domains.map { $0 + mine.lowerBound })
+        var context = ForwardContext(training: true, step: t, seed: seed)
         context.rowOffset = mine.lowerBound
-        let out = model.forward(x + mine.lowerBound * f, labels: labels + mine.lowerBound, rows: mine.count, context: context)
+        let out = model.forward(model.rows(mine, of: batch), context: context)
         try group.throwPending()
         let aux = model.auxiliaryLoss
-        let local = Double(mine.count)
         let lr = schedule.lr(at: t)
         // Always backward, even after a non-finite loss: every rank must make the same collective
         // calls in the same order (expert parallelism exchanges rows inside the pass); the update
         // is skipped below when any rank's loss was not finite.
-        model.backward(lossScale: Float(local / Double(n)))
+        model.backward(lossScale: Float(Double(mine.count) / Double(n)))
         try group.throwPending()
-        let sums = try group.reduceStep(out.loss.isFinite ? out.loss * local : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0)
-        var result = ParallelStepResult(step: StepResult(loss: sums.loss / Double(n), auxLoss: aux, correct: Int(sums.correct), gradNorm: .nan, lr: lr),
-                                        stop: sums.stop > 0)
+        let sums = try group.reduceStep(out.lossSum.isFinite ? out.lossSum : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0)
+        var report = StepReport(loss: sums.loss / Double(n), correct: Int(sums.correct), scored: n, auxLoss: aux, gradNorm: .nan, lr: lr,
+                                stop: sums.stop > 0)
         guard sums.loss.isFinite, sums.nonFinite == 0 else {
-            if !sums.loss.isFinite { result.step.loss = .nan }
-            return result
+            if !sums.loss.isFinite { report.loss = .nan }
+            return report
         }
-        result.compressionError = try group.allReduceGradients()
+        report.costs.compressionError = try group.allReduceGradients()
         let norm = try group.gradientNorm()
         if let maxNorm = config.gradClip {  // PyTorch's clip_grad_norm_, on the global norm
             let coef = maxNorm / (norm + 1e-6)
             if coef < 1 { for p in model.parameters { p.grad.scale(by: Float(coef)) } }
         }
-        result.step.gradNorm = norm
+        report.gradNorm = norm
         if norm.isFinite { optimizer.step(lr: lr) }
         let comm = group.communicator.statistics.since(before)
-        result.communication = comm
-        result.computeSeconds = max(0, DataParallelGroup.now() - start - comm.communicationSeconds - comm.waitSeconds)
-        return result
+        report.costs.seconds = DataParallelGroup.now() - start
+        report.costs.communicationSeconds = comm.communicationSeconds
+        report.costs.waitSeconds = comm.waitSeconds
+        report.costs.bytesSent = Double(comm.bytesSent)
+        report.costs.bytesReceived = Double(comm.bytesReceived)
+        report.costs.computeSeconds = max(0, report.costs.seconds - comm.communicationSeconds - comm.waitSeconds)
+        return report
+    }
+}
+
+extension Trainer where Model == ResidualMLP {
+    /// `trainStep(on:group:stop:)` on `x [n, features]` with `labels` (and domain ids).
+    public func trainStep(_ x: UnsafePointer<Float>, labels: UnsafePointer<Int>, rows n: Int,
+                          domains: UnsafePointer<Int>? = nil, group: DataParallelGroup, stop: Bool = false) throws -> ParallelStepResult {
+        let r = try trainStep(on: LabelledRows(x: x, labels: labels, rows: n, domains: domains), group: group, stop: stop)
+        return ParallelStepResult(step: r.result, stop: r.stop, computeSeconds: r.costs.computeSeconds, compressionError: r.costs.compressionError)
+    }
+}
+
+/// The data-parallel step strategy (and the expert-parallel one, when `group` was attached with
+/// `shardExperts`: the same step, with each MoE layer's experts spread over the ranks by
+/// `ExpertParallelDispatcher`): `Trainer.trainStep(on:group:stop:)` on every batch.
+public final class DataParallelStep<Model: RowBatchedModel>: StepStrategy {
+    public let trainer: Trainer<Model>
+    public let group: DataParallelGroup
+
+    public init(trainer: Trainer<Model>, group: DataParallelGroup) {
+        self.trainer = trainer
+        self.group = group
+    }
+
+    public var step: Int { trainer.step }
+
+    public func trainStep(on batch: Model.Batch, stop: Bool) throws -> StepReport {
+        try trainer.trainStep(on: batch, group: group, stop: stop)
     }
 }
 
@@ -263,15 +293,8 @@ public struct ParallelStepResult: Sendable {
     public var stop: Bool
     /// Seconds of this rank's own computation (the step's wall time minus communication and waiting).
     public var computeSeconds: Double = 0
-    /// Communication of this step (time moving data, time waiting for peers, bytes).
-    public var communication = CommStatistics()
     /// Relative error of this rank's compressed gradient (0 without compression).
     public var compressionError: Double = 0
-
-    init(step: StepResult, stop: Bool) {
-        self.step = step
-        self.stop = stop
-    }
 }
 
 extension DataParallelGroup {

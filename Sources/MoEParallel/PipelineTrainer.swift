@@ -184,3 +184,15 @@ public struct PipelineStepResult: Sendable {
     /// Waiting as a fraction of the step's wall time.
     public var bubbleFraction: Double { seconds > 0 ? communication.waitSeconds / seconds : 0 }
 }
+
+/// The pipeline step strategy: one GPipe step on the batch (see `PipelineTrainer`).
+extension PipelineTrainer: StepStrategy {
+    public func trainStep(on batch: LabelledRows, stop: Bool) throws -> StepReport {
+        let r = try trainStep(batch.x, labels: batch.labels, rows: batch.rows, stop: stop)
+        var report = StepReport(loss: r.loss, correct: r.correct, scored: batch.rows, gradNorm: r.gradNorm, lr: r.lr, stop: r.stop)
+        report.costs = GroupCosts(seconds: r.seconds, computeSeconds: r.computeSeconds,
+                                  communicationSeconds: r.communication.communicationSeconds, waitSeconds: r.communication.waitSeconds,
+                                  bytesSent: Double(r.communication.bytesSent), bytesReceived: Double(r.communication.bytesReceived))
+        return report
+    }
+}

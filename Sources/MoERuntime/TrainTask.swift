@@ -39,33 +39,18 @@ final class TrainTask {
     /// `fusion.finetune` (TrainTask+Branch.swift).
     enum Role: Equatable { case pretrain, train, expert(Int), finetune }
 
-    private var metrics = MetricsLog()
     private var routerMetrics: RouterMetricsLog?
-    /// Kept checkpoints: one file each, and copies for the finished task file.
-    private lazy var store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
-    /// Sums over the steps since the last metrics row (kept in checkpoints, so a resumed task's
-    /// next row equals an uninterrupted run's).
-    struct LogWindow {
-        var loss = 0.0, aux = 0.0, correct = 0, rows = 0, steps = 0
-        /// Sums over the window's steps of a group's costs (see `MetricsLog.communicationSeries`).
-        var compute = 0.0, communication = 0.0, waiting = 0.0, sent = 0.0, received = 0.0, compressionError = 0.0
-        var since = Date()
-
-        var values: [Double] {
-            [loss, aux, Double(correct), Double(rows), Double(steps), compute, communication, waiting, sent, received, compressionError]
-        }
-        init() {}
-        init(_ v: [Double]) {
-            (loss, aux, correct, rows, steps) = (v[0], v[1], Int(v[2]), Int(v[3]), Int(v[4]))
-            if v.count >= 11 { (compute, communication, waiting, sent, received, compressionError) = (v[5], v[6], v[7], v[8], v[9], v[10]) }
-        }
-    }
-    private var window = LogWindow()
     /// `neurons` split: each MoE block's partition of the dense FFN units (see TrainTask+Moefication).
     var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
     /// The data- or expert-parallel group this rank trains in (`parallelism.mode: data | expert`).
     private var group: DataParallelGroup?
+    /// Set by `run`: the model, its optimizer and the validation split.
+    private var model: ResidualMLP!
+    private var optimizer: Optimizer!
+    private var val: Dataset!
+    /// Every rank's compression residual at the current checkpoint (rank 0; see `beforeCheckpoint`).
+    private var residuals: [Float]?
     /// The seed of the initial parameters: the spec seed (an expert's `seed` override changes
     /// only its batch order and dropout, so every branch starts from the same seed model).
     let modelSeed: UInt64
@@ -117,7 +102,7 @@ final class TrainTask {
 
     func run() throws {
         let (train, norm) = try trainingData()
-        let (val, _) = try DataTask.load("val", layout: layout)
+        (val, _) = try DataTask.load("val", layout: layout)
         self.norm = norm
         trainSamples = train.count
         var config = spec.modelConfig(features: train.features, classes: train.classes)
@@ -125,22 +110,21 @@ final class TrainTask {
         // `fusion.method: mix` (else the dense fused or stacked model).
         if role != .train && !(role == .finetune && spec.fusion.method == .mix) { config.moe = nil }
         let model = ResidualMLP(config: config, seed: initSeed)
+        self.model = model
         try Self.checkDomains(model.config, train, val)
         let parallel = spec.parallelism.mode == .data || spec.parallelism.mode == .expert
-        metrics = MetricsLog(moe: model.config.moe != nil, communication: parallel)
         routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
-        let epochs = role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs
-        let totalSteps = epochs * batches.batchesPerEpoch
-        let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: totalSteps, seed: spec.seed64)
+        let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
+                                batchesPerEpoch: batches.batchesPerEpoch, epochs: role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs,
+                                moe: model.config.moe != nil, communication: parallel, legacy: .train)
+        let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
+        optimizer = trainer.optimizer
         group = parallel ? try DataParallelGroup(communicator: communicator, parameters: model.parameters,
                                                      compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
                                                      ratio: spec.parallelism.ratio) : nil
         group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
-        var epoch = 0, batchInEpoch = 0
-        if let position = try restore(model: model, optimizer: trainer.optimizer) {
-            (epoch, batchInEpoch) = position
-            log.info("\(id): resuming from the checkpoint at step \(trainer.step) (epoch \(epoch + 1), batch \(batchInEpoch))")
+        if try loop.restore() {
         } else if let source = upcycleSource {
             try upcycle(model, from: source)
         } else if let source = moeficationSource {
@@ -150,132 +134,13 @@ final class TrainTask {
         } else if let source = finetuneSource {
             try loadFused(model, from: source)
         }
-        log.info("\(id): \(model.parameters.scalarCount) parameters, \(epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)"
+        log.info("\(id): \(model.parameters.scalarCount) parameters, \(loop.epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)"
                  + (group.map { " over \($0.worldSize) \(spec.parallelism.mode.rawValue)-parallel workers" } ?? ""))
-
-        let start = Date()
-        window.since = Date()
-        while epoch < epochs {
-            batches.start(epoch: epoch)
-            for _ in 0..<batchInEpoch { _ = batches.next() }
-            while batches.next() {
-                let r: StepResult
-                var stop = Interrupts.requested
-                if let group {
-                    let p = try trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
-                                                  domains: batches.domains?.baseAddress, group: group, stop: stop)
-                    r = p.step
-                    stop = p.stop
-                    window.compute += p.computeSeconds
-                    window.communication += p.communication.communicationSeconds
-                    window.waiting += p.communication.waitSeconds
-                    window.sent += Double(p.communication.bytesSent)
-                    window.received += Double(p.communication.bytesReceived)
-                    window.compressionError += p.compressionError
-                } else {
-                    r = trainer.trainStep(batches.x.data, labels: batches.labelPointer, rows: batches.rows,
-                                          domains: batches.domains?.baseAddress)
-                }
-                batchInEpoch += 1
-                let step = trainer.step
-                guard r.loss.isFinite, r.gradNorm.isFinite else {
-                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss, gradNorm: r.gradNorm, spec: spec)
-                }
-                window.loss += r.loss * Double(batches.rows); window.aux += r.auxLoss * Double(batches.rows)
-                window.correct += r.correct
-                try routerMetrics?.accumulate(model, reduce: group.map { g in { try g.allReduce(&$0) } })
-                window.rows += batches.rows; window.steps += 1
-                if step % spec.train.logEvery == 0 || step == totalSteps {
-                    let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
-                    let perStep = 1 / Double(max(window.steps, 1))
-                    metrics.log(step: step, [
-                        "compute_seconds": window.compute * perStep, "communication_seconds": window.communication * perStep,
-                        "wait_seconds": window.waiting * perStep, "bytes_sent": window.sent * perStep,
-                        "bytes_received": window.received * perStep, "compression_error": window.compressionError * perStep,
-                        "train_loss": window.loss / Double(window.rows),
-                        "train_accuracy": Double(window.correct) / Double(window.rows),
-                        "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
-                        "samples_per_second": Double(window.rows) / elapsed,
-                        "aux_loss": window.aux / Double(window.rows),
-                    ])
-                    routerMetrics?.log(step: step)
-                    let rate = Double(window.rows) / elapsed
-                    let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
-                    let line = "\(id): " + String(format: "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
-                                      epoch + 1, epochs, step, totalSteps, window.loss / Double(window.rows),
-                                      Double(window.correct) / Double(window.rows), r.lr, rate, eta)
-                    log.step(line, done: Double(step) / Double(totalSteps), last: step == totalSteps)
-                    window = LogWindow()
-                }
-                if spec.train.evalEvery > 0 && step % spec.train.evalEvery == 0 { try evaluate(model, trainer.optimizer, val, step: step) }
-                if spec.train.checkpointEvery > 0 && step % spec.train.checkpointEvery == 0 {
-                    try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
-                }
-                if stop {
-                    try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: batchInEpoch)
-                    throw RuntimeError.interrupted(task: id, step: step)
-                }
-            }
-            epoch += 1
-            batchInEpoch = 0
-            if spec.train.evalEvery == 0 { try evaluate(model, trainer.optimizer, val, step: trainer.step) }
-            if spec.train.checkpointEvery == 0 {
-                try checkpoint(model: model, optimizer: trainer.optimizer, epoch: epoch, batch: 0)
-            }
+        if let group {
+            try loop.run(DataParallelStep(trainer: trainer, group: group), batches)
+        } else {
+            try loop.run(trainer, batches)
         }
-        try finish(model: model, optimizer: trainer.optimizer, seconds: Date().timeIntervalSince(start))
-    }
-
-    private func evaluate(_ model: ResidualMLP, _ optimizer: Optimizer, _ val: Dataset, step: Int) throws {
-        try group?.synchronizeExperts(optimizer)
-        guard val.count > 0, isLead else { return }
-        let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
-        metrics.logEval(step: step, loss: r.loss, accuracy: r.accuracy)
-        log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, r.loss, r.accuracy))
-    }
-
-    /// Saves the current state as the newest checkpoint, in a file of its own.
-    private func checkpoint(model: ResidualMLP, optimizer: Optimizer, epoch: Int, batch: Int) throws {
-        // Each rank's compression residual differs: gather them (every rank calls this at the same step).
-        let residuals = try group?.gatherResiduals()
-        try group?.synchronizeExperts(optimizer)
-        guard isLead else { return }  // the replicas are identical: rank 0 keeps the state
-        try store.save(model.parameters, optimizer, epoch: epoch, batch: batch, writeState: { file in
-            try metrics.write(to: file)
-            try routerMetrics?.write(to: file)
-            try routerMetrics?.writeWindows(to: file)
-            try file.createDataset("metrics/window", window.values)
-            try writeMoeficationGroups(to: file)
-            if let residuals, let size = group?.worldSize {
-                // `[ranks, parameters]`: the error-feedback memory at this checkpoint.
-                try file.createDataset("compression/residual", residuals, shape: [size, residuals.count / size])
-                try file.openGroup("compression").setAttribute("step", Int64(optimizer.stepCount))
-            }
-        }, writeEntry: { file, path in try writeCheckpoint(model, optimizer, to: file, at: path) })
-    }
-
-    /// `<path>/{model, optimizer}`: one checkpoint.
-    private func writeCheckpoint(_ model: ResidualMLP, _ optimizer: Optimizer, to file: H5File, at path: String) throws {
-        try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
-        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-    }
-
-    /// Loads the newest intact checkpoint (model, optimizer, metrics, windows), or nil on a
-    /// fresh start.
-    private func restore(model: ResidualMLP, optimizer: Optimizer) throws -> (epoch: Int, batch: Int)? {
-        try store.restore(model.parameters, optimizer, isLead: isLead, warn: log.warning, loadState: { file in
-            metrics = try MetricsLog.read(from: file, moe: routerMetrics != nil, communication: metrics.trainSeries.contains("bytes_sent"))
-            try routerMetrics?.read(from: file)
-            try routerMetrics?.readWindows(from: file)
-            let w = try file.read("metrics/window", as: Double.self).values
-            guard w.count >= 5 else { throw RuntimeError.io(path: file.filePath, message: "metrics/window: \(w.count) values") }
-            window = LogWindow(w)
-            try readMoeficationGroups(from: file)
-            try group?.restoreResiduals(file.exists("compression/residual") ? try file.read("compression/residual", as: Float.self).values : [])
-        }, loadEntry: { file, path in
-            try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
-            try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-        })
     }
 
     /// The `domain` router routes by each sample's domain id: data without them is refused.
@@ -285,24 +150,73 @@ final class TrainTask {
             throw RuntimeError.missingDomains(path: "tasks/data.h5")
         }
     }
+}
 
-    private func finish(model: ResidualMLP, optimizer: Optimizer, seconds: Double) throws {
+/// The train task's part of the loop: the residual MLP's checkpoints, router metrics (MoE
+/// models), the moefication partition, and in a data- or expert-parallel group the collectives
+/// that make the replicas whole (expert synchronisation, the compression residuals).
+extension TrainTask: TrainingHooks {
+    var checkpointParameters: [Parameter] { model.parameters }
+    var checkpointOptimizer: Optimizer { optimizer }
+
+    /// `<path>/{model, optimizer}`: one checkpoint.
+    func writeEntry(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
+        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
+    }
+
+    func loadEntry(from file: H5File, at path: String) throws {
+        try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
+        try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
+    }
+
+    func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
         try group?.synchronizeExperts(optimizer)
-        guard isLead else { return }
-        try H5File.createAtomically(layout.taskFile(id)) { file in
-            try file.setTaskAttributes(id)
-            try file.setAttribute("steps", Int64(optimizer.stepCount))
-            try file.setAttribute("train_seconds", seconds)
-            try file.setAttribute("train_samples", Int64(trainSamples))
-            try writeBranchAttributes(to: file)
-            try metrics.write(to: file)
-            try routerMetrics?.write(to: file)
-            try writeMoeficationGroups(to: file)
-            try store.write(model.parameters, optimizer, to: file) { path in try writeCheckpoint(model, optimizer, to: file, at: path) }
-            try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
+        guard val.count > 0, isLead else { return nil }
+        let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
+        return .init(loss: r.loss, accuracy: r.accuracy)
+    }
+
+    func afterStep(_ report: StepReport) throws {
+        try routerMetrics?.accumulate(model, reduce: group.map { g in { try g.allReduce(&$0) } })
+    }
+
+    func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
+
+    func writeSeries(to file: H5File) throws {
+        try routerMetrics?.write(to: file)
+        try writeMoeficationGroups(to: file)
+    }
+
+    /// The router windows, and in a group with lossy compression each rank's error-feedback
+    /// residual (`compression/residual`, `[ranks, parameters]`, gathered by `beforeCheckpoint`).
+    func writeResumeState(to file: H5File) throws {
+        try routerMetrics?.writeWindows(to: file)
+        if let residuals, let size = group?.worldSize {
+            try file.createDataset("compression/residual", residuals, shape: [size, residuals.count / size])
+            try file.openGroup("compression").setAttribute("step", Int64(optimizer.stepCount))
         }
-        store.removeAll()
-        let lastEval = metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
-        log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + lastEval)
+    }
+
+    func readState(from file: H5File) throws {
+        try routerMetrics?.read(from: file)
+        try routerMetrics?.readWindows(from: file)
+        try readMoeficationGroups(from: file)
+        try group?.restoreResiduals(file.exists("compression/residual") ? try file.read("compression/residual", as: Float.self).values : [])
+    }
+
+    /// Each rank's compression residual differs: gather them (every rank calls this at the same
+    /// step); then every rank gets the owners' experts.
+    func beforeCheckpoint() throws {
+        residuals = try group?.gatherResiduals()
+        try group?.synchronizeExperts(optimizer)
+    }
+
+    func beforeFinish() throws { try group?.synchronizeExperts(optimizer) }
+
+    func writeResult(to file: H5File) throws {
+        try file.setAttribute("train_samples", Int64(trainSamples))
+        try writeBranchAttributes(to: file)
+        try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
     }
 }

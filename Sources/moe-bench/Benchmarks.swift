@@ -62,20 +62,6 @@ enum Bench {
         return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
-    /// The PyTorch eager reference of the MoE layer (Tests/python/bench_torch_moe.py) with as
-    /// many threads as OpenBLAS uses here.
-    static func torchMoE(python: String, script: String) -> [String: Any]? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, String(BLASInfo.threads)]
-        let out = Pipe()
-        p.standardOutput = out
-        do { try p.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    }
-
     /// Wall time of a whole `moe-run` run of a 2-expert `branch` spec (two independent expert
     /// tasks after the data task) with 1 and with 2 worker processes, best of `rounds` each; the
     /// `moe-run` binary next to this one runs it, exactly as a user would.

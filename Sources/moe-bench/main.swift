@@ -5,6 +5,13 @@ import MoENN
 // moe-bench: `make bench` runs it. Modes:
 //   moe-bench --sgemm-only --json                 sgemm rates as JSON (used to measure OpenBLAS's own kernel choice)
 //   moe-bench --training-only                     the training-step measurement alone (for profiling)
+//   moe-bench --attention-only [--torch PYTHON] [--rounds N] [--markdown FILE]
+//                                                 causal self-attention forward+backward alone (lm-dense's shape);
+//                                                 with --markdown, replaces only that section of FILE
+//   moe-bench --lm-only [--torch PYTHON] [--rounds N] [--lm-seconds S] [--markdown FILE]
+//                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch);
+//                                                 with --markdown, replaces only that section of FILE
+//   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
 //   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
@@ -16,6 +23,10 @@ struct Options {
     var trainingOnly = false
     var moeOnly = false
     var parallelOnly = false
+    var attentionOnly = false
+    var lmOnly = false
+    var lmChild: String?
+    var lmSeconds = 1.0
     var json = false
     var reference: String?
     var python: String?
@@ -38,6 +49,10 @@ func parseOptions() -> Options {
         case "--training-only": o.trainingOnly = true
         case "--moe-only": o.moeOnly = true
         case "--parallel-only": o.parallelOnly = true
+        case "--attention-only": o.attentionOnly = true
+        case "--lm-only": o.lmOnly = true
+        case "--lm-child": o.lmChild = value(a)
+        case "--lm-seconds": o.lmSeconds = Double(value(a)) ?? 1
         case "--json": o.json = true
         case "--reference": o.reference = value(a)
         case "--python": o.python = value(a)
@@ -75,6 +90,27 @@ if options.moeOnly {
     exit(0)
 }
 
+if let name = options.lmChild {
+    guard let model = LMBenchModel.named(name) else { fail("--lm-child takes dense or moe, not '\(name)'") }
+    let data = try JSONSerialization.data(withJSONObject: Bench.lmChildMeasurement(model, secondsPerTrial: options.lmSeconds), options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
+
+let torchPython = options.torch.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }
+if options.lmOnly {
+    let peak = Bench.sgemm(n: 1024)
+    let lines = Bench.lmComparison(torch: torchPython, rounds: options.rounds, secondsPerTrial: options.lmSeconds)
+        .lines(sgemmPeak: peak, sgemmSize: 1024)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        let section = (["## Transformer language models", "", "Measured alone (`moe-bench --lm-only`) on \(ISO8601DateFormatter().string(from: Date())).", ""] + lines)
+        do { try Bench.replaceSection("## Transformer language models", in: path, with: section.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the transformer LM section of \(path)")
+    }
+    exit(0)
+}
+
 if options.parallelOnly {
     if let d = Bench.dataParallel() {
         print(String(format: "data-parallel step %.2f ms: compute %.2f, communication %.2f, waiting %.2f ms; %.0f KB sent; one process %.2f ms",
@@ -82,6 +118,16 @@ if options.parallelOnly {
     }
     for (name, seconds) in Bench.fusion() { print(String(format: "fusion %@: %.3f s", name as NSString, seconds)) }
     print(compressionLine(Bench.gradientCompression()))
+    exit(0)
+}
+
+if options.attentionOnly {
+    let lines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: nil)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceSection("## Causal self-attention", in: path, with: Bench.attentionSection(lines, rounds: options.rounds)) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the attention section of \(path)")
+    }
     exit(0)
 }
 
@@ -118,13 +164,12 @@ let training = Bench.trainingStep()
 // MoE layer: moe-run and PyTorch alternate over the rounds, each keeping its best (as for sgemm).
 var moe = Bench.moeLayer()
 var torchMoE: [String: Any]?
-let torchPython = options.torch.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }
 for round in 0..<max(1, options.rounds) {
     if round > 0 {
         let again = Bench.moeLayer()
         if again.milliseconds < moe.milliseconds { moe = again }
     }
-    if let python = torchPython, let t = Bench.torchMoE(python: python, script: "Tests/python/bench_torch_moe.py") {
+    if let python = torchPython, let t = Bench.childJSON(python, ["Tests/python/bench_torch_moe.py", String(BLASInfo.threads)]) {
         if let ms = t["ms"] as? Double, ms < (torchMoE?["ms"] as? Double ?? .infinity) { torchMoE = t }
     }
 }
@@ -168,6 +213,10 @@ moeLines.append("| phase | share |")
 moeLines.append("|---|---:|")
 for (name, share) in moe.phases { moeLines.append("| \(name) | " + String(format: "%.1f%%", share * 100) + " |") }
 
+let attentionLines = Bench.attentionComparison(torch: torchPython, rounds: options.rounds, sgemm1024: sgemm[1024])
+let lmLines = Bench.lmComparison(torch: torchPython, rounds: options.rounds, secondsPerTrial: options.lmSeconds)
+    .lines(sgemmPeak: sgemm[1024]!, sgemmSize: 1024)
+
 let scaling = Bench.branchScaling()
 let scalingLine = scaling.map {
     String(format: "Branch run with 2 experts (data task, then the two expert tasks in parallel; `moe-run --workers N`, whole run wall time, best of 2): 1 worker %.2f s, 2 workers %.2f s → speed-up %.2f× (goal ≥ 1.7 on 2 cores).",
@@ -190,6 +239,8 @@ print(dataParallelLine)
 print(compression)
 print(fusionLine)
 print(moeLines.joined(separator: "\n"))
+print(attentionLines.joined(separator: "\n"))
+print(lmLines.joined(separator: "\n"))
 
 if let path = options.markdown {
     var cpu = "unknown CPU"
@@ -234,6 +285,11 @@ if let path = options.markdown {
     \(moeLines.joined(separator: "\n"))
 
     Target (issue 2): moe-run's sgemm within 10% of numpy's (ratio ≥ 0.90) at n ≥ 512.
+
+    \(Bench.attentionSection(attentionLines, rounds: options.rounds))
+    ## Transformer language models
+
+    \(lmLines.joined(separator: "\n"))
 
     """
     do { try md.write(toFile: path, atomically: true, encoding: .utf8) } catch { fail("cannot write \(path): \(error)") }

@@ -20,6 +20,21 @@ final class KernelsTests: XCTestCase {
         }
     }
 
+    func testTranspose() {
+        // Sizes around the 16×16 tile (partial tiles at both edges), strided source and target.
+        for (rows, cols) in [(1, 1), (3, 37), (17, 16), (64, 64), (33, 5)] {
+            let (lda, ldb) = (cols + 3, rows + 2)
+            let a = (0..<rows * lda).map { Float($0) }
+            var b = [Float](repeating: -1, count: cols * ldb)
+            Kernels.transpose(rows: rows, cols: cols, a, lda: lda, &b, ldb: ldb)
+            for j in 0..<cols {
+                for i in 0..<ldb {
+                    XCTAssertEqual(b[j * ldb + i], i < rows ? a[i * lda + j] : -1, "\(rows)×\(cols) at [\(j), \(i)]")
+                }
+            }
+        }
+    }
+
     func testAddInPlaceAndInto() {
         var y: [Float] = [1, 2, 3, 4]
         Kernels.add(4, [0.5, -2, 10, 0], &y)

@@ -126,8 +126,8 @@ final class AttentionTests: XCTestCase {
     func testForwardMatchesNaiveReference() {
         let layer = makeLayer(hidden: 12, heads: 3, seed: 41)
         // A larger batch first, then a smaller one and a shorter context: the buffers are reused.
-        for (batch, T) in [(3, 7), (2, 5), (1, 1), (2, 9)] {
-            let x = randomTensor([batch * T, 12], seed: 42 + UInt64(T), purpose: "x")
+        for (batch, T) in [(3, 7), (2, 5), (1, 1), (2, 9), (1, 20)] {
+            let x = randomTensor([batch * T, 12], seed: 42 + UInt64(T), purpose: "x", scale: 2)
             let y = Tensor(shape: [batch * T, 12])
             layer.forward(x.data, batch: batch, tokens: T, into: y.data)
             let ref = naive(layer, x, batch: batch, tokens: T)

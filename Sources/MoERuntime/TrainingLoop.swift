@@ -1,0 +1,242 @@
+import Foundation
+import MoEData
+import MoEHDF5
+import MoENN
+import MoESpec
+
+/// What a training task adds to `TrainingLoop`: its model's files, its evaluation, its extra
+/// series, and the collectives its step strategy needs before anything reads the whole model.
+/// Adding a model kind or a parallel mode adds a type conforming to this, never a loop.
+protocol TrainingHooks: AnyObject {
+    /// Rank 0's view of every trained parameter and of their optimizer: what checkpoints and the
+    /// task file hold (in a group, valid after `beforeCheckpoint` / `beforeFinish`).
+    var checkpointParameters: [Parameter] { get }
+    var checkpointOptimizer: Optimizer { get }
+    /// `<path>/{model, optimizer, …}`: one checkpoint entry, and its reverse (every rank).
+    func writeEntry(to file: H5File, at path: String) throws
+    func loadEntry(from file: H5File, at path: String) throws
+    /// Validation at `step`: a collective where the strategy needs one; nil on other ranks than 0
+    /// or without validation data.
+    func evaluate(step: Int) throws -> TrainingLoop.Evaluated?
+    /// The finished task file's own attributes and datasets, with `/model`.
+    func writeResult(to file: H5File) throws
+
+    /// After every step (every rank; a collective may reduce over the group).
+    func afterStep(_ report: StepReport) throws
+    /// At every metrics row, before the window is reset: rows of the extra series.
+    func logRow(step: Int, window: TrainingWindow)
+    /// Appended to the progress line of a metrics row.
+    func progressNote(_ window: TrainingWindow) -> String
+    /// Extra series, in every checkpoint and in the task file.
+    func writeSeries(to file: H5File) throws
+    /// State that only a resumed task needs (open windows of the extra series, residuals).
+    func writeResumeState(to file: H5File) throws
+    /// Reads back what `writeSeries` and `writeResumeState` wrote (every rank).
+    func readState(from file: H5File) throws
+    /// Collectives before a checkpoint, and before the task file (e.g. gathering stages).
+    func beforeCheckpoint() throws
+    func beforeFinish() throws
+    /// After a checkpoint was loaded, before the first step.
+    func resumed()
+    /// Appended to the final "done" line (default: the last validation accuracy).
+    func doneNote(_ metrics: MetricsLog) -> String
+}
+
+extension TrainingHooks {
+    func afterStep(_ report: StepReport) throws {}
+    func logRow(step: Int, window: TrainingWindow) {}
+    func progressNote(_ window: TrainingWindow) -> String { "" }
+    func writeSeries(to file: H5File) throws {}
+    func writeResumeState(to file: H5File) throws {}
+    func readState(from file: H5File) throws {}
+    func beforeCheckpoint() throws {}
+    func beforeFinish() throws {}
+    func resumed() {}
+    func doneNote(_ metrics: MetricsLog) -> String { Self.lastValidation(metrics) }
+    static func lastValidation(_ metrics: MetricsLog) -> String {
+        metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
+    }
+}
+
+/// Batches in a reproducible order per epoch (the order of epoch e is a function of the seed and
+/// e, so a resumed task replays it).
+protocol BatchSource<Batch>: AnyObject {
+    associatedtype Batch
+    var batchesPerEpoch: Int { get }
+    func start(epoch: Int)
+    /// Advances to the next batch of the epoch; false at its end.
+    func next() -> Bool
+    var batch: Batch { get }
+}
+
+extension MiniBatches: BatchSource {
+    var batch: LabelledRows { LabelledRows(x: x.data, labels: labelPointer, rows: rows, domains: domains?.baseAddress) }
+}
+
+/// The one training loop (ARCHITECTURE §3) of every training task: pretrain, train, expert,
+/// finetune, layer-wise local and pipeline. It owns the step budget and the position in the data,
+/// resume from the newest intact checkpoint (`CheckpointStore`), the divergence guard, the log
+/// window (`TrainingWindow`) and `/metrics`, the evaluation and checkpoint cadence, interrupts, and
+/// the finished task file written atomically. The step is a `StepStrategy`; what else differs is a
+/// task's `TrainingHooks`.
+///
+/// Budget: `epochs` passes over the batch order, or with `steps` that many optimisation steps,
+/// cycling through epochs of the batch order (the last epoch cut short). `train.eval_every: 0`
+/// and `train.checkpoint_every: 0` mean at the end of every epoch (and of the budget).
+final class TrainingLoop {
+    struct Evaluated {
+        var loss: Double, accuracy: Double
+        /// Appended to the logged line.
+        var note = ""
+    }
+
+    let id: String
+    let spec: ExperimentSpec
+    let log: RunLog
+    let isLead: Bool
+    let hooks: any TrainingHooks
+    let batchesPerEpoch: Int
+    let epochs: Int
+    let totalSteps: Int
+    private(set) var metrics: MetricsLog
+    private(set) var window: TrainingWindow
+    private let moe: Bool, communication: Bool
+    private let legacy: TrainingWindow.Legacy
+    private var store: CheckpointStore
+    /// The next batch to train on.
+    private(set) var epoch = 0, batchInEpoch = 0
+
+    /// `steps` (when given) replaces `epochs` as the budget.
+    init(id: String, spec: ExperimentSpec, layout: RunLayout, log: RunLog, isLead: Bool, hooks: any TrainingHooks,
+         batchesPerEpoch: Int, epochs: Int, steps: Int? = nil,
+         moe: Bool = false, communication: Bool = false, stages: Int = 0, legacy: TrainingWindow.Legacy) {
+        self.id = id
+        self.spec = spec
+        self.log = log
+        self.isLead = isLead
+        self.hooks = hooks
+        self.batchesPerEpoch = batchesPerEpoch
+        if let steps {
+            totalSteps = steps
+            self.epochs = (steps + batchesPerEpoch - 1) / max(batchesPerEpoch, 1)
+        } else {
+            totalSteps = epochs * batchesPerEpoch
+            self.epochs = epochs
+        }
+        (self.moe, self.communication, self.legacy) = (moe, communication, legacy)
+        metrics = MetricsLog(moe: moe, communication: communication)
+        window = TrainingWindow(stages: stages)
+        store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
+        self.layout = layout
+    }
+    private let layout: RunLayout
+
+    /// Loads the newest intact checkpoint (parameters, optimizer, metrics, window, the hooks'
+    /// state and the data position); false on a fresh start.
+    func restore() throws -> Bool {
+        let stages = window.stages
+        let position = try store.restore(hooks.checkpointParameters, hooks.checkpointOptimizer, isLead: isLead, warn: log.warning,
+                                         loadState: { file in
+            metrics = try MetricsLog.read(from: file, moe: moe, communication: communication)
+            window = try TrainingWindow.read(from: file, stages: stages, legacy: legacy)
+            try hooks.readState(from: file)
+        }, loadEntry: { file, path in try hooks.loadEntry(from: file, at: path) })
+        guard let position else { return false }
+        (epoch, batchInEpoch) = position
+        hooks.resumed()
+        log.info("\(id): resuming from the checkpoint at step \(hooks.checkpointOptimizer.stepCount) (epoch \(epoch + 1), batch \(batchInEpoch))")
+        return true
+    }
+
+    /// Trains `strategy` on `batches` to the end of the budget, then writes the task file.
+    func run<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
+        let start = Date()
+        window.since = Date()
+        let train = spec.train
+        while epoch < epochs && strategy.step < totalSteps {
+            batches.start(epoch: epoch)
+            for _ in 0..<batchInEpoch { _ = batches.next() }
+            while strategy.step < totalSteps, batches.next() {
+                let r = try strategy.trainStep(on: batches.batch, stop: Interrupts.requested)
+                batchInEpoch += 1
+                let step = strategy.step
+                guard r.loss.isFinite, r.gradNorm.isFinite else {
+                    throw RuntimeError.diverged(task: id, step: step + 1, epoch: epoch, loss: r.loss, gradNorm: r.gradNorm, spec: spec)
+                }
+                window.add(r)
+                try hooks.afterStep(r)
+                if step % train.logEvery == 0 || step == totalSteps { logRow(step: step, r) }
+                if train.evalEvery > 0 && step % train.evalEvery == 0 { try evaluate(step: step) }
+                if train.checkpointEvery > 0 && step % train.checkpointEvery == 0 { try checkpoint() }
+                if r.stop {
+                    try checkpoint()
+                    throw RuntimeError.interrupted(task: id, step: step)
+                }
+            }
+            epoch += 1
+            batchInEpoch = 0
+            if train.evalEvery == 0 { try evaluate(step: strategy.step) }
+            if train.checkpointEvery == 0 { try checkpoint() }
+        }
+        try finish(seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Closes the window into one `/metrics` row (and the hooks' series) and logs the progress line.
+    private func logRow(step: Int, _ r: StepReport) {
+        let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
+        let perStep = 1 / max(window.steps, 1)
+        let rows = window.scored, c = window.costs
+        metrics.log(step: step, [
+            "compute_seconds": c.computeSeconds * perStep, "communication_seconds": c.communicationSeconds * perStep,
+            "wait_seconds": c.waitSeconds * perStep, "bytes_sent": c.bytesSent * perStep,
+            "bytes_received": c.bytesReceived * perStep, "compression_error": c.compressionError * perStep,
+            "train_loss": window.loss / rows, "train_accuracy": window.correct / rows,
+            "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
+            "samples_per_second": rows / elapsed, "aux_loss": window.aux / rows,
+        ])
+        hooks.logRow(step: step, window: window)
+        let rate = rows / elapsed
+        let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
+        let line = "\(id): " + String(format: "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
+                                      epoch + 1, epochs, step, totalSteps, window.loss / rows, window.correct / rows, r.lr, rate, eta)
+        log.step(line + hooks.progressNote(window), done: Double(step) / Double(totalSteps), last: step == totalSteps)
+        window = TrainingWindow(stages: window.stages)
+    }
+
+    private func evaluate(step: Int) throws {
+        guard let e = try hooks.evaluate(step: step) else { return }
+        metrics.logEval(step: step, loss: e.loss, accuracy: e.accuracy)
+        log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, e.loss, e.accuracy) + e.note)
+    }
+
+    /// Saves the current state as the newest checkpoint, in a file of its own (rank 0, after the
+    /// hooks' collectives on every rank).
+    private func checkpoint() throws {
+        try hooks.beforeCheckpoint()
+        guard isLead else { return }
+        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, writeState: { file in
+            try metrics.write(to: file)
+            try window.write(to: file)
+            try hooks.writeSeries(to: file)
+            try hooks.writeResumeState(to: file)
+        }, writeEntry: { file, path in try hooks.writeEntry(to: file, at: path) })
+    }
+
+    /// `tasks/<id>.h5`, atomically: `/metrics`, the hooks' series and result, `/checkpoints`.
+    private func finish(seconds: Double) throws {
+        try hooks.beforeFinish()
+        guard isLead else { return }
+        let optimizer = hooks.checkpointOptimizer
+        try H5File.createAtomically(layout.taskFile(id)) { file in
+            try file.setTaskAttributes(id)
+            try file.setAttribute("steps", Int64(optimizer.stepCount))
+            try file.setAttribute("train_seconds", seconds)
+            try metrics.write(to: file)
+            try hooks.writeSeries(to: file)
+            try store.write(hooks.checkpointParameters, optimizer, to: file) { path in try hooks.writeEntry(to: file, at: path) }
+            try hooks.writeResult(to: file)
+        }
+        store.removeAll()
+        log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + hooks.doneNote(metrics))
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import MoECore
+import MoENN
+
+/// moe-run's side of the LM training-step comparison (`moe-bench --lm-child NAME`): one model per
+/// fresh process, so its peak RSS is that of the training alone.
+extension Bench {
+    /// `TransformerLM` for one of the bench's models, with a tied head and no dropout.
+    static func transformerConfig(_ m: LMBenchModel) -> TransformerConfig {
+        let moe = m.isMoE ? MoEConfig(experts: m.experts, blocks: Array(0..<m.blocks), router: .topk, k: m.k, expertFFN: m.expertFFN) : nil
+        return TransformerConfig(vocab: m.vocab, context: m.context, hidden: m.hidden, heads: m.heads, blocks: m.blocks,
+                                 ffn: m.ffn, activation: .gelu, dropout: 0, tieEmbeddings: true, moe: moe)
+    }
+
+    /// The `moe-bench --lm-child NAME` process of `lmComparison` (nil when it fails).
+    static func lmChild(_ model: LMBenchModel, secondsPerTrial: Double) -> [String: Any]? {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        return childJSON(me, ["--lm-child", model.name, "--lm-seconds", String(secondsPerTrial)])
+    }
+
+    /// One training step as the project's training loop takes it (`Trainer<TransformerLM>`, the
+    /// local step strategy): zero gradients, forward with the next-token loss, backward (with the
+    /// MoE layers' aux and z losses), clip the global gradient norm at 1, AdamW update.
+    final class LMStep {
+        let trainer: Trainer<TransformerLM>
+        let tokens: [Int32]
+        let spec: LMBenchModel
+        private(set) var lastLoss = Double.nan
+        var model: TransformerLM { trainer.model }
+
+        init(_ spec: LMBenchModel) {
+            self.spec = spec
+            let config = OptimizerConfig(kind: .adamw, lr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.99, gradClip: 1.0)
+            trainer = Trainer(model: TransformerLM(config: Bench.transformerConfig(spec), seed: 0), config: config,
+                              totalSteps: 1_000_000, seed: 0)
+            var rng = RNG(seed: 0, purpose: "bench/lm-tokens")
+            tokens = (0..<(spec.batch * (spec.context + 1))).map { _ in Int32(rng.int(below: spec.vocab)) }
+        }
+
+        private func withBatch(_ body: (TokenWindows) -> Void) {
+            tokens.withUnsafeBufferPointer { body(TokenWindows(tokens: $0.baseAddress!, batch: spec.batch, length: spec.context + 1)) }
+        }
+
+        /// One step through `Trainer.trainStep`.
+        func run() { withBatch { lastLoss = trainer.trainStep(on: $0).loss } }
+
+        /// The same step spelled out, adding each part's seconds to `parts`.
+        func runProfiled(_ parts: inout [String: Double]) {
+            var clock = Bench.now()
+            func mark(_ name: String) {
+                let t = Bench.now()
+                parts[name, default: 0] += t - clock
+                clock = t
+            }
+            withBatch { batch in
+                let step = trainer.step
+                model.parameters.zeroGrad()
+                mark("zero gradients")
+                let sums = model.forward(batch, context: ForwardContext(training: true, step: step, seed: trainer.seed))
+                lastLoss = sums.lossSum / Double(sums.scored)
+                mark("forward")
+                model.backward(lossScale: 1)
+                mark("backward")
+                model.parameters.clipGradientNorm(1.0)
+                mark("clip")
+                trainer.optimizer.step(lr: trainer.schedule.lr(at: step))
+                mark("AdamW")
+            }
+        }
+    }
+
+    /// Best step time (3 trials of ≥ `secondsPerTrial` s after 3 warm-up steps), then the step's
+    /// parts (each its fastest of 10 more steps), the components alone, and this process's peak
+    /// RSS: the JSON object `lmComparison` reads.
+    static func lmChildMeasurement(_ spec: LMBenchModel, secondsPerTrial: Double) -> [String: Any] {
+        let step = LMStep(spec)
+        precondition(step.model.parameters.reduce(0) { $0 + $1.value.count } == spec.totalParameters,
+                     "the bench's parameter count of \(spec.title) disagrees with TransformerLM's")
+        for _ in 0..<2 { step.run() }
+        let rate = bestRate(trials: 3, minTime: secondsPerTrial) { step.run() }
+        // Each part's fastest of 10 profiled steps (the machine is shared: minima are the stable figures).
+        var parts: [String: Double] = [:], moePhases: [String: Double] = [:]
+        for _ in 0..<10 {
+            var these: [String: Double] = [:], phases: [String: Double] = [:]
+            for layer in step.model.moeLayers { layer.profile = MoEProfile() }
+            step.runProfiled(&these)
+            for layer in step.model.moeLayers {
+                for (phase, s) in layer.profile?.seconds ?? [:] { phases[phase.rawValue, default: 0] += s }
+                layer.profile = nil
+            }
+            parts.merge(these, uniquingKeysWith: min)
+            moePhases.merge(phases, uniquingKeysWith: min)
+        }
+        let components = componentSeconds(spec, steps: 10, step.model)
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return ["config": spec.name, "ms": 1000 / rate, "tokens_per_second": rate * Double(spec.tokensPerStep),
+                "max_rss_kb": Double(usage.ru_maxrss), "loss": step.lastLoss, "parts": parts, "moe_phases": moePhases,
+                "components": components]
+    }
+
+    /// Seconds per step (blocks × the fastest of `steps` passes) of the forward and the backward of
+    /// block 0's attention and of its FFN or MoE layer, each alone on the step's shape (unit-normal
+    /// input, as after a LayerNorm): the step's breakdown. The gradients they leave are cleared.
+    static func componentSeconds(_ spec: LMBenchModel, steps: Int, _ model: TransformerLM) -> [String: Double] {
+        let n = spec.batch * spec.context, h = spec.hidden
+        var rng = RNG(seed: 0, purpose: "bench/lm-components")
+        let x = Tensor(shape: [n, h]), y = Tensor(shape: [n, h]), dy = Tensor(shape: [n, h]), dx = Tensor(shape: [n, h])
+        rng.fillNormal(x)
+        rng.fillNormal(dy)
+        let attention = model.blocks[0].attention, feedForward = model.blocks[0].feedForward
+        let context = ForwardContext(training: true, step: 0, seed: 0)
+        var seconds: [String: Double] = [:]
+        func time(_ name: String, _ body: () -> Void) {
+            let t = now()
+            body()
+            seconds[name] = min(seconds[name] ?? .infinity, Double(spec.blocks) * (now() - t))
+        }
+        for _ in 0..<steps {
+            time("attention forward") { attention.forward(x.data, batch: spec.batch, tokens: spec.context, into: y.data) }
+            time("attention backward") { attention.backward(dy.data, dx: dx.data) }
+            time("ffn forward") { feedForward.forward(x.data, rows: n, into: y.data, context: context) }
+            time("ffn backward") { feedForward.backward(dy.data, rows: n, dx: dx.data) }
+        }
+        model.parameters.zeroGrad()
+        return seconds
+    }
+}
