@@ -168,7 +168,7 @@ struct EnsembleModel {
         var experts: [ResidualMLP] = []
         var norm: Standardization?
         for i in 0..<e {
-            let (m, n) = try Checkpoint.loadModel(from: group, at: "experts/\(i)")
+            let (m, n) = try Checkpoint.loadModel(from: group, at: "experts/\(i)", for: "an ensemble")
             experts.append(m)
             if i == 0 { norm = n }
         }

@@ -40,7 +40,7 @@ enum EvaluateTask {
                 }
                 continue
             }
-            let (model, _) = try Checkpoint.loadModel(from: file, at: "model")
+            let (model, _) = try Checkpoint.loadModel(from: file, at: "model", for: "evaluation on feature data")
             for split in spec.eval.splits {
                 let (data, _) = try DataTask.load(split.rawValue, layout: layout)
                 guard data.count > 0 else { continue }

@@ -39,7 +39,7 @@ public enum Evaluation {
             let r = ensemble.evaluate(x: input.x, labels: input.y, batchSize: batchSize)
             return Result(count: dataset.count, loss: r.loss, accuracy: r.accuracy)
         }
-        let (model, norm) = try readModel(checkpoint) { try Checkpoint.loadModel(from: file, at: path) }
+        let (model, norm) = try readModel(checkpoint) { try Checkpoint.loadModel(from: file, at: path, for: "evaluation on feature data") }
         try check(dataset, data: data, features: model.config.features, classes: model.config.classes)
         if model.config.moe?.router == .domain && dataset.domain == nil { throw RuntimeError.missingDomains(path: data) }
         let input = norm.map { $0.apply(dataset) } ?? dataset

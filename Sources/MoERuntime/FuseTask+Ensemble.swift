@@ -20,7 +20,7 @@ extension FuseTask {
         let (tensors, _, norm, _) = try loadExperts()
         try Fusion.validate(tensors)
         let experts = try (0..<spec.experts).map { i in
-            try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("expert-\(i)")), at: "model").0
+            try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("expert-\(i)")), at: "model", for: "an ensemble").0
         }
         let ensemble = EnsembleModel.fit(experts: experts, val: val, byDomain: spec.split.shardBy == .domain, batchSize: spec.eval.batchSize)
         let batch = spec.eval.batchSize

@@ -30,7 +30,7 @@ extension FuseTask {
         let (test, _) = try DataTask.load("test", layout: layout)
         let trainPath = layout.taskFile("train")
         let trainFile = try H5File.open(trainPath)
-        let (moe, norm) = try Checkpoint.loadModel(from: trainFile, at: "model")
+        let (moe, norm) = try Checkpoint.loadModel(from: trainFile, at: "model", for: "expert merging")
         guard let moeConfig = moe.config.moe else {
             throw RuntimeError.io(path: trainPath + ":/model", message: "holds a dense model; expert merging needs an MoE model")
         }

@@ -104,7 +104,7 @@ extension FuseTask {
         for i in 0..<spec.experts {
             let path = layout.taskFile("expert-\(i)")
             let file = try H5File.open(path)
-            let (model, n) = try Checkpoint.loadModel(from: file, at: "model")
+            let (model, n) = try Checkpoint.loadModel(from: file, at: "model", for: "fusing experts into one model")
             if config == nil { (config, norm) = (model.config, n) }
             experts.append(NamedTensors(parameters: model.parameters))
             samples.append(Int(try file.attribute("train_samples", as: Int64.self)))
@@ -117,7 +117,7 @@ extension FuseTask {
     /// `split.seed_model: independent` there is no common start and this is the reference only).
     func loadBase(config: ModelConfig) throws -> (tensors: NamedTensors, stored: Bool) {
         if spec.split.pretrainEpochs > 0 {
-            let (model, _) = try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("pretrain")), at: "model")
+            let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")), at: "model")
             return (NamedTensors(parameters: model.parameters), true)
         }
         return (NamedTensors(parameters: ResidualMLP(config: config, seed: spec.seed64).parameters), false)

@@ -167,7 +167,7 @@ public enum Preflight {
             guard let group = Evaluation.modelGroup(in: file) else {
                 throw fail("holds no model to upcycle from (expected a checkpoint group, /model or /models/final)")
             }
-            let (dense, _) = try Checkpoint.loadModel(from: file, at: group)
+            let (dense, _) = try Checkpoint.loadModel(from: file, at: group, for: "upcycling")
             guard dense.config.moe == nil else { throw fail("holds an MoE model; upcycling starts from a dense one") }
             let target = ResidualMLP(config: spec.modelConfig(features: features, classes: classes), seed: spec.seed64)
             try Upcycling.upcycle(from: Upcycling.parameters(of: dense), into: target)

@@ -20,7 +20,7 @@ extension TrainTask {
         guard let group = Evaluation.modelGroup(in: file) else {
             throw RuntimeError.io(path: path, message: "holds no model to moefy (expected a checkpoint group, /model or /models/final)")
         }
-        let (dense, _) = try Checkpoint.loadModel(from: file, at: group)
+        let (dense, _) = try Checkpoint.loadModel(from: file, at: group, for: "moefication")
         let method = Moefication.Method(rawValue: spec.split.method.rawValue)!
         let report: Moefication.Report
         do {

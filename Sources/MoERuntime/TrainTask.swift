@@ -91,7 +91,7 @@ final class TrainTask {
         guard let group = Evaluation.modelGroup(in: file) else {
             throw RuntimeError.io(path: path, message: "holds no model to upcycle from (expected a checkpoint group, /model or /models/final)")
         }
-        let (dense, _) = try Checkpoint.loadModel(from: file, at: group)
+        let (dense, _) = try Checkpoint.loadModel(from: file, at: group, for: "upcycling")
         do {
             try Upcycling.upcycle(from: Upcycling.parameters(of: dense), into: model)
         } catch let error as Upcycling.Mismatch {

@@ -21,11 +21,15 @@ public enum Checkpoint {
         case mismatch(file: String, tensor: String, reason: String)
         /// The checkpoint's `config.kind` is not in `ModelKinds.registry` (or not the kind a caller needs).
         case unknownKind(file: String, group: String, kind: String, known: [String])
+        /// A checkpoint of a registered kind other than `mlp`, given to a use only an `mlp` has.
+        case notAnMLP(file: String, group: String, kind: String, purpose: String)
 
         public var description: String {
             switch self {
             case let .unknownKind(file, group, kind, known):
                 return "\(file):\(group): unknown model kind \"\(kind)\" in config (this moe-run reads: \(known.joined(separator: ", ")))"
+            case let .notAnMLP(file, group, kind, purpose):
+                return "\(file):\(group): a \"\(kind)\" model; \(purpose) needs a residual MLP (kind \"mlp\")"
             case let .notACheckpoint(file, group, reason): return "\(file):\(group): not a moe-run model checkpoint: \(reason)"
             case let .mismatch(file, tensor, reason): return "\(file):\(tensor): \(reason)"
             }
@@ -133,6 +137,16 @@ public enum Checkpoint {
         }
         let (model, norm) = try loadAnyModel(from: location, at: path)
         return (model as! ResidualMLP, norm)
+    }
+
+    /// `loadModel` for a use that only a residual MLP has (`purpose`, e.g. "upcycling"): a
+    /// checkpoint of another registered kind is a `notAnMLP` error naming the kind and the use.
+    public static func loadModel(from location: H5Location, at path: String, for purpose: String) throws -> (ResidualMLP, Standardization?) {
+        let (kind, _) = try readKindAndConfig(from: location, at: path)
+        if kind != ResidualMLP.checkpointKind && ModelKinds.registry[kind] != nil {
+            throw Error.notAnMLP(file: location.filePath, group: try location.openGroup(path).path, kind: kind, purpose: purpose)
+        }
+        return try loadModel(from: location, at: path)
     }
 
     /// Copies stored values into `parameters` by name; every parameter must exist with its shape.

@@ -5,7 +5,8 @@ import XCTest
 /// `moe-run eval` on checkpoints by model kind: a kind this build does not know is one clear
 /// error line (exit 2) naming the file and the kind, never a crash or a wrongly built model.
 final class ModelKindEndToEndTests: XCTestCase {
-    func testEvalOfAnUnknownModelKindIsOneLineNamingFileAndKind() throws {
+    /// A data file of two feature rows and a checkpoint whose config has `kind`, in a fresh directory.
+    private func fixture(kind: String) throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-kind-e2e-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try H5File.createAtomically(dir + "/data.h5") { file in
@@ -15,12 +16,29 @@ final class ModelKindEndToEndTests: XCTestCase {
         try H5File.createAtomically(dir + "/lm.h5") { file in
             try file.setAttribute("format", "moe-run/1")
             try file.setAttribute("kind", "model")
-            try file.setAttribute("config", #"{"kind":"transformer","vocab":256,"hidden":8,"blocks":1}"#)
+            try file.setAttribute("config", #"{"kind":"\#(kind)","vocab":256,"hidden":8,"blocks":1}"#)
             try file.createDataset("embed/weight", [Float](repeating: 0, count: 8 * 256), shape: [256, 8])
         }
+        return dir
+    }
+
+    /// (Before the transformer kind existed, this checked `kind: transformer`; it now checks a
+    /// kind no build knows.)
+    func testEvalOfAnUnknownModelKindIsOneLineNamingFileAndKind() throws {
+        let dir = try fixture(kind: "rnn")
         let r = try CLI.run(["eval", "lm.h5", "data.h5"], in: dir)
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(r.stdout, "")
-        XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: unknown model kind \"transformer\" in config (this moe-run reads: mlp)\n")
+        XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: unknown model kind \"rnn\" in config (this moe-run reads: mlp)\n")
+    }
+
+    /// Evaluation on feature data is a residual MLP's: a known kind of another sort is one line
+    /// naming the file, the kind and the use.
+    func testEvalOfATransformerOnFeatureDataIsOneLine() throws {
+        let dir = try fixture(kind: "transformer")
+        let r = try CLI.run(["eval", "lm.h5", "data.h5"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stdout, "")
+        XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: a \"transformer\" model; evaluation on feature data needs a residual MLP (kind \"mlp\")\n")
     }
 }
