@@ -100,8 +100,8 @@ final class TrainingLoopTests: XCTestCase {
         XCTAssertEqual(f.w, 36)
     }
 
-    /// `steps` replaces `epochs`: the batch order cycles through epochs, the last one cut short,
-    /// and the end of the budget evaluates and logs its row like the end of an epoch.
+    /// `steps` replaces `epochs`: the batch order cycles through epochs, the last one cut short;
+    /// the last step logs its row, and `0` cadences evaluate and checkpoint at the end of training.
     func testStepsBudgetCyclesThroughEpochsOfTheBatchOrder() throws {
         let r = Recorder()
         let l = try loop(r, epochs: 50, steps: 7)
@@ -109,10 +109,11 @@ final class TrainingLoopTests: XCTestCase {
         XCTAssertEqual(l.epochs, 3)
         try l.run(r, Batches())
         XCTAssertEqual(r.seen, [0, 1, 2, 10, 11, 12, 20])
-        XCTAssertEqual(r.evaluations, [3, 6, 7])
+        XCTAssertEqual(r.evaluations, [7], "with steps, eval_every: 0 is the end of training")
+        XCTAssertEqual(r.checkpoints, [7], "with steps, checkpoint_every: 0 is the end of training")
         let f = try taskFile()
         XCTAssertEqual(f.steps, [2, 4, 6, 7])
-        XCTAssertEqual(f.evalSteps, [3, 6, 7])
+        XCTAssertEqual(f.evalSteps, [7])
         XCTAssertEqual(f.total, 7)
     }
 
