@@ -9,7 +9,6 @@ extension Planner {
     /// the seed and every expert), then with `fusion.finetune` a `finetune` task; then one
     /// `evaluate` task. Without fusion the run delivers the experts: there is no `final` model.
     static func branchTasks(_ spec: ExperimentSpec) -> [PlanTask] {
-        let m = spec.model
         var tasks: [PlanTask] = []
         var deps = ["data"]
         var inputs = ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"]
@@ -18,7 +17,7 @@ extension Planner {
             let e = spec.split.pretrainEpochs
             tasks.append(PlanTask(
                 id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1, inputs: inputs, output: "tasks/pretrain.h5",
-                summary: "pre-train the seed model, a dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)), for \(e) epoch\(e == 1 ? "" : "s")"))
+                summary: "pre-train the seed model, a dense \(spec.modelWords()), for \(e) epoch\(e == 1 ? "" : "s")"))
             deps.append("pretrain")
             inputs.append("tasks/pretrain.h5:/model")
         }

@@ -19,15 +19,14 @@ extension Planner {
     static func layerwiseSummary(_ spec: ExperimentSpec) -> String {
         let stages = layerwiseStages(spec)
         let blocks = stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
-        let m = spec.model
         if !spec.train.local {
             let where_ = spec.parallelism.mode == .pipeline ? "over \(spec.parallelism.workers) workers" : "in one process"
             return "GPipe pipeline training of \(stages.count) stage\(stages.count == 1 ? "" : "s") (blocks \(blocks.joined(separator: ", "))) "
-                + "of a dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) \(where_), \(spec.parallelism.microbatches) micro-batches per batch, end to end; "
+                + "of a dense \(spec.modelWords()) \(where_), \(spec.parallelism.microbatches) micro-batches per batch, end to end; "
                 + "\(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
         }
         return "layer-wise local training of \(stages.count) stage\(stages.count == 1 ? "" : "s") (blocks \(blocks.joined(separator: ", "))) "
-            + "of a dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)), each stage on its own auxiliary head, then stacked; "
+            + "of a dense \(spec.modelWords()), each stage on its own auxiliary head, then stacked; "
             + "\(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
     }
 }

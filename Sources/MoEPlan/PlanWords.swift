@@ -8,4 +8,13 @@ extension ExperimentSpec {
         if let steps = train.steps { return "\(steps) step\(steps == 1 ? "" : "s")" }
         return "\(epochs) epoch\(epochs == 1 ? "" : "s")"
     }
+
+    /// The model a task trains, with its shape: "residual MLP (hidden 128, ffn 512)" or
+    /// "transformer LM (context 64, hidden 128, 4 heads, ffn 512)"; `blocks` adds ", 2 blocks".
+    func modelWords(blocks: Bool = false) -> String {
+        let m = model
+        let count = blocks ? ", \(m.blocks) block\(m.blocks == 1 ? "" : "s")" : ""
+        guard let t = m.transformer else { return "residual MLP (hidden \(m.hidden), ffn \(m.ffn)\(count))" }
+        return "transformer LM (context \(t.context), hidden \(m.hidden), \(t.heads) head\(t.heads == 1 ? "" : "s"), ffn \(m.ffn)\(count))"
+    }
 }

@@ -14,11 +14,13 @@ public enum Planner {
         case .file(let f):
             dataSummary = "load \(f.path), split \(fractions(spec.data.split))"
             dataInputs = [f.resolvedPath]
+        case .text(let t):
+            dataSummary = "read the text corpus \(t.path) as byte tokens, split each domain's stream \(fractions(spec.data.split)) in contiguous blocks"
+            dataInputs = [t.resolvedPath]
         }
         tasks.append(PlanTask(id: "data", kind: .data, dependsOn: [], workers: 1, inputs: dataInputs,
                               output: "tasks/data.h5", summary: dataSummary))
         if spec.split.strategy == .branch { return Plan(name: spec.name, tasks: tasks + branchTasks(spec)) }
-        let m = spec.model
         // Sparse upcycling: the MoE model starts from a dense one, trained here first
         // (`split.pretrain_epochs`) or given as a checkpoint (`split.upcycle_from`).
         var trainDeps = ["data"]
@@ -31,7 +33,7 @@ public enum Planner {
             tasks.append(PlanTask(
                 id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1,
                 inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"], output: "tasks/pretrain.h5",
-                summary: "pre-train the dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) for \(e) epoch\(e == 1 ? "" : "s"), to \(neurons ? "moefy" : "upcycle")"))
+                summary: "pre-train the dense \(spec.modelWords()) for \(e) epoch\(e == 1 ? "" : "s"), to \(neurons ? "moefy" : "upcycle")"))
             trainDeps = ["pretrain"]
             trainInputs.append("tasks/pretrain.h5:/model")
         } else if spec.split.strategy == .replicate, let source = spec.split.resolvedUpcycleFrom {
@@ -44,7 +46,7 @@ public enum Planner {
             id: "train", kind: .train, dependsOn: trainDeps, workers: groupSize(spec),
             inputs: trainInputs,
             output: "tasks/train.h5",
-            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
+            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) \(spec.modelWords(blocks: true)) for \(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
         // Expert merging (`replicate` with `fusion.method: average`): the MoE collapsed into a dense model.
         if spec.split.strategy == .replicate, spec.fusion.method == .average {
             tasks.append(PlanTask(

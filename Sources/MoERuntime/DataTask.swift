@@ -10,6 +10,7 @@ import MoESpec
 ///     attrs: classes, features, source
 enum DataTask {
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
+        if case .text(let t) = spec.data.source { return try runText(spec: spec, text: t, layout: layout, log: log) }
         let dataset: Dataset
         let source: String
         switch spec.data.source {
@@ -19,6 +20,8 @@ enum DataTask {
         case .file(let f):
             dataset = f.resolvedFormat == .csv ? try Dataset.load(csv: f.resolvedPath) : try Dataset.load(hdf5: f.resolvedPath)
             source = f.path
+        case .text:
+            return
         }
         let splits = try dataset.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.seed64)
         let norm = spec.data.standardize ? Standardization.fit(splits.train) : nil
@@ -33,6 +36,20 @@ enum DataTask {
             try norm?.write(to: file, path: "data/standardization")
         }
         log.info("data: \(dataset.count) samples (\(source)), \(dataset.features) features, \(dataset.classes) classes; split \(splits.train.count)/\(splits.val.count)/\(splits.test.count)")
+    }
+
+    /// `data.source: text`: the corpus split by `data.split` into each domain's contiguous
+    /// train, val and test streams, written in the §5.4 layout (`TextCorpus.write`).
+    static func runText(spec: ExperimentSpec, text: DataSpec.TextData, layout: RunLayout, log: RunLog) throws {
+        let f = spec.data.split
+        let corpus = try TextCorpus.load(path: text.resolvedPath, train: f.train, val: f.val, source: text.path)
+        try H5File.createAtomically(layout.taskFile("data")) { file in
+            try file.setTaskAttributes("data")
+            try file.setAttribute("source", text.path)
+            try corpus.write(to: file)
+        }
+        let counts = TextSplit.allCases.map { String(corpus.tokenCount($0)) }.joined(separator: "/")
+        log.info("data: text corpus \(text.path), \(corpus.domains.count) domains (\(corpus.domains.joined(separator: ", "))); tokens per split \(counts)")
     }
 
     /// A split of the data task's output, standardised when the run standardises.

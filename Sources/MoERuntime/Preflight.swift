@@ -20,18 +20,21 @@ import MoEStore
 ///   `domain` integer `[n]`; CSV with a header), with enough rows for every split (train, val for
 ///   the per-epoch validation, test when evaluated) and for every branch expert's shard, and
 ///   domain ids when the `domain` router or domain shards need them;
+/// - `data.path` of `data.source: text`: the corpus (`checkText`);
 /// - `split.upcycle_from`: the checkpoint is a dense model whose parameters fit the MoE model
 ///   this spec builds on this data (a dry run of the upcycling copy).
 public enum Preflight {
     /// Data files already read, by path and format, so the trials of a sweep read each file once.
     public final class Cache {
         var files: [String: Result<Dataset, DataError>] = [:]
+        /// Text corpora, by path and split fractions (`Preflight+Text`).
+        var texts: [String: Result<TextCorpus, DataError>] = [:]
         public init() {}
     }
 
     public static func check(_ spec: ExperimentSpec, cache: Cache? = nil) throws {
         try checkWorkers(spec)
-        let shape = try checkData(spec, cache: cache ?? Cache())
+        guard let shape = try checkData(spec, cache: cache ?? Cache()) else { return }
         try checkUpcycleSource(spec, features: shape.features, classes: shape.classes)
     }
 
@@ -45,8 +48,9 @@ public enum Preflight {
             "\(p.mode.rawValue) parallelism runs its workers as one shared-memory group of at most \(limit) processes, got \(p.workers)")
     }
 
-    /// Loads (file) or sizes (synthetic) the data and checks it; returns its width and classes.
-    static func checkData(_ spec: ExperimentSpec, cache: Cache) throws -> (features: Int, classes: Int) {
+    /// Loads (file) or sizes (synthetic) the data and checks it; returns its width and classes
+    /// (nil for a text corpus, checked by `checkText`).
+    static func checkData(_ spec: ExperimentSpec, cache: Cache) throws -> (features: Int, classes: Int)? {
         let key: String
         let name: String
         let count: Int
@@ -70,6 +74,9 @@ public enum Preflight {
             dataset = data
             (key, name, count, shape) = ("data.path", f.path, data.count, (data.features, data.classes))
             try checkDomains(spec, data, name: name)
+        case .text(let t):
+            try checkText(spec, t, cache: cache)
+            return nil
         }
         try checkRows(spec, count: count, key: key, name: name)
         if let dataset { try checkShards(spec, dataset, key: key, name: name) }

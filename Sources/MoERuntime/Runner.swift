@@ -33,8 +33,9 @@ public struct RunOptions: Sendable {
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
-        try SupportGate.checkRunnable(spec)
+        // The data's problems first (the user's to fix), then what this version cannot run yet.
         try Preflight.check(spec)
+        try SupportGate.checkRunnable(spec)
         let (layout, isLegacy) = RunLayout.locate(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
         let plan = Planner.plan(spec)
         H5Storage.deflateLevel = UInt32(spec.output.compression)

@@ -26,7 +26,7 @@ enum CrossFieldRules {
         }
     }
 
-    static let all: [CrossFieldRule] = [
+    static let all: [CrossFieldRule] = ModelKindRules.all + [
         CrossFieldRule(summary: "`data.split` fractions sum to 1.") { s, c in
             let f = s.data.split
             let sum = f.train + f.val + f.test

@@ -32,17 +32,33 @@ public struct DataSpec: Equatable, Sendable {
     public enum Source: Equatable, Sendable {
         case synthetic(SyntheticData)
         case file(DataFile)
+        /// A text corpus of byte tokens (`model.kind: transformer` only).
+        case text(TextData)
 
         /// The `data.source` value.
         public var kind: Kind {
             switch self {
             case .synthetic: return .synthetic
             case .file: return .file
+            case .text: return .text
             }
         }
+
+        /// Feature vectors (`synthetic` or `file`), what an `mlp` reads.
+        public var isFeatureData: Bool { kind != .text }
     }
 
-    public enum Kind: String, CaseIterable, Sendable { case synthetic, file }
+    public enum Kind: String, CaseIterable, Sendable { case synthetic, file, text }
+
+    /// A text corpus (`data.source: text`, ARCHITECTURE §5.4): a folder with one `.txt` file
+    /// or sub-folder per domain, or an HDF5 file in the corpus layout. Its domains, their
+    /// streams and their lengths are checked before a run (`Preflight`), not by the loader.
+    public struct TextData: Equatable, Sendable {
+        /// As written in the spec (relative paths are relative to the spec file's directory).
+        public var path: String
+        /// Absolute, standardised path of the file or folder; it existed when the spec was loaded.
+        public var resolvedPath: String
+    }
 
     /// The synthetic domain generator's parameters (`data.source: synthetic`).
     public struct SyntheticData: Equatable, Sendable {
@@ -135,6 +151,27 @@ public struct ModelSpec: Equatable, Sendable {
         }
     }
 
+    /// `model.kind`: the residual MLP classifier on feature vectors, or the decoder-only
+    /// transformer language model on text (ARCHITECTURE §2).
+    public enum Kind: String, CaseIterable, Sendable { case mlp, transformer }
+
+    /// The keys only a transformer has (`model.kind: transformer`).
+    public struct Transformer: Equatable, Sendable {
+        /// Tokens the model reads per window (rows of `pos/weight`); windows are `context + 1`
+        /// tokens, scored on the last `context`.
+        public var context: Int
+        /// Attention heads; each has `hidden / heads` dimensions (`heads` divides `hidden`).
+        public var heads: Int
+        /// Logits from the token embedding (`LN(x)·embed/weightᵀ`) instead of a separate head.
+        public var tieEmbeddings: Bool
+
+        public init(context: Int, heads: Int, tieEmbeddings: Bool) {
+            self.context = context
+            self.heads = heads
+            self.tieEmbeddings = tieEmbeddings
+        }
+    }
+
     public var hidden: Int
     public var ffn: Int
     public var blocks: Int
@@ -142,6 +179,10 @@ public struct ModelSpec: Equatable, Sendable {
     public var dropout: Double
     public var normEps: Double
     public var moeBlocks: MoEBlocks
+    /// The transformer's own keys; nil for `kind: mlp` (so an mlp cannot carry them).
+    public var transformer: Transformer? = nil
+
+    public var kind: Kind { transformer == nil ? .mlp : .transformer }
 }
 
 // MARK: - split

@@ -18,12 +18,16 @@ enum IneffectiveKeys {
     }
 
     static let rules: [Rule] = [
-        Rule(keys: ["data.path", "data.format"], summary: "`data.path` and `data.format` apply to `data.source: file` only.") { s in
-            s.data.source.kind == .file ? nil : "applies only with data.source: file"
+        // With `text`, the feature-data keys are errors (`ModelKindRules`), not warnings.
+        Rule(keys: ["data.path"], summary: "`data.path` applies to `data.source: file` and `text`.") { s in
+            s.data.source.kind == .synthetic ? "applies only with data.source: file or text" : nil
+        },
+        Rule(keys: ["data.format"], summary: "`data.format` applies to `data.source: file` only.") { s in
+            s.data.source.kind == .synthetic ? "applies only with data.source: file" : nil
         },
         Rule(keys: ["data.features", "data.classes", "data.domains", "data.samples", "data.separation", "data.label_noise"],
              summary: "the synthetic data keys apply to `data.source: synthetic` only.") { s in
-            s.data.source.kind == .synthetic ? nil : "applies only with data.source: synthetic (a data file brings its own)"
+            s.data.source.kind == .file ? "applies only with data.source: synthetic (a data file brings its own)" : nil
         },
         Rule(keys: ["split.strategy"], summary: "`split.strategy: replicate` with `experts: 1` (and no pre-training or upcycling) is the dense model.") { s in
             s.experts == 1 && s.split.strategy == .replicate && s.split.upcycleFrom == nil && s.split.pretrainEpochs == 0

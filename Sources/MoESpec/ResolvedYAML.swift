@@ -2,8 +2,9 @@ extension ExperimentSpec {
     /// The spec as YAML with every key that applies, defaults filled in, in schema order.
     ///
     /// Top-level keys and sections are block mappings; lists and deeper mappings are flow style.
-    /// Keys that do not apply to the chosen data source are left out (`path`/`format` for
-    /// synthetic data, the generator keys for a file), optional keys are written as `null`.
+    /// Keys that do not apply to the chosen data source or model kind are left out (`path`/`format`
+    /// for synthetic data, the generator keys for a file, the feature keys for text, the
+    /// transformer keys for an mlp), optional keys are written as `null`.
     /// Loading the text again (with the same file name/directory, for relative data paths) gives
     /// an equal spec.
     public func resolvedYAML() -> String { resolvedYAML(droppingDefaultsOf: []) }
@@ -49,10 +50,13 @@ extension ExperimentSpec {
                         entry("separation", .number(s.separation)), entry("label_noise", .number(s.labelNoise))]
         case .file(let f):
             entries += [entry("path", .string(f.path)), entry("format", .word(f.format.rawValue))]
+        case .text(let t):
+            entries += [entry("path", .string(t.path))]
         }
         let split = SpecValue.map([entry("train", .number(data.split.train)), entry("val", .number(data.split.val)),
                                    entry("test", .number(data.split.test))])
-        return entries + [entry("split", split), entry("standardize", .bool(data.standardize))]
+        // Text has no features to standardise (the key is an error there).
+        return entries + [entry("split", split)] + (data.source.isFeatureData ? [entry("standardize", .bool(data.standardize))] : [])
     }
 
     private func modelEntries() -> [SpecValue.Entry] {
@@ -62,9 +66,14 @@ extension ExperimentSpec {
         case .indices(let list): blocks = .list(list.map(SpecValue.int))
         case .every(let n): blocks = .map([entry("every", .int(n))])
         }
-        return [entry("hidden", .int(model.hidden)), entry("ffn", .int(model.ffn)), entry("blocks", .int(model.blocks)),
-                entry("activation", .word(model.activation.rawValue)), entry("dropout", .number(model.dropout)),
-                entry("norm_eps", .number(model.normEps)), entry("moe_blocks", blocks)]
+        // The transformer keys only for a transformer (an mlp that gives them is refused).
+        let t = model.transformer
+        return [entry("kind", .word(model.kind.rawValue))] + (t.map { [entry("context", .int($0.context))] } ?? [])
+            + [entry("hidden", .int(model.hidden))] + (t.map { [entry("heads", .int($0.heads))] } ?? [])
+            + [entry("ffn", .int(model.ffn)), entry("blocks", .int(model.blocks)),
+               entry("activation", .word(model.activation.rawValue)), entry("dropout", .number(model.dropout)),
+               entry("norm_eps", .number(model.normEps))]
+            + (t.map { [entry("tie_embeddings", .bool($0.tieEmbeddings))] } ?? []) + [entry("moe_blocks", blocks)]
     }
 
     private func splitEntries() -> [SpecValue.Entry] {

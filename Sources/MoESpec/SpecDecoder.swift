@@ -82,6 +82,17 @@ struct SpecDecoder {
                                 hint: "name the file .h5/.hdf5 or .csv, or set data.format: hdf5 or csv")
             }
             source = .file(.init(path: path, resolvedPath: resolved, format: format))
+        case .text:
+            // The feature-data keys are errors here (`CrossFieldRules`), after their types.
+            for f in S.syntheticOnly where r.has(f) {
+                if case .integer = f.type { _ = try r.int(f) } else { _ = try r.number(f) }
+            }
+            _ = try r.choice(S.format, as: DataSpec.FileFormat.self)
+            guard r.has(S.path), let path = try r.optionalString(S.path) else {
+                throw r.missing(S.path, "required with data.source: text")
+            }
+            let resolved = try PathResolver.existingCorpus(path, base: context.baseDirectory, at: context.locations["data.path"]!)
+            source = .text(.init(path: path, resolvedPath: resolved))
         }
         let fr = try r.section(S.split)
         let fractions = DataSpec.Fractions(train: try fr.number(S.Fractions.train), val: try fr.number(S.Fractions.val),
@@ -91,13 +102,23 @@ struct SpecDecoder {
 
     // MARK: model
 
+    /// The transformer keys are read (typed and ranged) for every kind; an mlp that gives them is
+    /// refused by `CrossFieldRules`, at the key.
     private func decodeModel(_ r: MappingReader) throws -> ModelSpec {
         typealias S = SpecSchema.Model
-        let blocks = try r.int(S.blocks)
-        return ModelSpec(hidden: try r.int(S.hidden), ffn: try r.int(S.ffn), blocks: blocks,
-                         activation: try r.choice(S.activation, as: ModelSpec.Activation.self),
-                         dropout: try r.number(S.dropout), normEps: try r.number(S.normEps),
-                         moeBlocks: try decodeMoEBlocks(r, blocks: blocks))
+        let kind = try r.choice(S.kind, as: ModelSpec.Kind.self)
+        let context = try r.int(S.context)
+        let hidden = try r.int(S.hidden)
+        let heads = try r.int(S.heads)
+        let ffn = try r.int(S.ffn)
+        let blocks = kind == .transformer && !r.has(S.blocks) ? S.transformerBlocks : try r.int(S.blocks)
+        let activation = try r.choice(S.activation, as: ModelSpec.Activation.self)
+        let dropout = try r.number(S.dropout)
+        let normEps = try r.number(S.normEps)
+        let tie = try r.bool(S.tieEmbeddings)
+        let transformer = kind == .transformer ? ModelSpec.Transformer(context: context, heads: heads, tieEmbeddings: tie) : nil
+        return ModelSpec(hidden: hidden, ffn: ffn, blocks: blocks, activation: activation, dropout: dropout, normEps: normEps,
+                         moeBlocks: try decodeMoEBlocks(r, blocks: blocks), transformer: transformer)
     }
 
     private func decodeMoEBlocks(_ r: MappingReader, blocks: Int) throws -> ModelSpec.MoEBlocks {
@@ -200,6 +221,19 @@ enum PathResolver {
     static func absolute(_ path: String, base: String) -> String {
         let joined = path.hasPrefix("/") ? path : (base as NSString).appendingPathComponent(path)
         return URL(fileURLWithPath: joined).standardizedFileURL.path
+    }
+
+    /// The absolute path of an existing file or folder (a text corpus, `data.path`), or an error
+    /// at the key's value. What is inside is checked before the run (`Preflight`).
+    static func existingCorpus(_ path: String, base: String, at location: SourceLocation) throws -> String {
+        guard !path.isEmpty else { throw SpecError(location, "data.path", "must not be empty") }
+        let resolved = absolute(path, base: base)
+        guard FileManager.default.fileExists(atPath: resolved) else {
+            let relative = path.hasPrefix("/") ? "" : " (relative to the spec file's directory)"
+            throw SpecError(location, "data.path", "no such text corpus (file or folder): \(quoted(path))\(relative)",
+                            hint: "looked for \(resolved)")
+        }
+        return resolved
     }
 
     /// The absolute path of an existing regular file, or an error at the key's value.

@@ -5,7 +5,7 @@ public enum SpecSchema {
     public static let root: [SchemaField] = [
         Root.name, Root.seed, Root.description,
         SchemaField("data", .section(Data.all), "Where the samples come from and how they are split."),
-        SchemaField("model", .section(Model.all), "The residual MLP classifier: embed → blocks → norm → head."),
+        SchemaField("model", .section(Model.all), "The model: the residual MLP classifier (`kind: mlp`: embed → blocks → norm → head, on feature vectors) or the decoder-only transformer language model (`kind: transformer`: token and position embeddings → pre-norm blocks of causal self-attention and FFN → norm → head, on text; docs/formats.md has both layouts). The defaults of a transformer are nanoGPT's CPU recipe: 4 blocks, 4 heads, hidden 128, context 64, ffn 4·hidden, GELU, no dropout, tied embeddings."),
         Root.experts,
         SchemaField("split", .section(Split.all), "How the model is turned into experts (the four workflows)."),
         SchemaField("router", .section(Router.all), "The MoE router (used when `experts > 1`)."),
@@ -43,9 +43,9 @@ public enum SpecSchema {
 
     enum Data {
         static let source = SchemaField("source", SchemaField.choice(DataSpec.Kind.self), default: .string("synthetic"),
-            "`synthetic`: Gaussian domain clusters, each labelled by its own random teacher; `file`: an HDF5 or CSV file.")
-        static let path = SchemaField("path", .string, defaultText: "required with `file`",
-            "The data file (file only), relative to the spec file's directory; it must exist.")
+            "`synthetic`: Gaussian domain clusters, each labelled by its own random teacher; `file`: an HDF5 or CSV file (both feature vectors, for `model.kind: mlp`); `text`: a corpus of real text read as byte tokens (vocabulary 256), for `model.kind: transformer`.")
+        static let path = SchemaField("path", .string, defaultText: "required with `file` and `text`",
+            "The data file (`file`), or the text corpus (`text`: a folder with one `.txt` file or sub-folder per domain, or an HDF5 corpus such as `experiments/data/text-domains.h5`; see docs/formats.md), relative to the spec file's directory; it must exist. A corpus must have a domain with text, and every domain's train, val and test stream at least `model.context + 1` tokens (checked before the run).")
         static let format = SchemaField("format", SchemaField.choice(DataSpec.FileFormat.self), default: .string("auto"),
             "File format (file only); `auto` goes by the extension: `.h5`, `.hdf5` → hdf5, `.csv` → csv.")
         static let features = SchemaField("features", .integer(min: 1, max: nil), default: .int(16),
@@ -58,13 +58,15 @@ public enum SpecSchema {
         static let labelNoise = SchemaField("label_noise", .number(.unitHalfOpen), default: .number(0.0),
             "Fraction of labels replaced by random ones (synthetic only).")
         static let split = SchemaField("split", .section(Fractions.all),
-            "Fractions of the samples for train, val and test; each in (0, 1), summing to 1.")
+            "Fractions for train, val and test; each in (0, 1), summing to 1. Feature data: of the samples (seeded shuffle). Text: of each domain's token stream, cut in contiguous blocks in that order (no window crosses a split or a domain).")
         static let standardize = SchemaField("standardize", .boolean, default: .bool(true),
-            "Standardise features with the training split's mean and standard deviation.")
+            "Standardise features with the training split's mean and standard deviation (feature data only).")
         static let all = [source, path, format, features, classes, domains, samples, separation, labelNoise, split, standardize]
         /// Keys that only apply to `source: synthetic` / `source: file`.
         static let syntheticOnly = [features, classes, domains, samples, separation, labelNoise]
         static let fileOnly = [path, format]
+        /// Keys of feature data only (`synthetic`, `file`): with `text` they are errors.
+        static let featureOnly = syntheticOnly + [format, standardize]
 
         enum Fractions {
             static let train = SchemaField("train", .number(.unitOpen), default: .number(0.8), "Training fraction.")
@@ -75,17 +77,32 @@ public enum SpecSchema {
     }
 
     enum Model {
+        static let kind = SchemaField("kind", SchemaField.choice(ModelSpec.Kind.self), default: .string("mlp"),
+            "`mlp`: the residual MLP classifier (feature data); `transformer`: the decoder-only language model (`data.source: text`).")
+        static let context = SchemaField("context", .integer(min: 1, max: nil), default: .int(64),
+            "Tokens the model reads per window (transformer only): training windows are `context + 1` tokens at random offsets, evaluation windows tile each stream (docs/formats.md).")
         static let hidden = SchemaField("hidden", .integer(min: 1, max: nil), default: .int(128), "Width of the residual stream.")
+        static let heads = SchemaField("heads", .integer(min: 1, max: nil), default: .int(4),
+            "Attention heads (transformer only); each has `hidden / heads` dimensions, so `heads` must divide `hidden`.")
         static let ffn = SchemaField("ffn", .integer(min: 1, max: nil), default: .int(512), "Hidden units of each FFN (and of each expert; with `neurons`, each expert takes `ffn / experts` of them).")
-        static let blocks = SchemaField("blocks", .integer(min: 1, max: 1024), default: .int(2), "Pre-norm residual FFN blocks.")
+        static let blocks = SchemaField("blocks", .integer(min: 1, max: 1024), default: .int(2),
+            defaultText: "`2` (`4` with `kind: transformer`)",
+            "Pre-norm residual blocks: FFN blocks of the mlp, attention + FFN blocks of the transformer.")
         static let activation = SchemaField("activation", SchemaField.choice(ModelSpec.Activation.self), default: .string("gelu"),
             "FFN activation.")
-        static let dropout = SchemaField("dropout", .number(.unitHalfOpen), default: .number(0.0), "Dropout after the FFN activation.")
+        static let dropout = SchemaField("dropout", .number(.unitHalfOpen), default: .number(0.0),
+            "Dropout probability while training: after the FFN activation (mlp); on the embedding sum and on each residual branch (transformer, as GPT-2).")
         static let normEps = SchemaField("norm_eps", .number(.positive), default: .number(1e-5), "LayerNorm epsilon.")
+        static let tieEmbeddings = SchemaField("tie_embeddings", .boolean, default: .bool(true),
+            "The output head is the token embedding, `logits = LN(x)·embed/weightᵀ` (transformer only; GPT-2, nanoGPT); false = a separate `head/weight`.")
         static let moeBlocks = SchemaField("moe_blocks",
             .custom("`all`, a non-empty list of distinct block indices (each < `blocks`), or `{every: N}` (1 <= N <= `blocks`)"),
             default: .string("all"), "Blocks that become MoE layers when `experts > 1`; `{every: N}` picks blocks N-1, 2N-1, ...")
-        static let all = [hidden, ffn, blocks, activation, dropout, normEps, moeBlocks]
+        static let all = [kind, context, hidden, heads, ffn, blocks, activation, dropout, normEps, tieEmbeddings, moeBlocks]
+        /// Keys of the transformer only: with `kind: mlp` they are errors.
+        static let transformerOnly = [context, heads, tieEmbeddings]
+        /// `blocks` of a transformer when not given (nanoGPT's CPU recipe; the mlp's is the schema default).
+        static let transformerBlocks = 4
         static let every = SchemaField("every", .integer(min: 1, max: nil), defaultText: "required", "Period N.")
     }
 
@@ -151,7 +168,8 @@ public enum SpecSchema {
             "Passes over the training split (without `steps`; give one of the two, not both).")
         static let steps = SchemaField("steps", .integer(min: 1, max: nil), nullable: true, default: .null,
             "Optimizer steps in all, instead of `epochs` (both kinds of model; give one of the two, not both); null = train for `epochs`. The learning-rate schedule spans these steps; with `steps`, `eval_every: 0` and `checkpoint_every: 0` mean at the end of training.")
-        static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(64), "Samples per step.")
+        static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(64),
+            "Samples per step (transformer: windows of `model.context + 1` tokens).")
         static let optimizer = SchemaField("optimizer", SchemaField.choice(TrainSpec.Optimizer.self), default: .string("adamw"),
             "AdamW (decoupled weight decay) or SGD with momentum.")
         static let lr = SchemaField("lr", .number(.positive), default: .number(0.001), "Peak learning rate.")

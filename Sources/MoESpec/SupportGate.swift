@@ -34,7 +34,15 @@ public enum SupportGate {
     /// of `moe-run sweep`) refuses them through `checkRunnable`, with exit 2 before anything is
     /// written, instead of running something else silently. An issue that builds one deletes
     /// its entry.
-    static let runEntries: [Entry] = []
+    static let runEntries: [Entry] = [
+        Entry(keyPath: "model.kind", refused: "running `kind: transformer` with a parallel mode, `split.strategy` other than none / replicate, upcycling or fusion",
+              issue: "15") { s in
+            guard s.model.kind == .transformer else { return nil }
+            let plain = s.parallelism.mode == .none && (s.split.strategy == .none || s.split.strategy == .replicate)
+                && s.split.pretrainEpochs == 0 && s.split.upcycleFrom == nil && s.fusion.method == .none
+            return plain ? nil : "this version trains a transformer in one process, dense or MoE (split.strategy none or replicate), without parallelism.mode, upcycling or fusion (issue 15 builds those)"
+        },
+    ]
 
     /// Refuses a run of a spec that asks for a feature of `runEntries`: a `SpecError` at its key.
     public static func checkRunnable(_ spec: ExperimentSpec) throws {

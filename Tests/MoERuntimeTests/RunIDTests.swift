@@ -94,12 +94,16 @@ final class RunIDTests: XCTestCase {
         data.split.val: 0.1
         data.split.test: 0.1
         data.standardize: true
+        model.kind: mlp
+        model.context: 64
         model.hidden: 128
+        model.heads: 4
         model.ffn: 512
         model.blocks: 2
         model.activation: gelu
         model.dropout: 0.0
         model.norm_eps: 1e-05
+        model.tie_embeddings: true
         model.moe_blocks: all
         experts: 1
         split.strategy: none

@@ -44,6 +44,7 @@ enum SpecMutator {
         "train.batch_size", "router.capacity_factor", "fusion.method", "fusion.weights", "split.strategy", "seed",
         "parallelism.workers", "parallelism.mode", "data.samples", "fusion.finetune", "router.normalize_topk", "name",
         "sweep", "router", "nope", "train.betas", "model.moe_blocks", "data.source", "data.path",
+        "model.kind", "model.context", "model.heads", "train.steps",
     ]
 
     static let unicode: [String] = [
@@ -73,7 +74,13 @@ enum SpecMutator {
         "fusion.method": ["none", "average", "stack", "mix", "ensemble", "slerp", "ties", "greedy_soup", "fisher"],
         "fusion.weights": ["uniform", "val_loss", "optimized", "[1, 0]", "[0, 0]"],
         "fusion.finetune": ["null", "{epochs: 1}"],
-        "data.source": ["synthetic", "file"],
+        "data.source": ["synthetic", "file", "text"],
+        "data.path": ["data/text-domains.h5", "data", "data/nope.h5"],
+        "model.kind": ["mlp", "transformer"],
+        "model.context": ["0", "1", "100000", "1000000000"],
+        "model.heads": ["1", "3", "1000000000"],
+        "model.tie_embeddings": ["true", "false"],
+        "train.steps": ["null", "0", "1", "1000000000"],
         "data.samples": ["10", "1000000000"],
         "data.domains": ["1", "1000"],
         "train.local": ["true", "false"],

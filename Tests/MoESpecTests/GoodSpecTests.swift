@@ -54,6 +54,7 @@ final class GoodSpecTests: XCTestCase {
                 let child = node?.entries?.first { $0.key == field.key }?.value
                 let keyPath = path.isEmpty ? field.key : "\(path).\(field.key)"
                 if SpecSchema.Data.fileOnly.contains(where: { $0.key == field.key }), path == "data" { continue }
+                if SpecSchema.Model.transformerOnly.contains(where: { $0.key == field.key }), path == "model" { continue }
                 if field.isSection, child?.isNull == false {
                     visit(field.children, child, keyPath)
                 } else if let value = field.defaultValue {
