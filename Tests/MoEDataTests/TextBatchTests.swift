@@ -125,4 +125,13 @@ final class TextBatchTests: XCTestCase {
         XCTAssertEqual(scores.overall.accuracy, 34.0 / 72, accuracy: 1e-15)
         XCTAssertEqual(scores.overall.bitsPerByte, 42.0 / 72 / log(2), accuracy: 1e-15)
     }
+
+    func testShardDomainsAsDomainShardsOfFeatureData() throws {
+        let c = try corpus()
+        XCTAssertEqual(try c.shardDomains(2), [[0, 2], [1]])
+        XCTAssertEqual(try c.shardDomains(3), [[0], [1], [2]])
+        XCTAssertThrowsError(try c.shardDomains(4)) { error in
+            XCTAssertEqual("\(error)", "shards: count: shard 3 has no domain: 4 shards but 3 domains in mem")
+        }
+    }
 }
