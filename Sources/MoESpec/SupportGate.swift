@@ -40,10 +40,6 @@ public enum SupportGate {
             s.model.kind == .transformer
                 ? "training a transformer is not built into the run tasks yet (validate and plan accept the spec); this version runs kind: mlp" : nil
         },
-        Entry(keyPath: "train.steps", refused: "running a spec with `train.steps` (it validates and plans; the training loop counts epochs until it is wired)",
-              issue: "13") { s in
-            s.train.steps == nil ? nil : "training for a number of steps is not wired into the training loop yet; this version trains for train.epochs"
-        },
     ]
 
     /// Refuses a run of a spec that asks for a feature of `runEntries`: a `SpecError` at its key.
