@@ -102,18 +102,25 @@ public enum Kernels {
     }
 
     /// `b[j, i] = a[i, j]` for `a [rows, cols]` (row stride `lda`) into `b [cols, rows]` (row
-    /// stride `ldb`), in 16×16 tiles so that both sides stay in cache lines.
+    /// stride `ldb`), in 16×16 tiles so that both sides stay in cache lines. Each row of a tile is
+    /// loaded as one vector and its lanes stored down a column of `b` (wrapping index arithmetic:
+    /// checked multiplies would keep the loop from being unrolled).
     @inlinable public static func transpose(rows: Int, cols: Int, _ a: UnsafePointer<Float>, lda: Int,
                                             _ b: UnsafeMutablePointer<Float>, ldb: Int) {
+        let raw = UnsafeRawPointer(a)
         var i0 = 0
         while i0 < rows {
-            let i1 = Swift.min(i0 + 16, rows)
+            let i1 = Swift.min(i0 &+ 16, rows)
             var j0 = 0
-            while j0 < cols {
-                let j1 = Swift.min(j0 + 16, cols)
-                for i in i0..<i1 { for j in j0..<j1 { b[j * ldb + i] = a[i * lda + j] } }
-                j0 = j1
+            while j0 &+ 16 <= cols {
+                for i in i0..<i1 {
+                    let v = raw.loadUnaligned(fromByteOffset: (i &* lda &+ j0) &* 4, as: SIMD16<Float>.self)
+                    let column = b + (j0 &* ldb &+ i)
+                    for c in 0..<16 { column[c &* ldb] = v[c] }
+                }
+                j0 &+= 16
             }
+            for i in i0..<i1 { for j in j0..<cols { b[j &* ldb &+ i] = a[i &* lda &+ j] } }
             i0 = i1
         }
     }

@@ -129,3 +129,19 @@ public struct TextCorpus: Equatable, Sendable {
         }
     }
 }
+
+extension TextCorpus {
+    /// The domain ids of each of `count` branch shards, as `ShardStrategy.domain` divides feature
+    /// data: shard `i` holds the domains `d` with `d % count == i` (ascending). Pass a shard's ids
+    /// to `TextBatches(domains:)`. Throws when `count < 1` or a shard would have no domain.
+    public func shardDomains(_ count: Int) throws -> [[Int]] {
+        guard count >= 1 else {
+            throw DataError.invalidParameter(source: "shards", name: "count", message: "must be at least 1, got \(count)")
+        }
+        guard count <= domains.count else {
+            throw DataError.invalidParameter(source: "shards", name: "count",
+                message: "shard \(domains.count) has no domain: \(count) shards but \(domains.count) domains in \(source)")
+        }
+        return (0..<count).map { i in Array(stride(from: i, to: domains.count, by: count)) }
+    }
+}

@@ -41,18 +41,24 @@ public enum CausalSoftmax {
         }
     }
 
-    /// max of `x[0..<n]` (n ≥ 1), in sixteen lanes.
+    /// max of `x[0..<n]` (n ≥ 1), in sixteen lanes. Compare-and-select (`replacing(with:where:)`)
+    /// compiles to vector compares and blends; the standard library's `pointwiseMax` and `max()`
+    /// go lane by lane through `Float.maximum` (NaN rules) and were most of the softmax's time.
     @inlinable
     public static func max(_ n: Int, _ x: UnsafePointer<Float>) -> Float {
         let raw = UnsafeRawPointer(x)
         var lanes = SIMD16<Float>(repeating: -.infinity)
         var i = 0
         while i + 16 <= n {
-            lanes = pointwiseMax(lanes, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            lanes = lanes.replacing(with: v, where: v .> lanes)
             i += 16
         }
-        var m = lanes.max()
-        while i < n { m = Swift.max(m, x[i]); i += 1 }
+        let h8 = lanes.lowHalf.replacing(with: lanes.highHalf, where: lanes.highHalf .> lanes.lowHalf)
+        let h4 = h8.lowHalf.replacing(with: h8.highHalf, where: h8.highHalf .> h8.lowHalf)
+        let h2 = h4.lowHalf.replacing(with: h4.highHalf, where: h4.highHalf .> h4.lowHalf)
+        var m = h2[1] > h2[0] ? h2[1] : h2[0]
+        while i < n { if x[i] > m { m = x[i] }; i += 1 }
         return m
     }
 

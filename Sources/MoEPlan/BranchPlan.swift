@@ -31,7 +31,7 @@ extension Planner {
             tasks.append(PlanTask(
                 id: expertID(i), kind: .train, dependsOn: deps, workers: 1, inputs: inputs, output: "tasks/\(expertID(i)).h5",
                 summary: "train \(start) on \(data) for "
-                    + "\(t.epochs) epoch\(t.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(t.lr), batch \(t.batchSize)"
+                    + "\(spec.trainingLength(epochs: t.epochs)), \(spec.train.optimizer.rawValue) lr \(t.lr), batch \(t.batchSize)"
                     + (t.seed == spec.seed ? "" : ", seed \(t.seed)") + (t.weightDecay == spec.train.weightDecay ? "" : ", weight decay \(t.weightDecay)")))
         }
         let experts = (0..<spec.experts).map(expertID)

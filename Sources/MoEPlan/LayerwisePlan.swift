@@ -24,10 +24,10 @@ extension Planner {
             let where_ = spec.parallelism.mode == .pipeline ? "over \(spec.parallelism.workers) workers" : "in one process"
             return "GPipe pipeline training of \(stages.count) stage\(stages.count == 1 ? "" : "s") (blocks \(blocks.joined(separator: ", "))) "
                 + "of a dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)) \(where_), \(spec.parallelism.microbatches) micro-batches per batch, end to end; "
-                + "\(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
+                + "\(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
         }
         return "layer-wise local training of \(stages.count) stage\(stages.count == 1 ? "" : "s") (blocks \(blocks.joined(separator: ", "))) "
             + "of a dense residual MLP (hidden \(m.hidden), ffn \(m.ffn)), each stage on its own auxiliary head, then stacked; "
-            + "\(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
+            + "\(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)"
     }
 }

@@ -44,7 +44,7 @@ public enum Planner {
             id: "train", kind: .train, dependsOn: trainDeps, workers: groupSize(spec),
             inputs: trainInputs,
             output: "tasks/train.h5",
-            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.train.epochs) epoch\(spec.train.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
+            summary: spec.split.strategy == .layerwise ? layerwiseSummary(spec) : "train \(modelKind(spec)) residual MLP (hidden \(m.hidden), ffn \(m.ffn), \(m.blocks) block\(m.blocks == 1 ? "" : "s")) for \(spec.trainingLength(epochs: spec.train.epochs)), \(spec.train.optimizer.rawValue) lr \(spec.train.lr)\(upcycled)\(parallelSummary(spec))"))
         // Expert merging (`replicate` with `fusion.method: average`): the MoE collapsed into a dense model.
         if spec.split.strategy == .replicate, spec.fusion.method == .average {
             tasks.append(PlanTask(

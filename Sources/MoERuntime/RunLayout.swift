@@ -34,12 +34,13 @@ public struct RunLayout: Sendable {
 
     /// The run id of moe-run before run ids became stable (identity scheme 1): the whole resolved
     /// spec with `output.dir` emptied and `parallelism.workers` set to 1 in modes `none` and
-    /// `branch`. Kept so that runs made then are still found (`locate`).
+    /// `branch`, and without the keys added since (at their defaults, `keysNewerThanScheme1`).
+    /// Kept so that runs made then are still found (`locate`).
     public static func legacyRunID(_ spec: ExperimentSpec) -> String {
         var s = spec
         s.output.dir = ""
         if s.workersAreResultNeutral { s.parallelism.workers = 1 }
-        return String(SHA256.hex(s.resolvedYAML()).prefix(12))
+        return String(SHA256.hex(s.resolvedYAML(droppingDefaultsOf: ExperimentSpec.keysNewerThanScheme1)).prefix(12))
     }
 
     /// The run directory of `spec`: the current id's, unless only a directory made by an older

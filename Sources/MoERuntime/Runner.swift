@@ -33,6 +33,7 @@ public struct RunOptions: Sendable {
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
+        try SupportGate.checkRunnable(spec)
         try Preflight.check(spec)
         let (layout, isLegacy) = RunLayout.locate(spec: spec, outputRoot: options.outputRoot ?? spec.output.dir)
         let plan = Planner.plan(spec)

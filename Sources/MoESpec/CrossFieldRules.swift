@@ -122,6 +122,18 @@ enum CrossFieldRules {
             }
             return nil
         },
+        CrossFieldRule(summary: "`train.steps` and `train.epochs` exclude each other (give one; neither: `epochs` takes its default); with `train.steps`, `split.overrides` entries take no `epochs`.") { s, c in
+            guard let steps = s.train.steps else { return nil }
+            if c.given("train.epochs") {
+                return c.error("train.steps", "and train.epochs exclude each other: train for a number of steps or of epochs, not both",
+                               hint: "remove one of them (e.g. --unset train.epochs)")
+            }
+            if let i = s.split.overrides?.firstIndex(where: { $0.epochs != nil }) {
+                return c.error("split.overrides[\(i)].epochs", "applies only with train.epochs; the experts train for train.steps (\(steps))",
+                               hint: "remove the override's epochs, or train for train.epochs instead of train.steps")
+            }
+            return nil
+        },
         CrossFieldRule(summary: "`train.local: true` needs `layerwise` and excludes `parallelism.mode: pipeline`.") { s, c in
             guard s.train.local else { return nil }
             if s.split.strategy != .layerwise {

@@ -250,6 +250,13 @@ public struct TrainSpec: Equatable, Sendable {
     public var checkpointEvery: Int
     /// Stage-local training with auxiliary heads (layerwise only).
     public var local: Bool
+    /// Optimizer steps in all (`train.steps`), instead of `epochs`; nil = train for `epochs`.
+    /// The spec loader guarantees that `train.epochs` was not given with it (`epochs` then holds
+    /// its default and means nothing).
+    public var steps: Int? = nil
+
+    /// The steps the training runs: `steps`, or `epochs` passes of `stepsPerEpoch` steps.
+    public func totalSteps(stepsPerEpoch: Int) -> Int { steps ?? epochs * stepsPerEpoch }
 }
 
 // MARK: - fusion

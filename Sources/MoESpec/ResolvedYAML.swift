@@ -6,12 +6,21 @@ extension ExperimentSpec {
     /// synthetic data, the generator keys for a file), optional keys are written as `null`.
     /// Loading the text again (with the same file name/directory, for relative data paths) gives
     /// an equal spec.
-    public func resolvedYAML() -> String {
+    public func resolvedYAML() -> String { resolvedYAML(droppingDefaultsOf: []) }
+
+    /// `resolvedYAML()` without the key paths in `dropped` (`train.steps`) that hold their schema
+    /// default: the text an older moe-run wrote for the same spec (`RunLayout.legacyRunID`).
+    public func resolvedYAML(droppingDefaultsOf dropped: Set<String>) -> String {
         var out = "# moe-run resolved spec: every key, defaults filled in (see docs/spec.md)\n"
-        for (key, value) in resolvedEntries() {
+        func kept(_ path: String, _ value: SpecValue) -> Bool {
+            !dropped.contains(path) || SpecSchema.field(at: path)?.defaultValue != value
+        }
+        for (key, value) in resolvedEntries() where kept(key, value) {
             if case .map(let entries) = value {
                 out += "\(YAMLText.key(key)):\n"
-                for entry in entries { out += "  \(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n" }
+                for entry in entries where kept("\(key).\(entry.key)", entry.value) {
+                    out += "  \(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n"
+                }
             } else {
                 out += "\(YAMLText.key(key)): \(YAMLText.inline(value))\n"
             }
@@ -91,16 +100,20 @@ extension ExperimentSpec {
          entry("compression", .word(parallelism.compression.rawValue)), entry("ratio", .number(parallelism.ratio))]
     }
 
+    /// `epochs` or `steps` (one excludes the other), then the other keys.
     private func trainEntries() -> [SpecValue.Entry] {
-        [entry("epochs", .int(train.epochs)), entry("batch_size", .int(train.batchSize)),
-         entry("optimizer", .word(train.optimizer.rawValue)), entry("lr", .number(train.lr)),
-         entry("weight_decay", .number(train.weightDecay)), entry("momentum", .number(train.momentum)),
-         entry("nesterov", .bool(train.nesterov)), entry("betas", .list(train.betas.map(SpecValue.number))),
-         entry("eps", .number(train.eps)), entry("grad_clip", train.gradClip.map(SpecValue.number) ?? .null),
-         entry("schedule", .word(train.schedule.rawValue)), entry("warmup_steps", .int(train.warmupSteps)),
-         entry("min_lr", .number(train.minLR)), entry("log_every", .int(train.logEvery)),
-         entry("eval_every", .int(train.evalEvery)), entry("checkpoint_every", .int(train.checkpointEvery)),
-         entry("local", .bool(train.local))]
+        let length = train.steps.map { [entry("steps", .int($0))] } ?? [entry("epochs", .int(train.epochs)), entry("steps", .null)]
+        return length + [
+            entry("batch_size", .int(train.batchSize)),
+            entry("optimizer", .word(train.optimizer.rawValue)), entry("lr", .number(train.lr)),
+            entry("weight_decay", .number(train.weightDecay)), entry("momentum", .number(train.momentum)),
+            entry("nesterov", .bool(train.nesterov)), entry("betas", .list(train.betas.map(SpecValue.number))),
+            entry("eps", .number(train.eps)), entry("grad_clip", train.gradClip.map(SpecValue.number) ?? .null),
+            entry("schedule", .word(train.schedule.rawValue)), entry("warmup_steps", .int(train.warmupSteps)),
+            entry("min_lr", .number(train.minLR)), entry("log_every", .int(train.logEvery)),
+            entry("eval_every", .int(train.evalEvery)), entry("checkpoint_every", .int(train.checkpointEvery)),
+            entry("local", .bool(train.local)),
+        ]
     }
 
     private func fusionEntries() -> [SpecValue.Entry] {

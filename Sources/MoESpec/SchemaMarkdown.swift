@@ -92,13 +92,18 @@ extension SpecSchema {
             + "and then ignored; checked before the rules between keys, in this order:\n\n"
         for rule in IneffectiveKeys.rules { md += "- \(rule.summary)\n" }
         md += "\n## Not supported yet\n\n"
-        if SupportGate.entries.isEmpty {
+        if SupportGate.entries.isEmpty && SupportGate.runEntries.isEmpty {
             md += "Nothing: every key above runs in this version. A feature that a later issue adds starts "
                 + "here, refused with an error naming the key and the issue, until it is built.\n"
-        } else {
+        } else if !SupportGate.entries.isEmpty {
             md += "What later issues build is refused with an error naming the key and the issue, checked in this order:\n\n"
             md += "| key | refused | arrives with issue |\n|---|---|---|\n"
             for entry in SupportGate.entries { md += "| `\(entry.keyPath)` | \(entry.refused) | \(entry.issue) |\n" }
+        }
+        if !SupportGate.runEntries.isEmpty {
+            md += (SupportGate.entries.isEmpty ? "" : "\n") + "Valid, and shown by `moe-run plan`, but refused when run (exit 2, nothing written) until the runtime builds them:\n\n"
+            md += "| key | refused | arrives with issue |\n|---|---|---|\n"
+            for entry in SupportGate.runEntries { md += "| `\(entry.keyPath)` | \(entry.refused) | \(entry.issue) |\n" }
         }
         return md
     }

@@ -10,7 +10,8 @@ extension SpecDecoder {
                          schedule: try r.choice(S.schedule, as: TrainSpec.Schedule.self),
                          warmupSteps: try r.int(S.warmupSteps), minLR: try r.number(S.minLR),
                          logEvery: try r.int(S.logEvery), evalEvery: try r.int(S.evalEvery),
-                         checkpointEvery: try r.int(S.checkpointEvery), local: try r.bool(S.local))
+                         checkpointEvery: try r.int(S.checkpointEvery), local: try r.bool(S.local),
+                         steps: try r.optionalInt(S.steps))
     }
 
     /// `[b1, b2]`, each in [0, 1).

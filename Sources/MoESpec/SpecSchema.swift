@@ -147,7 +147,10 @@ public enum SpecSchema {
     }
 
     enum Train {
-        static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(10), "Passes over the training split.")
+        static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(10),
+            "Passes over the training split (without `steps`; give one of the two, not both).")
+        static let steps = SchemaField("steps", .integer(min: 1, max: nil), nullable: true, default: .null,
+            "Optimizer steps in all, instead of `epochs` (both kinds of model; give one of the two, not both); null = train for `epochs`. The learning-rate schedule spans these steps; with `steps`, `eval_every: 0` and `checkpoint_every: 0` mean at the end of training.")
         static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(64), "Samples per step.")
         static let optimizer = SchemaField("optimizer", SchemaField.choice(TrainSpec.Optimizer.self), default: .string("adamw"),
             "AdamW (decoupled weight decay) or SGD with momentum.")
@@ -172,7 +175,7 @@ public enum SpecSchema {
             "Steps between checkpoints; 0 = at the end of each epoch.")
         static let local = SchemaField("local", .boolean, default: .bool(false),
             "Stage-local training with auxiliary heads (layerwise only; not with pipeline mode).")
-        static let all = [epochs, batchSize, optimizer, lr, weightDecay, momentum, nesterov, betas, eps, gradClip, schedule,
+        static let all = [epochs, steps, batchSize, optimizer, lr, weightDecay, momentum, nesterov, betas, eps, gradClip, schedule,
                           warmupSteps, minLR, logEvery, evalEvery, checkpointEvery, local]
     }
 

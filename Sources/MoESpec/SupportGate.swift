@@ -15,7 +15,7 @@
 /// crashed ones retried `parallelism.retries` times), `data` or `expert` (the training task as a group of
 /// `parallelism.workers` processes over shared memory), `pipeline` (one layerwise stage per worker),
 /// fusion by every method, on synthetic or file data; a spec with a `sweep` section runs with `moe-run sweep`.
-enum SupportGate {
+public enum SupportGate {
     struct Entry: Sendable {
         let keyPath: String
         /// What is refused, for docs/spec.md.
@@ -28,6 +28,28 @@ enum SupportGate {
 
     static let entries: [Entry] = [
     ]
+
+    /// Features whose spec is complete, so `moe-run validate` and `moe-run plan` accept them and
+    /// show their plan, but that the runtime does not run yet: a run (`Runner.run`, every trial
+    /// of `moe-run sweep`) refuses them through `checkRunnable`, with exit 2 before anything is
+    /// written, instead of running something else silently. An issue that builds one deletes
+    /// its entry.
+    static let runEntries: [Entry] = [
+        Entry(keyPath: "train.steps", refused: "running a spec with `train.steps` (it validates and plans; the training loop counts epochs until it is wired)",
+              issue: "13") { s in
+            s.train.steps == nil ? nil : "training for a number of steps is not wired into the training loop yet; this version trains for train.epochs"
+        },
+    ]
+
+    /// Refuses a run of a spec that asks for a feature of `runEntries`: a `SpecError` at its key.
+    public static func checkRunnable(_ spec: ExperimentSpec) throws {
+        for entry in runEntries {
+            if let message = entry.refusal(spec) {
+                throw spec.positions.error(entry.keyPath, message,
+                                           hint: "`moe-run validate` and `moe-run plan` accept it; see \"Not supported yet\" in docs/spec.md")
+            }
+        }
+    }
 
     /// `allowSweep`: `validate` and `plan` accept a `sweep` section (they list the trials, each
     /// loaded in full); a run refuses it.

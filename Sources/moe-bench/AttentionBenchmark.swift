@@ -45,7 +45,19 @@ extension Bench {
 
     /// moe-run and PyTorch alternate over `rounds` (each keeps its best, as for sgemm); the result
     /// as markdown lines for docs/benchmarks.md.
+    /// At the configured thread count and, when that is more than one, also at 1 thread (the
+    /// per-(sequence, head) products are single-threaded here, while SDPA spreads them over
+    /// threads; both figures show where the time goes).
     static func attentionComparison(torch python: String?, rounds: Int, sgemm1024: Double?) -> [String] {
+        let threads = BLASInfo.threads
+        defer { BLASInfo.setThreads(threads) }
+        return (threads > 1 ? [threads, 1] : [threads]).flatMap { n -> [String] in
+            BLASInfo.setThreads(n)
+            return attentionComparisonAtCurrentThreads(torch: python, rounds: rounds, sgemm1024: n == threads ? sgemm1024 : nil)
+        }
+    }
+
+    static func attentionComparisonAtCurrentThreads(torch python: String?, rounds: Int, sgemm1024: Double?) -> [String] {
         let shape = AttentionShape()
         var ours = attention(shape)
         var reference: [String: Any]?
@@ -59,8 +71,8 @@ extension Bench {
                 reference = t
             }
         }
-        var lines = [String(format: "Causal self-attention forward+backward (%@; qkv and out projections included): **%.3f ms**, %.1f GFLOP/s of matrix work",
-                            shape.description as NSString, ours.milliseconds, ours.gflops)
+        var lines = [String(format: "%d BLAS thread(s). Causal self-attention forward+backward (%@; qkv and out projections included): **%.3f ms**, %.1f GFLOP/s of matrix work",
+                            BLASInfo.threads, shape.description as NSString, ours.milliseconds, ours.gflops)
                      + (sgemm1024.map { String(format: " = %.2f × our sgemm at n = 1024", ours.gflops / $0) } ?? "") + "."]
         if let t = reference, let ms = t["ms"] as? Double {
             lines.append(String(format: "PyTorch %@ eager, the same layer with `F.scaled_dot_product_attention(is_causal=True)`, %d threads, same run: %.3f ms → moe-run is **%.2f×** its speed (SDPA alone, q, k, v → y and back: %.3f ms).",
@@ -79,8 +91,12 @@ extension Bench {
         ## Causal self-attention
 
         Measured on \(ISO8601DateFormatter().string(from: Date())) with 1-minute load average \(loadAverage()) (`make bench`, or `make bench-attention` \
-        for this section alone), OPENBLAS_NUM_THREADS=\(threads), PyTorch given the same thread count; \
-        moe-run and PyTorch alternate over \(rounds) rounds, each keeping its best (best of 5 trials of ≥ 0.3 s).
+        for this section alone), OPENBLAS_NUM_THREADS=\(threads) and 1, PyTorch given the same thread count each \
+        time; moe-run and PyTorch alternate over \(rounds) rounds, each keeping its best (best of 5 trials of ≥ 0.3 s). \
+        moe-run's per-(sequence, head) products (64×64×32) run single-threaded (OpenBLAS does not thread \
+        products this small, and MoENN has no thread pool), so only the qkv/out projections use a second \
+        thread; SDPA spreads (batch, head) pairs over its OpenMP threads. On a loaded machine (load average \
+        above the core count) PyTorch's OpenMP threads lose far more than OpenBLAS's: read the 1-thread line then.
 
         \(lines.joined(separator: "\n\n"))
 

@@ -51,20 +51,24 @@ struct LMBenchModel: Sendable {
 struct LMMeasurement {
     var milliseconds: Double
     var maxRSSKB: Double
+    /// CPU time of the process per step (best trial).
+    var cpuMilliseconds: Double?
     var info: [String: Any]
 
     init?(_ json: [String: Any]?) {
         guard let json, let ms = json["ms"] as? Double, let rss = json["max_rss_kb"] as? Double else { return nil }
         milliseconds = ms
         maxRSSKB = rss
+        cpuMilliseconds = json["cpu_ms"] as? Double
         info = json
     }
 
-    /// The better step time of the two, and the larger peak RSS (a fresh process each time).
+    /// The better step time of the two, the smaller CPU time and the larger peak RSS (a fresh process each time).
     func merged(_ other: LMMeasurement?) -> LMMeasurement {
         guard let other else { return self }
         var best = other.milliseconds < milliseconds ? other : self
         best.maxRSSKB = max(maxRSSKB, other.maxRSSKB)
+        best.cpuMilliseconds = [cpuMilliseconds, other.cpuMilliseconds].compactMap { $0 }.min()
         return best
     }
 }
@@ -94,19 +98,24 @@ extension Bench {
     }
 
     /// Training-step comparison of lm-dense and lm-moe: moe-run (a fresh `moe-bench --lm-child
-    /// NAME` process, when this build has the transformer LM) and PyTorch eager
-    /// (Tests/python/bench_torch_lm.py, same threads) alternate per model over `rounds` rounds,
-    /// each side keeping its best step time.
+    /// NAME` process) and PyTorch eager (Tests/python/bench_torch_lm.py) alternate per model and
+    /// thread count over `rounds` rounds, each side keeping its best step time. The thread counts
+    /// are OpenBLAS's here and, when that is more than 1, also 1 (PyTorch's OpenMP threads spin
+    /// while they wait, so on a loaded machine its multi-threaded figure suffers more than ours:
+    /// the 1-thread rows are the comparison that load distorts least).
     static func lmComparison(torch: String?, rounds: Int, secondsPerTrial: Double = 1) -> LMComparison {
-        var result = LMComparison(loadBefore: loadAverage())
-        let threads = String(BLASInfo.threads)
+        let threads = BLASInfo.threads > 1 ? [BLASInfo.threads, 1] : [1]
+        var result = LMComparison(threads: threads, loadBefore: loadAverage())
         for _ in 0..<max(1, rounds) {
-            for model in LMBenchModel.all {
-                if let ours = LMMeasurement(lmChild(model, secondsPerTrial: secondsPerTrial)) {
-                    result.ours[model.name] = ours.merged(result.ours[model.name])
-                }
-                if let torch, let theirs = LMMeasurement(childJSON(torch, ["Tests/python/bench_torch_lm.py", threads, model.name, String(secondsPerTrial)])) {
-                    result.torch[model.name] = theirs.merged(result.torch[model.name])
+            for n in threads {
+                for model in LMBenchModel.all {
+                    let key = LMComparison.key(model, threads: n)
+                    if let ours = LMMeasurement(lmChild(model, secondsPerTrial: secondsPerTrial, threads: n)) {
+                        result.ours[key] = ours.merged(result.ours[key])
+                    }
+                    if let torch, let theirs = LMMeasurement(childJSON(torch, ["Tests/python/bench_torch_lm.py", String(n), model.name, String(secondsPerTrial)])) {
+                        result.torch[key] = theirs.merged(result.torch[key])
+                    }
                 }
             }
         }
@@ -117,12 +126,20 @@ extension Bench {
 
 /// Both sides' figures for the two LMs, and the lines `make bench` prints and writes.
 struct LMComparison {
+    /// Keyed by `key(model, threads:)`.
     var ours: [String: LMMeasurement] = [:]
     var torch: [String: LMMeasurement] = [:]
+    /// The thread counts measured; the first is the main comparison, the last the breakdown's.
+    var threads: [Int]
     var loadBefore: String
     var loadAfter = "?"
 
-    init(loadBefore: String) { self.loadBefore = loadBefore }
+    init(threads: [Int], loadBefore: String) {
+        self.threads = threads
+        self.loadBefore = loadBefore
+    }
+
+    static func key(_ model: LMBenchModel, threads: Int) -> String { "\(model.name)@\(threads)" }
 
     /// The markdown section (also printed): a table per model and, for moe-run, where its step's time goes.
     func lines(sgemmPeak: Double, sgemmSize: Int) -> [String] {
@@ -136,47 +153,57 @@ struct LMComparison {
             + "at **equal active FFN width**: each expert is 512 / 2 = 256 wide, so a token's two experts together are as wide as the dense FFN. "
             + "Reference: PyTorch \(version ?? "not measured") eager, `Tests/python/bench_torch_lm.py` (nanoGPT's model.py with "
             + "`F.scaled_dot_product_attention`; its MoE sorts the assignments by expert, index_select, one Linear–GELU–Linear per expert, index_add_; fused AdamW), "
-            + "same threads, same fixed random batch shape, measured in the same run: the two alternate per model, each keeps its best of 3 trials "
-            + "of ≥ 1 s per round. Each measurement is a fresh process, whose peak resident set (ru_maxrss) is the peak RSS below "
+            + "same threads, same fixed random batch shape, measured in the same run: the two alternate per model and thread count, each keeps its best of 3 trials "
+            + "of ≥ 1 s per round. The 1-thread rows are the comparison load distorts least: PyTorch's OpenMP threads spin while they wait, "
+            + "so on a busy machine its multi-threaded figure drops more than ours; at 1 thread the CPU time per step of each process (best trial) is compared too, which load inflates least. Each measurement is a fresh process, whose peak resident set (ru_maxrss) is the peak RSS below "
             + "(PyTorch's includes about \(fmt((torch.values.first?.info["import_rss_kb"] as? Double).map { $0 / 1024 })) MB for `import torch` alone). "
             + "MFU: model FLOPs per token 6·N + 12·L·hidden·T (nanoGPT's `estimate_mfu`, PaLM appendix B; N = active parameters without the position embedding) "
             + "× tokens/s, as a fraction of our sgemm rate at n = \(sgemmSize) in this run (\(fmt(sgemmPeak, 1)) GFLOP/s). "
             + "Load average (1 min) on this shared machine: \(loadBefore) before, \(loadAfter) after.")
         out.append("")
-        out.append("| model | parameters total / active | moe-run tokens/s | PyTorch tokens/s | moe-run / PyTorch | goal | MFU moe-run | MFU PyTorch | peak RSS moe-run | peak RSS PyTorch |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for model in LMBenchModel.all {
-            let tokens = Double(model.tokensPerStep)
-            let oursRate = ours[model.name].map { tokens * 1000 / $0.milliseconds }
-            let theirRate = torch[model.name].map { tokens * 1000 / $0.milliseconds }
-            let ratio = oursRate.flatMap { o in theirRate.map { o / $0 } }
-            func mfu(_ rate: Double?) -> String { rate.map { String(format: "%.2f", $0 * model.flopsPerToken / 1e9 / sgemmPeak) } ?? "–" }
-            func mb(_ m: LMMeasurement?) -> String { m.map { String(format: "%.0f MB", $0.maxRSSKB / 1024) } ?? "–" }
-            let params = String(format: "%.2fM / %.2fM", Double(model.totalParameters) / 1e6, Double(model.activeParameters) / 1e6)
-            out.append("| \(model.title) | \(params) | \(oursRate.map { fmt($0) } ?? "not measured yet") | \(fmt(theirRate)) | "
-                + "\(ratio.map { String(format: "**%.2f×**", $0) } ?? "–") | ≥ \(model.isMoE ? "2" : "1.5")× | \(mfu(oursRate)) | \(mfu(theirRate)) | \(mb(ours[model.name])) | \(mb(torch[model.name])) |")
+        out.append("| model | threads | parameters total / active | moe-run tokens/s | PyTorch tokens/s | moe-run / PyTorch | by CPU time (1 thread) | goal | MFU moe-run | MFU PyTorch | peak RSS moe-run | peak RSS PyTorch |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in threads {
+            for model in LMBenchModel.all {
+                let key = LMComparison.key(model, threads: n)
+                let tokens = Double(model.tokensPerStep)
+                let oursRate = ours[key].map { tokens * 1000 / $0.milliseconds }
+                let theirRate = torch[key].map { tokens * 1000 / $0.milliseconds }
+                let ratio = oursRate.flatMap { o in theirRate.map { o / $0 } }
+                // Load inflates CPU time far less than wall time, but with more threads it counts spinning.
+                let cpuRatio = n == 1 ? ours[key]?.cpuMilliseconds.flatMap { o in torch[key]?.cpuMilliseconds.map { $0 / o } } : nil
+                // MFU against the sgemm rate of the main thread count only (the rate measured here).
+                func mfu(_ rate: Double?) -> String {
+                    n == threads[0] ? rate.map { String(format: "%.2f", $0 * model.flopsPerToken / 1e9 / sgemmPeak) } ?? "–" : "–"
+                }
+                func mb(_ m: LMMeasurement?) -> String { m.map { String(format: "%.0f MB", $0.maxRSSKB / 1024) } ?? "–" }
+                let params = String(format: "%.2fM / %.2fM", Double(model.totalParameters) / 1e6, Double(model.activeParameters) / 1e6)
+                out.append("| \(model.title) | \(n) | \(params) | \(oursRate.map { fmt($0) } ?? "not measured") | \(fmt(theirRate)) | "
+                    + "\(ratio.map { String(format: "**%.2f×**", $0) } ?? "–") | \(cpuRatio.map { String(format: "%.2f×", $0) } ?? "–") | ≥ \(model.isMoE ? "2" : "1.5")× | \(mfu(oursRate)) | \(mfu(theirRate)) | \(mb(ours[key])) | \(mb(torch[key])) |")
+            }
         }
         out += breakdown()
-        if ours.isEmpty {
-            out.append("")
-            out.append("moe-run's side is **not measured yet**: this build has no transformer LM (`TransformerLM`, issue 13 item 3).")
-        }
         return out
     }
 
-    /// Where moe-run's step goes, per model: the step's parts (each its fastest of 10 profiled
-    /// steps), the attention and FFN/MoE layers timed alone on the step's shape (× blocks), and
-    /// the MoE layers' own phases inside the real steps; each as a share of the parts' sum.
+    /// Where moe-run's step goes, per model, at the last thread count (1 when measured, then in
+    /// CPU time): the step's parts (each its
+    /// fastest of 10 profiled steps), the attention and FFN/MoE layers timed alone on the step's
+    /// shape (× blocks), and the MoE layers' own phases inside the real steps; each in ms and as a
+    /// share of the parts' sum.
     func breakdown() -> [String] {
-        let models = LMBenchModel.all.filter { ours[$0.name] != nil }
+        let main = threads.last!  // 1 thread when measured: profiled in CPU time
+        let models = LMBenchModel.all.filter { ours[LMComparison.key($0, threads: main)] != nil }
         guard !models.isEmpty else { return [] }
-        func dict(_ m: LMBenchModel, _ key: String) -> [String: Double] { ours[m.name]?.info[key] as? [String: Double] ?? [:] }
+        func dict(_ m: LMBenchModel, _ key: String) -> [String: Double] {
+            ours[LMComparison.key(m, threads: main)]?.info[key] as? [String: Double] ?? [:]
+        }
         let totals = Dictionary(uniqueKeysWithValues: models.map { ($0.name, dict($0, "parts").values.reduce(0, +)) })
         var rows: [(String, [String: Double])] = []
         func row(_ title: String, _ value: (LMBenchModel) -> Double?) {
-            var shares: [String: Double] = [:]
-            for m in models { if let v = value(m), let t = totals[m.name], t > 0 { shares[m.name] = v / t } }
-            if !shares.isEmpty { rows.append((title, shares)) }
+            var seconds: [String: Double] = [:]
+            for m in models { if let v = value(m), (totals[m.name] ?? 0) > 0 { seconds[m.name] = v } }
+            if !seconds.isEmpty { rows.append((title, seconds)) }
         }
         for part in ["forward", "backward", "clip", "AdamW", "zero gradients"] { row(part) { dict($0, "parts")[part] } }
         let components = ["attention forward", "attention backward", "ffn forward", "ffn backward"]
@@ -187,13 +214,20 @@ struct LMComparison {
             let p = dict(m, "parts"), c = dict(m, "components")
             return (p["forward"] ?? 0) + (p["backward"] ?? 0) - components.reduce(0) { $0 + (c[$1] ?? 0) }
         }
-        let phases = Set(models.flatMap { dict($0, "moe_phases").keys }).sorted()
-        for phase in phases { row("· MoE layers: " + phase) { dict($0, "moe_phases")[phase] } }
-        var out = ["", "Where moe-run's training step goes (each part's fastest of 10 profiled steps, as a share of their sum; lines marked · are parts of forward + backward, the attention and FFN / MoE lines measured alone on the step's shape):", "",
+        let clock = main > 1 ? "wall time" : "CPU time"
+        var out = ["", "Where moe-run's training step goes at \(main) thread\(main > 1 ? "s" : ""), in \(clock): each part's fastest of 10 profiled steps, and its share of their sum; lines marked · are parts of forward + backward, the attention and FFN / MoE lines measured alone on the step's shape.", "",
                    "| part | " + models.map(\.title).joined(separator: " | ") + " |",
                    "|---|" + models.map { _ in "---:|" }.joined()]
-        for (title, shares) in rows {
-            out.append("| \(title) | " + models.map { shares[$0.name].map { String(format: "%.1f%%", $0 * 100) } ?? "–" }.joined(separator: " | ") + " |")
+        for (title, seconds) in rows {
+            out.append("| \(title) | " + models.map { m in seconds[m.name].map { String(format: "%.2f ms (%.1f%%)", 1000 * $0, 100 * $0 / totals[m.name]!) } ?? "–" }.joined(separator: " | ") + " |")
+        }
+        // The MoE layers' own phases (MoEProfile, wall time inside the profiled steps): shares of their sum.
+        for m in models where m.isMoE {
+            let phases = dict(m, "moe_phases"), total = phases.values.reduce(0, +)
+            guard total > 0 else { continue }
+            out += ["", "\(m.title)'s MoE layers inside the step (MoEProfile, wall time, each phase's fastest of the 10 steps, as a share of their sum):", "",
+                    "| MoE phase | share |", "|---|---:|"]
+            for (phase, s) in phases.sorted(by: { $0.value > $1.value }) { out.append("| \(phase) | " + String(format: "%.1f%%", 100 * s / total) + " |") }
         }
         return out
     }

@@ -13,9 +13,10 @@ extension Bench {
     }
 
     /// The `moe-bench --lm-child NAME` process of `lmComparison` (nil when it fails).
-    static func lmChild(_ model: LMBenchModel, secondsPerTrial: Double) -> [String: Any]? {
+    static func lmChild(_ model: LMBenchModel, secondsPerTrial: Double, threads: Int) -> [String: Any]? {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        return childJSON(me, ["--lm-child", model.name, "--lm-seconds", String(secondsPerTrial)])
+        return childJSON(me, ["--lm-child", model.name, "--lm-seconds", String(secondsPerTrial)],
+                         environment: ["OPENBLAS_NUM_THREADS": String(threads)])
     }
 
     /// One training step as the project's training loop takes it (`Trainer<TransformerLM>`, the
@@ -46,9 +47,9 @@ extension Bench {
 
         /// The same step spelled out, adding each part's seconds to `parts`.
         func runProfiled(_ parts: inout [String: Double]) {
-            var clock = Bench.now()
+            var clock = Bench.profileClock()
             func mark(_ name: String) {
-                let t = Bench.now()
+                let t = Bench.profileClock()
                 parts[name, default: 0] += t - clock
                 clock = t
             }
@@ -69,15 +70,27 @@ extension Bench {
         }
     }
 
-    /// Best step time (3 trials of ≥ `secondsPerTrial` s after 3 warm-up steps), then the step's
-    /// parts (each its fastest of 10 more steps), the components alone, and this process's peak
-    /// RSS: the JSON object `lmComparison` reads.
+    /// Best step time (3 trials of ≥ `secondsPerTrial` s after 2 warm-up steps; also the best CPU
+    /// time of the process per step, which load inflates far less than wall time when it runs one
+    /// thread), then the step's parts (each its fastest of 10 more steps), the components alone,
+    /// and this process's peak RSS: the JSON object `lmComparison` reads.
     static func lmChildMeasurement(_ spec: LMBenchModel, secondsPerTrial: Double) -> [String: Any] {
         let step = LMStep(spec)
         precondition(step.model.parameters.reduce(0) { $0 + $1.value.count } == spec.totalParameters,
                      "the bench's parameter count of \(spec.title) disagrees with TransformerLM's")
         for _ in 0..<2 { step.run() }
-        let rate = bestRate(trials: 3, minTime: secondsPerTrial) { step.run() }
+        var best = Double.infinity, bestCPU = Double.infinity
+        for _ in 0..<3 {
+            var reps = 0
+            let start = now(), startCPU = processCPUTime()
+            repeat {
+                step.run()
+                reps += 1
+            } while now() - start < secondsPerTrial
+            best = min(best, (now() - start) / Double(reps))
+            bestCPU = min(bestCPU, (processCPUTime() - startCPU) / Double(reps))
+        }
+        let rate = 1 / best
         // Each part's fastest of 10 profiled steps (the machine is shared: minima are the stable figures).
         var parts: [String: Double] = [:], moePhases: [String: Double] = [:]
         for _ in 0..<10 {
@@ -94,9 +107,20 @@ extension Bench {
         let components = componentSeconds(spec, steps: 10, step.model)
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        return ["config": spec.name, "ms": 1000 / rate, "tokens_per_second": rate * Double(spec.tokensPerStep),
-                "max_rss_kb": Double(usage.ru_maxrss), "loss": step.lastLoss, "parts": parts, "moe_phases": moePhases,
+        return ["config": spec.name, "ms": 1000 / rate, "cpu_ms": 1000 * bestCPU, "tokens_per_second": rate * Double(spec.tokensPerStep),
+                "max_rss_kb": Double(usage.ru_maxrss), "threads": BLASInfo.threads, "loss": step.lastLoss, "parts": parts, "moe_phases": moePhases,
                 "components": components]
+    }
+
+    /// The profile's clock: the process's CPU time when OpenBLAS runs one thread (what load
+    /// inflates least), else wall time (CPU time would count the BLAS threads' spinning).
+    static func profileClock() -> Double { BLASInfo.threads == 1 ? processCPUTime() : now() }
+
+    /// CPU seconds this process has used (all its threads).
+    static func processCPUTime() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
     /// Seconds per step (blocks × the fastest of `steps` passes) of the forward and the backward of
@@ -112,9 +136,9 @@ extension Bench {
         let context = ForwardContext(training: true, step: 0, seed: 0)
         var seconds: [String: Double] = [:]
         func time(_ name: String, _ body: () -> Void) {
-            let t = now()
+            let t = profileClock()
             body()
-            seconds[name] = min(seconds[name] ?? .infinity, Double(spec.blocks) * (now() - t))
+            seconds[name] = min(seconds[name] ?? .infinity, Double(spec.blocks) * (profileClock() - t))
         }
         for _ in 0..<steps {
             time("attention forward") { attention.forward(x.data, batch: spec.batch, tokens: spec.context, into: y.data) }

@@ -56,6 +56,8 @@ struct SweepCommand: ParsableCommand {
             throw ExitCode(2)
         }
         if dryRun { return }
+        // What validates but does not run yet stops the sweep before its first trial.
+        for t in plan.trials { if let spec = t.spec { try SupportGate.checkRunnable(spec) } }
         guard invalid.count < count else { throw CLIError(message: "every trial is invalid; nothing to run", exitCode: 2) }
         if !quiet {
             print("sweep \(plan.name): \(count) trials, \(jobs) at a time\(invalid.isEmpty ? "" : " (\(invalid.count) invalid, skipped)") → \(plan.directory)")

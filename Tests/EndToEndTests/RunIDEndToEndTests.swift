@@ -38,14 +38,18 @@ final class RunIDEndToEndTests: XCTestCase {
     }
 
     /// A run directory named by the old scheme (the SHA-256 of the whole resolved spec with
-    /// `output.dir` emptied, computed here from the spec stored in run.h5) is found: `--resume`
+    /// `output.dir` emptied and without the keys added since, computed here from the spec stored
+    /// in run.h5) is found: `--resume`
     /// continues it where it is, to the bits of an undisturbed run, and says where it came from.
     func testAnUnfinishedRunOfTheOldIdSchemeIsResumed() throws {
         let spec = longSpec(name: "legacy")
         let reference = try CLI.completeRun(spec)
         let yaml = try H5File.open(reference + "/run.h5").readString("spec")
         XCTAssertTrue(yaml.contains("\n  dir: out\n"))
-        let legacyID = String(SHA256.hex(yaml.replacingOccurrences(of: "\n  dir: out\n", with: "\n  dir: \"\"\n")).prefix(12))
+        // As the old moe-run wrote it: without the keys added since (issue 13), at their defaults.
+        let old = yaml.replacingOccurrences(of: "\n  steps: null\n", with: "\n").replacingOccurrences(of: "\n  kind: mlp\n", with: "\n")
+        XCTAssertNotEqual(old, yaml)
+        let legacyID = String(SHA256.hex(old.replacingOccurrences(of: "\n  dir: out\n", with: "\n  dir: \"\"\n")).prefix(12))
         XCTAssertNotEqual(legacyID, (reference as NSString).lastPathComponent)
 
         let dir = try CLI.workspace(spec)

@@ -160,6 +160,17 @@ final class AttentionTests: XCTestCase {
         XCTAssertFalse(layer.qkv.weight.value.bitwiseEqual(other.qkv.weight.value))
     }
 
+    func testRowMaxMatchesScalarMax() {
+        var rng = RNG(seed: 51, purpose: "max")
+        for n in 1...40 {
+            for position in [0, n / 2, n - 1] {  // the largest value in every lane and in the tail
+                var x = (0..<n).map { _ in rng.normal() - 10 }
+                x[position] = 5
+                XCTAssertEqual(CausalSoftmax.max(n, x), x.max()!, "n \(n), max at \(position)")
+            }
+        }
+    }
+
     func testSoftmaxIsStableForLargeScores() {
         // exp(1000) overflows Float; the max-subtracted softmax does not.
         let s = Tensor(shape: [2, 2], values: [1000, 12345, 1000, 999])

@@ -123,6 +123,7 @@ final class RunIDTests: XCTestCase {
         parallelism.compression: none
         parallelism.ratio: 0.01
         train.epochs: 10
+        train.steps: null
         train.batch_size: 64
         train.optimizer: adamw
         train.lr: 0.001
@@ -202,6 +203,16 @@ final class RunIDTests: XCTestCase {
 
     /// `legacyRunID` is the scheme moe-run used before: these are the ids the binary of main at
     /// 9830da6 printed (`moe-run sweep SPEC --grid seed=0 --dry-run`).
+    /// Issue 13's keys: written at their defaults they leave the id alone; set, they move it.
+    func testIssue13KeysAtTheirDefaultsKeepTheRunID() throws {
+        let id = RunLayout.runID(try spec("name: x\n"))
+        XCTAssertEqual(RunLayout.runID(try spec("name: x\ntrain: {steps: null}\n")), id)
+        XCTAssertEqual(RunLayout.runID(try spec("name: x\ntrain: {epochs: 10}\n")), id)
+        let steps = RunLayout.runID(try spec("name: x\ntrain: {steps: 100}\n"))
+        XCTAssertNotEqual(steps, id)
+        XCTAssertNotEqual(steps, RunLayout.runID(try spec("name: x\ntrain: {steps: 101}\n")))
+    }
+
     func testLegacyRunIDIsTheOldScheme() throws {
         let old = ["quickstart": "3bafa45e3349", "data-parallel": "2078df6b841d", "moe-topk": "92a15d3d0146",
                    "digits-dense": "84507806e610", "layerwise-pipeline": "b779e3d2951b", "btm-average": "32bb2fa522a5"]

@@ -46,6 +46,8 @@ python_files=(
 gcide_bytes=1600000
 
 die() { echo "build_text_domains: error: $*" >&2; exit 2; }
+[ -d "$(dirname "$out")" ] || die "$(dirname "$out"): no such folder for the output"
+out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"   # absolute: the build runs in a temporary folder
 for tool in apt-get dpkg-deb gzip sha256sum; do
   command -v "$tool" >/dev/null || die "needs $tool (a Debian system)"
 done
