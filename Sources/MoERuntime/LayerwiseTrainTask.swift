@@ -54,13 +54,13 @@ final class LayerwiseTrainTask {
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let e = network.stages.count
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: true, hooks: self,
-                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs,
+                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs, steps: spec.train.steps,
                                 stages: e, legacy: .layerwise(stages: e))
         let trainer = LayerwiseTrainer(network: network, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
         _ = try loop.restore()
         let blocks = network.stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
-        log.info("\(id): layer-wise local training of \(e) stages (blocks \(blocks.joined(separator: ", "))), \(network.parameters.scalarCount) parameters (\(network.auxParameters.scalarCount) in auxiliary heads), \(loop.epochs) epochs × \(batches.batchesPerEpoch) steps")
+        log.info("\(id): layer-wise local training of \(e) stages (blocks \(blocks.joined(separator: ", "))), \(network.parameters.scalarCount) parameters (\(network.auxParameters.scalarCount) in auxiliary heads), \(loop.budget)")
         try loop.run(trainer, batches)
     }
 }

@@ -62,7 +62,7 @@ final class PipelineTrainTask {
             throw RuntimeError.usage("pipeline: \(communicator.worldSize) workers for \(spec.experts) stages (one stage per worker)")
         }
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
-                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs,
+                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs, steps: spec.train.steps,
                                 communication: isGroup, legacy: .pipeline)
         trainer = PipelineTrainer(model: model, stages: spec.experts, communicator: communicator, config: spec.optimizerConfig,
                                   totalSteps: loop.totalSteps, seed: spec.seed64, microbatches: spec.parallelism.microbatches)
@@ -71,7 +71,7 @@ final class PipelineTrainTask {
         let blocks = trainer.ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
         let placement = isGroup ? "one stage per worker over \(communicator.worldSize) pipeline-parallel workers" : "all stages in one process"
         log.info("\(id): GPipe training of \(trainer.stageCount) stages (blocks \(blocks.joined(separator: ", "))), \(model.parameters.scalarCount) parameters, "
-                 + "\(spec.parallelism.microbatches) micro-batches per batch, \(placement); \(loop.epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)")
+                 + "\(spec.parallelism.microbatches) micro-batches per batch, \(placement); \(loop.budget), batch \(spec.train.batchSize)")
         try loop.run(trainer, batches)
     }
 }

@@ -51,6 +51,13 @@ struct RouterMetricsLog {
         }
     }
 
+    /// Empty series for `moeLayers`, the MoE layer of block `blocks[i]` being `moeLayers[i]`
+    /// (any model kind: a transformer LM's routers route each of its batch·context tokens).
+    init(moeLayers: [MoELayer], blocks: [Int]) {
+        precondition(moeLayers.count == blocks.count, "one block index per MoE layer")
+        layers = zip(moeLayers, blocks).map { Layer(block: $1, experts: $0.config.experts) }
+    }
+
     var isEmpty: Bool { layers.isEmpty }
 
     /// Adds the last training step's routing of every MoE layer to the open window. In a data-
@@ -58,7 +65,12 @@ struct RouterMetricsLog {
     /// every step), so the series describe the whole batch, as one process would record them
     /// (the balancing and z losses are already the global batch's, see `MoERouter.statisticsReducer`).
     mutating func accumulate(_ model: ResidualMLP, reduce: ((inout [Double]) throws -> Void)? = nil) throws {
-        for (i, moe) in model.moeLayers.enumerated() {
+        try accumulate(model.moeLayers, reduce: reduce)
+    }
+
+    /// `accumulate` over the MoE layers of any model, in block order.
+    mutating func accumulate(_ moeLayers: [MoELayer], reduce: ((inout [Double]) throws -> Void)? = nil) throws {
+        for (i, moe) in moeLayers.enumerated() {
             var s = moe.router.lastStepStatistics()
             if let reduce {
                 if reduceScratch.count != 4 + s.load.count { reduceScratch = [Double](repeating: 0, count: 4 + s.load.count) }

@@ -75,12 +75,22 @@ enum RunFile {
                 let eval = try H5File.open(layout.taskFile("evaluate"))
                 if eval.exists("summary") {
                     for model in try eval.openGroup("summary").children() {
-                        for name in try eval.openGroup("summary/" + model).children() {
-                            let path = "summary/\(model)/\(name)"
-                            try file.createScalar(path, try eval.readScalar(path, as: Double.self))
-                        }
+                        try copyScalars(eval, "summary/" + model, to: file)
                     }
                 }
+            }
+        }
+    }
+
+    /// Copies the float64 scalars under `path` of `source` to the same paths in `file`, with the
+    /// sub-groups (a language model's `domains/<name>/`).
+    private static func copyScalars(_ source: H5File, _ path: String, to file: H5File) throws {
+        for name in try source.openGroup(path).children() {
+            let child = path + "/" + name
+            if source.kind(of: child) == .group {
+                try copyScalars(source, child, to: file)
+            } else {
+                try file.createScalar(child, try source.readScalar(child, as: Double.self))
             }
         }
     }

@@ -50,8 +50,9 @@ public struct RunSummary {
         if file.exists("summary") {
             for model in try file.openGroup("summary").children() {
                 let group = try file.openGroup("summary/" + model)
-                let values = try group.children().sorted().map { "\($0) \(formatMetric(try group.readScalar($0, as: Double.self)))" }
+                let values = try Self.scalarNames(group).map { "\($0) \(formatMetric(try group.readScalar($0, as: Double.self)))" }
                 lines.append("  summary/\(model): " + values.joined(separator: ", "))
+                lines += try Self.domainTable(group)
             }
         }
         if file.exists("tasks/train/router") { lines += try Self.routerTable(try file.openGroup("tasks/train/router")) }
@@ -91,8 +92,9 @@ public struct RunSummary {
         if file.exists("summary") {
             for model in try file.openGroup("summary").children() {
                 let g = try file.openGroup("summary/" + model)
-                let values = try g.children().sorted().map { "\($0) \(formatMetric(try g.readScalar($0, as: Double.self)))" }
+                let values = try Self.scalarNames(g).map { "\($0) \(formatMetric(try g.readScalar($0, as: Double.self)))" }
                 lines.append("  " + (model == "final" ? "" : model + ": ") + values.joined(separator: ", "))
+                lines += try Self.domainTable(g)
             }
         }
         if file.hasAttribute("shard") {
@@ -141,6 +143,32 @@ public struct RunSummary {
             if task.exists(lossPath), let l = try task.read(lossPath, as: Double.self).values.last { loss = formatMetric(l) }
             if task.exists(accPath), let a = try task.read(accPath, as: Double.self).values.last { acc = formatMetric(a) }
             lines.append("    " + pad(String(s), 5) + "  " + pad(first == last ? "\(first)" : "\(first)-\(last)", 6) + "   " + pad(loss, 8) + "  " + pad(acc, 12))
+        }
+        return lines
+    }
+
+    /// The scalar metrics of a summary group (not its `domains` sub-group), sorted by name.
+    static func scalarNames(_ group: H5Group) throws -> [String] {
+        try group.children().sorted().filter { group.kind(of: $0) == .dataset }
+    }
+
+    /// A language model's `domains/<name>/<split>_{loss, accuracy, bits_per_byte}` as a table:
+    /// one row per domain, one column per metric present (sorted), empty without `domains`.
+    static func domainTable(_ summary: H5Group) throws -> [String] {
+        guard summary.kind(of: "domains") == .group else { return [] }
+        let domains = try summary.openGroup("domains")
+        let names = try domains.children()
+        guard let first = names.first else { return [] }
+        let columns = try scalarNames(try domains.openGroup(first))
+        let width = max(6, names.map(\.count).max() ?? 0)
+        var lines = ["    per domain:", "    " + "domain".padding(toLength: width, withPad: " ", startingAt: 0)
+                     + columns.map { pad($0, max(9, $0.count + 2)) }.joined()]
+        for name in names {
+            let g = try domains.openGroup(name)
+            let cells = try columns.map { c in
+                pad(g.exists(c) ? formatMetric(try g.readScalar(c, as: Double.self)) : "-", max(9, c.count + 2))
+            }
+            lines.append("    " + name.padding(toLength: width, withPad: " ", startingAt: 0) + cells.joined())
         }
         return lines
     }

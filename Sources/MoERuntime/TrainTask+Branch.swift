@@ -100,11 +100,13 @@ extension TrainTask {
 }
 
 extension ExperimentSpec {
-    /// The spec the `finetune` task trains with: `train` with `fusion.finetune`'s epochs and lr.
+    /// The spec the `finetune` task trains with: `train` with `fusion.finetune`'s epochs (not
+    /// `train.steps`) and lr.
     var finetuneSpec: ExperimentSpec {
         var s = self
         guard let f = fusion.finetune else { return s }
         s.train.epochs = f.epochs
+        s.train.steps = nil
         s.train.lr = f.lr
         s.train.minLR = min(s.train.minLR, f.lr)
         return s

@@ -117,6 +117,7 @@ final class TrainTask {
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: batches.batchesPerEpoch, epochs: role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs,
+                                steps: role == .pretrain ? nil : spec.train.steps,
                                 moe: model.config.moe != nil, communication: parallel, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
@@ -134,7 +135,7 @@ final class TrainTask {
         } else if let source = finetuneSource {
             try loadFused(model, from: source)
         }
-        log.info("\(id): \(model.parameters.scalarCount) parameters, \(loop.epochs) epochs × \(batches.batchesPerEpoch) steps, batch \(spec.train.batchSize)"
+        log.info("\(id): \(model.parameters.scalarCount) parameters, \(loop.budget), batch \(spec.train.batchSize)"
                  + (group.map { " over \($0.worldSize) \(spec.parallelism.mode.rawValue)-parallel workers" } ?? ""))
         if let group {
             try loop.run(DataParallelStep(trainer: trainer, group: group), batches)

@@ -82,7 +82,8 @@ extension MiniBatches: BatchSource {
 ///
 /// Budget: `epochs` passes over the batch order, or with `steps` that many optimisation steps,
 /// cycling through epochs of the batch order (the last epoch cut short). `train.eval_every: 0`
-/// and `train.checkpoint_every: 0` mean at the end of every epoch (and of the budget).
+/// and `train.checkpoint_every: 0` mean at the end of every epoch, or with `steps` at the end of
+/// training.
 final class TrainingLoop {
     struct Evaluated {
         var loss: Double, accuracy: Double
@@ -116,6 +117,7 @@ final class TrainingLoop {
         self.isLead = isLead
         self.hooks = hooks
         self.batchesPerEpoch = batchesPerEpoch
+        stepsGiven = steps != nil
         if let steps {
             totalSteps = steps
             self.epochs = (steps + batchesPerEpoch - 1) / max(batchesPerEpoch, 1)
@@ -130,6 +132,12 @@ final class TrainingLoop {
         self.layout = layout
     }
     private let layout: RunLayout
+    private let stepsGiven: Bool
+
+    /// The budget for the log: "E epochs × B steps", or "S steps (E epochs of B)" with `steps`.
+    var budget: String {
+        stepsGiven ? "\(totalSteps) steps (\(epochs) epoch\(epochs == 1 ? "" : "s") of \(batchesPerEpoch))" : "\(epochs) epochs × \(batchesPerEpoch) steps"
+    }
 
     /// Loads the newest intact checkpoint (parameters, optimizer, metrics, window, the hooks'
     /// state and the data position); false on a fresh start.
@@ -175,8 +183,10 @@ final class TrainingLoop {
             }
             epoch += 1
             batchInEpoch = 0
-            if train.evalEvery == 0 { try evaluate(step: strategy.step) }
-            if train.checkpointEvery == 0 { try checkpoint() }
+            // `0` = at the end of every epoch; with `steps`, at the end of training.
+            let atEnd = !stepsGiven || strategy.step == totalSteps
+            if train.evalEvery == 0 && atEnd { try evaluate(step: strategy.step) }
+            if train.checkpointEvery == 0 && atEnd { try checkpoint() }
         }
         try finish(seconds: Date().timeIntervalSince(start))
     }

@@ -34,12 +34,7 @@ public enum SupportGate {
     /// of `moe-run sweep`) refuses them through `checkRunnable`, with exit 2 before anything is
     /// written, instead of running something else silently. An issue that builds one deletes
     /// its entry.
-    static let runEntries: [Entry] = [
-        Entry(keyPath: "train.steps", refused: "running a spec with `train.steps` (it validates and plans; the training loop counts epochs until it is wired)",
-              issue: "13") { s in
-            s.train.steps == nil ? nil : "training for a number of steps is not wired into the training loop yet; this version trains for train.epochs"
-        },
-    ]
+    static let runEntries: [Entry] = []
 
     /// Refuses a run of a spec that asks for a feature of `runEntries`: a `SpecError` at its key.
     public static func checkRunnable(_ spec: ExperimentSpec) throws {

@@ -214,11 +214,17 @@ struct Show: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Loss and accuracy of a checkpoint on a data file.")
     @Argument(help: "A run directory, a file holding a model (run.h5, tasks/train.h5, a checkpoint file), or FILE.h5:/checkpoints/STEP/model.") var checkpoint: String
-    @Argument(help: "An HDF5 (x, y) or CSV data file.") var data: String
+    @Argument(help: "An HDF5 (x, y) or CSV data file; for a transformer LM, a text corpus (folder, corpus HDF5, or tasks/data.h5).") var data: String
     @Option(help: "Batch size.") var batchSize = 1024
 
     func run() throws {
         guard batchSize >= 1 else { throw CLIError(message: "--batch-size: expected an integer >= 1, got \(batchSize)", exitCode: 2) }
+        if let text = try Evaluation.evaluateText(checkpoint: checkpoint, data: data, batchSize: batchSize) {
+            for p in text.parts {
+                print("\(data): \(p.name): \(p.tokens) tokens, loss " + String(format: "%.6f, accuracy %.4f, bits per byte %.4f", p.loss, p.accuracy, p.bitsPerByte))
+            }
+            return
+        }
         let r = try Evaluation.evaluate(checkpoint: checkpoint, data: data, batchSize: batchSize)
         print("\(data): \(r.count) samples, loss " + String(format: "%.6f, accuracy %.4f", r.loss, r.accuracy))
     }

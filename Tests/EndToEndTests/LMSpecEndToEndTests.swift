@@ -1,24 +1,35 @@
 import Foundation
+import MoEHDF5
 import XCTest
 
 /// Issue 13's spec keys through the built binary: what validates, what `plan` shows, and the
 /// one-line refusals (exit 2, nothing written) of what is invalid or not runnable yet.
 final class LMSpecEndToEndTests: XCTestCase {
-    /// A spec with `train.steps` validates and plans; a run refuses it with one line (the loop
-    /// counts epochs until it is wired), never training epochs in its place.
-    func testStepsValidateAndPlanButDoNotRunAsEpochs() throws {
-        let dir = try CLI.workspace(tinySpec().replacingOccurrences(of: "epochs: 3", with: "steps: 30"))
+    /// A spec with `train.steps` validates, plans and runs that many steps: as many as two
+    /// epochs give the two-epoch run's bits (the evaluations of `eval_every: 0`, at the end of
+    /// training, read the weights and change nothing); seven more cycle into a third epoch cut short.
+    func testStepsValidatePlanAndRunThatManySteps() throws {
+        let epochsRun = try CLI.completeRun(tinySpec(epochs: 2))
+        let steps = Int(try H5File.open(epochsRun + "/tasks/train.h5").attribute("steps", as: Int64.self))
+        let dir = try CLI.workspace(tinySpec().replacingOccurrences(of: "epochs: 3", with: "steps: \(steps)"))
         let valid = try CLI.run(["validate", "spec.yaml"], in: dir)
         XCTAssertEqual(valid.status, 0, valid.stderr)
         XCTAssertEqual(valid.stdout, "spec.yaml: valid (tiny)\n")
         let plan = try CLI.run(["plan", "spec.yaml"], in: dir)
         XCTAssertEqual(plan.status, 0, plan.stderr)
-        XCTAssertTrue(plan.stdout.contains("for 30 steps, adamw"), plan.stdout)
-        let run = try CLI.run(["spec.yaml"], in: dir)
-        XCTAssertEqual(run.status, 2, run.stderr)
-        XCTAssertEqual(run.stdout, "")
-        XCTAssertTrue(run.stderr.hasPrefix("moe-run: error: spec.yaml:15:10: train.steps: training for a number of steps is not wired into the training loop yet; this version trains for train.epochs\n"), run.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
+        XCTAssertTrue(plan.stdout.contains("for \(steps) steps, adamw"), plan.stdout)
+        let run = try CLI.run(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(try CLI.finalModelBits(dir + "/" + run.lastLine), try CLI.finalModelBits(epochsRun),
+                       "train.steps = 2 epochs of steps trains what train.epochs: 2 trains")
+
+        let cut = try CLI.completeRun(tinySpec().replacingOccurrences(of: "epochs: 3", with: "steps: \(steps + 7)"))
+        let file = try H5File.open(cut + "/tasks/train.h5")
+        XCTAssertEqual(try file.attribute("steps", as: Int64.self), Int64(steps + 7))
+        XCTAssertEqual(try file.read("metrics/step", as: Int64.self).values.last, Int64(steps + 7))
+        XCTAssertEqual(try CLI.trainSeries(cut, "epoch").last, 2, "the third epoch of the batch order, cut short")
+        XCTAssertEqual(try file.read("metrics/eval/step", as: Int64.self).values, [Int64(steps + 7)],
+                       "with train.steps, eval_every: 0 is the end of training")
     }
 
     func testStepsAndEpochsTogetherAreOneLineExitTwo() throws {

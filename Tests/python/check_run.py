@@ -24,6 +24,15 @@
    re-computed the same way. Ensemble checkpoints (kind "ensemble") are checked by
    ensemble_reference.py instead.
 
+5. A transformer language model (data.source: text, ARCHITECTURE §5.4): /data/<split>/tokens
+   (uint16) and /domain (int64, ascending), /data/domains; every domain's stream of val and test
+   is cut into windows of context + 1 tokens at offsets 0, context, 2·context, … (the incomplete
+   last one dropped), scored on tokens 1...context by the numpy forward pass of
+   transformer_forward.py (built from the checkpoint alone), in batches of the evaluate task's
+   `batch_size` windows; <split>_loss (mean nats over every scored token), _accuracy and
+   _bits_per_byte (= loss / ln 2), overall and under /summary/final/domains/<name>/, must match
+   moe-run's to 1e-4 relative (accuracy exactly).
+
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
 import json
@@ -33,6 +42,9 @@ import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import transformer_forward  # noqa: E402
 
 
 def fail(message):
@@ -178,6 +190,8 @@ def main(run_dir):
         plan = json.loads(f["plan"][()])
         ids = [t["id"] for t in plan["tasks"]]
         check(ids[0] == "data" and ids[-1] == "evaluate" and ("train" in ids or "expert-0" in ids), f"unexpected plan {plan}")
+        if "tokens" in f["data/train"]:
+            return check_lm(f, ids)
         for split in ["train", "val", "test"]:
             check(f[f"data/{split}/x"].dtype == np.float32, f"/data/{split}/x is not float32")
             check(f[f"data/{split}/y"].dtype == np.int64, f"/data/{split}/y is not int64")
@@ -238,6 +252,60 @@ def main(run_dir):
             checked.append(f"{name} ({kind}): numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
         check("final" in [c.split(" ")[0] for c in checked] or f["models/final"].attrs["kind"] == "ensemble", "the final model was not checked")
     print("interop: ok: " + "; ".join(checked))
+
+
+def check_lm(f, ids):
+    """Check 5: a transformer LM's val and test figures recomputed by the §5.4 protocol."""
+    names = [n.decode() if isinstance(n, bytes) else n for n in f["tasks/data/data/domains"][()]]
+    for split in ["train", "val", "test"]:
+        check(f[f"data/{split}/tokens"].dtype == np.uint16, f"/data/{split}/tokens is not uint16")
+        check(f[f"data/{split}/domain"].dtype == np.int64, f"/data/{split}/domain is not int64")
+        d = np.asarray(f[f"data/{split}/domain"])
+        check(len(d) == len(f[f"data/{split}/tokens"]), f"/data/{split} tokens/domain lengths differ")
+        check(bool(np.all(np.diff(d) >= 0)) and (len(d) == 0 or (d[0] >= 0 and d[-1] < len(names))), f"/data/{split}/domain not ascending ids")
+    metrics = f["tasks/train/metrics"]
+    for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"]:
+        check(name in metrics and len(metrics[name]) == len(metrics["step"]) > 0, f"/metrics/{name} missing or of the wrong length")
+    P, cfg = transformer_forward.load(f["models/final"])
+    if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
+        fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
+    context = cfg["context"]
+    batch = int(f["tasks/evaluate"].attrs["batch_size"])
+    checked = []
+    for split in ["val", "test"]:
+        if f"summary/final/{split}_loss" not in f:
+            continue
+        tokens = np.asarray(f[f"data/{split}/tokens"], dtype=np.int64)
+        domain = np.asarray(f[f"data/{split}/domain"])
+        totals = np.zeros(3)
+        for d, name in enumerate(names):
+            stream = tokens[domain == d]
+            count = (len(stream) - 1) // context if len(stream) > context else 0
+            sums = np.zeros(3)
+            for start in range(0, count, batch):
+                rows = range(start, min(count, start + batch))
+                windows = np.stack([stream[i * context : i * context + context + 1] for i in rows])
+                sums += transformer_forward.scores(P, cfg, windows)
+            if sums[2] == 0:
+                continue
+            totals += sums
+            base = f"summary/final/domains/{name}/{split}_"
+            loss, accuracy = sums[0] / sums[2], sums[1] / sums[2]
+            reported = float(f[base + "loss"][()])
+            check(abs(loss - reported) / reported < 1e-4, f"{name} {split}: numpy loss {loss:.8f} vs moe-run {reported:.8f}")
+            check(abs(accuracy - float(f[base + "accuracy"][()])) < 1e-9, f"{name} {split}: accuracy {accuracy} differs")
+            check(abs(float(f[base + "bits_per_byte"][()]) - reported / math.log(2)) < 1e-12, f"{name} {split}: bits per byte is not loss / ln 2")
+        loss, accuracy = totals[0] / totals[2], totals[1] / totals[2]
+        reported = float(f[f"summary/final/{split}_loss"][()])
+        rel = abs(loss - reported) / reported
+        check(rel < 1e-4, f"{split}: numpy loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.1e})")
+        check(abs(accuracy - float(f[f"summary/final/{split}_accuracy"][()])) < 1e-9, f"{split}: accuracy differs")
+        bpb = float(f[f"summary/final/{split}_bits_per_byte"][()])
+        check(abs(bpb - reported / math.log(2)) < 1e-12, f"{split}: bits per byte is not loss / ln 2")
+        checked.append(f"{split} loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), {bpb:.4f} bits per byte")
+    check(checked, "no val or test summary to check")
+    kind = "dense" if cfg["moe"] is None else f"MoE {cfg['moe']['router']} k={cfg['moe']['k']}, {cfg['moe']['experts']} experts"
+    print(f"interop: ok: final (transformer {kind}, {len(names)} domains): " + "; ".join(checked))
 
 
 if __name__ == "__main__":

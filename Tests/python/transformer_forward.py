@@ -82,18 +82,19 @@ def moe(u, P, prefix, m, act):
     return y.reshape(shape)
 
 
-def main(path, group_path, windows_path):
-    with h5py.File(path, "r") as f:
-        g = f[group_path]
-        assert g.attrs["format"] == "moe-run/1" and g.attrs["kind"] == "model", "not a moe-run model checkpoint"
-        cfg = json.loads(g.attrs["config"])
-        assert cfg["kind"] == "transformer", f"kind is {cfg['kind']}"
-        P = {}
-        g.visititems(lambda n, o: P.__setitem__(n, np.asarray(o[()], dtype=np.float64)) if isinstance(o, h5py.Dataset) else None)
-    with h5py.File(windows_path, "r") as f:
-        tokens = np.asarray(f["tokens"][()], dtype=np.int64)
+def load(group):
+    """The parameters (float64, by checkpoint path) and the config of a checkpoint group."""
+    assert group.attrs["format"] == "moe-run/1" and group.attrs["kind"] == "model", "not a moe-run model checkpoint"
+    cfg = json.loads(group.attrs["config"])
+    assert cfg["kind"] == "transformer", f"kind is {cfg['kind']}"
+    P = {}
+    group.visititems(lambda n, o: P.__setitem__(n, np.asarray(o[()], dtype=np.float64)) if isinstance(o, h5py.Dataset) else None)
+    return P, cfg
+
+
+def logits_of(P, cfg, inputs):
+    """Logits [B, T, vocab] of token windows `inputs` [B, T] (the forward pass above)."""
     eps, act = cfg["norm_eps"], ACTIVATIONS[cfg["activation"]]
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
     T = inputs.shape[1]
     x = P["embed/weight"][inputs] + P["pos/weight"][:T]
     moe_blocks = set(cfg["moe"]["blocks"]) if cfg["moe"] else set()
@@ -108,12 +109,26 @@ def main(path, group_path, windows_path):
     x = layer_norm(x, P["norm/weight"], P["norm/bias"], eps)
     W = P["embed/weight"] if cfg["tie_embeddings"] else P["head/weight"]
     assert cfg["tie_embeddings"] == ("head/weight" not in P), "head/weight must be absent exactly when tie_embeddings"
-    logits = x @ W.T
+    return x @ W.T
+
+
+def scores(P, cfg, tokens):
+    """(Σ next-token NLL in nats, top-1 hits, scored) of windows `tokens` [B, T + 1]."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    logits = logits_of(P, cfg, inputs)
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
-    correct = int((logits.argmax(-1) == targets).sum())
-    print(json.dumps({"loss": float(nll.mean()), "correct": correct, "scored": int(nll.size)}))
+    return float(nll.sum()), int((logits.argmax(-1) == targets).sum()), int(nll.size)
+
+
+def main(path, group_path, windows_path):
+    with h5py.File(path, "r") as f:
+        P, cfg = load(f[group_path])
+    with h5py.File(windows_path, "r") as f:
+        tokens = np.asarray(f["tokens"][()], dtype=np.int64)
+    total, correct, scored = scores(P, cfg, tokens)
+    print(json.dumps({"loss": total / scored, "correct": correct, "scored": scored}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+import Foundation
+import MoEData
+import MoENN
+
+/// The evaluation protocol of a language model (ARCHITECTURE §5.4): each domain's stream of a
+/// split is cut into consecutive windows of `context + 1` tokens at offsets 0, context,
+/// 2·context, … (an incomplete last window dropped, `TextWindows`); the model reads tokens
+/// `0..<context` of a window and is scored on tokens `1...context`.
+///
+///     <split>_loss           = Σ cross-entropy (nats) / scored tokens, over every domain
+///     <split>_accuracy       = top-1 next-token accuracy
+///     <split>_bits_per_byte  = <split>_loss / ln 2   (byte tokens: one token is one byte)
+///
+/// and the same three per domain. Windows are forwarded `batchSize` at a time (MoE capacity is
+/// counted per forward, so an independent recomputation batches the same way), in domain order.
+struct LMScores {
+    var overall = ObjectiveSums()
+    /// (domain name, its sums), in domain-id order.
+    var domains: [(name: String, sums: ObjectiveSums)] = []
+
+    static func bitsPerByte(_ loss: Double) -> Double { loss / log(2) }
+
+    /// `<prefix><split>_{loss, accuracy, bits_per_byte}` of `sums`.
+    static func values(_ sums: ObjectiveSums, split: String) -> [(String, Double)] {
+        [("\(split)_loss", sums.meanLoss), ("\(split)_accuracy", sums.accuracy), ("\(split)_bits_per_byte", bitsPerByte(sums.meanLoss))]
+    }
+
+    /// Scores `model` on `split` of `corpus`. Each window carries its domain id (the `domain` router).
+    static func score(_ model: TransformerLM, _ corpus: TextCorpus, split: TextSplit, batchSize: Int) -> LMScores {
+        let context = model.config.context, width = context + 1
+        var scores = LMScores()
+        let chunk = max(1, batchSize)
+        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * width)
+        let domains = UnsafeMutablePointer<Int>.allocate(capacity: chunk)
+        defer { tokens.deallocate(); domains.deallocate() }
+        for windows in corpus.evaluationWindows(split, context: context) {
+            var sums = ObjectiveSums()
+            var start = 0
+            while start < windows.count {
+                let count = min(chunk, windows.count - start)
+                windows.fill(tokens, windows: start ..< start + count)
+                domains.update(repeating: windows.domain, count: count)
+                sums += model.evaluationSums(TokenWindows(tokens: tokens, batch: count, length: width, domains: domains), batchSize: chunk)
+                start += count
+            }
+            scores.overall += sums
+            scores.domains.append((windows.name, sums))
+        }
+        return scores
+    }
+}

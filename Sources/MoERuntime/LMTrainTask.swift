@@ -1,0 +1,169 @@
+import Foundation
+import MoEData
+import MoEHDF5
+import MoENN
+import MoESpec
+import MoEStore
+
+/// What a language-model run needs beyond the spec's `train`, `eval` and `output` sections:
+/// the architecture (`model.kind: transformer`) and the corpus (`data.source: text`).
+struct LMSetup: Equatable {
+    var model: TransformerConfig
+    /// The corpus path resolved against the spec's directory, and as the spec wrote it.
+    var corpusPath: String
+    var corpusSource: String
+    /// `data.split` fractions (test is the rest).
+    var train: Double
+    var val: Double
+    /// `train.steps`: the step budget; nil = `train.epochs` epochs of
+    /// `train tokens / (batch_size · context)` steps each (`LMTrainTask.stepBudget`).
+    var steps: Int?
+}
+
+/// Training batches of a language model for `TrainingLoop`: one "epoch" is the whole step
+/// budget, and the batch of step `s` is `TextBatches.fill(step: s)` (a pure function of the
+/// seed and `s`, so a resumed run refills exactly the batches it would have seen).
+final class TextBatchSource: BatchSource {
+    let batches: TextBatches
+    let batchesPerEpoch: Int
+    private var next_ = 0, epoch = 0
+
+    init(_ batches: TextBatches, steps: Int) {
+        self.batches = batches
+        batchesPerEpoch = steps
+    }
+
+    func start(epoch: Int) { (self.epoch, next_) = (epoch, 0) }
+
+    func next() -> Bool {
+        guard next_ < batchesPerEpoch else { return false }
+        batches.fill(step: epoch * batchesPerEpoch + next_)
+        next_ += 1
+        return true
+    }
+
+    var batch: TokenWindows {
+        TokenWindows(tokens: batches.tokens.baseAddress!, batch: batches.batchSize, length: batches.context + 1,
+                     domains: batches.domains.baseAddress!)
+    }
+}
+
+/// The `train` task of a transformer LM (ARCHITECTURE §2, §5.4): `TransformerLM` built from the
+/// spec, batches from `TextBatches` (`train.steps` steps of `train.batch_size` windows), the
+/// local step (`Trainer`), driven by the one `TrainingLoop` (checkpoints, exact resume,
+/// `/metrics`). Besides the loop's series (`train_loss` per token, `lr`, `grad_norm`) it logs
+/// `tokens_per_second`, and for MoE models the router series per block (`/router/<i>/…`).
+/// Validation is the §5.4 protocol on the val split (`LMScores`); the logged line adds the val
+/// bits per byte.
+final class LMTrainTask {
+    let spec: ExperimentSpec
+    let setup: LMSetup
+    let layout: RunLayout
+    let log: RunLog
+    let id = "train"
+    private var model: TransformerLM!
+    private var optimizer: Optimizer!
+    private var corpus: TextCorpus!
+    private var routerMetrics: RouterMetricsLog?
+    /// `tokens_per_second` rows (one per `/metrics` row).
+    private var tokensPerSecond: [Double] = []
+
+    init(spec: ExperimentSpec, setup: LMSetup, layout: RunLayout, log: RunLog) {
+        self.spec = spec
+        self.setup = setup
+        self.layout = layout
+        self.log = log
+    }
+
+    func run() throws {
+        corpus = try TextDataTask.load(layout: layout)
+        let model = TransformerLM(config: setup.model, seed: spec.seed64)
+        self.model = model
+        routerMetrics = setup.model.moe == nil ? nil : RouterMetricsLog(moeLayers: model.moeLayers,
+                                                                                   blocks: model.blocks.filter { $0.feedForward is MoELayer }.map(\.index))
+        let batches = try TextBatches(corpus: corpus, context: setup.model.context, batchSize: spec.train.batchSize, seed: spec.seed64)
+        let steps = Self.stepBudget(setup, spec: spec, trainTokens: corpus.tokenCount(.train))
+        let source = TextBatchSource(batches, steps: steps)
+        let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: true, hooks: self,
+                                batchesPerEpoch: steps, epochs: 1, steps: steps,
+                                moe: setup.model.moe != nil, legacy: .train)
+        let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
+        optimizer = trainer.optimizer
+        _ = try loop.restore()
+        let active = Self.activeParameters(model)
+        log.info("\(id): transformer LM, \(model.parameters.scalarCount) parameters (\(active) active per token), "
+                 + "\(steps) steps × \(spec.train.batchSize) windows of \(setup.model.context) tokens")
+        try loop.run(trainer, source)
+    }
+
+    /// `train.steps`, or `train.epochs` passes of `⌊train tokens / (batch_size · context)⌋` steps
+    /// (at least one step per epoch): windows are sampled, so an epoch is a token count.
+    static func stepBudget(_ setup: LMSetup, spec: ExperimentSpec, trainTokens: Int) -> Int {
+        setup.steps ?? spec.train.epochs * max(1, trainTokens / (spec.train.batchSize * setup.model.context))
+    }
+
+    /// Parameters a token passes through: all but the experts it is not routed to (top-k of E).
+    static func activeParameters(_ model: TransformerLM) -> Int {
+        var total = model.parameters.scalarCount
+        for layer in model.moeLayers {
+            let perExpert = [layer.w1, layer.b1, layer.w2, layer.b2].scalarCount / layer.config.experts
+            total -= perExpert * (layer.config.experts - layer.config.k)
+        }
+        return total
+    }
+}
+
+extension LMTrainTask: TrainingHooks {
+    var checkpointParameters: [Parameter] { model.parameters }
+    var checkpointOptimizer: Optimizer { optimizer }
+
+    func writeEntry(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(model, normalization: nil, to: file, at: path + "/model")
+        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
+    }
+
+    func loadEntry(from file: H5File, at path: String) throws {
+        try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
+        try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
+    }
+
+    func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
+        let scores = LMScores.score(model, corpus, split: .val, batchSize: spec.eval.batchSize)
+        guard scores.overall.scored > 0 else { return nil }
+        return .init(loss: scores.overall.meanLoss, accuracy: scores.overall.accuracy,
+                     note: String(format: " val_bits_per_byte %.4f", LMScores.bitsPerByte(scores.overall.meanLoss)))
+    }
+
+    func afterStep(_ report: StepReport) throws { try routerMetrics?.accumulate(model.moeLayers) }
+
+    func logRow(step: Int, window: TrainingWindow) {
+        tokensPerSecond.append(window.scored / max(Date().timeIntervalSince(window.since), 1e-9))
+        routerMetrics?.log(step: step)
+    }
+
+    func progressNote(_ window: TrainingWindow) -> String {
+        String(format: ", %.0f tokens/s", window.scored / max(Date().timeIntervalSince(window.since), 1e-9))
+    }
+
+    func writeSeries(to file: H5File) throws {
+        try file.createDataset("metrics/tokens_per_second", tokensPerSecond)
+        try routerMetrics?.write(to: file)
+    }
+
+    func writeResumeState(to file: H5File) throws { try routerMetrics?.writeWindows(to: file) }
+
+    func readState(from file: H5File) throws {
+        tokensPerSecond = try file.read("metrics/tokens_per_second", as: Double.self).values
+        try routerMetrics?.read(from: file)
+        try routerMetrics?.readWindows(from: file)
+    }
+
+    func writeResult(to file: H5File) throws {
+        try file.setAttribute("train_tokens", Int64(corpus.tokenCount(.train)))
+        try Checkpoint.writeModel(model, normalization: nil, to: file, at: "model")
+    }
+
+    func doneNote(_ metrics: MetricsLog) -> String {
+        metrics.evalValues["val_loss"]!.last.map { String(format: ", val bits per byte %.4f", LMScores.bitsPerByte($0)) } ?? ""
+    }
+}
