@@ -20,15 +20,24 @@ public enum CausalSoftmax {
     /// `ld`) by its causal softmax and zeroes the entries above the diagonal.
     @inlinable
     public static func forward(_ s: UnsafeMutablePointer<Float>, tokens T: Int, ld: Int) {
-        for t in 0..<T {
+        forward(s, rows: T, offset: 0, width: T, ld: ld)
+    }
+
+    /// The causal softmax of `rows` queries at positions `offset ..< offset + rows` over the keys
+    /// of positions `0 ..< width` (incremental decoding: the earlier keys come from a `KVCache`):
+    /// row `i` keeps keys `0...offset + i`, zeroes the rest. `forward(s, tokens: T, ld:)` is the
+    /// square case `offset = 0`, `width = T`.
+    @inlinable
+    public static func forward(_ s: UnsafeMutablePointer<Float>, rows: Int, offset: Int, width: Int, ld: Int) {
+        for t in 0..<rows {
             let row = s + t * ld
-            let n = t + 1
+            let n = offset + t + 1
             let m = max(n, row)
             // Separate passes (exp and store; lane sum; scale) so that each loop vectorises.
             for j in 0..<n { row[j] = FastMath.exp(row[j] - m) }
             let inv = 1 / Kernels.sum(n, row)
             for j in 0..<n { row[j] *= inv }
-            for j in n..<T { row[j] = 0 }
+            for j in n..<width { row[j] = 0 }
         }
     }
 

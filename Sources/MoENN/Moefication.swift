@@ -194,22 +194,25 @@ extension Moefication {
     /// FFN of each MoE block i is partitioned by `method` (seed derived from `seed` and i) into the
     /// experts of `blocks/i/moe/experts/*`, with `w2` scaled by the layer's k; the router weight is
     /// the groups' mean `w1` rows. A `noisy_topk` noise projection keeps its zero initialisation.
+    /// Works on any model kind (`mlp`, `transformer`): the MoE blocks are the model's MoE layers.
     @discardableResult
-    public static func moefy(from dense: [String: Tensor], into moe: ResidualMLP, method: Method,
+    public static func moefy(from dense: [String: Tensor], into moe: any TrainableModel, method: Method,
                              seed: UInt64, routerNorm: Float = defaultRouterNorm) throws -> Report {
-        guard let config = moe.config.moe else { throw Upcycling.Mismatch(tensor: "moe", reason: "the target model has no MoE blocks") }
-        let e = config.experts, h = moe.config.hidden
+        let layers = moe.moeLayers
+        guard let config = layers.first?.config else { throw Upcycling.Mismatch(tensor: "moe", reason: "the target model has no MoE blocks") }
+        let e = config.experts, h = layers[0].hidden
         func source(_ name: String) throws -> Tensor {
             guard let t = dense[name] else { throw Upcycling.Mismatch(tensor: name, reason: "missing from the dense checkpoint") }
             return t
         }
         var report = Report()
-        for block in config.blocks {
+        for layer in layers {
+            let block = layer.router.index
             func ffn(_ t: String) throws -> Tensor { try source(ParameterPath.ffn(block: block, tensor: t).name) }
             func experts(_ t: String) -> String { ParameterPath.experts(block: block, tensor: t).name }
             let w1 = try ffn("w1"), b1 = try ffn("b1"), w2 = try ffn("w2"), b2 = try ffn("b2")
             let f = w1.shape[0]
-            let width = config.expertFFN ?? moe.config.ffn
+            let width = layer.ffn  // config.expertFFN, or the model's ffn
             guard w1.shape == [f, h], f == e * width else {
                 throw Upcycling.Mismatch(tensor: ParameterPath.ffn(block: block, tensor: "w1").name,
                                          reason: "shape \(w1.shape) cannot be split into \(e) experts of width \(width) × hidden \(h)")
@@ -233,7 +236,7 @@ extension Moefication {
             }
             if let router = p[ParameterPath.router(block: block, tensor: "weight").name] { fitRouter(router.value, w1: w1, groups: groups, norm: routerNorm) }
         }
-        let moeBlocks = Set(config.blocks)
+        let moeBlocks = Set(layers.map(\.router.index))
         for p in moe.parameters {
             let path = ParameterPath(p.name)
             if path.isMoE, let i = path.block, moeBlocks.contains(i) { continue }

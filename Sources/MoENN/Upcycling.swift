@@ -18,8 +18,9 @@ public enum Upcycling {
     }
 
     /// Copies `dense` (name → values) into `moe`'s parameters as described above.
-    public static func upcycle(from dense: [String: Tensor], into moe: ResidualMLP) throws {
-        let moeBlocks = Set(moe.config.moe?.blocks ?? [])
+    /// Works on any model kind (`mlp`, `transformer`): the MoE blocks are the model's MoE layers.
+    public static func upcycle(from dense: [String: Tensor], into moe: any TrainableModel) throws {
+        let moeBlocks = Set(moe.moeLayers.map(\.router.index))
         for p in moe.parameters {
             if let source = dense[p.name] {
                 guard source.shape == p.shape else {
@@ -48,7 +49,7 @@ public enum Upcycling {
     }
 
     /// The parameters of a model by name (for `upcycle(from:into:)`).
-    public static func parameters(of model: ResidualMLP) -> [String: Tensor] {
+    public static func parameters(of model: any TrainableModel) -> [String: Tensor] {
         Dictionary(uniqueKeysWithValues: model.parameters.map { ($0.name, $0.value) })
     }
 }

@@ -155,7 +155,7 @@ struct LMComparison {
             + "`F.scaled_dot_product_attention`; its MoE sorts the assignments by expert, index_select, one Linear–GELU–Linear per expert, index_add_; fused AdamW), "
             + "same threads, same fixed random batch shape, measured in the same run: the two alternate per model and thread count, each keeps its best of 3 trials "
             + "of ≥ 1 s per round. The 1-thread rows are the comparison load distorts least: PyTorch's OpenMP threads spin while they wait, "
-            + "so on a busy machine its multi-threaded figure drops more than ours; at 1 thread the CPU time per step of each process (best trial) is compared too, which load inflates least. Each measurement is a fresh process, whose peak resident set (ru_maxrss) is the peak RSS below "
+            + "so on a busy machine its multi-threaded figure drops more than ours; at 1 thread the CPU time per step of each process (best trial) is compared too, which load inflates least. Each measurement is a fresh process, whose peak resident set (VmHWM of /proc/self/status, not ru_maxrss, which counts the parent's resident set at the fork) is the peak RSS below "
             + "(PyTorch's includes about \(fmt((torch.values.first?.info["import_rss_kb"] as? Double).map { $0 / 1024 })) MB for `import torch` alone). "
             + "MFU: model FLOPs per token 6·N + 12·L·hidden·T (nanoGPT's `estimate_mfu`, PaLM appendix B; N = active parameters without the position embedding) "
             + "× tokens/s, as a fraction of our sgemm rate at n = \(sgemmSize) in this run (\(fmt(sgemmPeak, 1)) GFLOP/s). "

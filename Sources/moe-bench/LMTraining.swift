@@ -105,11 +105,17 @@ extension Bench {
             moePhases.merge(phases, uniquingKeysWith: min)
         }
         let components = componentSeconds(spec, steps: 10, step.model)
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
         return ["config": spec.name, "ms": 1000 / rate, "cpu_ms": 1000 * bestCPU, "tokens_per_second": rate * Double(spec.tokensPerStep),
-                "max_rss_kb": Double(usage.ru_maxrss), "threads": BLASInfo.threads, "loss": step.lastLoss, "parts": parts, "moe_phases": moePhases,
+                "max_rss_kb": peakRSSKB(), "threads": BLASInfo.threads, "loss": step.lastLoss, "parts": parts, "moe_phases": moePhases,
                 "components": components]
+    }
+
+    /// This process's peak resident set in KB: `VmHWM` of /proc/self/status, which belongs to the
+    /// image exec'd (ru_maxrss would also count the parent's resident set at the fork).
+    static func peakRSSKB() -> Double {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+        return line.flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? .nan
     }
 
     /// The profile's clock: the process's CPU time when OpenBLAS runs one thread (what load

@@ -32,7 +32,7 @@ CUDA only; here it is also used on CPU, where PyTorch supports it and it is its 
 
 Method (as moe-bench): warm-up steps, then the best of 3 trials of at least SECONDS_PER_TRIAL
 (default 1) seconds each; `cpu_ms` is the best CPU time of the process per step (all threads: with
-one thread it is what load inflates least, with more it includes OpenMP's spinning). One configuration per process, so `max_rss_kb` (getrusage ru_maxrss)
+one thread it is what load inflates least, with more it includes OpenMP's spinning). One configuration per process, so `max_rss_kb` (VmHWM of /proc/self/status)
 is the peak resident set of this training process alone (the interpreter and torch's libraries
 included: `import_rss_kb` is the resident set just after `import torch`).
 
@@ -43,16 +43,22 @@ max_rss_kb, import_rss_kb, final loss.
 import inspect
 import json
 import math
-import resource
 import sys
 import time
 
-import_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_rss_kb():
+    """VmHWM of /proc/self/status: this image's peak resident set (ru_maxrss would also count the
+    parent's resident set at the fork)."""
+    with open("/proc/self/status") as f:
+        return next(float(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+import_rss_kb = peak_rss_kb()
 import torch  # noqa: E402  (the resident set before and after the import is reported)
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import_rss_kb = peak_rss_kb()
 
 CONFIGS = {
     "dense": dict(vocab=256, context=64, hidden=128, heads=4, blocks=4, ffn=512, batch=12, experts=0, k=0),
@@ -227,7 +233,7 @@ def main(name, min_time):
         "torch": torch.__version__, "threads": torch.get_num_threads(), "config": name,
         "tokens_per_step": tokens, "ms": best * 1000, "cpu_ms": best_cpu * 1000, "tokens_per_second": tokens / best,
         "params": total, "active_params": active,
-        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "import_rss_kb": import_rss_kb,
+        "max_rss_kb": peak_rss_kb(), "import_rss_kb": import_rss_kb,
         "loss": float(loss.item()),
     }))
 
