@@ -113,19 +113,10 @@ final class LMTrainTask {
     }
 }
 
-extension LMTrainTask: TrainingHooks {
-    var checkpointParameters: [Parameter] { model.parameters }
+extension LMTrainTask: ModelCheckpointHooks {
     var checkpointOptimizer: Optimizer { optimizer }
-
-    func writeEntry(to file: H5File, at path: String) throws {
-        try Checkpoint.writeModel(model, normalization: nil, to: file, at: path + "/model")
-        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-    }
-
-    func loadEntry(from file: H5File, at path: String) throws {
-        try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
-        try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-    }
+    var trainedModel: any TrainableModel { model }
+    var inputNormalization: Standardization? { nil }
 
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
         let scores = LMScores.score(model, corpus, split: .val, batchSize: spec.eval.batchSize)

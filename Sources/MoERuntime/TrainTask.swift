@@ -156,20 +156,10 @@ final class TrainTask {
 /// The train task's part of the loop: the residual MLP's checkpoints, router metrics (MoE
 /// models), the moefication partition, and in a data- or expert-parallel group the collectives
 /// that make the replicas whole (expert synchronisation, the compression residuals).
-extension TrainTask: TrainingHooks {
-    var checkpointParameters: [Parameter] { model.parameters }
+extension TrainTask: ModelCheckpointHooks {
     var checkpointOptimizer: Optimizer { optimizer }
-
-    /// `<path>/{model, optimizer}`: one checkpoint.
-    func writeEntry(to file: H5File, at path: String) throws {
-        try Checkpoint.writeModel(model, normalization: norm, to: file, at: path + "/model")
-        try Checkpoint.writeOptimizer(optimizer, kind: spec.optimizerConfig.kind, to: file, at: path + "/optimizer")
-    }
-
-    func loadEntry(from file: H5File, at path: String) throws {
-        try Checkpoint.loadParameters(into: model.parameters, from: file, at: path + "/model")
-        try Checkpoint.loadOptimizer(into: optimizer, from: file, at: path + "/optimizer")
-    }
+    var trainedModel: any TrainableModel { model }
+    var inputNormalization: Standardization? { norm }
 
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
         try group?.synchronizeExperts(optimizer)

@@ -82,7 +82,7 @@ public enum Checkpoint {
             let kind = try JSONDecoder().decode(KindOnly.self, from: Data(json.utf8)).kind ?? ResidualMLP.checkpointKind
             return (kind, json)
         } catch {
-            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "config is not valid JSON: \(error)")
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: configProblem(error))
         }
     }
 
@@ -97,7 +97,23 @@ public enum Checkpoint {
             return try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8))
         } catch {
             throw Error.notACheckpoint(file: location.filePath, group: try location.openGroup(path).path,
-                                       reason: "config is not valid JSON: \(error)")
+                                       reason: configProblem(error))
+        }
+    }
+
+    /// One line saying what is wrong with a checkpoint's `config` JSON (a missing or mistyped
+    /// key by name, else invalid JSON), instead of a `DecodingError` dump.
+    static func configProblem(_ error: Swift.Error) -> String {
+        func key(_ path: [CodingKey], _ last: CodingKey? = nil) -> String {
+            (path + (last.map { [$0] } ?? [])).map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error as? DecodingError {
+        case let .keyNotFound(k, context)?: return "config has no \"\(key(context.codingPath, k))\""
+        case let .typeMismatch(type, context)?: return "config.\(key(context.codingPath)) is not of type \(type)"
+        case let .valueNotFound(type, context)?: return "config.\(key(context.codingPath)) is null, expected \(type)"
+        case let .dataCorrupted(context)?:
+            return context.codingPath.isEmpty ? "config is not valid JSON" : "config.\(key(context.codingPath)): \(context.debugDescription)"
+        default: return "config is not valid: \(error)"
         }
     }
 
@@ -113,7 +129,7 @@ public enum Checkpoint {
         do {
             model = try make(json)
         } catch {
-            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: "config is not valid JSON: \(error)")
+            throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: configProblem(error))
         }
         try loadParameters(into: model.parameters, from: location, at: path)
         var norm: Standardization?

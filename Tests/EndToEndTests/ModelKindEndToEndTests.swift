@@ -32,13 +32,13 @@ final class ModelKindEndToEndTests: XCTestCase {
         XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: unknown model kind \"rnn\" in config (this moe-run reads: mlp)\n")
     }
 
-    /// Evaluation on feature data is a residual MLP's: a known kind of another sort is one line
-    /// naming the file, the kind and the use.
-    func testEvalOfATransformerOnFeatureDataIsOneLine() throws {
+    /// A transformer checkpoint whose config lacks a key it needs (`context` sets the rows of
+    /// `pos/weight`) is one line naming the file and the key, not a decoder's dump.
+    func testEvalOfATransformerWithAnIncompleteConfigIsOneLine() throws {
         let dir = try fixture(kind: "transformer")
         let r = try CLI.run(["eval", "lm.h5", "data.h5"], in: dir)
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(r.stdout, "")
-        XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: a \"transformer\" model; evaluation on feature data needs a residual MLP (kind \"mlp\")\n")
+        XCTAssertEqual(r.stderr, "moe-run: error: lm.h5:/: not a moe-run model checkpoint: config has no \"context\"\n")
     }
 }

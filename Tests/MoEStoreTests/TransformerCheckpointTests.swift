@@ -81,7 +81,7 @@ final class TransformerCheckpointTests: XCTestCase {
             try group.setAttribute("config", #"{"context":8,"heads":3,"hidden":16,"kind":"transformer"}"#)
         }
         XCTAssertThrowsError(try Checkpoint.loadAnyModel(from: try H5File.open(bad), at: "model")) { error in
-            XCTAssertEqual("\(error)", "\(bad):/model: not a moe-run model checkpoint: config is not valid JSON: heads (3) must divide hidden (16)")
+            XCTAssertEqual("\(error)", "\(bad):/model: not a moe-run model checkpoint: config is not valid: heads (3) must divide hidden (16)")
         }
     }
 
