@@ -109,23 +109,6 @@ final class TextBatchTests: XCTestCase {
         XCTAssertFalse(batches.domains.contains(1))
     }
 
-    func testScoresPoolTokensAcrossDomains() {
-        var scores = TextScores(domains: 3)
-        scores.add(domain: 0, lossSum: 10, correct: 3, tokens: 10)
-        scores.add(domain: 0, lossSum: 2, correct: 1, tokens: 2)
-        scores.add(domain: 2, lossSum: 30, correct: 30, tokens: 60)
-        let a = scores.metrics(domain: 0)
-        XCTAssertEqual(a.loss, 1, accuracy: 1e-15)
-        XCTAssertEqual(a.accuracy, 4.0 / 12, accuracy: 1e-15)
-        XCTAssertEqual(a.bitsPerByte, 1 / log(2), accuracy: 1e-15)
-        XCTAssertEqual(a.tokens, 12)
-        XCTAssertTrue(scores.metrics(domain: 1).loss.isNaN)
-        // Token-weighted: (12 + 30) / 72, not the mean of 1 and 0.5.
-        XCTAssertEqual(scores.overall.loss, 42.0 / 72, accuracy: 1e-15)
-        XCTAssertEqual(scores.overall.accuracy, 34.0 / 72, accuracy: 1e-15)
-        XCTAssertEqual(scores.overall.bitsPerByte, 42.0 / 72 / log(2), accuracy: 1e-15)
-    }
-
     func testShardDomainsAsDomainShardsOfFeatureData() throws {
         let c = try corpus()
         XCTAssertEqual(try c.shardDomains(2), [[0, 2], [1]])
