@@ -11,10 +11,12 @@ import Dispatch
 /// piece runs sequentially — and its thread count is restored afterwards.
 ///
 /// Determinism: the pieces must write disjoint memory, and each piece's arithmetic must not depend
-/// on how many pieces there are. OpenBLAS's threaded sgemm splits only M and N between threads,
-/// never K, so each element of a product is the same sum in the same order on one thread or two:
-/// moving a GEMM from OpenBLAS's threads to ours keeps its bits (`ParallelForTests` checks this on
-/// the attention and expert shapes).
+/// on how many pieces there are. A GEMM keeps its bits when it moves from OpenBLAS's threads to
+/// ours as long as its K is at most 448: OpenBLAS splits M and N between threads, not K, and
+/// SkylakeX's sgemm blocks K by 448. Beyond that, OpenBLAS 0.3.21's threaded driver cuts K into
+/// different blocks than its single-threaded one (for K mod 32 ∉ {0, 31}), so a product such as
+/// an expert's weight gradient over more than 448 rows had bits that depended on the thread count;
+/// run on one thread inside a region, it no longer does. `ParallelForTests` checks the shapes.
 public enum ParallelFor {
     /// Threads a region may use now: OpenBLAS's thread count (1 inside a region).
     public static var threads: Int { BLASInfo.threads }

@@ -64,10 +64,11 @@ final class ParallelForTests: XCTestCase {
         XCTAssertEqual(cuts([100, 130, 160, 190]), [0..<2, 2..<3])  // offsets need not start at 0; a tie cuts later
     }
 
-    /// OpenBLAS's threads split M and N, never K: a product's bits do not depend on its thread
-    /// count, so moving a GEMM between OpenBLAS's threads and ours keeps them. Checked on the
-    /// attention (64×64×32, 64×32×64) and expert (about 200 rows, hidden 128, ffn 256) shapes of
-    /// lm-moe, in every transpose form they use.
+    /// OpenBLAS's threads split M and N, not K: up to K = 448 (one K block of SkylakeX's sgemm) a
+    /// product's bits do not depend on its thread count, so moving a GEMM between OpenBLAS's
+    /// threads and ours keeps them. Checked on the attention (64×64×32, 64×32×64), expert (about
+    /// 200 rows, hidden 128, ffn 256) and projection shapes of lm-moe, in every transpose form they
+    /// use. (768 = 0 mod 32 is one of the longer K whose blocks agree: see `ParallelFor`.)
     func testGEMMBitsDoNotDependOnOpenBLASThreads() {
         let shapes: [(m: Int, n: Int, k: Int, transA: Bool, transB: Bool)] = [
             (64, 64, 32, false, true), (64, 32, 64, false, false),

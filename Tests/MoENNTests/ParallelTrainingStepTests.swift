@@ -39,4 +39,29 @@ final class ParallelTrainingStepTests: XCTestCase {
         let two = trainedBits(threads: 2, moe: true)
         XCTAssertTrue(two == trainedBits(threads: 1, moe: true), "a tensor's bits depend on the thread count")
     }
+
+    /// Two experts of lm-moe's width over 464 rows each: their weight gradients are GEMMs with
+    /// K = 464, where OpenBLAS's threaded sgemm blocks K differently from its single-threaded one.
+    /// Each expert runs on one thread, so the gradients are the same bits on one and two threads.
+    func testExpertGradientsOverManyRowsAreBitIdenticalOnOneAndTwoThreads() {
+        let rows = 464, hidden = 128, ffn = 256
+        func gradients(threads: Int) -> [[UInt32]] {
+            BLASInfo.setThreads(threads)
+            let layer = MoELayer("blocks/0/moe", index: 0, hidden: hidden, ffn: ffn, activation: .gelu,
+                                 config: MoEConfig(experts: 2, blocks: [0], k: 2), moeLayers: 1)
+            layer.initialize(seed: 5)
+            let x = Tensor(shape: [2 * rows, hidden]), dy = Tensor(shape: [2 * rows, hidden]), out = Tensor(shape: [2 * rows, hidden])
+            let pre = Tensor(shape: [2 * rows, ffn]), act = Tensor(shape: [2 * rows, ffn]), dAct = Tensor(shape: [2 * rows, ffn])
+            let dx = Tensor(shape: [2 * rows, hidden])
+            var rng = RNG(seed: 5, purpose: "test/expert-rows")
+            rng.fillNormal(x)
+            rng.fillNormal(dy)
+            let offsets = [0, rows, 2 * rows]
+            layer.expertsForward(0..<2, offsets: offsets, input: x.data, pre: pre.data, act: act.data, out: out.data, training: true)
+            layer.expertsBackward(0..<2, offsets: offsets, dOut: dy.data, dAct: dAct.data, input: x.data, pre: pre.data,
+                                  act: act.data, dIn: dx.data)
+            return ([out, dx] + [layer.w1, layer.b1, layer.w2, layer.b2].map(\.grad)).map { t in (0..<t.count).map { t.data[$0].bitPattern } }
+        }
+        XCTAssertTrue(gradients(threads: 2) == gradients(threads: 1), "an expert's output or gradient depends on the thread count")
+    }
 }
