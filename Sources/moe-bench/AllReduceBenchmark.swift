@@ -153,10 +153,15 @@ extension Bench {
         }
         lines += ["", "α–β fits t(n) = α + β·n (least squares on the relative error; docs/scaling.md uses them):", "",
                   "| path | α (µs) | β (ns/byte) | 1/β (GB/s) | worst fit error |", "|---|---:|---:|---:|---:|"]
+        var worstFit = 0.0
         for (name, times) in paths {
             guard let times else { lines.append("| \(name) | – | – | – | not measured |"); continue }
             let f = alphaBetaFit(bytes: allReduceSizes, seconds: times)
+            worstFit = max(worstFit, f.maxRelativeError)
             lines.append(String(format: "| %@ | %.1f | %.4f | %.2f | %.0f%% |", name as NSString, f.alpha * 1e6, f.beta * 1e9, 1 / f.beta / 1e9, f.maxRelativeError * 100))
+        }
+        if worstFit > 0.3 {
+            lines += ["", String(format: "A fit misses a measured size by %.0f%%: a straight line does not describe these times. On a busy machine (load average %@ on %d cores here) a call that outlasts a scheduler time slice waits for its peer's next slice, which mostly hits the large sizes and the polling MPI ranks; rerun `make bench-comm` on a quiet machine before using the fits.", worstFit * 100, loadAverage() as NSString, ProcessInfo.processInfo.activeProcessorCount)]
         }
         if vader == nil || tcp == nil { lines += ["", "MPI paths not measured: mpirun missing or failed (`make setup` installs openmpi-bin)."] }
         return lines
