@@ -45,28 +45,27 @@ enum MPIRun {
         env["OMPI_MCA_pml"] = "ob1"
         env["OMPI_MCA_btl_base_warn_component_unused"] = "0"
         p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("mpirun-\(UUID().uuidString).log").path
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        guard let sink = FileHandle(forWritingAtPath: log) else { throw NSError(domain: "MPIRun", code: 1, userInfo: [NSLocalizedDescriptionKey: "cannot write \(log)"]) }
+        defer { try? sink.close() }
+        p.standardOutput = sink
+        p.standardError = sink
         try p.run()
         let deadline = Date().addingTimeInterval(timeout)
-        var data = Data()
-        let reader = DispatchQueue(label: "mpirun-output")
-        let group = DispatchGroup()
-        group.enter()
-        reader.async { data = pipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         while p.isRunning, Date() < deadline { usleep(10_000) }
         if p.isRunning {
             kill(p.processIdentifier, SIGTERM)
             usleep(500_000)
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
             p.waitUntilExit()
-            group.wait()
-            XCTFail("mpirun -np \(ranks) \(arguments.joined(separator: " ")) did not end within \(timeout) s:\n\(String(decoding: data, as: UTF8.self))")
-            return Outcome(status: -1, output: String(decoding: data, as: UTF8.self))
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            XCTFail("mpirun -np \(ranks) \(arguments.joined(separator: " ")) did not end within \(timeout) s:\n\(output)")
+            return Outcome(status: -1, output: output)
         }
         p.waitUntilExit()
-        group.wait()
+        let data = FileManager.default.contents(atPath: log) ?? Data()
         return Outcome(status: p.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }
 
