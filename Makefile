@@ -13,7 +13,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 # librsvg2-bin (rsvg-convert) and libxml2-utils (xmllint): the report tests render and parse the SVG plots.
-APT_PACKAGES := libhdf5-dev hdf5-tools libopenblas-dev libyaml-dev pkg-config librsvg2-bin libxml2-utils
+# libopenmpi-dev and openmpi-bin (mpirun): the MPI backend (MoEMPI) and its multi-rank tests.
+APT_PACKAGES := libhdf5-dev hdf5-tools libopenblas-dev libyaml-dev pkg-config librsvg2-bin libxml2-utils libopenmpi-dev openmpi-bin
 VENV ?= $(HOME)/.cache/moe-run/venv
 PY := $(VENV)/bin/python
 PY_PACKAGES := numpy h5py

@@ -24,6 +24,9 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // Open MPI 4.1 (Debian: libopenmpi-dev, openmpi-bin): the MPI backend of the collectives (MoEMPI).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
         // prctl(2) for workers (header only).
         .systemLibrary(name: "CProcess", path: "Sources/CProcess"),
         // futex(2) and C11 atomics on shared memory, for the collectives (header only).
@@ -36,6 +39,8 @@ let package = Package(
         .target(name: "MoESpec", dependencies: ["Yams"]),
         .target(name: "MoEPlan", dependencies: ["MoESpec"]),
         .target(name: "MoEComm", dependencies: ["MoECore", "CShm"]),
+        // The MPI backend of Communicator and the MPI world (init, split) for runs under mpirun/srun.
+        .target(name: "MoEMPI", dependencies: ["MoECore", "MoEComm", "CMPI"]),
         // Step strategies that need a communicator: data, expert and pipeline parallel.
         .target(name: "MoEParallel", dependencies: ["MoECore", "MoENN", "MoEComm"]),
         .target(name: "MoEFusion", dependencies: ["MoECore"]),
@@ -48,8 +53,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm"]),
-        // A process of the collectives' multi-process tests (MoECommTests start several).
-        .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm"]),
+        // A process of the collectives' multi-process tests (MoECommTests start several; MoEMPITests run it under mpirun).
+        .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm", "MoEMPI"]),
 
         .testTarget(name: "MoECoreTests", dependencies: ["MoECore"]),
         .testTarget(name: "MoENNTests", dependencies: ["MoENN", "MoEData"]),
@@ -60,6 +65,7 @@ let package = Package(
         .testTarget(name: "MoEStoreTests", dependencies: ["MoEStore", "MoENN", "MoEHDF5", "MoEData"]),
         .testTarget(name: "MoEPlanTests", dependencies: ["MoEPlan", "MoESpec"]),
         .testTarget(name: "MoECommTests", dependencies: ["MoEComm"]),
+        .testTarget(name: "MoEMPITests", dependencies: ["MoEMPI", "MoEComm"]),
         .testTarget(name: "MoEFusionTests", dependencies: ["MoEFusion"]),
         .testTarget(name: "MoEReportTests", dependencies: ["MoEReport"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan", "MoEFusion"]),

@@ -96,6 +96,9 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
     case sharedMemory(segment: String, message: String)
     /// Arguments that cannot work (a message larger than the buffer, a rank out of range, ...).
     case invalidArgument(String)
+    /// The transport under the group failed (an MPI call returned an error: its function and
+    /// MPI's own text).
+    case transport(operation: String, message: String)
 
     public var description: String {
         switch self {
@@ -105,6 +108,7 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
         case .aborted(let r): return "collective group aborted" + (r.map { " by rank \($0)" } ?? " by the scheduler")
         case .sharedMemory(let segment, let message): return "collective group: \(segment): \(message)"
         case .invalidArgument(let message): return "collective group: \(message)"
+        case .transport(let operation, let message): return "collective group: \(operation) failed: \(message)"
         }
     }
 }
@@ -123,12 +127,8 @@ public final class SoloCommunicator: Communicator {
         guard root == 0 else { throw CollectiveError.invalidArgument("broadcast root \(root) out of range 0..<1") }
     }
     public func allToAllV(send: UnsafePointer<Float>, sendCounts: [Int], receive: UnsafeMutablePointer<Float>, receiveCapacity: Int) throws -> [Int] {
-        guard sendCounts.count == 1 else { throw CollectiveError.invalidArgument("allToAllV: \(sendCounts.count) send counts for 1 rank") }
-        guard sendCounts[0] <= receiveCapacity else {
-            throw CollectiveError.invalidArgument("allToAllV: receiving \(sendCounts[0]) floats into room for \(receiveCapacity)")
-        }
-        receive.update(from: send, count: sendCounts[0])
-        return sendCounts
+        try CollectiveArguments.checkAllToAllV(sendCounts: sendCounts, worldSize: 1)
+        return try CollectiveArguments.allToAllVAlone(send: send, count: sendCounts[0], receive: receive, receiveCapacity: receiveCapacity)
     }
     public func allGatherV(_ bytes: UnsafeRawBufferPointer, visit: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
         try visit(0, bytes)
@@ -145,5 +145,35 @@ public final class SoloCommunicator: Communicator {
         guard m.count <= buffer.count else { throw CollectiveError.invalidArgument("message of \(m.count) bytes for a \(buffer.count)-byte buffer") }
         m.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: m.count) }
         return m.count
+    }
+}
+
+/// The argument checks every backend makes alike (the same one-line messages), and allToAllV in
+/// a group of one.
+public enum CollectiveArguments {
+    /// A broadcast's root must be a rank of the group and its size not negative.
+    public static func checkBroadcast(root: Int, bytes: Int, worldSize: Int) throws {
+        guard (0..<worldSize).contains(root) else {
+            throw CollectiveError.invalidArgument("broadcast root \(root) out of range 0..<\(worldSize)")
+        }
+        guard bytes >= 0 else { throw CollectiveError.invalidArgument("broadcast: negative size \(bytes)") }
+    }
+
+    /// allToAllV needs one count, not negative, per rank.
+    public static func checkAllToAllV(sendCounts: [Int], worldSize: Int) throws {
+        guard sendCounts.count == worldSize else {
+            throw CollectiveError.invalidArgument("allToAllV: \(sendCounts.count) send counts for \(worldSize) rank\(worldSize == 1 ? "" : "s")")
+        }
+        guard sendCounts.allSatisfy({ $0 >= 0 }) else { throw CollectiveError.invalidArgument("allToAllV: negative send count in \(sendCounts)") }
+    }
+
+    /// allToAllV in a group of one: the floats for rank 0 copied to `receive`.
+    public static func allToAllVAlone(send: UnsafePointer<Float>, count: Int,
+                                      receive: UnsafeMutablePointer<Float>, receiveCapacity: Int) throws -> [Int] {
+        guard count <= receiveCapacity else {
+            throw CollectiveError.invalidArgument("allToAllV: receiving \(count) floats into room for \(receiveCapacity)")
+        }
+        receive.update(from: send, count: count)
+        return [count]
     }
 }

@@ -85,10 +85,7 @@ extension SharedMemoryGroup {
     /// reuses its slot).
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
         try beginCollective()
-        guard (0..<worldSize).contains(root) else {
-            throw CollectiveError.invalidArgument("broadcast root \(root) out of range 0..<\(worldSize)")
-        }
-        guard bytes >= 0 else { throw CollectiveError.invalidArgument("broadcast: negative size \(bytes)") }
+        try CollectiveArguments.checkBroadcast(root: root, bytes: bytes, worldSize: worldSize)
         guard worldSize > 1 else { return }
         try failing {
             var done = 0

@@ -13,16 +13,9 @@ extension SharedMemoryGroup {
     public func allToAllV(send: UnsafePointer<Float>, sendCounts: [Int],
                           receive: UnsafeMutablePointer<Float>, receiveCapacity: Int) throws -> [Int] {
         try beginCollective()
-        guard sendCounts.count == worldSize else {
-            throw CollectiveError.invalidArgument("allToAllV: \(sendCounts.count) send counts for \(worldSize) ranks")
-        }
-        guard sendCounts.allSatisfy({ $0 >= 0 }) else { throw CollectiveError.invalidArgument("allToAllV: negative send count in \(sendCounts)") }
+        try CollectiveArguments.checkAllToAllV(sendCounts: sendCounts, worldSize: worldSize)
         if worldSize == 1 {
-            guard sendCounts[0] <= receiveCapacity else {
-                throw CollectiveError.invalidArgument("allToAllV: receiving \(sendCounts[0]) floats into room for \(receiveCapacity)")
-            }
-            receive.update(from: send, count: sendCounts[0])
-            return sendCounts
+            return try CollectiveArguments.allToAllVAlone(send: send, count: sendCounts[0], receive: receive, receiveCapacity: receiveCapacity)
         }
         return try failing { try exchangeFloats(send: send, sendCounts: sendCounts, receive: receive, receiveCapacity: receiveCapacity) }
     }

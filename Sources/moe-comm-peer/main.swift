@@ -14,6 +14,8 @@
 // the final min and max and the statistics' calls, bytes sent and received), die (one allreduce, then exits abruptly with status 3 while the others
 // enter the next one), hang (attaches, then sleeps forever), wait (one barrier; for time-out
 // and abort tests).
+//
+// Scenarios named mpi-… run the MPI backend instead, under mpirun (MPIPeer.swift).
 import Foundation
 import MoEComm
 
@@ -37,6 +39,7 @@ func writeOut(_ path: String, _ data: Data) throws { try data.write(to: URL(file
 func floatsData(_ values: [Float]) -> Data { values.withUnsafeBytes { Data($0) } }
 
 let args = CommandLine.arguments
+if args.count > 1, args[1].hasPrefix("mpi-") { runMPIPeer(args) }
 guard args.count >= 6, let descriptor = Int32(args[2]), let rank = Int(args[3]), let world = Int(args[4]) else {
     FileHandle.standardError.write("usage: moe-comm-peer <scenario> <fd> <rank> <world> <outfile> [count] [timeout]\n".data(using: .utf8)!)
     exit(2)

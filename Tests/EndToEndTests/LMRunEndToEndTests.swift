@@ -7,28 +7,8 @@ import XCTest
 /// series, the per-domain summary, `moe-run show` and `moe-run eval`), the numpy recomputation of
 /// the val and test figures (check_run.py).
 final class LMRunEndToEndTests: XCTestCase {
-    /// A folder corpus with two domains of different text, and a spec reading it.
-    private func workspace(steps: Int, moe: Bool = false, checkpointEvery: Int = 50) throws -> String {
-        let yaml = """
-            name: tinylm
-            seed: 1
-            data: {source: text, path: corpus, split: {train: 0.8, val: 0.1, test: 0.1}}
-            model: {kind: transformer, context: 16, hidden: 32, heads: 2, blocks: 2, ffn: \(moe ? 32 : 64)\(moe ? ", moe_blocks: [1]" : "")}
-            \(moe ? "experts: 4\nsplit: {strategy: replicate}\nrouter: {type: topk, k: 2, capacity_factor: null}" : "")
-            train: {steps: \(steps), batch_size: 8, lr: 0.003, betas: [0.9, 0.99], log_every: 10, eval_every: 100, checkpoint_every: \(checkpointEvery)}
-            eval: {splits: [val, test], batch_size: 7}
-            """
-        let dir = try CLI.workspace(yaml)
-        try FileManager.default.createDirectory(atPath: dir + "/corpus", withIntermediateDirectories: true)
-        try String(repeating: "In the beginning God created the heaven and the earth. ", count: 40)
-            .write(toFile: dir + "/corpus/prose.txt", atomically: true, encoding: .utf8)
-        try String(repeating: "def add(a, b):\n    return a + b\n\n", count: 70)
-            .write(toFile: dir + "/corpus/code.txt", atomically: true, encoding: .utf8)
-        return dir
-    }
-
     func testTrainsEvaluatesAndIsRecomputedByNumpy() throws {
-        let dir = try workspace(steps: 200, moe: true)
+        let dir = try CLI.lmWorkspace(steps: 200, moe: true)
         let r = try CLI.run(["spec.yaml", "--quiet"], in: dir)
         XCTAssertEqual(r.status, 0, r.stderr)
         let runDir = dir + "/" + r.lastLine
