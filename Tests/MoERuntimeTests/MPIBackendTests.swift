@@ -39,8 +39,8 @@ final class MPIBackendTests: XCTestCase {
 
     func testBackendIsAChoice() throws {
         XCTAssertThrowsError(try spec("mpich")) { error in
-            XCTAssertTrue("\(error)".contains("parallelism.backend"), "\(error)")
-            XCTAssertTrue("\(error)".contains("auto, shm, mpi") || "\(error)".contains("`auto`, `shm`, `mpi`") || "\(error)".contains("mpi"), "\(error)")
+            XCTAssertEqual("\(error)", "spec.yaml:2:48: parallelism.backend: unknown value \"mpich\"; allowed: auto, shm, mpi")
+            XCTAssertEqual((error as? SpecError)?.hint, "did you mean mpi?")
         }
     }
 }
