@@ -89,7 +89,9 @@ final class MPICluster {
             do {
                 try MPIControlChannel.barrier(settle, timeout: report.outcome == .done ? nil : Self.settleSeconds)
             } catch {
-                let line = "\(assignment.task): \(report.message ?? "failed") on \(label(rank)); its peers are blocked waiting for it, so the job is aborted; rerun with --resume to continue from the last checkpoint"
+                let reason = report.message ?? "interrupted"
+                let line = (reason.hasPrefix(assignment.task + ": ") ? reason : "\(assignment.task): \(reason)")
+                    + " (on \(label(rank))); the task's other ranks are blocked waiting for it, so the job is aborted; rerun with --resume to continue from the last checkpoint"
                 RunLog(path: RunLayout(directory: order.path).logFile, quiet: true).record("error: " + line)
                 FileHandle.standardError.write(Data(("moe-run: error: " + line + "\n").utf8))
                 world.abort(code: 1)

@@ -65,6 +65,31 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(logs[1].contains("expert-3: started on rank 3 ("), logs[1])
     }
 
+    /// `mpirun -np 2 moe-run sweep`: 4 trials dealt over 2 ranks, each the bits of the same
+    /// trial of a plain sweep, and one summary with every trial complete.
+    func testSweepOfFourTrialsOverTwoRanksGivesTheBitsOfAPlainSweep() throws {
+        try MPI.requireMPI()
+        let args = ["sweep", experiment("quickstart"), "--grid", "seed=0,1,2,3", "--set", "data.samples=1000",
+                    "--set", "train.epochs=1", "--out", "out", "--quiet"]
+        let plain = try CLI.workspace("")
+        let p = try CLI.run(args, in: plain)
+        XCTAssertEqual(p.status, 0, p.stderr)
+        let dir = try CLI.workspace("")
+        let r = try MPI.run(ranks: 2, args, in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.lastLine, p.lastLine, "rank 0 prints the sweep directory last")
+        let summary = try String(contentsOfFile: dir + "/" + r.lastLine + "/summary.csv", encoding: .utf8)
+        let rows = summary.split(separator: "\n").dropFirst()
+        XCTAssertEqual(rows.count, 4, summary)
+        XCTAssertTrue(rows.allSatisfy { $0.contains(",complete,") }, summary)
+        let runs = try FileManager.default.contentsOfDirectory(atPath: plain + "/out/quickstart").filter { !$0.hasPrefix("sweep-") }
+        XCTAssertEqual(runs.count, 4, "\(runs)")
+        for run in runs {
+            XCTAssertEqual(try MPI.allModelBits(dir + "/out/quickstart/" + run), try MPI.allModelBits(plain + "/out/quickstart/" + run), run)
+        }
+        CLI.assertNoProcesses(in: dir)
+    }
+
     func testBadLaunchesAreOneLineAndExit2BeforeAnythingIsWritten() throws {
         try MPI.requireMPI()
         let dir = try CLI.workspace("")
