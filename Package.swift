@@ -52,7 +52,7 @@ let package = Package(
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm"]),
+        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm", "MoEMPI", "CMPI"]),
         // A process of the collectives' multi-process tests (MoECommTests start several; MoEMPITests run it under mpirun).
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm", "MoEMPI"]),
 

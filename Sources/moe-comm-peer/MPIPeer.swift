@@ -2,6 +2,8 @@
 //
 //   moe-comm-peer mpi-world <outfile>
 //   moe-comm-peer mpi-collectives <outfile> [count]
+//   moe-comm-peer mpi-die <outfile>
+//   moe-comm-peer mpi-abort <outfile>
 //
 // mpi-world: whether MPI launched this process (from the environment, before any MPI call); if
 // so, initialises the world, splits it into {even, odd} ranks (key: minus the world rank, so the
@@ -16,6 +18,10 @@
 // `<outfile>.<world rank>` one line per scenario, "<group> <scenario> same|DIFFERENT …", the
 // allreduce lines with "serial ok" when the sums are the serial rank-order sums bit for bit,
 // then "error <case>: <message>" lines.
+//
+// mpi-die: one all-reduce, then the last rank exits abruptly (status 3) while the others enter
+// the next one; a survivor that comes back writes "survived" (it should not: mpirun ends the job).
+// mpi-abort: the same, but rank 0 calls MPIWorld.abort(code: 5) while the others wait in a barrier.
 // On failure: "ERROR <description>" to the file and stderr, exit 1.
 import Foundation
 import MoEComm
@@ -76,6 +82,15 @@ func runMPIPeer(_ args: [String]) -> Never {
             }
             report += try mpiErrorCases(try MPICommunicator(group: world.group))
             try Data(report.utf8).write(to: URL(fileURLWithPath: path))
+        case "mpi-die", "mpi-abort":
+            let comm = try MPICommunicator(group: world.group)
+            var x = [Float](repeating: 1, count: 100_000)
+            try x.withUnsafeMutableBufferPointer { try comm.allReduceSum($0.baseAddress!, count: $0.count) }
+            if scenario == "mpi-die", world.rank == world.size - 1 { _exit(3) }
+            if scenario == "mpi-abort", world.rank == 0 { world.abort(code: 5) }
+            if scenario == "mpi-abort" { try comm.barrier() }
+            try x.withUnsafeMutableBufferPointer { try comm.allReduceSum($0.baseAddress!, count: $0.count) }
+            try Data("survived\n".utf8).write(to: URL(fileURLWithPath: path))
         default:
             throw CollectiveError.invalidArgument("unknown MPI scenario \(scenario)")
         }

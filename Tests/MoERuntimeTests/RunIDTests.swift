@@ -26,6 +26,8 @@ final class RunIDTests: XCTestCase {
         "fuse-shared-init": "21f171d5db29",
         "layerwise-local": "bc0b8b497f9d",
         "layerwise-pipeline": "e5c49f83a058",
+        "lm-dense": "2911da36d2cc",
+        "lm-moe": "1cd7d337bbeb",
         "moe-merge": "0387bb8cf64b",
         "moe-topk": "239f43b3418a",
         "moefication": "8f25000eea5d",

@@ -29,45 +29,14 @@ final class SpecFuzzTests: XCTestCase {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    /// The shipped experiments, by file name, with their text, then `extraSpecs`.
+    /// The shipped experiments (mlp and transformer, lm-moe a transformer MoE on the shipped text
+    /// corpus with `train.steps`), by file name, with their text.
     static func experiments() throws -> [(name: String, text: String)] {
         let dir = repository.appendingPathComponent("experiments")
         return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted().map {
             ($0, try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8))
-        } + extraSpecs
+        }
     }
-
-    /// Kinds of spec no shipped experiment has yet: a transformer MoE language model on the
-    /// shipped text corpus, with `train.steps` (issue 13).
-    static let extraSpecs: [(name: String, text: String)] = [
-        ("fuzz-lm-moe.yaml", """
-        name: fuzz-lm-moe
-        seed: 3
-        data:
-          source: text
-          path: data/text-domains.h5
-          split: {train: 0.8, val: 0.1, test: 0.1}
-        model:
-          kind: transformer
-          context: 32
-          hidden: 64
-          heads: 4
-          blocks: 2
-          ffn: 128
-          tie_embeddings: true
-          moe_blocks: {every: 2}
-        experts: 4
-        split:
-          strategy: replicate
-        router:
-          type: topk
-          k: 2
-        train:
-          steps: 50
-          batch_size: 8
-          betas: [0.9, 0.99]
-        """),
-    ]
 
     /// A scratch directory whose `data` links to `experiments/data`, so relative data paths of
     /// the experiments resolve as in the repository.

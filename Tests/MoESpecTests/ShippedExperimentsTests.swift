@@ -52,6 +52,42 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual(sw.router.capacityFactor, 1.25)
     }
 
+    /// Issue 13 item 7: lm-dense is nanoGPT's CPU recipe on the shipped corpus; lm-moe is the
+    /// same with 8 experts, top-2, at lm-dense's active FFN width (2 × 256 = 512).
+    func testLanguageModelsAreNanoGPTsRecipeAtEqualActiveWidth() throws {
+        func load(_ name: String) throws -> ExperimentSpec {
+            try SpecLoader.load(path: experiments.appendingPathComponent(name + ".yaml").path)
+        }
+        let dense = try load("lm-dense"), moe = try load("lm-moe")
+        guard case .text(let corpus) = dense.data.source else { return XCTFail("text data expected") }
+        XCTAssertEqual(corpus.resolvedPath, experiments.appendingPathComponent("data/text-domains.h5").standardizedFileURL.path)
+        XCTAssertEqual(dense.model.transformer, .init(context: 64, heads: 4, tieEmbeddings: true))
+        XCTAssertEqual([dense.model.hidden, dense.model.blocks, dense.model.ffn], [128, 4, 512])
+        XCTAssertEqual(dense.model.activation, .gelu)
+        XCTAssertEqual(dense.model.dropout, 0)
+        XCTAssertEqual(dense.experts, 1)
+        let t = dense.train
+        XCTAssertEqual([t.steps, t.batchSize, t.warmupSteps], [2000, 12, 100])
+        XCTAssertEqual(t.optimizer, .adamw)
+        XCTAssertEqual([t.lr, t.minLR, t.weightDecay, t.gradClip], [1e-3, 1e-4, 0.1, 1.0])
+        XCTAssertEqual(t.betas, [0.9, 0.99])
+        XCTAssertEqual(t.schedule, .cosine)
+
+        XCTAssertEqual(moe.data, dense.data)
+        XCTAssertEqual(moe.seed, dense.seed)
+        XCTAssertEqual(moe.train, dense.train)
+        XCTAssertEqual(moe.eval, dense.eval)
+        XCTAssertEqual(moe.model.transformer, dense.model.transformer)
+        XCTAssertEqual([moe.model.hidden, moe.model.blocks], [dense.model.hidden, dense.model.blocks])
+        XCTAssertEqual(moe.experts, 8)
+        XCTAssertEqual(moe.split.strategy, .replicate)
+        XCTAssertEqual(moe.model.moeBlocks.indices(blocks: moe.model.blocks), [0, 1, 2, 3])
+        XCTAssertEqual(moe.router.type, .topk)
+        XCTAssertNil(moe.router.capacityFactor)
+        XCTAssertEqual(moe.router.k * moe.model.ffn, dense.model.ffn, "active FFN units per token")
+        XCTAssertEqual([moe.router.auxLoss, moe.router.zLoss], [0.01, 0.001], "as moe-bench's lm-moe")
+    }
+
     /// Issue 6's contrast: the same data, model, experts and fusion; only where the experts start
     /// differs (a shared pre-trained seed vs independent inits, with the same total epochs).
     func testFusionContrastDiffersOnlyInTheExpertsStart() throws {
