@@ -53,6 +53,11 @@ final class MPICommunicatorTests: XCTestCase {
                     "error send-rank: collective group: send to rank -1 out of range 0..<\(ranks)",
                 ]
                 XCTAssertEqual(errors, expected, "\(label) rank \(r)")
+                // Rank 0 serves: pendingMessageSource sees a peer's message, then receiveFromAny takes
+                // every rank's (its own included), and nothing is left pending.
+                let serve = lines.filter { $0.hasPrefix("serve ") }
+                XCTAssertEqual(serve, r == 0 ? ["serve peer " + (0..<ranks).map { "\($0):hello \($0)" }.joined(separator: ",") + " then none"] : [],
+                               "\(label) rank \(r)")
             }
             XCTAssertEqual(MPIRun.leftoverPeers(), [], "peer processes left after mpirun \(label)")
         }
