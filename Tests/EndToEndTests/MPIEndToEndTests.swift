@@ -43,10 +43,12 @@ final class MPIEndToEndTests: XCTestCase {
         return logs
     }
 
-    func testDataParallelOverTwoRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
+    func testDataParallelOverTwoAndFourRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
         let log = try assertSameBits("data-parallel", ranks: [2], ["data.samples=2000", "train.epochs=2"])[0]
         XCTAssertTrue(log.contains("train: started on rank 0 (host "), log)
         XCTAssertTrue(log.contains(", rank 1 (host "), log)
+        let four = try assertSameBits("data-parallel", ranks: [4], ["data.samples=2000", "train.epochs=1", "parallelism.workers=4"])[0]
+        XCTAssertTrue(four.contains(", rank 3 (host "), four)
     }
 
     func testExpertParallelOverTwoRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
