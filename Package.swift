@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
         // Compare tables and SVG plots of runs and sweeps (`moe-run report`).
         .target(name: "MoEReport", dependencies: ["MoEHDF5"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEParallel", "MoEFusion", "CProcess"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEMPI", "MoEParallel", "MoEFusion", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
