@@ -4,6 +4,7 @@
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 #   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
+#   make bench-comm   all-reduce latency/bandwidth: shm backend, Open MPI vader and TCP, only that section of docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
 #   make check-golden   rerun the shipped experiments, compare their weights bit for bit (UPDATE=1 rewrites)
 #   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
@@ -47,7 +48,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-attention run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-attention bench-comm run clean sweep install uninstall check-golden
 
 all: build
 
@@ -120,6 +121,12 @@ check-torch: setup torch-venv
 ## bench-attention: only the causal self-attention comparison with PyTorch, rewriting only its section of docs/benchmarks.md.
 bench-attention: build
 	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --attention-only --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --markdown docs/benchmarks.md
+
+## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
+## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only
+## the "## Collectives" section of docs/benchmarks.md (about a minute; run it on a quiet machine: MPI ranks poll).
+bench-comm: build
+	$(BIN)/moe-bench --comm-only --markdown docs/benchmarks.md
 
 ## bench: measure and write docs/benchmarks.md: sgemm against numpy, the MLP training step, scheduler
 ## scaling, fusion, the MoE layer and the transformer LMs' training step (lm-dense, lm-moe) against

@@ -47,12 +47,12 @@ let package = Package(
         .target(name: "MoEStore", dependencies: ["MoECore", "MoENN", "MoEHDF5", "MoEData"]),
         // Compare tables and SVG plots of runs and sweeps (`moe-run report`).
         .target(name: "MoEReport", dependencies: ["MoEHDF5"]),
-        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEParallel", "MoEFusion", "CProcess"]),
+        .target(name: "MoERuntime", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEStore", "MoESpec", "MoEPlan", "MoEComm", "MoEMPI", "MoEParallel", "MoEFusion", "CProcess"]),
         .executableTarget(name: "moe-run", dependencies: [
             "MoERuntime", "MoESpec", "MoEPlan", "MoEStore", "MoEReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm"]),
+        .executableTarget(name: "moe-bench", dependencies: ["MoECore", "MoENN", "MoEData", "MoEHDF5", "MoEFusion", "MoEComm", "MoEMPI", "CMPI"]),
         // A process of the collectives' multi-process tests (MoECommTests start several; MoEMPITests run it under mpirun).
         .executableTarget(name: "moe-comm-peer", dependencies: ["MoEComm", "MoEMPI"]),
 

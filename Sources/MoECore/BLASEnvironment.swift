@@ -73,7 +73,8 @@ public enum BLASEnvironment {
     public static func prepareProcess() {
         let env = currentEnvironment()
         if env[marker] != nil { return }
-        let missing = missingVariables(environment: env, cpuFlags: cpuFlags(), cores: cores)
+        let missing = missingVariables(environment: env, cpuFlags: cpuFlags(), cores: cores,
+                                       concurrentProcesses: ranksOnThisHost(environment: env))
         for (k, v) in missing { setenv(k, v, 1) }
         setenv(marker, "1", 1)
         // Threads alone can be changed without a re-exec; the kernel family cannot.
@@ -86,6 +87,13 @@ public enum BLASEnvironment {
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         let reason = String(cString: strerror(errno))
         fputs("moe-run: warning: could not re-exec to select the OpenBLAS kernel (\(reason)); set OPENBLAS_CORETYPE=\(missing["OPENBLAS_CORETYPE"]!) for full speed\n", stderr)
+    }
+
+    /// The processes an MPI launcher started on this host (`OMPI_COMM_WORLD_LOCAL_SIZE` of
+    /// Open MPI's mpirun, `MPI_LOCALNRANKS` of MPICH's Hydra), which share its cores; 1 otherwise.
+    public static func ranksOnThisHost(environment: [String: String]) -> Int {
+        let n = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? environment["MPI_LOCALNRANKS"].flatMap(Int.init) ?? 1
+        return max(1, n)
     }
 
     /// The process environment as a dictionary.

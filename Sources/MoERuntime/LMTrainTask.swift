@@ -51,8 +51,10 @@ final class TextBatchSource: BatchSource {
 /// The `train` task of a transformer LM (ARCHITECTURE §2, §5.4): `TransformerLM` built from the
 /// spec, batches from `TextBatches` (`train.steps` steps of `train.batch_size` windows), the
 /// local step (`Trainer`), driven by the one `TrainingLoop` (checkpoints, exact resume,
-/// `/metrics`). Besides the loop's series (`train_loss` per token, `lr`, `grad_norm`) it logs
-/// `tokens_per_second`, and for MoE models the router series per block (`/router/<i>/…`).
+/// `/metrics`). The loop counts its items as tokens (`MetricsLog.Items.tokens`): `train_loss` and
+/// `train_accuracy` per predicted token, `lr`, `grad_norm` and `tokens_per_second` (batch_size ·
+/// context per step), no `epoch` or `samples_per_second`; and the progress line shows tokens/s.
+/// For MoE models it adds the router series per block (`/router/<i>/…`).
 /// Validation is the §5.4 protocol on the val split (`LMScores`); the logged line adds the val
 /// bits per byte.
 final class LMTrainTask {
@@ -65,8 +67,6 @@ final class LMTrainTask {
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
-    /// `tokens_per_second` rows (one per `/metrics` row).
-    private var tokensPerSecond: [Double] = []
 
     init(spec: ExperimentSpec, setup: LMSetup, layout: RunLayout, log: RunLog) {
         self.spec = spec
@@ -86,7 +86,7 @@ final class LMTrainTask {
         let source = TextBatchSource(batches, steps: steps)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: true, hooks: self,
                                 batchesPerEpoch: steps, epochs: 1, steps: steps,
-                                moe: setup.model.moe != nil, legacy: .train)
+                                moe: setup.model.moe != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
         _ = try loop.restore()
@@ -127,24 +127,13 @@ extension LMTrainTask: ModelCheckpointHooks {
 
     func afterStep(_ report: StepReport) throws { try routerMetrics?.accumulate(model.moeLayers) }
 
-    func logRow(step: Int, window: TrainingWindow) {
-        tokensPerSecond.append(window.scored / max(Date().timeIntervalSince(window.since), 1e-9))
-        routerMetrics?.log(step: step)
-    }
+    func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
 
-    func progressNote(_ window: TrainingWindow) -> String {
-        String(format: ", %.0f tokens/s", window.scored / max(Date().timeIntervalSince(window.since), 1e-9))
-    }
-
-    func writeSeries(to file: H5File) throws {
-        try file.createDataset("metrics/tokens_per_second", tokensPerSecond)
-        try routerMetrics?.write(to: file)
-    }
+    func writeSeries(to file: H5File) throws { try routerMetrics?.write(to: file) }
 
     func writeResumeState(to file: H5File) throws { try routerMetrics?.writeWindows(to: file) }
 
     func readState(from file: H5File) throws {
-        tokensPerSecond = try file.read("metrics/tokens_per_second", as: Double.self).values
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
     }

@@ -33,6 +33,13 @@ public struct RunOptions: Sendable {
 public enum Runner {
     @discardableResult
     public static func run(_ spec: ExperimentSpec, options: RunOptions) throws -> RunLayout {
+        try run(spec, options: options, cluster: nil)
+    }
+
+    /// `run` as rank 0 of an MPI run when `cluster` is given (`MPIRun`): the results root is
+    /// first checked to be shared by every rank, and the tasks go to the ranks (`MPIScheduler`)
+    /// instead of worker processes.
+    static func run(_ spec: ExperimentSpec, options: RunOptions, cluster: MPICluster?) throws -> RunLayout {
         // The data's problems first (the user's to fix), then what this version cannot run yet.
         try Preflight.check(spec)
         try SupportGate.checkRunnable(spec)
@@ -40,6 +47,9 @@ public enum Runner {
         let plan = Planner.plan(spec)
         H5Storage.deflateLevel = UInt32(spec.output.compression)
         var started = RunFile.now()
+        if let cluster {
+            try cluster.checkSharedDirectory(URL(fileURLWithPath: options.outputRoot ?? spec.output.dir).standardizedFileURL.path)
+        }
         // The lock first: what is in the directory is only looked at, deleted or written by the
         // process holding it (a second moe-run exits 2 naming the holder).
         let lock = try RunLock.acquire(layout)
@@ -70,7 +80,11 @@ public enum Runner {
                           header: .init(status: "running", started: started))
         Interrupts.install()
         do {
-            try scheduler(spec, plan: plan, layout: layout, log: log).run()
+            if let cluster {
+                try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster).run()
+            } else {
+                try scheduler(spec, plan: plan, layout: layout, log: log).run()
+            }
         } catch {
             let status: String
             switch error {
@@ -110,5 +124,18 @@ public enum Runner {
                                                arguments: ["moe-run", "worker", "--run-dir", directory, "--task", task.id],
                                                environment: environment)
                          })
+    }
+
+    /// The MPI scheduler for `plan` (rank 0 of `cluster`), with rank 0's watch for a rank that dies.
+    static func mpiScheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog, quiet: Bool,
+                             cluster: MPICluster) -> MPIScheduler {
+        let watch = MPIFaultWatch(cluster: cluster, logPath: layout.logFile)
+        watch.start()
+        log.record("MPI: \(cluster.size) ranks: " + (0..<cluster.size).map(cluster.label).joined(separator: ", "))
+        return MPIScheduler(tasks: plan.tasks, cluster: cluster, workers: spec.parallelism.workers, retries: spec.parallelism.retries,
+                            quiet: quiet, directory: URL(fileURLWithPath: layout.directory).standardizedFileURL.path,
+                            log: log, logPath: layout.logFile,
+                            isComplete: { FileManager.default.fileExists(atPath: layout.taskFile($0)) },
+                            onWave: { watch.setWave($0) })
     }
 }

@@ -31,6 +31,21 @@ public struct SweepOutcome: Sendable {
 /// its run id and skipped), up to `jobs` at once, then writes `summary.csv` and `summary.h5`.
 public enum SweepRunner {
     public static func run(_ plan: SweepPlan, options: SweepOptions, say: (String) -> Void) throws -> SweepOutcome {
+        try finish(plan, options: options, try runTrials(plan, options: options, say: say), say: say)
+    }
+
+    /// What running trials gave: each trial's result by number, and the failures' lines.
+    struct TrialsRun: Codable {
+        var results: [Int: SweepResult] = [:]
+        var failures: [String] = []
+    }
+
+    /// Runs the valid trials (only those numbered in `only`, when given), `options.jobs` at once.
+    /// `environment` edits the children's environment (`MPISweep` takes the MPI launch's
+    /// variables out: a trial is a plain run on its rank's machine).
+    static func runTrials(_ plan: SweepPlan, options: SweepOptions, only: Set<Int>? = nil,
+                          environment edit: (inout [String: String]) -> Void = { _ in },
+                          say: (String) -> Void) throws -> TrialsRun {
         let fm = FileManager.default
         let directory = plan.directory
         do {
@@ -39,7 +54,7 @@ public enum SweepRunner {
             throw RuntimeError.io(path: directory, message: "cannot create the sweep directory: \(error.localizedDescription)")
         }
         let jobs = max(1, options.jobs)
-        let trials = plan.trials.filter { $0.spec != nil }
+        let trials = plan.trials.filter { t in t.spec != nil && (only?.contains(t.number) ?? true) }
         var results: [Int: SweepResult] = [:]
         let count = plan.trials.count
         func name(_ t: SweepTrial) -> String { "trial \(t.number)/\(count) (\(t.label))" }
@@ -50,6 +65,7 @@ public enum SweepRunner {
         environment[BLASEnvironment.coresVariable] = String(max(1, BLASEnvironment.cores / jobs))
         environment["OPENBLAS_NUM_THREADS"] = nil
         environment[RunLog.progressVariable] = nil
+        edit(&environment)
 
         var queue: [SweepTrial] = []
         for trial in trials {
@@ -131,6 +147,14 @@ public enum SweepRunner {
             }
             if stopping { queue.removeAll() }
         }
+        return TrialsRun(results: results, failures: failures)
+    }
+
+    /// Writes `summary.csv` and `summary.h5` from the trials' `run` and says how the sweep ended.
+    static func finish(_ plan: SweepPlan, options: SweepOptions, _ run: TrialsRun, say: (String) -> Void) throws -> SweepOutcome {
+        let (results, failures) = (run.results, run.failures)
+        let directory = plan.directory
+        let count = plan.trials.count
 
         let rows = plan.trials.map { trial -> SweepSummary.Row in
             let result = results[trial.number]
@@ -159,7 +183,7 @@ public enum SweepRunner {
 }
 
 /// How one trial ended in this invocation of the sweep.
-struct SweepResult {
+struct SweepResult: Codable {
     var status: String
     var skipped: Bool
     var seconds: Double?

@@ -102,6 +102,14 @@ final class TrainingLoop {
     private(set) var metrics: MetricsLog
     private(set) var window: TrainingWindow
     private let moe: Bool, communication: Bool
+    /// What a step scores (rows or tokens): names the throughput series and the progress line's rate.
+    let items: MetricsLog.Items
+    /// The part of the open window a resumed task read from its checkpoint: trained before
+    /// `window.since`, so left out of the window's rate.
+    private var untimed = (steps: 0.0, scored: 0.0)
+    /// Wall time spent evaluating and checkpointing since `window.since`: not training, so left
+    /// out of the window's rate (not out of its ETA, which has more of them to come).
+    private var paused = 0.0
     private let legacy: TrainingWindow.Legacy
     private var store: CheckpointStore
     /// The next batch to train on.
@@ -110,7 +118,8 @@ final class TrainingLoop {
     /// `steps` (when given) replaces `epochs` as the budget.
     init(id: String, spec: ExperimentSpec, layout: RunLayout, log: RunLog, isLead: Bool, hooks: any TrainingHooks,
          batchesPerEpoch: Int, epochs: Int, steps: Int? = nil,
-         moe: Bool = false, communication: Bool = false, stages: Int = 0, legacy: TrainingWindow.Legacy) {
+         moe: Bool = false, communication: Bool = false, stages: Int = 0, items: MetricsLog.Items = .samples,
+         legacy: TrainingWindow.Legacy) {
         self.id = id
         self.spec = spec
         self.log = log
@@ -125,8 +134,8 @@ final class TrainingLoop {
             totalSteps = epochs * batchesPerEpoch
             self.epochs = epochs
         }
-        (self.moe, self.communication, self.legacy) = (moe, communication, legacy)
-        metrics = MetricsLog(moe: moe, communication: communication)
+        (self.moe, self.communication, self.items, self.legacy) = (moe, communication, items, legacy)
+        metrics = MetricsLog(moe: moe, communication: communication, items: items)
         window = TrainingWindow(stages: stages)
         store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
         self.layout = layout
@@ -145,12 +154,13 @@ final class TrainingLoop {
         let stages = window.stages
         let position = try store.restore(hooks.checkpointParameters, hooks.checkpointOptimizer, isLead: isLead, warn: log.warning,
                                          loadState: { file in
-            metrics = try MetricsLog.read(from: file, moe: moe, communication: communication)
+            metrics = try MetricsLog.read(from: file, moe: moe, communication: communication, items: items)
             window = try TrainingWindow.read(from: file, stages: stages, legacy: legacy)
             try hooks.readState(from: file)
         }, loadEntry: { file, path in try hooks.loadEntry(from: file, at: path) })
         guard let position else { return false }
         (epoch, batchInEpoch) = position
+        untimed = (window.steps, window.scored)
         hooks.resumed()
         log.info("\(id): resuming from the checkpoint at step \(hooks.checkpointOptimizer.stepCount) (epoch \(epoch + 1), batch \(batchInEpoch))")
         return true
@@ -191,29 +201,50 @@ final class TrainingLoop {
         try finish(seconds: Date().timeIntervalSince(start))
     }
 
-    /// Closes the window into one `/metrics` row (and the hooks' series) and logs the progress line.
+    /// Closes the window into one `/metrics` row (and the hooks' series) and logs the progress line
+    /// (`progressLine`).
     private func logRow(step: Int, _ r: StepReport) {
         let elapsed = max(Date().timeIntervalSince(window.since), 1e-9)
         let perStep = 1 / max(window.steps, 1)
         let rows = window.scored, c = window.costs
+        let rate = (rows - untimed.scored) / max(elapsed - paused, 1e-9)
         metrics.log(step: step, [
             "compute_seconds": c.computeSeconds * perStep, "communication_seconds": c.communicationSeconds * perStep,
             "wait_seconds": c.waitSeconds * perStep, "bytes_sent": c.bytesSent * perStep,
             "bytes_received": c.bytesReceived * perStep, "compression_error": c.compressionError * perStep,
             "train_loss": window.loss / rows, "train_accuracy": window.correct / rows,
             "lr": Double(r.lr), "grad_norm": r.gradNorm, "epoch": Double(epoch),
-            "samples_per_second": rows / elapsed, "aux_loss": window.aux / rows,
+            items.rateSeries: rate, "aux_loss": window.aux / rows,
         ])
         hooks.logRow(step: step, window: window)
-        let rate = rows / elapsed
-        let eta = Double(totalSteps - step) * Double(spec.train.batchSize) / max(rate, 1e-9)
-        let line = "\(id): " + String(format: "epoch %d/%d step %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s ETA %.0fs",
-                                      epoch + 1, epochs, step, totalSteps, window.loss / rows, window.correct / rows, r.lr, rate, eta)
+        let line = Self.progressLine(id: id, items: items, epoch: epoch, epochs: epochs, step: step, totalSteps: totalSteps,
+                                     loss: window.loss / rows, accuracy: window.correct / rows, lr: r.lr, rate: rate,
+                                     secondsPerStep: elapsed / max(window.steps - untimed.steps, 1))
         log.step(line + hooks.progressNote(window), done: Double(step) / Double(totalSteps), last: step == totalSteps)
         window = TrainingWindow(stages: window.stages)
+        (untimed, paused) = ((0, 0), 0)
+    }
+
+    /// A metrics row's progress line:
+    ///
+    ///     <id>: epoch E/Es step S/Ss loss L acc A lr R N samples/s ETA Ts     (rows: feature models)
+    ///     <id>: step S/Ss loss L acc A lr R N tokens/s ETA Ts                 (tokens: language models)
+    ///
+    /// `rate`: the window's scored items (rows, or batch · context predicted tokens) per second of
+    /// training (wall time without evaluations and checkpoints); ETA = (Ss − S) × `secondsPerStep`,
+    /// the window's wall time per step (with them). A language
+    /// model's budget is steps of sampled windows, so its line has no epoch.
+    static func progressLine(id: String, items: MetricsLog.Items, epoch: Int, epochs: Int, step: Int, totalSteps: Int,
+                             loss: Double, accuracy: Double, lr: Float, rate: Double, secondsPerStep: Double) -> String {
+        let position = items == .samples ? String(format: "epoch %d/%d ", epoch + 1, epochs) : ""
+        return "\(id): " + position
+            + String(format: "step %d/%d loss %.4f acc %.3f lr %.2e %.0f ", step, totalSteps, loss, accuracy, lr, rate)
+            + items.rateUnit + String(format: " ETA %.0fs", Double(totalSteps - step) * secondsPerStep)
     }
 
     private func evaluate(step: Int) throws {
+        let start = Date()
+        defer { paused += Date().timeIntervalSince(start) }
         guard let e = try hooks.evaluate(step: step) else { return }
         metrics.logEval(step: step, loss: e.loss, accuracy: e.accuracy)
         log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, e.loss, e.accuracy) + e.note)
@@ -222,6 +253,8 @@ final class TrainingLoop {
     /// Saves the current state as the newest checkpoint, in a file of its own (rank 0, after the
     /// hooks' collectives on every rank).
     private func checkpoint() throws {
+        let start = Date()
+        defer { paused += Date().timeIntervalSince(start) }
         try hooks.beforeCheckpoint()
         guard isLead else { return }
         try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, writeState: { file in

@@ -255,6 +255,10 @@ public struct RouterSpec: Equatable, Sendable {
 public struct ParallelismSpec: Equatable, Sendable {
     public enum Mode: String, CaseIterable, Sendable { case none, branch, data, expert, pipeline }
     public enum Compression: String, CaseIterable, Sendable { case none, fp16, int8, topk }
+    /// Where the workers of a run are (ARCHITECTURE §5.5): `shm` forked processes on this machine
+    /// sharing memory, `mpi` the ranks of an `mpirun`/`srun` launch, `auto` MPI when launched by
+    /// one, else shm. Results are the same bits either way, so it is not part of the run id.
+    public enum Backend: String, CaseIterable, Sendable { case auto, shm, mpi }
 
     public var mode: Mode
     public var workers: Int
@@ -262,6 +266,7 @@ public struct ParallelismSpec: Equatable, Sendable {
     public var microbatches: Int
     public var compression: Compression
     public var ratio: Double
+    public var backend: Backend = .auto
 }
 
 // MARK: - train

@@ -106,7 +106,8 @@ extension ExperimentSpec {
     private func parallelismEntries() -> [SpecValue.Entry] {
         [entry("mode", .word(parallelism.mode.rawValue)), entry("workers", .int(parallelism.workers)),
          entry("retries", .int(parallelism.retries)), entry("microbatches", .int(parallelism.microbatches)),
-         entry("compression", .word(parallelism.compression.rawValue)), entry("ratio", .number(parallelism.ratio))]
+         entry("compression", .word(parallelism.compression.rawValue)), entry("ratio", .number(parallelism.ratio)),
+         entry("backend", .word(parallelism.backend.rawValue))]
     }
 
     /// `epochs` or `steps` (one excludes the other), then the other keys.

@@ -20,15 +20,16 @@ extension ExperimentSpec {
 
     /// Keys added after scheme 1 (issue 13). A spec an older moe-run ran holds their defaults,
     /// and the scheme-1 id (`RunLayout.legacyRunID`) hashes its resolved YAML without them.
-    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps"]
+    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend"]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:
     /// where results go and how they are written, how often metric rows and checkpoints are
     /// written (resuming from any checkpoint gives the same bits, ARCHITECTURE §6), how many
-    /// checkpoints are kept, free text, and how often a crashed task is restarted.
+    /// checkpoints are kept, free text, how often a crashed task is restarted, and whether the
+    /// workers share memory or are MPI ranks (rank-order sums in both backends, ARCHITECTURE §5.5).
     public static let resultNeutralKeys = [
         "description", "output.dir", "output.compression", "output.keep_checkpoints",
-        "train.log_every", "train.checkpoint_every", "parallelism.retries",
+        "train.log_every", "train.checkpoint_every", "parallelism.retries", "parallelism.backend",
     ]
 
     /// Whether `parallelism.workers` is left out of the id: in modes `none` and `branch` the

@@ -211,7 +211,7 @@ struct SpecDecoder {
         return ParallelismSpec(mode: try r.choice(S.mode, as: ParallelismSpec.Mode.self), workers: try r.int(S.workers),
                                retries: try r.int(S.retries), microbatches: try r.int(S.microbatches),
                                compression: try r.choice(S.compression, as: ParallelismSpec.Compression.self),
-                               ratio: try r.number(S.ratio))
+                               ratio: try r.number(S.ratio), backend: try r.choice(S.backend, as: ParallelismSpec.Backend.self))
     }
 }
 

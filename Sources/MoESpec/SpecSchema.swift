@@ -160,7 +160,9 @@ public enum SpecSchema {
             "Gradient compression for data-parallel all-reduce.")
         static let ratio = SchemaField("ratio", .number(.unitOpenClosed), default: .number(0.01),
             "Fraction of gradient entries kept by `topk` compression.")
-        static let all = [mode, workers, retries, microbatches, compression, ratio]
+        static let backend = SchemaField("backend", SchemaField.choice(ParallelismSpec.Backend.self), default: .string("auto"),
+            "Where the workers run: `shm` processes on this machine, `mpi` the ranks of `mpirun`/`srun` (a group task spans `workers` ranks), `auto` MPI when launched by it. The same bits either way (not part of the run id).")
+        static let all = [mode, workers, retries, microbatches, compression, ratio, backend]
     }
 
     enum Train {

@@ -12,6 +12,9 @@ import MoENN
 //                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch);
 //                                                 with --markdown, replaces only that section of FILE
 //   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
+//   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
+//                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
+//   moe-bench --comm-child                        one rank of that MPI measurement (started by mpirun)
 //   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
@@ -25,6 +28,8 @@ struct Options {
     var parallelOnly = false
     var attentionOnly = false
     var lmOnly = false
+    var commOnly = false
+    var commChild = false
     var lmChild: String?
     var lmSeconds = 1.0
     var json = false
@@ -51,6 +56,8 @@ func parseOptions() -> Options {
         case "--parallel-only": o.parallelOnly = true
         case "--attention-only": o.attentionOnly = true
         case "--lm-only": o.lmOnly = true
+        case "--comm-only": o.commOnly = true
+        case "--comm-child": o.commChild = true
         case "--lm-child": o.lmChild = value(a)
         case "--lm-seconds": o.lmSeconds = Double(value(a)) ?? 1
         case "--json": o.json = true
@@ -107,6 +114,21 @@ if options.lmOnly {
         let section = (["## Transformer language models", "", "Measured alone (`moe-bench --lm-only`) on \(ISO8601DateFormatter().string(from: Date())).", ""] + lines)
         do { try Bench.replaceSection("## Transformer language models", in: path, with: section.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
         print("wrote the transformer LM section of \(path)")
+    }
+    exit(0)
+}
+
+if options.commChild {
+    do { try Bench.mpiAllReduceChild() } catch { fail("\(error)") }
+    exit(0)
+}
+
+if options.commOnly {
+    let lines = Bench.allReduceSection()
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceSection("## Collectives", in: path, with: lines.joined(separator: "\n") + "\n") } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the collectives section of \(path)")
     }
     exit(0)
 }
@@ -230,6 +252,7 @@ let dataParallelLine = dataParallel.map { d in
            100 * d.communication / d.step, 100 * (d.communication + d.waiting) / d.step, 1e3 * d.oneProcessStep, d.oneProcessStep / d.step)
 } ?? "Data-parallel split: not measured (no moe-run binary next to moe-bench)."
 let compression = compressionLine(Bench.gradientCompression())
+let collectiveLines = Bench.allReduceSection()
 let fusionLine = "Fusion of 4 models × 2M parameters: " + Bench.fusion().map { String(format: "%@ %.3f s", $0.0 as NSString, $0.1) }.joined(separator: ", ") + "."
 
 print(lines.joined(separator: "\n"))
@@ -275,6 +298,8 @@ if let path = options.markdown {
     \(dataParallelLine)
 
     \(compression)
+
+    \(collectiveLines.joined(separator: "\n"))
 
     ## Fusion
 

@@ -2,6 +2,8 @@
 //
 //   moe-comm-peer mpi-world <outfile>
 //   moe-comm-peer mpi-collectives <outfile> [count]
+//   moe-comm-peer mpi-die <outfile>
+//   moe-comm-peer mpi-abort <outfile>
 //
 // mpi-world: whether MPI launched this process (from the environment, before any MPI call); if
 // so, initialises the world, splits it into {even, odd} ranks (key: minus the world rank, so the
@@ -15,7 +17,11 @@
 // (threads of this process). Then the errors every rank must see alike. Writes to
 // `<outfile>.<world rank>` one line per scenario, "<group> <scenario> same|DIFFERENT …", the
 // allreduce lines with "serial ok" when the sums are the serial rank-order sums bit for bit,
-// then "error <case>: <message>" lines.
+// then "error <case>: <message>" lines, then rank 0's "serve …" line (mpiServeCase).
+//
+// mpi-die: one all-reduce, then the last rank exits abruptly (status 3) while the others enter
+// the next one; a survivor that comes back writes "survived" (it should not: mpirun ends the job).
+// mpi-abort: the same, but rank 0 calls MPIWorld.abort(code: 5) while the others wait in a barrier.
 // On failure: "ERROR <description>" to the file and stderr, exit 1.
 import Foundation
 import MoEComm
@@ -75,7 +81,17 @@ func runMPIPeer(_ args: [String]) -> Never {
                 report += "\(name) size \(group.size) rank \(group.rank) stats \(s.calls) \(s.bytesSent) \(s.bytesReceived)\n"
             }
             report += try mpiErrorCases(try MPICommunicator(group: world.group))
+            report += try mpiServeCase(try MPICommunicator(group: world.group.duplicate()))
             try Data(report.utf8).write(to: URL(fileURLWithPath: path))
+        case "mpi-die", "mpi-abort":
+            let comm = try MPICommunicator(group: world.group)
+            var x = [Float](repeating: 1, count: 100_000)
+            try x.withUnsafeMutableBufferPointer { try comm.allReduceSum($0.baseAddress!, count: $0.count) }
+            if scenario == "mpi-die", world.rank == world.size - 1 { _exit(3) }
+            if scenario == "mpi-abort", world.rank == 0 { world.abort(code: 5) }
+            if scenario == "mpi-abort" { try comm.barrier() }
+            try x.withUnsafeMutableBufferPointer { try comm.allReduceSum($0.baseAddress!, count: $0.count) }
+            try Data("survived\n".utf8).write(to: URL(fileURLWithPath: path))
         default:
             throw CollectiveError.invalidArgument("unknown MPI scenario \(scenario)")
         }
@@ -130,4 +146,32 @@ func mpiErrorCases(_ comm: MPICommunicator) throws -> String {
     }
     try record("send-rank") { try [UInt8]([1]).withUnsafeBytes { try comm.send($0, to: -1) } }
     return lines
+}
+
+/// A serving rank: every other rank sends "hello <rank>" to rank 0, which also sends one to
+/// itself; rank 0 waits with pendingMessageSource (never blocking) until something is there,
+/// then takes all N messages with receiveFromAny. Rank 0 writes "serve <first pending source>
+/// <source:text,…>" sorted by source (arrival order between ranks is not defined).
+func mpiServeCase(_ comm: MPICommunicator) throws -> String {
+    let r = comm.rank, n = comm.worldSize
+    let hello = [UInt8]("hello \(r)".utf8)
+    if r != 0 {
+        try hello.withUnsafeBytes { try comm.send($0, to: 0) }
+        try comm.barrier()
+        return ""
+    }
+    var firstPending: Int?
+    while firstPending == nil { firstPending = try comm.pendingMessageSource(); if firstPending == nil { usleep(100) } }
+    try hello.withUnsafeBytes { try comm.send($0, to: 0) }
+    guard try comm.pendingMessageSource() == 0 else { throw CollectiveError.invalidArgument("own message not pending first") }
+    var got: [(Int, String)] = []
+    var buffer = [UInt8](repeating: 0, count: 64)
+    for _ in 0..<n {
+        let (source, length) = try buffer.withUnsafeMutableBytes { try comm.receiveFromAny(into: $0) }
+        got.append((source, String(decoding: buffer[0..<length], as: UTF8.self)))
+    }
+    try comm.barrier()
+    let pending = try comm.pendingMessageSource()
+    let listed = got.sorted { $0.0 < $1.0 }.map { "\($0.0):\($0.1)" }.joined(separator: ",")
+    return "serve \(firstPending! == 0 ? "self" : "peer") \(listed) then \(pending.map(String.init) ?? "none")\n"
 }

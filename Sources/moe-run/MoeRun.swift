@@ -74,6 +74,8 @@ struct MoeRun: ParsableCommand {
     }
 
     private static func report(_ message: String, hint: String?, exitCode: Int32) -> Int32 {
+        // Under mpirun only rank 0 speaks: the other ranks meet the same spec errors.
+        guard MPIRun.speaksForTheJob else { return exitCode }
         var text = "moe-run: error: \(message)\n"
         if let hint { text += "hint: \(hint)\n" }
         FileHandle.standardError.write(Data(text.utf8))
@@ -104,7 +106,7 @@ struct SpecOptions: ParsableArguments {
     /// Loads the spec (a run's: a `sweep` section is refused) and prints its warnings.
     func load(extra: [String] = []) throws -> LoadedSpec {
         let loaded = try SpecLoader.loadWithWarnings(path: spec, overrides: allOverrides + extra)
-        printWarnings(loaded.warnings.map(\.description))
+        if MPIRun.speaksForTheJob { printWarnings(loaded.warnings.map(\.description)) }
         return loaded
     }
 }
@@ -128,10 +130,16 @@ struct Run: ParsableCommand {
         if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
         let loaded = try pointingAtWorkersFlag { try specOptions.load(extra: workers.map { ["parallelism.workers=\($0)"] } ?? []) }
         let specDirectory = (specOptions.spec as NSString).deletingLastPathComponent
-        let layout = try pointingAtWorkersFlag {
-            try Runner.run(loaded.spec, options: RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
-                                                            specDirectory: specDirectory.isEmpty ? "." : specDirectory,
-                                                            warnings: loaded.warnings.map(\.description)))
+        let options = RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
+                                 specDirectory: specDirectory.isEmpty ? "." : specDirectory,
+                                 warnings: loaded.warnings.map(\.description))
+        let layout: RunLayout
+        if try MPIRun.launch(for: loaded.spec) != nil {
+            // Under mpirun/srun: rank 0 runs and reports; the other ranks serve it, then end quietly.
+            guard let ranZero = try pointingAtWorkersFlag({ try MPIRun.run(loaded.spec, options: options) }) else { return }
+            layout = ranZero
+        } else {
+            layout = try pointingAtWorkersFlag { try Runner.run(loaded.spec, options: options) }
         }
         if !quiet { print(try RunSummary(path: layout.directory).text()) }
         print(layout.directory)

@@ -35,7 +35,7 @@ struct SweepCommand: ParsableCommand {
         let plan = try SweepPlan.make(specPath: specOptions.spec, overrides: specOptions.allOverrides, grid: grid,
                                       random: random, seed: seed, outputRoot: out)
         // Each distinct warning once, naming its trials (the trials' own copies go to their logs).
-        printWarnings(plan.warningLines)
+        if MPIRun.speaksForTheJob { printWarnings(plan.warningLines) }
         let invalid = plan.trials.filter { $0.error != nil }
         let count = plan.trials.count
         if dryRun {
@@ -59,10 +59,21 @@ struct SweepCommand: ParsableCommand {
         // What validates but does not run yet stops the sweep before its first trial.
         for t in plan.trials { if let spec = t.spec { try SupportGate.checkRunnable(spec) } }
         guard invalid.count < count else { throw CLIError(message: "every trial is invalid; nothing to run", exitCode: 2) }
-        if !quiet {
-            print("sweep \(plan.name): \(count) trials, \(jobs) at a time\(invalid.isEmpty ? "" : " (\(invalid.count) invalid, skipped)") → \(plan.directory)")
+        let options = SweepOptions(jobs: jobs, quiet: quiet, failFast: failFast)
+        let outcome: SweepOutcome
+        if let launch = try plan.trials.compactMap(\.spec).first.flatMap({ try MPIRun.launch(for: $0) }) {
+            // Under mpirun/srun: the trials are dealt over the ranks; rank 0 reports.
+            if !quiet && MPIRun.speaksForTheJob {
+                print("sweep \(plan.name): \(count) trials over the ranks of \(launch.launcher)\(invalid.isEmpty ? "" : " (\(invalid.count) invalid, skipped)") → \(plan.directory)")
+            }
+            guard let ranZero = try MPISweep.run(plan, options: options, say: { print($0) }) else { return }
+            outcome = ranZero
+        } else {
+            if !quiet {
+                print("sweep \(plan.name): \(count) trials, \(jobs) at a time\(invalid.isEmpty ? "" : " (\(invalid.count) invalid, skipped)") → \(plan.directory)")
+            }
+            outcome = try SweepRunner.run(plan, options: options) { print($0) }
         }
-        let outcome = try SweepRunner.run(plan, options: SweepOptions(jobs: jobs, quiet: quiet, failFast: failFast)) { print($0) }
         if !quiet, let report = try? MoEReport.Report(directory: plan.directory, sort: nil) {
             print(report.shownTable.text())
         }

@@ -21,7 +21,10 @@ final class LMRunEndToEndTests: XCTestCase {
         for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"] {
             XCTAssertEqual(try train.read("metrics/" + name, as: Double.self).values.count, 20, name)
         }
+        XCTAssertEqual(try train.children(of: "metrics"),
+                       ["aux_loss", "eval", "grad_norm", "lr", "step", "tokens_per_second", "train_accuracy", "train_loss"])
         XCTAssertEqual(try train.read("router/1/load", as: Double.self).shape, [20, 4])
+        try assertProgressLinesCountTokens(try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8), steps: 200)
         let loss = try CLI.trainSeries(runDir, "train_loss")
         XCTAssertLessThan(loss.last!, loss.first! - 1, "the model learns: \(loss)")
         let run = try H5File.open(runDir + "/run.h5")
@@ -39,6 +42,29 @@ final class LMRunEndToEndTests: XCTestCase {
         let bpb = try run.readScalar("summary/final/test_bits_per_byte", as: Double.self)
         XCTAssertTrue(eval.stdout.contains("test: ") && eval.stdout.contains(String(format: "bits per byte %.4f", bpb)), eval.stdout)
         try CLI.assertNumpyReproduces(runDir, models: ["final"])
+    }
+
+    /// Every progress line of the run (log.txt keeps them all, one per `log_every` = 10 steps) is
+    /// `train: step S/200 loss L acc A lr R N tokens/s ETA Ts`: no epoch, tokens/s, and an ETA of
+    /// at least the remaining steps × batch·context tokens at that rate (rounding aside).
+    private func assertProgressLinesCountTokens(_ log: String, steps: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let format = try NSRegularExpression(pattern: #"^train: step (\d+)/(\d+) loss \d+\.\d{4} acc [01]\.\d{3} lr \d\.\d{2}e[-+]\d{2} (\d+) tokens/s ETA (\d+)s$"#)
+        // log.txt lines are "<ISO time> <line>".
+        let lines = log.split(separator: "\n").map { String($0.drop { $0 != " " }.dropFirst()) }.filter { $0.hasPrefix("train: step ") && !$0.contains("val_loss") }
+        XCTAssertEqual(lines.count, steps / 10, lines.joined(separator: "\n"), file: file, line: line)
+        for (i, text) in lines.enumerated() {
+            guard let m = format.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) else {
+                XCTFail("not a progress line: \(text)", file: file, line: line)
+                continue
+            }
+            let field = { (k: Int) in Double(text[Range(m.range(at: k), in: text)!])! }
+            XCTAssertEqual(field(1), Double(10 * (i + 1)), text, file: file, line: line)
+            XCTAssertEqual(field(2), Double(steps), text, file: file, line: line)
+            // At least the remaining tokens at the training rate (more for evaluations and checkpoints).
+            let eta = (field(2) - field(1)) * 8 * 16 / max(field(3), 1)
+            XCTAssertGreaterThanOrEqual(field(4), eta - 0.5 - 0.01 * eta, text, file: file, line: line)
+        }
+        XCTAssertFalse(log.contains("samples/s"), "an LM's rate is in tokens", file: file, line: line)
     }
 
     /// The shipped experiments/lm-dense.yaml and lm-moe.yaml run from the repository as written,

@@ -53,7 +53,39 @@ final class MPICommunicatorTests: XCTestCase {
                     "error send-rank: collective group: send to rank -1 out of range 0..<\(ranks)",
                 ]
                 XCTAssertEqual(errors, expected, "\(label) rank \(r)")
+                // Rank 0 serves: pendingMessageSource sees a peer's message, then receiveFromAny takes
+                // every rank's (its own included), and nothing is left pending.
+                let serve = lines.filter { $0.hasPrefix("serve ") }
+                XCTAssertEqual(serve, r == 0 ? ["serve peer " + (0..<ranks).map { "\($0):hello \($0)" }.joined(separator: ",") + " then none"] : [],
+                               "\(label) rank \(r)")
             }
+            XCTAssertEqual(MPIRun.leftoverPeers(), [], "peer processes left after mpirun \(label)")
+        }
+    }
+
+    /// A rank that dies while the others are in (or entering) an all-reduce ends the whole job
+    /// within seconds (mpirun's semantics; MPICommunicator must not keep survivors waiting), with
+    /// the dead rank's exit status, and leaves no process behind.
+    func testDeadRankEndsTheJobWithinSeconds() throws {
+        try endsTheJob(scenario: "mpi-die", status: 3)
+    }
+
+    /// MPIWorld.abort(code:) on one rank ends every rank, also those blocked in a barrier.
+    func testAbortEndsEveryRank() throws {
+        try endsTheJob(scenario: "mpi-abort", status: 5)
+    }
+
+    private func endsTheJob(scenario: String, status: Int32) throws {
+        for (ranks, btl) in [(2, "tcp,self"), (4, "tcp,self"), (4, "vader,self")] {
+            let dir = try MPIRun.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let start = Date()
+            let outcome = try MPIRun.run(ranks: ranks, btl: btl, [scenario, dir + "/out"], timeout: 30)
+            let label = "\(scenario) -np \(ranks) btl \(btl)"
+            XCTAssertEqual(outcome.status, status, "\(label): \(outcome.output)")
+            XCTAssertLessThan(Date().timeIntervalSince(start), 20, label)
+            let survivors = try FileManager.default.contentsOfDirectory(atPath: dir)
+            XCTAssertEqual(survivors, [], "\(label): a rank went on after its peer died")
             XCTAssertEqual(MPIRun.leftoverPeers(), [], "peer processes left after mpirun \(label)")
         }
     }

@@ -58,6 +58,8 @@ final class LMTrainTaskTests: XCTestCase {
         let loss = try file.read("metrics/train_loss", as: Double.self).values
         XCTAssertEqual(loss.count, 3)
         XCTAssertTrue(loss.allSatisfy { $0.isFinite && $0 > 0 && $0 < 7 }, "\(loss)")
+        // Throughput in tokens (issue 13 item 5); no epoch or samples_per_second for sampled windows.
+        XCTAssertEqual(try file.children(of: "metrics"), ["eval", "grad_norm", "lr", "step", "tokens_per_second", "train_accuracy", "train_loss"])
         XCTAssertEqual(try file.read("metrics/tokens_per_second", as: Double.self).values.count, 3)
         XCTAssertTrue(try file.read("metrics/tokens_per_second", as: Double.self).values.allSatisfy { $0 > 0 })
         XCTAssertEqual(try file.read("metrics/eval/step", as: Int64.self).values, [3, 6])

@@ -185,7 +185,8 @@ final class RunIDTests: XCTestCase {
         let base = try spec(branch)
         let id = RunLayout.runID(base)
         for set in ["description=hello", "train.log_every=3", "train.checkpoint_every=7", "output.compression=0",
-                    "output.keep_checkpoints=5", "output.dir=elsewhere", "parallelism.retries=4", "parallelism.workers=3"] {
+                    "output.keep_checkpoints=5", "output.dir=elsewhere", "parallelism.retries=4", "parallelism.workers=3",
+                    "parallelism.backend=mpi", "parallelism.backend=shm"] {
             XCTAssertEqual(RunLayout.runID(try spec(branch, [set])), id, set)
         }
         let parallel = RunLayout.runID(try spec(branch, ["parallelism.mode=branch"]))
@@ -203,6 +204,8 @@ final class RunIDTests: XCTestCase {
         let data = "name: x\nparallelism: {mode: data, workers: 2}\n"
         XCTAssertNotEqual(RunLayout.runID(try spec(data)), RunLayout.runID(try spec(data, ["parallelism.workers=4"])))
         XCTAssertNotEqual(RunLayout.runID(try spec(data)), RunLayout.runID(try spec(data, ["parallelism.compression=topk"])))
+        // The backend is not: shm and MPI sum in rank order (the same bits, ARCHITECTURE §5.5).
+        XCTAssertEqual(RunLayout.runID(try spec(data)), RunLayout.runID(try spec(data, ["parallelism.backend=mpi"])))
         let expert = "name: x\nexperts: 4\nsplit: {strategy: replicate}\nparallelism: {mode: expert, workers: 2}\n"
         XCTAssertNotEqual(RunLayout.runID(try spec(expert)), RunLayout.runID(try spec(expert, ["parallelism.workers=4"])))
     }

@@ -145,6 +145,22 @@ final class TrainingLoopTests: XCTestCase {
     }
 
     /// A non-finite loss stops the run with the divergence message, before anything is logged.
+    /// The progress line names the rate by what a step scores (rows → samples/s with the epoch;
+    /// tokens → tokens/s, no epoch), and its ETA is the remaining steps × seconds per step,
+    /// whatever the items per step (an LM step of 8 windows × 16 tokens is not 8 samples).
+    func testProgressLineNamesTheRateByItemsAndETAIsRemainingStepsTimesSecondsPerStep() {
+        // 10 steps of 8·16 = 128 tokens in 1 s: 1280 tokens/s, 0.1 s per step, 290 steps left.
+        XCTAssertEqual(TrainingLoop.progressLine(id: "train", items: .tokens, epoch: 0, epochs: 1, step: 10, totalSteps: 300,
+                                                 loss: 4.83904, accuracy: 0.1794, lr: 0.00299, rate: 1280, secondsPerStep: 0.1),
+                       "train: step 10/300 loss 4.8390 acc 0.179 lr 2.99e-03 1280 tokens/s ETA 29s")
+        XCTAssertEqual(TrainingLoop.progressLine(id: "train", items: .samples, epoch: 1, epochs: 3, step: 40, totalSteps: 57,
+                                                 loss: 1.0986, accuracy: 0.3333, lr: 0.003, rate: 320, secondsPerStep: 0.1),
+                       "train: epoch 2/3 step 40/57 loss 1.0986 acc 0.333 lr 3.00e-03 320 samples/s ETA 2s")
+        XCTAssertEqual(MetricsLog(items: .tokens).trainSeries, ["train_loss", "train_accuracy", "lr", "grad_norm", "tokens_per_second"])
+        XCTAssertEqual(MetricsLog(moe: true).trainSeries,
+                       ["train_loss", "train_accuracy", "lr", "grad_norm", "epoch", "samples_per_second", "aux_loss"])
+    }
+
     func testDivergenceStopsTheRun() throws {
         final class Diverging: StepStrategy {
             var step = 0

@@ -30,7 +30,7 @@ final class GoodSpecTests: XCTestCase {
                                                auxLoss: 0.01, zLoss: 0.001, jitter: 0, normalizeTopk: true),
                        "k defaults to min(2, experts)")
         XCTAssertEqual(spec.parallelism, ParallelismSpec(mode: .none, workers: 1, retries: 1, microbatches: 4,
-                                                         compression: .none, ratio: 0.01))
+                                                         compression: .none, ratio: 0.01, backend: .auto))
         XCTAssertEqual(spec.train, TrainSpec(epochs: 10, batchSize: 64, optimizer: .adamw, lr: 0.001, weightDecay: 0.01,
                                              momentum: 0.9, nesterov: false, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1.0,
                                              schedule: .cosine, warmupSteps: 0, minLR: 0, logEvery: 10, evalEvery: 0,
@@ -81,7 +81,7 @@ final class GoodSpecTests: XCTestCase {
         XCTAssertEqual(spec.router, RouterSpec(type: .hash, k: 1, capacityFactor: 1.25, minCapacity: 0, dropPolicy: .position,
                                                auxLoss: 0, zLoss: 0.01, jitter: 0.01, normalizeTopk: false))
         XCTAssertEqual(spec.parallelism, ParallelismSpec(mode: .none, workers: 1, retries: 3, microbatches: 8,
-                                                         compression: .none, ratio: 0.5))
+                                                         compression: .none, ratio: 0.5, backend: .shm))
         XCTAssertEqual(spec.train, TrainSpec(epochs: 3, batchSize: 32, optimizer: .sgd, lr: 0.05, weightDecay: 0,
                                              momentum: 0.95, nesterov: true, betas: [0.8, 0.99], eps: 1e-6, gradClip: nil,
                                              schedule: .constant, warmupSteps: 5, minLR: 0.001, logEvery: 5, evalEvery: 20,
