@@ -14,8 +14,12 @@ import Glibc
 /// task file and checkpoint is whole (written atomically), and `--resume` continues from the last
 /// checkpoint to the same bits.
 ///
-/// When no rank on this host died, the signal is an interrupt (Ctrl-C on mpirun, or a rank on
-/// another host died, which this host cannot see): the main thread stops the run as interrupted.
+/// When no rank on this host died, the signal is an interrupt (Ctrl-C on mpirun), or a rank on
+/// another host died, which this host cannot see: the main thread stops the run as interrupted
+/// (status `interrupted`, exit 130) if it can within the second mpirun gives. If it has not
+/// ended 0.8 s after the signal (it is blocked in a collective with a rank that is gone), this
+/// thread prints which tasks ran on which ranks and hosts and exits 1; the run is left as after
+/// a kill, resumable.
 final class MPIFaultWatch: @unchecked Sendable {
     private let cluster: MPICluster
     private let logPath: String
@@ -39,13 +43,28 @@ final class MPIFaultWatch: @unchecked Sendable {
             while !Interrupts.requested { usleep(20_000) }
             // mpirun reaps the dead rank before it signals the others; a moment for its zombie.
             usleep(50_000)
-            if let line = deadRankLine() {
-                RunLog(path: logPath, quiet: true).record("error: " + line)
-                FileHandle.standardError.write(Data(("moe-run: error: " + line + "\n").utf8))
-                _exit(1)
-            }
+            if let line = deadRankLine() { fail(line) }
+            usleep(750_000)
+            fail(endedLine())
         }
         thread.start()
+    }
+
+    private func fail(_ line: String) -> Never {
+        RunLog(path: logPath, quiet: true).record("error: " + line)
+        FileHandle.standardError.write(Data(("moe-run: error: " + line + "\n").utf8))
+        _exit(1)
+    }
+
+    /// The line when the job ends and no rank on this host died: the tasks running, their ranks.
+    func endedLine() -> String {
+        lock.lock()
+        let running = wave
+        lock.unlock()
+        let tasks = running.map { "task \($0.task) on \($0.ranks.map(cluster.label).joined(separator: ", "))" }
+        return "MPI ended the job (a rank on another host died, or mpirun was stopped)"
+            + (tasks.isEmpty ? "" : " while " + tasks.joined(separator: "; ") + " ran")
+            + ". Every finished task and checkpoint is kept: rerun the same command with --resume to continue"
     }
 
     /// The line for the first rank on this host that is gone, or nil.

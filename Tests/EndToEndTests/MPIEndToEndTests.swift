@@ -43,10 +43,12 @@ final class MPIEndToEndTests: XCTestCase {
         return logs
     }
 
-    func testDataParallelOverTwoRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
+    func testDataParallelOverTwoAndFourRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
         let log = try assertSameBits("data-parallel", ranks: [2], ["data.samples=2000", "train.epochs=2"])[0]
         XCTAssertTrue(log.contains("train: started on rank 0 (host "), log)
         XCTAssertTrue(log.contains(", rank 1 (host "), log)
+        let four = try assertSameBits("data-parallel", ranks: [4], ["data.samples=2000", "train.epochs=1", "parallelism.workers=4"])[0]
+        XCTAssertTrue(four.contains(", rank 3 (host "), four)
     }
 
     func testExpertParallelOverTwoRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
@@ -155,6 +157,40 @@ final class MPIEndToEndTests: XCTestCase {
         CLI.assertNoProcesses(in: dir)
         let runDir = try MPI.runDirectory(dir, "data-parallel")
         XCTAssertEqual(try MPI.status(runDir), "running", "a killed run: resumable")
+        try assertResumes(dir, sets, expected)
+    }
+
+    /// Item 4 across machines: rank 1 runs under another host name (a UTS namespace: to rank 0 it
+    /// is on another host, whose processes it cannot see). Killed, it ends the job; rank 0 names
+    /// the task that ran and its ranks and hosts, exits 1, and `--resume` gives the same bits.
+    func testRankDyingOnAnotherHostEndsTheJobNamingTheTaskAndItsRanks() throws {
+        try MPI.requireMPI()
+        let probe = try CLI.tool("/usr/bin/unshare", ["-u", "/bin/sh", "-c", "hostname other-node"])
+        guard probe.status == 0 else { throw XCTSkip("no UTS namespace here (needs root): \(probe.stderr)") }
+        let sets = ["data.samples=8000", "train.epochs=4"]
+        let expected = try referenceBits(sets)
+        let dir = try CLI.workspace("")
+        let wrapper = dir + "/rank1-other-host.sh"
+        try """
+        #!/bin/sh
+        if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
+          exec unshare -u /bin/sh -c 'hostname other-node && exec "$@"' sh "$@"
+        fi
+        exec "$@"
+        """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let err = Pipe()
+        let p = try MPI.start(ranks: 2, arguments("data-parallel", sets), in: dir, wrapper: [wrapper], stderr: err)
+        XCTAssertEqual(kill(try waitForCheckpoint(p, dir: dir), SIGKILL), 0)
+        let killed = Date()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 10, "the job ends within seconds")
+        let line = try XCTUnwrap(stderr.split(separator: "\n").first { $0.hasPrefix("moe-run: error: ") }, stderr)
+        XCTAssertTrue(line.hasPrefix("moe-run: error: MPI ended the job (a rank on another host died, or mpirun was stopped) while task train on rank 0 (host "), String(line))
+        XCTAssertTrue(line.hasSuffix("), rank 1 (host other-node) ran. Every finished task and checkpoint is kept: rerun the same command with --resume to continue"), String(line))
+        CLI.assertNoProcesses(in: dir)
+        XCTAssertEqual(try MPI.status(try MPI.runDirectory(dir, "data-parallel")), "running", "a killed run: resumable")
         try assertResumes(dir, sets, expected)
     }
 
