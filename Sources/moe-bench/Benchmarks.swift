@@ -99,7 +99,7 @@ enum Bench {
         var step: Double { compute + communication + waiting }
     }
 
-    static func dataParallel() -> DataParallelResult? {
+    static func dataParallel(mpiBTL: String? = nil) -> DataParallelResult? {
         let spec = """
         name: bench-data
         seed: 0
@@ -114,7 +114,9 @@ enum Bench {
             let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
             return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
         }
-        guard let single = run([]), let grouped = run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]),
+        let parallel = ["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]
+        guard let single = run([]),
+              let grouped = mpiBTL.map({ workspace.run(parallel, mpirun: $0).map { $0 + "/tasks/train.h5" } }) ?? run(parallel),
               let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
         return DataParallelResult(compute: mean(two, "compute_seconds"), communication: mean(two, "communication_seconds"),
                                   waiting: mean(two, "wait_seconds"), bytes: mean(two, "bytes_sent"),
@@ -163,10 +165,17 @@ enum Bench {
 
         /// `moe-run spec.yaml --quiet --force EXTRA…` (the scheduler divides the cores among its
         /// workers itself: no OPENBLAS_NUM_THREADS); the run directory, or nil if it failed.
-        func run(_ extra: [String]) -> String? {
+        /// With `mpirun: BTL`, under `mpirun -np 2 --mca btl BTL` (2 ranks on this machine).
+        func run(_ extra: [String], mpirun btl: String? = nil) -> String? {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
+            if let btl {
+                let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/mpirun" }
+                guard let mpirun = path.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+                p.executableURL = URL(fileURLWithPath: mpirun)
+                p.arguments = ["--oversubscribe", "--allow-run-as-root", "-np", "2", "--mca", "btl", btl, binary] + p.arguments!
+            }
             p.currentDirectoryURL = URL(fileURLWithPath: directory)
             var env = ProcessInfo.processInfo.environment
             env["OPENBLAS_NUM_THREADS"] = nil
