@@ -100,7 +100,26 @@ enum Bench {
     }
 
     static func dataParallel() -> DataParallelResult? {
-        let spec = """
+        guard let workspace = RunWorkspace(name: "data", spec: dataParallelSpec) else { return nil }
+        func run(_ extra: [String]) -> String? { workspace.run(extra).map { $0 + "/tasks/train.h5" } }
+        guard let single = run([]), let grouped = run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]),
+              let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
+        return dataParallelResult(two, oneProcessStep: 256 / meanMetric(one, "samples_per_second"))
+    }
+
+    /// Mean of /metrics/NAME of a task file, without the first logged window (warm-up).
+    static func meanMetric(_ file: H5File, _ name: String) -> Double {
+        let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
+        return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
+    }
+
+    static func dataParallelResult(_ file: H5File, oneProcessStep: Double) -> DataParallelResult {
+        DataParallelResult(compute: meanMetric(file, "compute_seconds"), communication: meanMetric(file, "communication_seconds"),
+                           waiting: meanMetric(file, "wait_seconds"), bytes: meanMetric(file, "bytes_sent"), oneProcessStep: oneProcessStep)
+    }
+
+    /// The training-step model (residual MLP, 2.12M parameters), global batch 256, 40 steps.
+    static let dataParallelSpec = """
         name: bench-data
         seed: 0
         data: {source: synthetic, samples: 12800, features: 64, classes: 10, domains: 4, split: {train: 0.8, val: 0.1, test: 0.1}}
@@ -108,18 +127,6 @@ enum Bench {
         train: {epochs: 2, batch_size: 256, lr: 0.001, log_every: 8}
         output: {dir: out}
         """
-        guard let workspace = RunWorkspace(name: "data", spec: spec) else { return nil }
-        func run(_ extra: [String]) -> String? { workspace.run(extra).map { $0 + "/tasks/train.h5" } }
-        func mean(_ file: H5File, _ name: String) -> Double {
-            let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
-            return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
-        }
-        guard let single = run([]), let grouped = run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]),
-              let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
-        return DataParallelResult(compute: mean(two, "compute_seconds"), communication: mean(two, "communication_seconds"),
-                                  waiting: mean(two, "wait_seconds"), bytes: mean(two, "bytes_sent"),
-                                  oneProcessStep: 256 / mean(one, "samples_per_second"))
-    }
 
     /// Fusing 4 models of 2M parameters (two [1000, 1000] tensors) with TIES, DARE-TIES, average
     /// and slerp: seconds each.
@@ -163,12 +170,13 @@ enum Bench {
 
         /// `moe-run spec.yaml --quiet --force EXTRA…` (the scheduler divides the cores among its
         /// workers itself: no OPENBLAS_NUM_THREADS); the run directory, or nil if it failed.
-        func run(_ extra: [String]) -> String? {
+        /// With `launcher` (e.g. `mpirun -np 2 …`), that command runs moe-run.
+        func run(_ extra: [String], launcher: [String] = []) -> String? {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
+            p.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
+            p.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["spec.yaml", "--quiet", "--force"] + extra
             p.currentDirectoryURL = URL(fileURLWithPath: directory)
-            var env = ProcessInfo.processInfo.environment
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
             env["OPENBLAS_NUM_THREADS"] = nil
             p.environment = env
             let out = Pipe()
