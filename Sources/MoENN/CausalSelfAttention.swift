@@ -21,8 +21,9 @@ import MoECore
 ///
 /// Every product is one `cblas_sgemm` per (sequence, head) on strided views of the `[B·T, 3H]`
 /// qkv buffer (no copies, no per-token loop); the mask and the 1/√d are fused into the softmax
-/// (`CausalSoftmax`) and the GEMM's alpha. The (sequence, head) loop is sequential: OpenBLAS
-/// threads inside each GEMM as it decides (MoENN has no thread pool of its own).
+/// (`CausalSoftmax`) and the GEMM's alpha. The (sequence, head) pairs are independent and too small
+/// for OpenBLAS to thread (it runs a 64×64×32 product on one core), so `ParallelFor` spreads them
+/// over the process's threads; the projections are OpenBLAS's to thread.
 ///
 /// Memory: the probabilities `P [B, heads, T, T]` are kept for backward (as PyTorch's eager
 /// attention does); every buffer grows to the largest batch seen and is then reused, so steps
@@ -47,7 +48,7 @@ public final class CausalSelfAttention {
     private let attended: Scratch        // A [B·T, H]
     private let gradAttended: Scratch    // dA [B·T, H]
     private let gradQKV: Scratch         // [B·T, 3H]
-    private let gradScores: Scratch      // dP, then dS, and a transpose, for one (sequence, head): 2 × [T, T]
+    private let gradScores: Scratch      // per thread: dP, then dS, and a transpose, for one (sequence, head): 2 × [T, T]
 
     /// A layer named `<prefix>/qkv/…` and `<prefix>/out/…`, initialised from `seed` (each
     /// parameter from its own stream `init/<name>`, like every other layer).
@@ -92,11 +93,12 @@ public final class CausalSelfAttention {
         let q = qkvBuffer.data, a = attended.data
         qkv.forward(x, rows: n, into: q)
         let scale = 1 / Float(d).squareRoot()
-        for b in 0..<batch {
-            let rows = q + b * T * 3 * h
-            for j in 0..<heads {
+        ParallelFor.ranges(batch * heads) { _, pairs in
+            for pair in pairs {
+                let b = pair / heads, j = pair % heads
+                let rows = q + b * T * 3 * h
                 let qj = rows + j * d, kj = rows + h + j * d, vj = rows + 2 * h + j * d
-                let p = probabilities.data + (b * heads + j) * T * T
+                let p = probabilities.data + pair * T * T
                 // S = q·kᵀ/√d, then P = causal softmax(S) in place.
                 BLAS.gemm(m: T, n: T, k: d, alpha: scale, qj, lda: 3 * h, kj, transB: true, ldb: 3 * h, p)
                 CausalSoftmax.forward(p, tokens: T, ld: T)
@@ -114,17 +116,18 @@ public final class CausalSelfAttention {
         let T = tokens, n = batch * T, h = hidden, d = headDim
         gradAttended.ensure(rows: n)
         gradQKV.ensure(rows: n)
-        gradScores.ensure(rows: 2 * T * T)
-        let da = gradAttended.data, dq = gradQKV.data, ds = gradScores.data, pt = ds + T * T
+        gradScores.ensure(rows: ParallelFor.threads * 2 * T * T)
+        let da = gradAttended.data, dq = gradQKV.data, scores = gradScores.data
         out.backward(attended.data, dy, rows: n, dx: da)
         let scale = 1 / Float(d).squareRoot()
-        for b in 0..<batch {
-            let rows = qkvBuffer.data + b * T * 3 * h, drows = dq + b * T * 3 * h
-            let daRows = da + b * T * h
-            for j in 0..<heads {
+        ParallelFor.ranges(batch * heads) { piece, pairs in
+            let ds = scores + piece * 2 * T * T, pt = ds + T * T
+            for pair in pairs {
+                let b = pair / heads, j = pair % heads
+                let rows = qkvBuffer.data + b * T * 3 * h, drows = dq + b * T * 3 * h
                 let qj = rows + j * d, kj = rows + h + j * d, vj = rows + 2 * h + j * d
-                let p = probabilities.data + (b * heads + j) * T * T
-                let daj = daRows + j * d
+                let p = probabilities.data + pair * T * T
+                let daj = da + b * T * h + j * d
                 // The two products with a transposed T×T left operand (dv, dk) take an explicit
                 // transpose: OpenBLAS's small-matrix kernels cover NN and NT, not TN, which costs
                 // packing copies and a beta pass per call.

@@ -114,9 +114,8 @@ extension MoELayer {
     /// the activations (both `[rows, ffn]`), for `expertsBackward`.
     public func expertsForward(_ experts: Range<Int>, offsets: [Int], input: UnsafePointer<Float>, pre: UnsafeMutablePointer<Float>,
                         act: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, training: Bool) {
-        for e in experts {
-            let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o
-            guard rows > 0 else { continue }
+        forEachExpert(experts, offsets: offsets) { e, o, rows in
+            guard rows > 0 else { return }
             let h = pre + o * ffn, g = act + o * ffn, ye = out + o * hidden
             BLAS.gemm(m: rows, n: ffn, k: hidden, input + o * hidden, w1.value.data + e * ffn * hidden, transB: true, h)
             Kernels.addRowBias(rows: rows, cols: ffn, b1.value.data + e * ffn, h)
@@ -134,9 +133,8 @@ extension MoELayer {
     /// gradients and writes ∂L/∂input into `dIn`, from ∂L/∂out in `dOut` (`dAct` is scratch).
     public func expertsBackward(_ experts: Range<Int>, offsets: [Int], dOut: UnsafePointer<Float>, dAct: UnsafeMutablePointer<Float>,
                          input: UnsafePointer<Float>, pre: UnsafePointer<Float>, act: UnsafePointer<Float>, dIn: UnsafeMutablePointer<Float>) {
-        for e in experts {
-            let o = offsets[e - experts.lowerBound], rows = offsets[e - experts.lowerBound + 1] - o
-            guard rows > 0 else { continue }
+        forEachExpert(experts, offsets: offsets) { e, o, rows in
+            guard rows > 0 else { return }
             let dye = dOut + o * hidden, da = dAct + o * ffn
             BLAS.gemm(m: hidden, n: ffn, k: rows, dye, transA: true, act + o * ffn, beta: 1, w2.grad.data + e * hidden * ffn)
             Kernels.accumulateColumnSums(rows: rows, cols: hidden, dye, b2.grad.data + e * hidden)
@@ -145,6 +143,16 @@ extension MoELayer {
             BLAS.gemm(m: ffn, n: hidden, k: rows, da, transA: true, input + o * hidden, beta: 1, w1.grad.data + e * ffn * hidden)
             Kernels.accumulateColumnSums(rows: rows, cols: ffn, da, b1.grad.data + e * ffn)
             BLAS.gemm(m: rows, n: hidden, k: ffn, da, w1.value.data + e * ffn * hidden, dIn + o * hidden)
+        }
+    }
+
+    /// `body(e, firstRow, rows)` for each expert of `experts`, the experts cut into contiguous
+    /// groups of about equal rows, one group per thread (`ParallelFor`): each expert's GEMM pair
+    /// is too small for OpenBLAS to thread well, and experts touch disjoint rows and weights.
+    private func forEachExpert(_ experts: Range<Int>, offsets: [Int], _ body: (Int, Int, Int) -> Void) {
+        let lo = experts.lowerBound
+        ParallelFor.ranges(experts.count, cumulativeWeight: { offsets[$0] }) { _, group in
+            for i in group { body(lo + i, offsets[i], offsets[i + 1] - offsets[i]) }
         }
     }
 }

@@ -89,10 +89,19 @@ public final class AdamW: Optimizer {
         let bc1 = 1 - pow(beta1, t), bc2 = 1 - pow(beta2, t)
         let stepSize = lr / bc1
         let bc2Sqrt = bc2.squareRoot()
-        for (k, p) in parameters.enumerated() {
-            AdamW.update(count: p.value.count, theta: p.value.data, grad: p.grad.data, m: m[k].data, v: v[k].data,
-                         decay: p.decays ? 1 - lr * weightDecay : 1, stepSize: stepSize, bc2Sqrt: bc2Sqrt,
-                         beta1: beta1, beta2: beta2, eps: eps)
+        let threads = ParallelFor.threads
+        // Each thread updates its share of every tensor, cut at multiples of 16 elements so that
+        // every element takes the same (SIMD or tail) path as in one pass.
+        ParallelFor.run(parts: threads) { piece in
+            for (k, p) in parameters.enumerated() {
+                let n = p.value.count
+                let blocks = EvenSplit.range(piece, of: (n + 15) / 16, parts: threads)
+                let lo = blocks.lowerBound * 16, hi = min(n, blocks.upperBound * 16)
+                guard lo < hi else { continue }
+                AdamW.update(count: hi - lo, theta: p.value.data + lo, grad: p.grad.data + lo, m: m[k].data + lo, v: v[k].data + lo,
+                             decay: p.decays ? 1 - lr * weightDecay : 1, stepSize: stepSize, bc2Sqrt: bc2Sqrt,
+                             beta1: beta1, beta2: beta2, eps: eps)
+            }
         }
     }
 
