@@ -121,7 +121,7 @@ extension Bench {
                 branch = (one, two)
             }
             fusionTies = matches("ties \\(density 0.2\\) ([0-9.]+) s", in: markdown).first.flatMap { Double($0[0]) }
-            loadAverages = matches("[Ll]oad average[^:]*: ([0-9.]+)", in: markdown).map { $0[0] }
+            loadAverages = matches("[Ll]oad average[^:]*: ([0-9]+[.][0-9]+)", in: markdown).map { $0[0] }
             guard allReduce.count == Self.allReducePaths.count, !steps.isEmpty else {
                 throw ScalingError(description: "the Collectives section of the benchmarks file lacks the 2-rank all-reduce rows or the data-parallel step table; run `make bench-comm` first")
             }

@@ -132,8 +132,9 @@ if options.commChild {
 }
 
 if options.scaling {
+    guard let figures = try? String(contentsOfFile: options.from, encoding: .utf8) else { fail("cannot read \(options.from): run make bench-comm first") }
     do {
-        let text = try Bench.scalingDocument(measurements: Bench.ScalingMeasurements(markdown: String(contentsOfFile: options.from, encoding: .utf8)), source: options.from)
+        let text = try Bench.scalingDocument(measurements: Bench.ScalingMeasurements(markdown: figures), source: options.from)
         if let path = options.markdown { try text.write(toFile: path, atomically: true, encoding: .utf8); print("wrote \(path)") } else { print(text) }
     } catch { fail("\(error)") }
     exit(0)
