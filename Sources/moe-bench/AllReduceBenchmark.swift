@@ -198,6 +198,7 @@ extension Bench {
         if worstFit > 0.3 {
             lines += ["", String(format: "A fit misses a measured size by %.0f%%: a straight line does not describe these times. On a busy machine (load average %@ on %d cores here) a call that outlasts a scheduler time slice waits for its peer's next slice, which mostly hits the large sizes and the polling MPI ranks; rerun `make bench-comm` on a quiet machine before using the fits.", worstFit * 100, loadAverage() as NSString, ProcessInfo.processInfo.activeProcessorCount)]
         }
+        // The data-parallel step under each path follows: stepCommunicationLines (StepCommBenchmark.swift).
         if vader == nil || tcp == nil { lines += ["", "MPI paths not measured: mpirun missing or failed (`make setup` installs openmpi-bin)."] }
         return lines
     }

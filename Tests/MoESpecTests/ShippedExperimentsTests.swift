@@ -72,6 +72,7 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual([t.lr, t.minLR, t.weightDecay, t.gradClip], [1e-3, 1e-4, 0.1, 1.0])
         XCTAssertEqual(t.betas, [0.9, 0.99])
         XCTAssertEqual(t.schedule, .cosine)
+        XCTAssertEqual(dense.eval.batchSize, 64, "4096 tokens per evaluation forward, not the default's 65,536 (over 3 GB)")
 
         XCTAssertEqual(moe.data, dense.data)
         XCTAssertEqual(moe.seed, dense.seed)
