@@ -5,6 +5,7 @@
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 #   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
 #   make bench-comm   all-reduce latency/bandwidth: shm backend, Open MPI vader and TCP, only that section of docs/benchmarks.md
+#   make scaling      docs/scaling.md: the alpha-beta scaling model from the figures in docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
 #   make check-golden   rerun the shipped experiments, compare their weights bit for bit (UPDATE=1 rewrites)
 #   make install build, then copy moe-run to $(PREFIX)/bin (PREFIX=/usr/local; DESTDIR for staging)
@@ -48,7 +49,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-attention bench-comm run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-attention bench-comm scaling run clean sweep install uninstall check-golden
 
 all: build
 
@@ -124,9 +125,15 @@ bench-attention: build
 
 ## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
 ## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only
-## the "## Collectives" section of docs/benchmarks.md (about a minute; run it on a quiet machine: MPI ranks poll).
+## the "## Collectives" section of docs/benchmarks.md, plus the data-parallel step (2 and 4 ranks: shm, mpirun vader,
+## mpirun TCP) split into compute, communication and waiting (a few minutes; run it on a quiet machine: MPI ranks poll).
 bench-comm: build
 	$(BIN)/moe-bench --comm-only --markdown docs/benchmarks.md
+
+## scaling: docs/scaling.md, the alpha-beta scaling model (2 ... 256 ranks, 1/10/100 Gb/s) computed from the figures
+## in docs/benchmarks.md (no measuring; `make bench-comm scaling` remeasures the collectives and data-parallel steps first).
+scaling: build
+	$(BIN)/moe-bench --scaling --from docs/benchmarks.md --markdown docs/scaling.md
 
 ## bench: measure and write docs/benchmarks.md: sgemm against numpy, the MLP training step, scheduler
 ## scaling, fusion, the MoE layer and the transformer LMs' training step (lm-dense, lm-moe) against

@@ -198,13 +198,7 @@ extension Bench {
         if worstFit > 0.3 {
             lines += ["", String(format: "A fit misses a measured size by %.0f%%: a straight line does not describe these times. On a busy machine (load average %@ on %d cores here) a call that outlasts a scheduler time slice waits for its peer's next slice, which mostly hits the large sizes and the polling MPI ranks; rerun `make bench-comm` on a quiet machine before using the fits.", worstFit * 100, loadAverage() as NSString, ProcessInfo.processInfo.activeProcessorCount)]
         }
-        lines += ["", "Data-parallel training step under MPI (the `make bench` model: features 64, hidden 256, ffn 1024, 4 blocks, global batch 256, 2 workers = `mpirun -np 2 moe-run … parallelism.mode=data, workers=2`), rank 0's mean per step from the run's metrics; MPI's communication time includes waiting for the peer (MPI does not separate them):", ""]
-        for btl in ["vader,self", "tcp,self"] {
-            guard let d = dataParallel(mpiBTL: btl) else { lines.append("- btl \(btl): not measured (mpirun or the run failed)."); continue }
-            lines.append(String(format: "- btl %@: step %.2f ms = compute %.2f + communication %.2f + waiting %.2f ms; %.0f KB sent per step; communication + waiting **%.1f%%** of the step.",
-                                btl as NSString, 1e3 * d.step, 1e3 * d.compute, 1e3 * d.communication, 1e3 * d.waiting, d.bytes / 1024,
-                                100 * (d.communication + d.waiting) / d.step))
-        }
+        // The data-parallel step under each path follows: stepCommunicationLines (StepCommBenchmark.swift).
         if vader == nil || tcp == nil { lines += ["", "MPI paths not measured: mpirun missing or failed (`make setup` installs openmpi-bin)."] }
         return lines
     }

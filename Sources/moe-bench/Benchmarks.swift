@@ -99,8 +99,27 @@ enum Bench {
         var step: Double { compute + communication + waiting }
     }
 
-    static func dataParallel(mpiBTL: String? = nil) -> DataParallelResult? {
-        let spec = """
+    static func dataParallel() -> DataParallelResult? {
+        guard let workspace = RunWorkspace(name: "data", spec: dataParallelSpec) else { return nil }
+        func run(_ extra: [String]) -> String? { workspace.run(extra).map { $0 + "/tasks/train.h5" } }
+        guard let single = run([]), let grouped = run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]),
+              let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
+        return dataParallelResult(two, oneProcessStep: 256 / meanMetric(one, "samples_per_second"))
+    }
+
+    /// Mean of /metrics/NAME of a task file, without the first logged window (warm-up).
+    static func meanMetric(_ file: H5File, _ name: String) -> Double {
+        let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
+        return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
+    }
+
+    static func dataParallelResult(_ file: H5File, oneProcessStep: Double) -> DataParallelResult {
+        DataParallelResult(compute: meanMetric(file, "compute_seconds"), communication: meanMetric(file, "communication_seconds"),
+                           waiting: meanMetric(file, "wait_seconds"), bytes: meanMetric(file, "bytes_sent"), oneProcessStep: oneProcessStep)
+    }
+
+    /// The training-step model (residual MLP, 2.12M parameters), global batch 256, 40 steps.
+    static let dataParallelSpec = """
         name: bench-data
         seed: 0
         data: {source: synthetic, samples: 12800, features: 64, classes: 10, domains: 4, split: {train: 0.8, val: 0.1, test: 0.1}}
@@ -108,20 +127,6 @@ enum Bench {
         train: {epochs: 2, batch_size: 256, lr: 0.001, log_every: 8}
         output: {dir: out}
         """
-        guard let workspace = RunWorkspace(name: "data", spec: spec) else { return nil }
-        func run(_ extra: [String]) -> String? { workspace.run(extra).map { $0 + "/tasks/train.h5" } }
-        func mean(_ file: H5File, _ name: String) -> Double {
-            let v = ((try? file.read("metrics/" + name, as: Double.self).values) ?? []).dropFirst()
-            return v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count)
-        }
-        let parallel = ["--set", "parallelism.mode=data", "--set", "parallelism.workers=2"]
-        guard let single = run([]),
-              let grouped = mpiBTL.map({ workspace.run(parallel, mpirun: $0).map { $0 + "/tasks/train.h5" } }) ?? run(parallel),
-              let one = try? H5File.open(single), let two = try? H5File.open(grouped) else { return nil }
-        return DataParallelResult(compute: mean(two, "compute_seconds"), communication: mean(two, "communication_seconds"),
-                                  waiting: mean(two, "wait_seconds"), bytes: mean(two, "bytes_sent"),
-                                  oneProcessStep: 256 / mean(one, "samples_per_second"))
-    }
 
     /// Fusing 4 models of 2M parameters (two [1000, 1000] tensors) with TIES, DARE-TIES, average
     /// and slerp: seconds each.
@@ -165,19 +170,13 @@ enum Bench {
 
         /// `moe-run spec.yaml --quiet --force EXTRA…` (the scheduler divides the cores among its
         /// workers itself: no OPENBLAS_NUM_THREADS); the run directory, or nil if it failed.
-        /// With `mpirun: BTL`, under `mpirun -np 2 --mca btl BTL` (2 ranks on this machine).
-        func run(_ extra: [String], mpirun btl: String? = nil) -> String? {
+        /// With `launcher` (e.g. `mpirun -np 2 …`), that command runs moe-run.
+        func run(_ extra: [String], launcher: [String] = []) -> String? {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["spec.yaml", "--quiet", "--force"] + extra
-            if let btl {
-                let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/mpirun" }
-                guard let mpirun = path.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
-                p.executableURL = URL(fileURLWithPath: mpirun)
-                p.arguments = ["--oversubscribe", "--allow-run-as-root", "-np", "2", "--mca", "btl", btl, binary] + p.arguments!
-            }
+            p.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
+            p.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["spec.yaml", "--quiet", "--force"] + extra
             p.currentDirectoryURL = URL(fileURLWithPath: directory)
-            var env = ProcessInfo.processInfo.environment
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
             env["OPENBLAS_NUM_THREADS"] = nil
             p.environment = env
             let out = Pipe()

@@ -26,7 +26,8 @@ struct LMBenchModel: Sendable {
     /// Parameters of one block besides the FFN: two LayerNorms, qkv and out projections with biases.
     private var attentionBlock: Int { 4 * hidden + 3 * hidden * hidden + 3 * hidden + hidden * hidden + hidden }
     private var denseFFN: Int { 2 * hidden * ffn + ffn + hidden }
-    private var expert: Int { 2 * hidden * expertFFN + expertFFN + hidden }
+    /// Parameters of one expert (Linear–GELU–Linear, hidden → expertFFN → hidden, with biases).
+    var expert: Int { 2 * hidden * expertFFN + expertFFN + hidden }
     private func perBlock(expertsUsed: Int) -> Int {
         attentionBlock + (isMoE ? hidden * experts + expertsUsed * expert : denseFFN)
     }

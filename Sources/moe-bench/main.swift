@@ -14,7 +14,11 @@ import MoENN
 //   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
 //   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
 //                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
+//                                                 and the data-parallel step's communication share (2 and 4 ranks: shm,
+//                                                 MPI vader, MPI TCP; moe-run under mpirun)
 //   moe-bench --comm-child                        one rank of that MPI measurement (started by mpirun)
+//   moe-bench --scaling [--from docs/benchmarks.md] [--markdown docs/scaling.md]
+//                                                 the α–β scaling model (issue 14 item 7) from the figures in --from
 //   moe-bench --parallel-only                     the data-parallel step split, fusion and gradient-compression timings alone
 //   moe-bench [--python VENV_PYTHON [--rounds N] | --reference numpy.json] [--default-kernel default.json] [--markdown FILE]
 //                                                 the full table, with ratios against the reference
@@ -30,6 +34,8 @@ struct Options {
     var lmOnly = false
     var commOnly = false
     var commChild = false
+    var scaling = false
+    var from = "docs/benchmarks.md"
     var lmChild: String?
     var lmSeconds = 1.0
     var json = false
@@ -58,6 +64,8 @@ func parseOptions() -> Options {
         case "--lm-only": o.lmOnly = true
         case "--comm-only": o.commOnly = true
         case "--comm-child": o.commChild = true
+        case "--scaling": o.scaling = true
+        case "--from": o.from = value(a)
         case "--lm-child": o.lmChild = value(a)
         case "--lm-seconds": o.lmSeconds = Double(value(a)) ?? 1
         case "--json": o.json = true
@@ -123,8 +131,17 @@ if options.commChild {
     exit(0)
 }
 
+if options.scaling {
+    guard let figures = try? String(contentsOfFile: options.from, encoding: .utf8) else { fail("cannot read \(options.from): run make bench-comm first") }
+    do {
+        let text = try Bench.scalingDocument(measurements: Bench.ScalingMeasurements(markdown: figures), source: options.from)
+        if let path = options.markdown { try text.write(toFile: path, atomically: true, encoding: .utf8); print("wrote \(path)") } else { print(text) }
+    } catch { fail("\(error)") }
+    exit(0)
+}
+
 if options.commOnly {
-    let lines = Bench.allReduceSection()
+    let lines = Bench.allReduceSection() + Bench.stepCommunicationLines(Bench.stepCommunication())
     print(lines.joined(separator: "\n"))
     if let path = options.markdown {
         do { try Bench.replaceSection("## Collectives", in: path, with: lines.joined(separator: "\n") + "\n") } catch { fail("cannot write \(path): \(error)") }
@@ -252,7 +269,7 @@ let dataParallelLine = dataParallel.map { d in
            100 * d.communication / d.step, 100 * (d.communication + d.waiting) / d.step, 1e3 * d.oneProcessStep, d.oneProcessStep / d.step)
 } ?? "Data-parallel split: not measured (no moe-run binary next to moe-bench)."
 let compression = compressionLine(Bench.gradientCompression())
-let collectiveLines = Bench.allReduceSection()
+let collectiveLines = Bench.allReduceSection() + Bench.stepCommunicationLines(Bench.stepCommunication())
 let fusionLine = "Fusion of 4 models × 2M parameters: " + Bench.fusion().map { String(format: "%@ %.3f s", $0.0 as NSString, $0.1) }.joined(separator: ", ") + "."
 
 print(lines.joined(separator: "\n"))

@@ -1,0 +1,62 @@
+import Foundation
+import MoEHDF5
+
+/// The communication share of a data-parallel training step (issue 14 item 6): the training-step
+/// model (`dataParallelSpec`, residual MLP of 2.12M parameters, global batch 256) run by moe-run
+/// itself with `parallelism.mode: data` over 2 and 4 workers: with the shm backend (no launcher)
+/// and under `mpirun -np P --mca pml ob1 --mca btl vader,self` (Open MPI shared memory) or
+/// `tcp,self` (TCP on loopback, the transport between machines). Each figure is rank 0's mean per
+/// step from the task file's /metrics series (compute_seconds, communication_seconds,
+/// wait_seconds, bytes_sent), without the first logged window. docs/scaling.md checks its α–β
+/// model against these rows.
+extension Bench {
+    struct StepCommunication {
+        var path: String, ranks: Int
+        var result: DataParallelResult?
+    }
+
+    static func mpirunPath() -> String? {
+        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/mpirun" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// One data-parallel run of `ranks` workers over `btl` (nil: the shm backend).
+    static func dataParallelStep(ranks: Int, btl: String?) -> DataParallelResult? {
+        guard let workspace = RunWorkspace(name: "step-\(ranks)-\(btl ?? "shm")", spec: dataParallelSpec) else { return nil }
+        var launcher: [String] = []
+        if let btl {
+            guard let mpirun = mpirunPath() else { return nil }
+            launcher = [mpirun, "--oversubscribe", "--allow-run-as-root", "-np", "\(ranks)", "--mca", "btl", btl,
+                        "--mca", "pml", "ob1", "--bind-to", "none"]
+        }
+        guard let dir = workspace.run(["--set", "parallelism.mode=data", "--set", "parallelism.workers=\(ranks)"], launcher: launcher),
+              let file = try? H5File.open(dir + "/tasks/train.h5") else { return nil }
+        return dataParallelResult(file, oneProcessStep: .nan)
+    }
+
+    static func stepCommunication() -> [StepCommunication] {
+        var rows: [StepCommunication] = []
+        for ranks in [2, 4] {
+            for (path, btl) in [("shm", nil), ("MPI vader", "vader,self"), ("MPI TCP loopback", "tcp,self")] as [(String, String?)] {
+                rows.append(StepCommunication(path: path, ranks: ranks, result: dataParallelStep(ranks: ranks, btl: btl)))
+            }
+        }
+        return rows
+    }
+
+    /// The rows appended to the "## Collectives" section; docs/scaling.md parses the table.
+    static func stepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
+        var lines = ["", "Data-parallel training step under each path: the training-step model (residual MLP, features 64, hidden 256, ffn 1024, 4 blocks, 2.12M parameters), global batch 256, 40 steps, run by moe-run with `--set parallelism.mode=data --set parallelism.workers=P` (shm) or under `mpirun -np P --mca pml ob1 --mca btl vader,self` / `tcp,self`; rank 0's mean per step from the run's /metrics series (compute_seconds, communication_seconds, wait_seconds, bytes_sent), first logged window left out. Ranks share the 2 cores (OPENBLAS_NUM_THREADS = cores / ranks, at least 1). MPICommunicator's communication includes waiting for the peer (it does not separate them). Load average when measured: \(loadAverage()).", "",
+                     "| data-parallel step, path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
+                     "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in rows {
+            guard let r = row.result, r.step.isFinite else {
+                lines.append("| \(row.path) | \(row.ranks) | – | – | – | – | not measured | – |"); continue
+            }
+            lines.append(String(format: "| %@ | %d | %.2f | %.2f | %.2f | %.2f | %.1f%% | %.0f |", row.path as NSString, row.ranks,
+                                1e3 * r.step, 1e3 * r.compute, 1e3 * r.communication, 1e3 * r.waiting,
+                                100 * r.communication / r.step, r.bytes / 1024))
+        }
+        return lines
+    }
+}
