@@ -19,12 +19,15 @@ import Glibc
 /// (status `interrupted`, exit 130) if it can within the second mpirun gives. If it has not
 /// ended 0.8 s after the signal (it is blocked in a collective with a rank that is gone), this
 /// thread prints which tasks ran on which ranks and hosts and exits 1; the run is left as after
-/// a kill, resumable.
+/// a kill, resumable. Once the run has saved its final status (`settle`), the watch instead ends
+/// the process with the run's own line and exit code (130 for an interrupt): mpirun may tear the
+/// job down while rank 0 still tells its ranks to stop or finalizes MPI, which is no lost rank.
 final class MPIFaultWatch: @unchecked Sendable {
     private let cluster: MPICluster
     private let logPath: String
     private let lock = NSLock()
     private var wave: [MPIAssignment] = []
+    private var settled: (line: String?, code: Int32)?
 
     init(cluster: MPICluster, logPath: String) {
         self.cluster = cluster
@@ -37,17 +40,36 @@ final class MPIFaultWatch: @unchecked Sendable {
         wave = assignments ?? []
     }
 
+    /// The run has ended with `line` (its error, as the CLI prints it; nil when it completed) and
+    /// saved its status in run.h5: from now on the watch ends the process with that line and
+    /// `code`, not as a fault.
+    func settle(line: String?, code: Int32) {
+        lock.lock(); defer { lock.unlock() }
+        settled = (line, code)
+    }
+
     /// Starts the watching thread (it ends with the process).
     func start() {
         let thread = Thread { [self] in
             while !Interrupts.requested { usleep(20_000) }
             // mpirun reaps the dead rank before it signals the others; a moment for its zombie.
             usleep(50_000)
+            endIfSettled()
             if let line = deadRankLine() { fail(line) }
             usleep(750_000)
+            endIfSettled()
             fail(endedLine())
         }
         thread.start()
+    }
+
+    private func endIfSettled() {
+        lock.lock()
+        let end = settled
+        lock.unlock()
+        guard let end else { return }
+        if let line = end.line { FileHandle.standardError.write(Data(("moe-run: error: " + line + "\n").utf8)) }
+        _exit(end.code)
     }
 
     private func fail(_ line: String) -> Never {

@@ -79,9 +79,10 @@ public enum Runner {
         try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                           header: .init(status: "running", started: started))
         Interrupts.install()
+        let watch = cluster.map { MPIFaultWatch(cluster: $0, logPath: layout.logFile) }
         do {
-            if let cluster {
-                try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster).run()
+            if let cluster, let watch {
+                try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster, watch: watch).run()
             } else {
                 try scheduler(spec, plan: plan, layout: layout, log: log).run()
             }
@@ -97,11 +98,13 @@ public enum Runner {
             try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                                header: .init(status: status, started: started, finished: RunFile.now(),
                                              error: status == "failed" ? "\(error)" : nil))
+            watch?.settle(line: "\(error)", code: (error as? RuntimeError)?.exitCode ?? 1)
             throw error
         }
         try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                           header: .init(status: "complete", started: started, finished: RunFile.now()))
         log.record("complete")
+        watch?.settle(line: nil, code: 0)
         return layout
     }
 
@@ -128,8 +131,7 @@ public enum Runner {
 
     /// The MPI scheduler for `plan` (rank 0 of `cluster`), with rank 0's watch for a rank that dies.
     static func mpiScheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog, quiet: Bool,
-                             cluster: MPICluster) -> MPIScheduler {
-        let watch = MPIFaultWatch(cluster: cluster, logPath: layout.logFile)
+                             cluster: MPICluster, watch: MPIFaultWatch) -> MPIScheduler {
         watch.start()
         log.record("MPI: \(cluster.size) ranks: " + (0..<cluster.size).map(cluster.label).joined(separator: ", "))
         return MPIScheduler(tasks: plan.tasks, cluster: cluster, workers: spec.parallelism.workers, retries: spec.parallelism.retries,

@@ -199,15 +199,21 @@ final class MPIEndToEndTests: XCTestCase {
     /// SIGKILL a second after that (`odls_base_sigkill_timeout`): the ranks stop at their next
     /// step, save a checkpoint and report within that second.)
     func testInterruptedJobIsResumableToTheSameBits() throws {
-        let sets = ["data.samples=8000", "train.epochs=4"]
+        let sets = ["data.samples=8000", "train.epochs=60"]  // about 5 s alone: long enough to be stopped on a quiet machine
         let expected = try referenceBits(sets)
         let dir = try CLI.workspace("")
-        let p = try MPI.start(ranks: 2, arguments("data-parallel", sets), in: dir)
+        let err = Pipe()
+        let p = try MPI.start(ranks: 2, arguments("data-parallel", sets), in: dir, stderr: err)
         _ = try waitForCheckpoint(p, dir: dir)
         XCTAssertEqual(kill(p.processIdentifier, SIGINT), 0)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         CLI.assertNoProcesses(in: dir)
         XCTAssertEqual(try MPI.status(try MPI.runDirectory(dir, "data-parallel")), "interrupted")
+        // Rank 0 ends with the run's own interrupt line, not as if a rank had been lost.
+        XCTAssertTrue(stderr.contains("moe-run: error: interrupted"), stderr)
+        XCTAssertFalse(stderr.contains("MPI ended the job"), stderr)
+        XCTAssertFalse(stderr.contains("died"), stderr)
         try assertResumes(dir, sets, expected)
     }
 
