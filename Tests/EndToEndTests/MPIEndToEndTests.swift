@@ -140,7 +140,7 @@ final class MPIEndToEndTests: XCTestCase {
     /// Item 4: rank 1 killed mid-training (after a checkpoint) ends the job within seconds; rank
     /// 0 names task, rank and host and exits 1; `--resume` gives the bits of an undisturbed run.
     func testKilledRankEndsTheJobAndResumeGivesTheSameBits() throws {
-        let sets = ["data.samples=8000", "train.epochs=4"]
+        let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
         let dir = try CLI.workspace("")
         let err = Pipe()
@@ -167,7 +167,7 @@ final class MPIEndToEndTests: XCTestCase {
         try MPI.requireMPI()
         let probe = try CLI.tool("/usr/bin/unshare", ["-u", "/bin/sh", "-c", "hostname other-node"])
         guard probe.status == 0 else { throw XCTSkip("no UTS namespace here (needs root): \(probe.stderr)") }
-        let sets = ["data.samples=8000", "train.epochs=4"]
+        let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
         let dir = try CLI.workspace("")
         let wrapper = dir + "/rank1-other-host.sh"
@@ -199,7 +199,7 @@ final class MPIEndToEndTests: XCTestCase {
     /// SIGKILL a second after that (`odls_base_sigkill_timeout`): the ranks stop at their next
     /// step, save a checkpoint and report within that second.)
     func testInterruptedJobIsResumableToTheSameBits() throws {
-        let sets = ["data.samples=8000", "train.epochs=60"]  // about 5 s alone: long enough to be stopped on a quiet machine
+        let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
         let dir = try CLI.workspace("")
         let err = Pipe()
@@ -216,6 +216,11 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertFalse(stderr.contains("died"), stderr)
         try assertResumes(dir, sets, expected)
     }
+
+    /// A data-parallel run long enough (about 5 s alone on 2 cores, 3000 steps) to be killed or
+    /// interrupted after its first checkpoint and before its end on a quiet machine: at 4 epochs
+    /// (0.3 s of training) a quiet CI machine finished the run before the signal arrived.
+    static let stoppableRun = ["data.samples=8000", "train.epochs=60"]
 
     private func referenceBits(_ sets: [String]) throws -> [String: [UInt32]] {
         try MPI.requireMPI()
