@@ -119,15 +119,8 @@ final class MPIEndToEndTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
         let probe = try CLI.tool("/usr/bin/unshare", ["-m", "/bin/sh", "-c", "mount -t tmpfs none '\(dir)/out'"])
         guard probe.status == 0 else { throw XCTSkip("no mount namespace here (needs root): \(probe.stderr)") }
-        let wrapper = dir + "/rank1-private.sh"
-        try """
-        #!/bin/sh
-        if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
-          exec unshare -m /bin/sh -c 'mount -t tmpfs none "\(dir)/out" && exec "$@"' sh "$@"
-        fi
-        exec "$@"
-        """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        chmod(wrapper, 0o755)
+        let wrapper = try MPI.rankOneWrapper(dir + "/rank1-private.sh",
+                                             "unshare -m /bin/sh -c 'mount -t tmpfs none \"\(dir)/out\" && exec \"$@\"' sh")
         let r = try MPI.run(ranks: 2, arguments("data-parallel", []), in: dir, wrapper: [wrapper])
         XCTAssertEqual(r.status, 2, r.stderr)
         let line = try XCTUnwrap(r.stderr.split(separator: "\n").first { $0.hasPrefix("moe-run: error: ") }, r.stderr)
@@ -170,15 +163,7 @@ final class MPIEndToEndTests: XCTestCase {
         let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
         let dir = try CLI.workspace("")
-        let wrapper = dir + "/rank1-other-host.sh"
-        try """
-        #!/bin/sh
-        if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
-          exec unshare -u /bin/sh -c 'hostname other-node && exec "$@"' sh "$@"
-        fi
-        exec "$@"
-        """.write(toFile: wrapper, atomically: true, encoding: .utf8)
-        chmod(wrapper, 0o755)
+        let wrapper = try MPI.rankOneWrapper(dir + "/rank1-other-host.sh", "unshare -u /bin/sh -c 'hostname other-node && exec \"$@\"' sh")
         let err = Pipe()
         let p = try MPI.start(ranks: 2, arguments("data-parallel", sets), in: dir, wrapper: [wrapper], stderr: err)
         XCTAssertEqual(kill(try waitForCheckpoint(p, dir: dir), SIGKILL), 0)

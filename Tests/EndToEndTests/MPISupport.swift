@@ -15,6 +15,20 @@ enum MPI {
         }
     }
 
+    /// Writes an executable wrapper script at `path` for mpirun's command line: world rank 1 runs
+    /// `prefix "$@"` (e.g. in a namespace of its own), every other rank runs the command as it is.
+    static func rankOneWrapper(_ path: String, _ prefix: String) throws -> String {
+        try """
+        #!/bin/sh
+        if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
+          exec \(prefix) "$@"
+        fi
+        exec "$@"
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        return path
+    }
+
     static func arguments(ranks: Int, _ args: [String], wrapper: [String] = []) -> [String] {
         ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "tcp,self", "-np", String(ranks)] + wrapper + [CLI.binary] + args
     }
