@@ -25,15 +25,16 @@ struct LMScores {
         [("\(split)_loss", sums.meanLoss), ("\(split)_accuracy", sums.accuracy), ("\(split)_bits_per_byte", bitsPerByte(sums.meanLoss))]
     }
 
-    /// Scores `model` on `split` of `corpus`. Each window carries its domain id (the `domain` router).
-    static func score(_ model: TransformerLM, _ corpus: TextCorpus, split: TextSplit, batchSize: Int) -> LMScores {
+    /// Scores `model` on `split` of `corpus` (only the domains in `only`, when given). Each window
+    /// carries its domain id (the `domain` router).
+    static func score(_ model: TransformerLM, _ corpus: TextCorpus, split: TextSplit, batchSize: Int, only: Set<Int>? = nil) -> LMScores {
         let context = model.config.context, width = context + 1
         var scores = LMScores()
         let chunk = max(1, batchSize)
         let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * width)
         let domains = UnsafeMutablePointer<Int>.allocate(capacity: chunk)
         defer { tokens.deallocate(); domains.deallocate() }
-        for windows in corpus.evaluationWindows(split, context: context) {
+        for windows in corpus.evaluationWindows(split, context: context) where only?.contains(windows.domain) ?? true {
             var sums = ObjectiveSums()
             var start = 0
             while start < windows.count {
