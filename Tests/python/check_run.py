@@ -31,7 +31,8 @@
    transformer_forward.py (built from the checkpoint alone), in batches of the evaluate task's
    `batch_size` windows; <split>_loss (mean nats over every scored token), _accuracy and
    _bits_per_byte (= loss / ln 2), overall and under /summary/final/domains/<name>/, must match
-   moe-run's to 1e-4 relative (accuracy exactly).
+   moe-run's to 1e-4 relative (accuracy exactly). A BTM ensemble of LMs (/models/final of kind
+   "ensemble") is scored by the posterior-weighted mixture of lm_ensemble_reference.py.
 
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
@@ -44,6 +45,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lm_ensemble_reference  # noqa: E402
 import transformer_forward  # noqa: E402
 
 
@@ -263,12 +265,23 @@ def check_lm(f, ids):
         d = np.asarray(f[f"data/{split}/domain"])
         check(len(d) == len(f[f"data/{split}/tokens"]), f"/data/{split} tokens/domain lengths differ")
         check(bool(np.all(np.diff(d) >= 0)) and (len(d) == 0 or (d[0] >= 0 and d[-1] < len(names))), f"/data/{split}/domain not ascending ids")
-    metrics = f["tasks/train/metrics"]
+    metrics = f["tasks/train/metrics" if "train" in ids else "tasks/expert-0/metrics"]
     for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"]:
         check(name in metrics and len(metrics[name]) == len(metrics["step"]) > 0, f"/metrics/{name} missing or of the wrong length")
-    P, cfg = transformer_forward.load(f["models/final"])
-    if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
-        fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
+    final = f["models/final"]
+    if final.attrs["kind"] == "ensemble":
+        # A BTM ensemble: the posterior-weighted mixture of lm_ensemble_reference.py.
+        experts, prior = lm_ensemble_reference.load_ensemble(final)
+        configs = [c for _, c in experts]
+        score = lambda windows: lm_ensemble_reference.scores(experts, prior, windows)  # noqa: E731
+    else:
+        P, cfg = transformer_forward.load(final)
+        configs = [cfg]
+        score = lambda windows: transformer_forward.scores(P, cfg, windows)  # noqa: E731
+    for cfg in configs:
+        if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
+            fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
+    cfg = configs[0]
     context = cfg["context"]
     batch = int(f["tasks/evaluate"].attrs["batch_size"])
     checked = []
@@ -285,7 +298,7 @@ def check_lm(f, ids):
             for start in range(0, count, batch):
                 rows = range(start, min(count, start + batch))
                 windows = np.stack([stream[i * context : i * context + context + 1] for i in rows])
-                sums += transformer_forward.scores(P, cfg, windows)
+                sums += score(windows)
             if sums[2] == 0:
                 continue
             totals += sums
@@ -305,6 +318,8 @@ def check_lm(f, ids):
         checked.append(f"{split} loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), {bpb:.4f} bits per byte")
     check(checked, "no val or test summary to check")
     kind = "dense" if cfg["moe"] is None else f"MoE {cfg['moe']['router']} k={cfg['moe']['k']}, {cfg['moe']['experts']} experts"
+    if final.attrs["kind"] == "ensemble":
+        kind = f"BTM ensemble of {len(configs)} {kind} LMs, prior " + ", ".join(f"{p:.3f}" for p in prior)
     print(f"interop: ok: final (transformer {kind}, {len(names)} domains): " + "; ".join(checked))
 
 
