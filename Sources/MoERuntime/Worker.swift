@@ -87,7 +87,7 @@ public enum Worker {
         case .train where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log).run()
         case .evaluate where spec.lmSetup != nil:
             try LMEvaluateTask.run(splits: spec.eval.splits.compactMap { TextSplit(rawValue: $0.rawValue) }, batchSize: spec.eval.batchSize,
-                                   layout: layout, log: log)
+                                   models: EvaluateTask.models(spec), layout: layout, log: log)
         case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
         case .train where spec.split.strategy == .branch:
             guard let i = Int(task.id.dropFirst("expert-".count)), task.id == Planner.expertID(i) else {
