@@ -1,6 +1,7 @@
 import MoEData
 import MoEHDF5
 import MoENN
+import MoEPlan
 import MoESpec
 import MoEStore
 
@@ -48,7 +49,9 @@ extension LMTrainTask {
     /// `finetune`; nil when the task starts from its initialisation.
     static func startSource(_ spec: ExperimentSpec, role: TrainTask.Role, layout: RunLayout) -> (path: String, what: String)? {
         switch role {
-        case .expert where spec.split.pretrainEpochs > 0: return (layout.taskFile("pretrain"), "the seed model")
+        // The plan has a `pretrain` task exactly when the run pre-trains the seed model.
+        case .expert where spec.split.seedModel == .shared && Planner.plan(spec).task("pretrain") != nil:
+            return (layout.taskFile("pretrain"), "the pre-trained seed model")
         case .finetune:
             return spec.split.strategy == .layerwise ? (layout.taskFile("train"), "the stacked model") : (layout.taskFile("fuse"), "the fused model")
         default: return nil
