@@ -10,15 +10,14 @@ import XCTest
 final class LMBranchEndToEndTests: XCTestCase {
     /// The tiny LM workspace (domains code and prose, seed 1, lr 0.003) as a 2-expert branch run;
     /// expert 1 trains with lr 0.001 and its own batch seed.
-    private func branchWorkspace(steps: Int, extra: String = "") throws -> String {
+    private func branchWorkspace(steps: Int, split: String = "{strategy: branch, shard_by: domain, overrides: [{}, {lr: 0.001, seed: 5}]}") throws -> String {
         let dir = try CLI.lmWorkspace(steps: steps, logEvery: 1)
         let path = dir + "/spec.yaml"
         let yaml = try String(contentsOfFile: path, encoding: .utf8) + """
 
             experts: 2
-            split: {strategy: branch, shard_by: domain, overrides: [{}, {lr: 0.001, seed: 5}]}
+            split: \(split)
             parallelism: {mode: branch, workers: 2}
-            \(extra)
             """
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         return dir
@@ -75,5 +74,26 @@ final class LMBranchEndToEndTests: XCTestCase {
         let prose = domains.filter { $0 == 1 }.count
         XCTAssertTrue(show.stdout.contains("branch expert on shard 1 (by domain), \(prose) train tokens"), show.stdout)
         try CLI.assertNumpyReproduces(runDir, models: ["expert-0", "expert-1"])
+    }
+
+    /// The contrast that makes the seed-model check above meaningful: with `split.seed_model:
+    /// independent` each expert starts from its own initialisation, far more than Adam's
+    /// 1.2·steps·lr from the spec-seed one.
+    func testIndependentExpertsStartElsewhere() throws {
+        let steps = 4
+        let dir = try branchWorkspace(steps: steps, split: "{strategy: branch, seed_model: independent}")
+        let r = try CLI.run(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let run = try H5File.open(dir + "/" + r.lastLine + "/run.h5")
+        for (i, lr) in [(0, 0.003), (1, 0.003)] {
+            let bits = try CLI.modelBits(run, "expert-\(i)")
+            let config = try run.openGroup("models/expert-\(i)").stringAttribute("config")
+            let seedModel = TransformerLM(config: try JSONDecoder().decode(TransformerConfig.self, from: Data(config.utf8)), seed: 1)
+            var largest: Float = 0
+            for p in seedModel.parameters {
+                for (a, b) in zip(try XCTUnwrap(bits[p.name]), p.value.array) { largest = max(largest, abs(Float(bitPattern: a) - b)) }
+            }
+            XCTAssertGreaterThan(largest, Float(1.2 * Double(steps) * lr), "expert \(i) starts from its own initialisation")
+        }
     }
 }

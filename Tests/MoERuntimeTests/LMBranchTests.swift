@@ -121,6 +121,45 @@ final class LMBranchTests: XCTestCase {
         XCTAssertEqual(try source(reseeded, corpus, expert: 1).batches.batchSize, 3, "expert 1's batch_size override")
     }
 
+    /// `finetune` builds the model `tasks/fuse.h5` holds from its own config (here an MoE LM, as
+    /// BTX's mix writes, though the spec's model is dense), starts from its parameters and trains
+    /// it on all of train for `fusion.finetune.epochs` epochs at its lr.
+    func testFinetuneTrainsTheModelFuseHoldsOnAllOfTrain() throws {
+        let corpus = try writeCorpus()
+        let spec = try spec(extra: "fusion: {method: average, finetune: {epochs: 1, lr: 0.0001}}\n")
+        let config = TransformerConfig(context: 16, hidden: 16, heads: 2, blocks: 1, ffn: 32,
+                                       moe: MoEConfig(experts: 2, blocks: [0], router: .topk, k: 1))
+        let fused = TransformerLM(config: config, seed: 77)
+        try H5File.createAtomically(layout.taskFile("fuse")) { file in
+            try Checkpoint.writeModel(fused, normalization: nil, to: file, at: "model")
+        }
+        try LMTrainTask(spec: spec, setup: try XCTUnwrap(spec.lmSetup), layout: layout, log: RunLog(path: nil, quiet: true), role: .finetune).run()
+        let file = try H5File.open(layout.taskFile("finetune"))
+        let tokens = LMTrainTask.trainTokens(corpus, domains: nil)
+        XCTAssertEqual(try file.attribute("train_tokens", as: Int64.self), Int64(tokens))
+        XCTAssertFalse(file.hasAttribute("shard"), "finetune is not a branch expert")
+        let steps = tokens / (6 * 16)
+        XCTAssertEqual(try file.attribute("steps", as: Int64.self), Int64(steps), "one epoch over all of train")
+        let tuned = try LMEvaluateTask.loadLM(from: file, at: "model", file: "finetune.h5")
+        XCTAssertEqual(tuned.config, config, "the fused model's own config, MoE blocks included")
+        XCTAssertTrue(file.exists("router/0/load"), "the MoE model's router series")
+        // Started from the fused parameters: Adam moves each by at most about lr per step.
+        var largest: Float = 0
+        for (a, b) in zip(tuned.parameters, fused.parameters) {
+            for (x, y) in zip(a.value.array, b.value.array) { largest = max(largest, abs(x - y)) }
+        }
+        XCTAssertGreaterThan(largest, 0)
+        XCTAssertLessThanOrEqual(largest, Float(1.2 * Double(steps) * 0.0001))
+    }
+
+    func testFinetuneWithoutAFusedModelIsOneLine() throws {
+        _ = try writeCorpus()
+        let spec = try spec(extra: "fusion: {method: average, finetune: {epochs: 1, lr: 0.0001}}\n")
+        XCTAssertThrowsError(try LMTrainTask(spec: spec, setup: try XCTUnwrap(spec.lmSetup), layout: layout, log: RunLog(path: nil, quiet: true), role: .finetune).run()) { error in
+            XCTAssertTrue("\(error)".hasPrefix(layout.taskFile("fuse") + ": cannot load the model to fine-tune: "), "\(error)")
+        }
+    }
+
     func testMoreExpertsThanDomainsIsOneLine() throws {
         let corpus = try writeCorpus()
         XCTAssertThrowsError(try LMTrainTask.trainingDomains(try spec(experts: 4), role: .expert(3), corpus: corpus, dataFile: "tasks/data.h5")) { error in
