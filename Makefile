@@ -182,8 +182,8 @@ install: build
 uninstall:
 	rm -f "$(DESTDIR)$(PREFIX)/bin/moe-run"
 
-## check-golden: rerun every shipped experiment (experiments/*.yaml; chosen trials of the sweeps; lm-dense
-## and lm-moe shortened to 100 steps, SHORTENED in Tests/golden/check_golden.py) into a
+## check-golden: rerun every shipped experiment (experiments/*.yaml; chosen trials of the sweeps; the
+## lm-* language models shortened to 100 steps, SHORTENED in Tests/golden/check_golden.py) into a
 ## temporary folder and compare the weights of every model each run links (final, seed, expert-<i>,
 ## fused, ...) bit for bit with Tests/golden/weights.tsv; prints the tensors that moved, fails if any did.
 ##   make check-golden                       compare (3-4 minutes on the 2-core dev machine)

@@ -15,7 +15,8 @@ import MoENN
 //   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
 //                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
 //                                                 and the data-parallel step's communication share (2 and 4 ranks: shm,
-//                                                 MPI vader, MPI TCP; moe-run under mpirun)
+//                                                 MPI vader, MPI TCP; moe-run under mpirun), and that of lm-dense's
+//                                                 model (experiments/lm-data-parallel.yaml, 2 ranks)
 //   moe-bench --comm-child                        one rank of that MPI measurement (started by mpirun)
 //   moe-bench --scaling [--from docs/benchmarks.md] [--markdown docs/scaling.md]
 //                                                 the α–β scaling model (issue 14 item 7) from the figures in --from
@@ -142,6 +143,7 @@ if options.scaling {
 
 if options.commOnly {
     let lines = Bench.allReduceSection() + Bench.stepCommunicationLines(Bench.stepCommunication())
+        + Bench.lmStepCommunicationLines(Bench.lmStepCommunication())
     print(lines.joined(separator: "\n"))
     if let path = options.markdown {
         do { try Bench.replaceSection("## Collectives", in: path, with: lines.joined(separator: "\n") + "\n") } catch { fail("cannot write \(path): \(error)") }
