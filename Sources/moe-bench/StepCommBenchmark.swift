@@ -67,8 +67,9 @@ extension Bench {
 /// ranks): lm-dense's model and recipe as shipped in experiments/lm-data-parallel.yaml (0.83M
 /// parameters, 12 windows of 64 tokens per step, 6 per rank), 60 steps, run by moe-run over 2
 /// workers with the shm backend and under mpirun (vader, TCP); rank 0's means per step as for the
-/// MLP above. Reads the spec and the corpus from the working directory (the repository: `make
-/// bench-comm` runs there).
+/// MLP above, in a section of its own (`moe-bench --lm-comm-only`, also run by `--comm-only`).
+/// Reads the spec and the corpus from the working directory (the repository: `make bench-comm`
+/// runs there).
 extension Bench {
     static let lmStepSets = ["train.steps=60", "train.log_every=10", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"]
 
@@ -83,8 +84,11 @@ extension Bench {
         }
     }
 
+    static let lmStepHeading = "## Data-parallel language model"
+
+    /// The "## Data-parallel language model" section of docs/benchmarks.md.
     static func lmStepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
-        ["", "Data-parallel step of a transformer LM under each path: lm-dense's model and recipe (experiments/lm-data-parallel.yaml: 4 blocks, hidden 128, context 64, 0.83M parameters, 12 windows per step, 6 per rank), "
+        [lmStepHeading, "", "Data-parallel step of a transformer LM under each path: lm-dense's model and recipe (experiments/lm-data-parallel.yaml: 4 blocks, hidden 128, context 64, 0.83M parameters, 12 windows per step, 6 per rank), "
             + "60 steps, run by moe-run with `--set \(lmStepSets.joined(separator: " --set "))` over 2 workers (shm) or under `mpirun -np 2 --mca pml ob1 --mca btl vader,self` / `tcp,self`; "
             + "rank 0's mean per step from the run's /metrics series, first logged window left out. Goal (issue 15): communication under 10 % of the step on 2 ranks. Load average when measured: \(loadAverage()).", "",
          "| LM data-parallel step (lm-dense), path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
