@@ -90,7 +90,8 @@ extension Bench {
     static func lmStepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
         [lmStepHeading, "", "Data-parallel step of a transformer LM under each path: lm-dense's model and recipe (experiments/lm-data-parallel.yaml: 4 blocks, hidden 128, context 64, 0.83M parameters, 12 windows per step, 6 per rank), "
             + "60 steps, run by moe-run with `--set \(lmStepSets.joined(separator: " --set "))` over 2 workers (shm) or under `mpirun -np 2 --mca pml ob1 --mca btl vader,self` / `tcp,self`; "
-            + "rank 0's mean per step from the run's /metrics series, first logged window left out. Goal (issue 15): communication under 10 % of the step on 2 ranks. Load average when measured: \(loadAverage()).", "",
+            + "rank 0's mean per step from the run's /metrics series, first logged window left out. Goal (issue 15): communication under 10 % of the step on 2 ranks. "
+            + "Waiting is rank 0 idle at a collective until its peer arrives (the ranks do equal work, so on a quiet machine it is small; on a busy one a descheduled peer); MPICommunicator counts it as communication. Load average when measured: \(loadAverage()).", "",
          "| LM data-parallel step (lm-dense), path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
          "|---|---:|---:|---:|---:|---:|---:|---:|"] + rows.map(stepRow)
     }
