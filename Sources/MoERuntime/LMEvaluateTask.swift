@@ -20,7 +20,7 @@ enum LMEvaluateTask {
         var results: [(String, Double)] = []
         var context = 0
         for (name, task) in models {
-            let model = try loadLM(from: try H5File.open(layout.taskFile(task)), at: "model", file: layout.taskFile(task))
+            let model = try loadScorer(from: try H5File.open(layout.taskFile(task)), at: "model", file: layout.taskFile(task))
             context = model.config.context
             var perDomain: [String] = []
             for split in splits {
@@ -53,5 +53,13 @@ enum LMEvaluateTask {
             throw RuntimeError.usage("\(name): the model at \(path) is of kind \(model.checkpointKind), not a transformer language model")
         }
         return lm
+    }
+
+    /// What the evaluate task scores: a transformer LM, or the BTM ensemble of LMs that
+    /// `fusion.method: ensemble` stores; another kind is one line naming it.
+    static func loadScorer(from file: H5File, at path: String, file name: String) throws -> any TokenWindowScorer {
+        if let model = try Evaluation.loadTextModel(name, file: file, at: path) { return model }
+        let kind = (try? Checkpoint.readKindAndConfig(from: file, at: path).kind) ?? "unknown"
+        throw RuntimeError.usage("\(name): the model at \(path) is of kind \(kind), not a transformer language model")
     }
 }

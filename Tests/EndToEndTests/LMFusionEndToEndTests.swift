@@ -89,6 +89,35 @@ final class LMFusionEndToEndTests: XCTestCase {
         try assertFusionRecomputed(runDir, "fused by mix (")
     }
 
+    /// BTM: `fusion.method: ensemble` keeps the experts apart; fuse.h5 holds the ensemble
+    /// (experts, prior), the evaluate task scores it by the posterior-weighted mixture, and numpy
+    /// recomputes its scores. Bayes' rule bounds its val loss: per window of T scored tokens,
+    /// −ln Σ_j π_j L_j ≤ −ln π_j − ln L_j for every expert j, so the mean loss is at most
+    /// min_j (loss_j − ln π_j / T); a mixture with fixed weights or the wrong posterior breaks it.
+    func testBTMEnsembleOfLMExpertsIsScoredByThePosteriorMixture() throws {
+        let (_, runDir) = try fusionRun("{method: ensemble, prior: validation}")
+        let run = try H5File.open(runDir + "/run.h5")
+        let fuse = try H5File.open(runDir + "/tasks/fuse.h5")
+        let model = try fuse.openGroup("model")
+        XCTAssertEqual(try model.stringAttribute("kind"), "ensemble")
+        XCTAssertEqual(try model.stringAttribute("posterior"), "prefix")
+        let prior = try fuse.read("model/posterior/prior", as: Double.self).values
+        XCTAssertEqual(prior.count, 2)
+        XCTAssertEqual(prior.reduce(0, +), 1, accuracy: 1e-9)
+        XCTAssertTrue(prior.allSatisfy { $0 > 0 && $0 < 1 }, "\(prior)")
+        func valLoss(_ name: String) throws -> Double { try run.read("summary/\(name)/val_loss", as: Double.self).values[0] }
+        let ensemble = try valLoss("final")
+        let bound = try (0..<2).map { try valLoss("expert-\($0)") - log(prior[$0]) / 16 }.min()!
+        XCTAssertLessThanOrEqual(ensemble, bound + 1e-9, "Bayes' rule bounds the ensemble by its best expert")
+        XCTAssertNotEqual(ensemble, try valLoss("expert-0"))
+        XCTAssertNotEqual(ensemble, try valLoss("expert-1"))
+        let python = ProcessInfo.processInfo.environment["MOE_RUN_PYTHON"] ?? (NSHomeDirectory() + "/.cache/moe-run/venv/bin/python")
+        guard FileManager.default.isExecutableFile(atPath: python) else { throw XCTSkip("no Python venv with h5py at \(python)") }
+        let py = try CLI.tool(python, [CLI.repositoryRoot.appendingPathComponent("Tests/python/check_run.py").path, runDir])
+        XCTAssertEqual(py.status, 0, py.stdout + py.stderr)
+        XCTAssertTrue(py.stdout.contains("final"), py.stdout)
+    }
+
     /// check_run.py's output names the recomputation of the fused tensors (`needle`).
     private func assertFusionRecomputed(_ runDir: String, _ needle: String) throws {
         let python = ProcessInfo.processInfo.environment["MOE_RUN_PYTHON"] ?? (NSHomeDirectory() + "/.cache/moe-run/venv/bin/python")
