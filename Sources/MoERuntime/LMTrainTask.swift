@@ -80,6 +80,8 @@ final class LMTrainTask {
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
+    /// `neurons`: each MoE block's partition of the dense FFN units (LMTrainTask+Upcycling).
+    var moeficationGroups: [Int: [[Int]]] = [:]
 
     /// `spec` is the run's spec; the task trains with the role's spec (`expertSpec(i)`,
     /// `finetuneSpec`) and the role's architecture: the dense LM (no MoE blocks) for `pretrain`
@@ -95,7 +97,7 @@ final class LMTrainTask {
         }
         var setup = setup
         if role != .train && !(role == .finetune && spec.fusion.method == .mix) { setup.model.moe = nil }
-        if role != .train { setup.steps = role == .pretrain ? nil : self.spec.train.steps }
+        if role != .train { setup.steps = role == .pretrain ? (spec.split.pretrainSteps > 0 ? spec.split.pretrainSteps : nil) : self.spec.train.steps }
         self.setup = setup
         self.layout = layout
         self.log = log
@@ -119,7 +121,7 @@ final class LMTrainTask {
                                 moe: setup.model.moe != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
-        _ = try loop.restore()
+        if try !loop.restore(), let source = denseSource { try startFromDense(model, path: source) }
         let active = Self.activeParameters(model)
         log.info("\(id): transformer LM, \(model.parameters.scalarCount) parameters (\(active) active per token), "
                  + "\(steps) steps × \(spec.train.batchSize) windows of \(setup.model.context) tokens")
@@ -159,13 +161,17 @@ extension LMTrainTask: ModelCheckpointHooks {
 
     func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
 
-    func writeSeries(to file: H5File) throws { try routerMetrics?.write(to: file) }
+    func writeSeries(to file: H5File) throws {
+        try routerMetrics?.write(to: file)
+        try MoeficationGroups.write(moeficationGroups, to: file)
+    }
 
     func writeResumeState(to file: H5File) throws { try routerMetrics?.writeWindows(to: file) }
 
     func readState(from file: H5File) throws {
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
+        try MoeficationGroups.read(from: file, into: &moeficationGroups)
     }
 
     func writeResult(to file: H5File) throws {

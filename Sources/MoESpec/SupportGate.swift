@@ -45,14 +45,6 @@ public enum SupportGate {
             s.model.kind == .transformer && (s.split.strategy == .layerwise || s.parallelism.mode == .pipeline)
                 ? "this version does not train a transformer LM layer-wise (split.strategy: layerwise, parallelism.mode: pipeline) yet (issue 15)" : nil
         },
-        Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: neurons` (MoEfication)", issue: "15") { s in
-            s.model.kind == .transformer && s.split.strategy == .neurons
-                ? "this version does not moefy a transformer LM (split.strategy: neurons) yet (issue 15)" : nil
-        },
-        Entry(keyPath: "split", refused: "`model.kind: transformer` upcycled from a dense LM (`split.pretrain_epochs`, `split.upcycle_from`)", issue: "15") { s in
-            s.model.kind == .transformer && (s.split.pretrainEpochs > 0 || s.split.upcycleFrom != nil)
-                ? "this version does not upcycle a transformer LM (split.pretrain_epochs, split.upcycle_from) yet (issue 15)" : nil
-        },
         Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: branch` or `parallelism.mode: branch`", issue: "15") { s in
             s.model.kind == .transformer && (s.split.strategy == .branch || s.parallelism.mode == .branch)
                 ? "this version does not train branch experts of a transformer LM (split.strategy: branch) yet (issue 15)" : nil
