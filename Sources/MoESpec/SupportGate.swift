@@ -41,9 +41,9 @@ public enum SupportGate {
             s.model.kind == .transformer && (s.split.strategy == .layerwise || s.parallelism.mode == .pipeline)
                 ? "this version does not train a transformer LM layer-wise (split.strategy: layerwise, parallelism.mode: pipeline) yet (issue 15)" : nil
         },
-        Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with a `fusion.method`", issue: "15") { s in
-            s.model.kind == .transformer && s.fusion.method != .none
-                ? "this version does not fuse transformer LMs yet (issue 15)" : nil
+        Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with `fusion.method: ensemble`", issue: "15") { s in
+            s.model.kind == .transformer && s.fusion.method == .ensemble
+                ? "this version does not ensemble transformer LMs (fusion.method: ensemble) yet (issue 15)" : nil
         },
     ]
 
