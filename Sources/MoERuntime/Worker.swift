@@ -84,6 +84,8 @@ public enum Worker {
                         communicator: Communicator = SoloCommunicator()) throws {
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
+        case .train where spec.split.strategy == .layerwise:
+            try trainStages(spec: spec, layout: layout, log: log, communicator: communicator)
         case .train where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log).run()
         case .evaluate where spec.lmSetup != nil:
             try LMEvaluateTask.run(splits: spec.eval.splits.compactMap { TextSplit(rawValue: $0.rawValue) }, batchSize: spec.eval.batchSize,
@@ -94,8 +96,6 @@ public enum Worker {
                 throw RuntimeError.usage("\(layout.runFile): task \(task.id) is not a branch expert")
             }
             try TrainTask(spec: spec, layout: layout, log: log, role: .expert(i)).run()
-        case .train where spec.split.strategy == .layerwise && !spec.train.local: try PipelineTrainTask(spec: spec, layout: layout, log: log, communicator: communicator).run()
-        case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
         case .fuse: try FuseTask(spec: spec, layout: layout, log: log).run()
         case .finetune: try TrainTask(spec: spec, layout: layout, log: log, role: .finetune).run()

@@ -58,6 +58,7 @@ SWEEP_TRIALS = {
 SHORTENED = {
     "lm-dense": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-moe": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-pipeline": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
 }
 
 
