@@ -69,7 +69,7 @@ extension StagedSetup where Model == TransformerLM {
         var config = setup.model
         config.moe = nil
         let batches = try TextBatches(corpus: corpus, context: config.context, batchSize: spec.train.batchSize, seed: spec.seed64)
-        let steps = LMTrainTask.stepBudget(setup, spec: spec, trainTokens: corpus.tokenCount(.train))
+        let steps = LMTrainTask.stepBudget(setup, spec: spec, epochs: spec.train.epochs, trainTokens: corpus.tokenCount(.train))
         return StagedSetup(model: TransformerLM(config: config, seed: spec.seed64), batches: TextBatchSource(batches, steps: steps),
                            batchesPerEpoch: steps, epochs: 1, steps: steps, items: .tokens, normalization: nil,
                            hasValidation: corpus.evaluationWindows(.val, context: config.context).contains { $0.count > 0 }, validation: { body in
