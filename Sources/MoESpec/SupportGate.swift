@@ -37,10 +37,6 @@ public enum SupportGate {
     static let runEntries: [Entry] = [
         // Issue 15 builds every split, fusion and parallel mode on transformer LMs; each
         // piece deletes its own entry when it runs end to end.
-        Entry(keyPath: "parallelism.mode", refused: "`model.kind: transformer` with `parallelism.mode: data` or `expert`", issue: "15") { s in
-            s.model.kind == .transformer && (s.parallelism.mode == .data || s.parallelism.mode == .expert)
-                ? "this version trains a transformer LM in one process: data- and expert-parallel LM training is not built yet (issue 15)" : nil
-        },
         Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: neurons` (MoEfication)", issue: "15") { s in
             s.model.kind == .transformer && s.split.strategy == .neurons
                 ? "this version does not moefy a transformer LM (split.strategy: neurons) yet (issue 15)" : nil
@@ -48,10 +44,6 @@ public enum SupportGate {
         Entry(keyPath: "split", refused: "`model.kind: transformer` upcycled from a dense LM (`split.pretrain_epochs`, `split.upcycle_from`)", issue: "15") { s in
             s.model.kind == .transformer && (s.split.pretrainEpochs > 0 || s.split.upcycleFrom != nil)
                 ? "this version does not upcycle a transformer LM (split.pretrain_epochs, split.upcycle_from) yet (issue 15)" : nil
-        },
-        Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: branch` or `parallelism.mode: branch`", issue: "15") { s in
-            s.model.kind == .transformer && (s.split.strategy == .branch || s.parallelism.mode == .branch)
-                ? "this version does not train branch experts of a transformer LM (split.strategy: branch) yet (issue 15)" : nil
         },
         Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with a `fusion.method`", issue: "15") { s in
             s.model.kind == .transformer && s.fusion.method != .none
