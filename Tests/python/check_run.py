@@ -33,6 +33,8 @@
    _bits_per_byte (= loss / ln 2), overall and under /summary/<model>/domains/<name>/, must match
    moe-run's to 1e-4 relative (accuracy exactly), for every model linked under /models with a
    summary (final; the branch experts, seed and fused model); every training task has /metrics.
+   With a fuse task, the fused LM is recomputed from the experts (average, task_arithmetic, and
+   BTX's mix; lm_fusion_check.py) and the fuse task's metrics must equal the evaluate task's.
 
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
@@ -45,6 +47,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lm_fusion_check  # noqa: E402
 import transformer_forward  # noqa: E402
 
 
@@ -279,6 +282,9 @@ def check_lm(f, ids):
             continue
         checked.append(check_lm_model(f, model, group, names, batch))
     check(checked, "no LM model with a summary to check")
+    fusion = lm_fusion_check.check_fusion(f, fail)
+    if fusion:
+        checked.append(fusion)
     check("final" in f["models"] or any(c.startswith("expert-") for c in checked), "neither the final model nor an expert was checked")
     print("interop: ok: " + " | ".join(checked))
 
