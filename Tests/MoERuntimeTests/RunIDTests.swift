@@ -31,6 +31,7 @@ final class RunIDTests: XCTestCase {
         "lm-expert-parallel": "5f35c731f256",
         "lm-moe": "de3a8904fe7f",
         "lm-moefication": "604badf98e73",
+        "lm-pipeline": "7209ec228d57",
         "lm-upcycle": "8fbbc095d07f",
         "moe-merge": "0387bb8cf64b",
         "moe-topk": "239f43b3418a",

@@ -64,6 +64,7 @@ SHORTENED = {
     "lm-expert-parallel": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-upcycle": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-moefication": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-pipeline": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
 }
 
 
