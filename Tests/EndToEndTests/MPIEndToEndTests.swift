@@ -6,8 +6,8 @@ import XCTest
 /// over N ranks, over TCP, to the bits of the shm backend: data-, expert-parallel and pipeline
 /// groups over a sub-communicator, branch experts on free ranks. Bad launches are one line and
 /// exit 2 before anything is written; a results directory a rank cannot see is refused; a killed
-/// rank ends the job within seconds naming task, rank and host, and `--resume` gives the same
-/// bits; Ctrl-C leaves status `interrupted`. No process outlives a test.
+/// rank ends the job within seconds naming task, rank and host, leaving status `failed`, and
+/// `--resume` gives the same bits; Ctrl-C leaves status `interrupted`. No process outlives a test.
 final class MPIEndToEndTests: XCTestCase {
     private func experiment(_ name: String) -> String {
         CLI.repositoryRoot.appendingPathComponent("experiments/\(name).yaml").path
@@ -131,7 +131,8 @@ final class MPIEndToEndTests: XCTestCase {
     }
 
     /// Item 4: rank 1 killed mid-training (after a checkpoint) ends the job within seconds; rank
-    /// 0 names task, rank and host and exits 1; `--resume` gives the bits of an undisturbed run.
+    /// 0 names task, rank and host, records status `failed` (with that line as run.h5's `error`)
+    /// and exits 1; `--resume` gives the bits of an undisturbed run.
     func testKilledRankEndsTheJobAndResumeGivesTheSameBits() throws {
         let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
@@ -149,8 +150,12 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(stderr.contains(", pid \(rank1)) died; MPI ended the job. Every finished task and checkpoint is kept: rerun the same command with --resume to continue\n"), stderr)
         CLI.assertNoProcesses(in: dir)
         let runDir = try MPI.runDirectory(dir, "data-parallel")
-        XCTAssertEqual(try MPI.status(runDir), "running", "a killed run: resumable")
+        // Rank 0's fault watch records the failure in run.h5 before it exits 1; still resumable.
+        XCTAssertEqual(try MPI.status(runDir), "failed")
+        let error = try H5File.open(runDir + "/run.h5").stringAttribute("error")
+        XCTAssertTrue(error.hasPrefix("task train: rank 1 (host ") && error.contains(", pid \(rank1)) died; MPI ended the job."), error)
         try assertResumes(dir, sets, expected)
+        XCTAssertEqual(try MPI.status(runDir), "complete")
     }
 
     /// Item 4 across machines: rank 1 runs under another host name (a UTS namespace: to rank 0 it
@@ -175,7 +180,9 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(line.hasPrefix("moe-run: error: MPI ended the job (a rank on another host died, or mpirun was stopped) while task train on rank 0 (host "), String(line))
         XCTAssertTrue(line.hasSuffix("), rank 1 (host other-node) ran. Every finished task and checkpoint is kept: rerun the same command with --resume to continue"), String(line))
         CLI.assertNoProcesses(in: dir)
-        XCTAssertEqual(try MPI.status(try MPI.runDirectory(dir, "data-parallel")), "running", "a killed run: resumable")
+        let runDir = try MPI.runDirectory(dir, "data-parallel")
+        XCTAssertEqual(try MPI.status(runDir), "failed", "rank 0's fault watch records the failure; still resumable")
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("error"), String(line.dropFirst("moe-run: error: ".count)))
         try assertResumes(dir, sets, expected)
     }
 
