@@ -125,6 +125,7 @@ final class TrainTask {
                                                      compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
                                                      ratio: spec.parallelism.ratio) : nil
         group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
+        group?.barrierBeforeReducing = Worker.stepBarrier
         if try loop.restore() {
         } else if let source = upcycleSource {
             try upcycle(model, from: source)

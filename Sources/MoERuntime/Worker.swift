@@ -49,6 +49,13 @@ public enum Worker {
         ProcessInfo.processInfo.environment["MOE_RUN_COLLECTIVE_TIMEOUT"].flatMap(Double.init) ?? 300
     }
 
+    /// Whether data-parallel steps put a barrier before their all-reduces, so that waiting for the
+    /// slowest rank is timed apart from moving data (`DataParallelGroup.barrierBeforeReducing`):
+    /// `MOE_RUN_STEP_BARRIER=1`, set by `moe-bench --comm-only` for its data-parallel step table,
+    /// never by a user. No bit of any result changes.
+    public static let stepBarrierVariable = "MOE_RUN_STEP_BARRIER"
+    static var stepBarrier: Bool { ProcessInfo.processInfo.environment[stepBarrierVariable] == "1" }
+
     /// This process's place in its task's group, from the scheduler's environment
     /// (`Scheduler.rankVariable`, …, and the group's memory at the inherited descriptor
     /// `Scheduler.groupDescriptorVariable`), or a group of one. The descriptor is closed once
