@@ -67,6 +67,48 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(logs[1].contains("expert-3: started on rank 3 ("), logs[1])
     }
 
+    /// Retries of independent tasks under MPI, as on one machine: branch expert 1 fails with a
+    /// transient error the first time it starts on its rank (`MOE_RUN_FAIL_ONCE`, the tests' fault
+    /// injection: a task's process dying would end the whole MPI job, §5.5). Rank 0 retries it in
+    /// a later wave (`parallelism.retries`, default 1) and the run ends with the bits of an
+    /// undisturbed one. With `parallelism.retries=0` the same failure is not retried: exit 1,
+    /// one line naming the task, its rank and the cause, status `failed`.
+    func testTransientlyFailingBranchExpertIsRetriedOnAFreeRank() throws {
+        try MPI.requireMPI()
+        let sets = ["data.samples=2000", "train.epochs=1", "split.pretrain_epochs=1"]
+        let reference = try CLI.workspace("")
+        let shm = try CLI.run(arguments("branch-domains", sets), in: reference)
+        XCTAssertEqual(shm.status, 0, shm.stderr)
+        let expected = try MPI.allModelBits(try MPI.runDirectory(reference, "branch-domains"))
+
+        let dir = try CLI.workspace("")
+        let marker = dir + "/expert-1-failed"
+        let injected = "\(marker): expert-1: failure injected by MOE_RUN_FAIL_ONCE (first attempt only)"
+        let r = try MPI.run(ranks: 2, arguments("branch-domains", sets), in: dir, environment: ["MOE_RUN_FAIL_ONCE": "expert-1:" + marker])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the failure was injected")
+        let runDir = try MPI.runDirectory(dir, "branch-domains")
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("expert-1: started on rank 1 (host "), log)
+        XCTAssertTrue(log.contains("): \(injected); retry 1 of 1\n"), log)
+        XCTAssertTrue(log.contains(") (attempt 2)\n") && log.split(separator: "\n").contains { $0.contains("expert-1: started on") && $0.hasSuffix("(attempt 2)") }, log)
+        XCTAssertEqual(try MPI.allModelBits(runDir), expected, "the retried expert: the bits of an undisturbed run")
+        XCTAssertEqual(try MPI.status(runDir), "complete")
+        CLI.assertNoProcesses(in: dir)
+
+        let once = try CLI.workspace("")
+        let f = try MPI.run(ranks: 2, arguments("branch-domains", sets + ["parallelism.retries=0"]), in: once,
+                            environment: ["MOE_RUN_FAIL_ONCE": "expert-1:\(once)/expert-1-failed"])
+        XCTAssertEqual(f.status, 1, f.stderr)
+        let line = try XCTUnwrap(f.stderr.split(separator: "\n").first { $0.hasPrefix("moe-run: error: ") }, f.stderr)
+        XCTAssertTrue(line.hasPrefix("moe-run: error: \(once)/expert-1-failed: expert-1: failure injected by MOE_RUN_FAIL_ONCE (first attempt only); task expert-1 (rank 1 (host "), String(line))
+        XCTAssertTrue(line.contains(")) failed: its worker ended with an error (1 attempt); see "), String(line))
+        let failedRun = try MPI.runDirectory(once, "branch-domains")
+        XCTAssertEqual(try MPI.status(failedRun), "failed")
+        XCTAssertFalse(try String(contentsOfFile: failedRun + "/log.txt", encoding: .utf8).contains("retry"), "retries 0: not retried")
+        CLI.assertNoProcesses(in: once)
+    }
+
     /// `mpirun -np 2 moe-run sweep`: 4 trials dealt over 2 ranks, each the bits of the same
     /// trial of a plain sweep, and one summary with every trial complete.
     func testSweepOfFourTrialsOverTwoRanksGivesTheBitsOfAPlainSweep() throws {
