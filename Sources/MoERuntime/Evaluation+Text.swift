@@ -4,8 +4,9 @@ import MoEHDF5
 import MoENN
 import MoEStore
 
-/// `moe-run eval` of a transformer LM checkpoint on text, by the §5.4 evaluation protocol
-/// (`LMScores`): loss (nats per token), top-1 accuracy and bits per byte.
+/// `moe-run eval` of a transformer LM checkpoint, or of a BTM ensemble of them
+/// (`LMEnsembleCheckpoint`, scored by the posterior-weighted mixture), on text, by the §5.4
+/// evaluation protocol (`LMScores`): loss (nats per token), top-1 accuracy and bits per byte.
 ///
 /// The data is a text corpus as `data.path` takes it: a `tasks/data.h5`-layout file (each of its
 /// splits scored apart), or a folder / corpus HDF5 file (every domain's whole text scored).
@@ -24,12 +25,7 @@ extension Evaluation {
     /// Nil when the checkpoint holds no transformer LM (then `evaluate` applies); else its scores.
     public static func evaluateText(checkpoint: String, data: String, batchSize: Int = 64) throws -> TextResult? {
         let (file, path) = try openModel(checkpoint)
-        guard !EnsembleModel.isEnsemble(file, at: path),
-              try readModel(checkpoint, { try Checkpoint.readKindAndConfig(from: file, at: path) }).kind == TransformerLM.checkpointKind else {
-            return nil
-        }
-        let (loaded, _) = try readModel(checkpoint) { try Checkpoint.loadAnyModel(from: file, at: path) }
-        let model = loaded as! TransformerLM
+        guard let model = try loadTextModel(checkpoint, file: file, at: path) else { return nil }
         let corpus: TextCorpus, parts: [(String, TextSplit)]
         do {
             // A whole corpus goes entirely to `train` (fractions 1, 0) and is scored as `text`.
@@ -53,6 +49,18 @@ extension Evaluation {
             throw RuntimeError.usage("\(data): no domain holds a window of \(model.config.context + 1) tokens (the model's context + 1)")
         }
         return result
+    }
+
+    /// The transformer LM or LM ensemble at `path`; nil for a model of another kind.
+    static func loadTextModel(_ checkpoint: String, file: H5File, at path: String) throws -> (any TokenWindowScorer)? {
+        if EnsembleModel.isEnsemble(file, at: path) {
+            guard LMEnsembleCheckpoint.isLMEnsemble(file, at: path) else { return nil }
+            return try readModel(checkpoint) { try LMEnsembleCheckpoint.load(from: file, at: path) }
+        }
+        guard try readModel(checkpoint, { try Checkpoint.readKindAndConfig(from: file, at: path) }).kind == TransformerLM.checkpointKind else {
+            return nil
+        }
+        return try readModel(checkpoint) { try Checkpoint.loadAnyModel(from: file, at: path) }.0 as! TransformerLM
     }
 
     /// The file is HDF5 in the `tasks/data.h5` layout (has `/data`).

@@ -17,8 +17,9 @@ import MoEStore
 extension FuseTask {
     func runEnsemble() throws {
         let (val, test) = try fusionSplits()
-        let (tensors, _, norm, _) = try loadExperts()
-        try Fusion.validate(tensors)
+        let loaded = try loadExperts()
+        try Fusion.validate(loaded.tensors)
+        let norm = loaded.architecture.normalization
         let experts = try (0..<spec.experts).map { i in
             try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("expert-\(i)")), at: "model", for: "an ensemble").0
         }

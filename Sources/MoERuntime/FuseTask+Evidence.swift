@@ -9,7 +9,7 @@ extension FuseTask {
 
     struct Curve {
         var a: String, b: String
-        /// What the curve is measured on (`barrierData`).
+        /// What the curve is measured on (`barrierDomains`).
         var data = "val"
         /// Validation loss and accuracy of θ(α) = (1−α)θ_a + αθ_b at each of `alphas`.
         var losses: [Double], accuracies: [Double]
@@ -29,37 +29,40 @@ extension FuseTask {
     }
 
     /// The validation loss and accuracy along the straight line from `x` (α = 0) to `y` (α = 1),
-    /// interpolated in float32 as `Fusion.average` does, on `data`.
-    static func interpolation(_ a: String, _ b: String, _ x: NamedTensors, _ y: NamedTensors, on data: Dataset,
-                              probe: FusionProbe) throws -> Curve {
+    /// interpolated in float32 as `Fusion.average` does, on the validation data of `domains` (nil:
+    /// the whole split). For LM experts the loss is the mean nats per predicted token (§5.4) and
+    /// the accuracy the next-token accuracy, so the error barrier is on the next-token error.
+    static func interpolation(_ a: String, _ b: String, _ x: NamedTensors, _ y: NamedTensors, on domains: Set<Int>?,
+                              probe: any FusionProbe) throws -> Curve {
         let points = try alphas.map { alpha -> (loss: Double, accuracy: Double) in
             let point = alpha == 0 ? x : alpha == 1 ? y : try Fusion.average([x, y], weights: [1 - alpha, alpha], normalize: false)
-            return probe.evaluate(point, on: data)
+            return probe.validation(point, domains: domains)
         }
         return Curve(a: a, b: b, losses: points.map(\.loss), accuracies: points.map(\.accuracy))
     }
 
-    /// The validation data a path between models is measured on, and its description: with
-    /// `split.shard_by: domain`, the validation samples of the domains the path's experts were
-    /// trained on (expert i: domains d with d mod E = i; a path between two experts: both experts'
-    /// domains; fused–expert i: expert i's), else the whole validation split. Domain experts are
-    /// confidently wrong on the domains they never saw, so on the whole split their own losses are
-    /// high and any average looks "better" (a concave path, barrier 0); on their own domains the
-    /// path shows whether the average keeps what each endpoint knows.
-    func barrierData(experts: [Int], val: Dataset) -> (data: Dataset, description: String) {
-        guard spec.split.shardBy == .domain, let domain = val.domain else { return (val, "val") }
+    /// The validation data a path between models is measured on, as the domains it holds, and
+    /// its description: with `split.shard_by: domain`, the validation data of the domains the
+    /// path's experts were trained on (expert i: domains d with d mod E = i; a path between two
+    /// experts: both experts' domains; fused–expert i: expert i's) among the domains `present`
+    /// in the validation split, else the whole validation split (nil). Domain experts are
+    /// confidently wrong on the domains they never saw, so on the whole split their own losses
+    /// are high and any average looks "better" (a concave path, barrier 0); on their own domains
+    /// the path shows whether the average keeps what each endpoint knows.
+    func barrierDomains(experts: [Int], present: [Int]?) -> (domains: Set<Int>?, description: String) {
+        guard spec.split.shardBy == .domain, let present else { return (nil, "val") }
         let e = spec.experts
-        let rows = domain.indices.filter { experts.contains(domain[$0] % e) }
-        guard !rows.isEmpty else { return (val, "val") }
-        let domains = Set(domain.filter { experts.contains($0 % e) }).sorted()
-        return (val.subset(rows), "val, domain" + (domains.count == 1 ? " " : "s ") + domains.map(String.init).joined(separator: ", "))
+        let domains = present.filter { experts.contains($0 % e) }
+        guard !domains.isEmpty else { return (nil, "val") }
+        return (Set(domains), "val, domain" + (domains.count == 1 ? " " : "s ") + domains.map(String.init).joined(separator: ", "))
     }
 
     /// Whether fusion collapsed, and why (nil: it did not). Four documented tests, any of which flags it:
     /// 1. the fused model is worse than the worst expert: a higher validation loss, or a lower
     ///    validation accuracy;
     /// 2. the largest loss barrier between two experts exceeds `barrierThresholdFraction · ln(classes)`
-    ///    (half the loss of a uniform guess);
+    ///    (half the loss of a uniform guess; for LM experts classes = the vocabulary and the
+    ///    accuracies below are next-token accuracies);
     /// 3. the fused model keeps less than half of the experts' mean validation-accuracy gain over
     ///    chance (1/classes): acc_fused − 1/C < ½ (mean_i acc_i − 1/C). Weights averaged across
     ///    different basins give a near-uniform predictor, whose loss can still look moderate;

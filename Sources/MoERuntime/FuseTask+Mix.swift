@@ -14,17 +14,24 @@ import MoEStore
 /// - For every block b in `model.moe_blocks`, expert i of `blocks/b/moe/experts/{w1, b1, w2, b2}`
 ///   is expert i's `blocks/b/ffn/{w1, b1, w2, b2}`, copied bit for bit to index i of the stacked
 ///   `[E, out, in]` (`[E, out]`) tensors (MoELayer's layout).
-/// - Every other tensor (embedding, norms, head, and the FFNs of blocks that stay dense) is the
-///   weighted average Σ_i w_i θ_i with `fusion.weights` (`uniform` 1/E, `data_size` n_i/Σn,
-///   `val_loss` softmax(−L_i/T), or an explicit list; BTX averages them uniformly).
+/// - Every other tensor (embedding, norms, head, and the FFNs of blocks that stay dense; for
+///   transformer LM experts also every attention tensor, `attn/norm`, `attn/qkv`, `attn/out`,
+///   and the positions) is the weighted average Σ_i w_i θ_i with `fusion.weights` (`uniform` 1/E,
+///   `data_size` n_i/Σn, `val_loss` softmax(−L_i/T), or an explicit list; BTX averages them
+///   uniformly).
 /// - Router: BTX trains newly initialised routers during its MiX fine-tuning. Here each router
-///   weight is the model's fresh router initialisation, U(±1/√hidden) from the spec seed, scaled
-///   by `mixRouterScale` = 0.01: logits are at most 0.01·‖LN(x)‖₁/√hidden, so every token's gate
+///   weight is the model's fresh router initialisation from the spec seed (mlp: U(±1/√hidden);
+///   transformer: GPT-2's N(0, 0.02²)), scaled by `mixRouterScale` = 0.01: for the mlp, logits
+///   are at most 0.01·‖LN(x)‖₁/√hidden, so every token's gate
 ///   probabilities start within about 1% of uniform 1/E, while the small noise (unlike an all-zero
 ///   router, whose ties would send every token to experts 0…k−1 by index) spreads the top-k
 ///   choices over the experts. A `noisy_topk` router's noise weight keeps its fresh initialisation (zero).
 /// - The router is then learned in the `finetune` task with the MoE losses (the `router` section:
 ///   type, k, capacity, aux_loss, z_loss), which `fusion.method: mix` requires.
+///
+/// The MoE model's configuration is the experts' with `moe` = the spec's MoE configuration
+/// (`ExperimentSpec.moeConfig`: `experts`, `model.moe_blocks`, the `router` section), i.e. the
+/// model the `finetune` task builds from the spec (for an LM, `lmSetup.model`) and loads by name.
 ///
 /// Writes `tasks/fuse.h5`: `/model` (the MoE checkpoint before fine-tuning, `/models/fused`),
 /// `/seed` (as the weight-space methods), `/fusion` (attributes `method = "mix"`, `weights`,
@@ -37,34 +44,33 @@ extension FuseTask {
     static let mixRouterScale: Float = 0.01
 
     func runMix() throws {
-        let (val, test) = try fusionSplits()
-        let (experts, config, norm, samples) = try loadExperts()
-        let (base, baseStored) = try loadBase(config: config)
+        let loaded = try loadExperts()
+        let (experts, architecture) = (loaded.tensors, loaded.architecture)
+        let (base, baseStored) = try loadBase(architecture)
         try checkArchitectures(experts, base: base)
-        let probe = FusionProbe(config: config, val: val, test: test, batchSize: spec.eval.batchSize)
+        let probe = try makeProbe(architecture)
         let expertMetrics = experts.map(probe.metrics)
         let f = spec.fusion
-        guard let w = try fixedWeights(expertMetrics, samples: samples) else {
+        guard let w = try fixedWeights(expertMetrics, samples: loaded.samples) else {
             throw RuntimeError.usage("fusion.weights: optimized does not apply to fusion.method: mix")
         }
         guard let moe = spec.moeConfig else { throw RuntimeError.usage("fusion.method: mix needs experts > 1") }
-        var mixConfig = config
-        mixConfig.moe = moe
-        let model: ResidualMLP
+        let mixed = architecture.with(moe: moe)
+        let model: any TrainableModel
         do {
             model = try Self.mix(experts: experts, averaged: try Fusion.average(experts, weights: w, normalize: f.normalize),
-                                 config: mixConfig, seed: spec.seed64)
+                                 into: mixed.model(seed: spec.seed64))
         } catch let error as FusionError {
             throw Self.architectureError(error, layout: layout, basePath: layout.taskFile("pretrain"))
         }
-        try TrainTask.checkDomains(model.config, val, test)
-        let fusedMetrics = Self.metrics(val: val, test: test) { model.evaluate(x: $0.x, labels: $0.y, domains: $0.domain, batchSize: spec.eval.batchSize) }
+        let fusedMetrics = try mixMetrics(model, probe: probe)
+        let norm = architecture.normalization
 
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
             try file.setTaskAttributes("fuse")
             try Checkpoint.writeModel(model, normalization: norm, to: file, at: "model")
             if !baseStored {
-                try Checkpoint.writeModel(ResidualMLP(config: config, seed: spec.seed64), normalization: norm, to: file, at: "seed")
+                try Checkpoint.writeModel(architecture.model(seed: spec.seed64), normalization: norm, to: file, at: "seed")
             }
             let g = try file.createGroup("fusion")
             try g.setAttribute("method", "mix")
@@ -85,11 +91,28 @@ extension FuseTask {
                  + "\(formatMetric(fusedMetrics.valAccuracy)) before fine-tuning; experts val acc \(expertText)")
     }
 
-    /// The BTX MoE model (see the extension's documentation): `experts[i]`'s FFN of each MoE block
-    /// at index i of the stacked expert tensors, `averaged` everywhere else, routers scaled by
-    /// `mixRouterScale`. Throws `FusionError.missingTensor` naming a tensor an expert lacks.
-    static func mix(experts: [NamedTensors], averaged: NamedTensors, config: ModelConfig, seed: UInt64) throws -> ResidualMLP {
-        let model = ResidualMLP(config: config, seed: seed)
+    /// The BTX model's validation and test metrics, measured as the probe measures the experts
+    /// (an mlp: rows in batches of `eval.batch_size`; an LM: the §5.4 protocol).
+    private func mixMetrics(_ model: any TrainableModel, probe: any FusionProbe) throws -> Metrics {
+        if let mlp = model as? ResidualMLP, let probe = probe as? MLPFusionProbe {
+            try TrainTask.checkDomains(mlp.config, probe.val, probe.test)
+            return Self.metrics(val: probe.val, test: probe.test) { mlp.evaluate(x: $0.x, labels: $0.y, domains: $0.domain, batchSize: spec.eval.batchSize) }
+        }
+        guard let lm = model as? TransformerLM, let probe = probe as? LMFusionProbe else {
+            preconditionFailure("the mixed model and the probe are of different kinds")
+        }
+        let v = LMScores.score(lm, probe.corpus, split: .val, batchSize: spec.eval.batchSize).overall
+        let t = LMScores.score(lm, probe.corpus, split: .test, batchSize: spec.eval.batchSize).overall
+        return Metrics(valLoss: v.meanLoss, valAccuracy: v.accuracy,
+                       testLoss: t.scored > 0 ? t.meanLoss : .nan, testAccuracy: t.scored > 0 ? t.accuracy : .nan)
+    }
+
+    /// The BTX MoE model (see the extension's documentation) written into `model`, a fresh model
+    /// of the experts' kind with the MoE blocks (its routers' initialisation is kept, scaled by
+    /// `mixRouterScale`): `experts[i]`'s FFN of each MoE block at index i of the stacked expert
+    /// tensors, `averaged` everywhere else — for an LM also every attention, norm, embedding,
+    /// position and head tensor. Throws `FusionError.missingTensor` naming a tensor an expert lacks.
+    static func mix<Model: TrainableModel>(experts: [NamedTensors], averaged: NamedTensors, into model: Model) throws -> Model {
         for p in model.parameters {
             switch ParameterPath(p.name) {
             case .experts(let block, let tensor):

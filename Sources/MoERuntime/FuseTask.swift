@@ -28,7 +28,7 @@ import MoEStore
 ///    rows, θ = Σ w_i(F_i+ε)θ_i / Σ w_i(F_i+ε) with `epsilon`.
 /// 5. Evidence: the fused model's metrics; interpolation curves θ(α) = (1−α)θ_a + αθ_b at
 ///    α = 0, 0.1, …, 1 for expert 0–1 (every pair when E ≤ 4) and fused–expert i (on the
-///    validation samples of the endpoints' domains with domain shards, see `barrierData`), with the loss
+///    validation samples of the endpoints' domains with domain shards, see `barrierDomains`), with the loss
 ///    barrier max_α [L(α) − ((1−α)L(0) + αL(1))] (and the same on the error); the collapse flag
 ///    (see `collapse`).
 ///
@@ -41,6 +41,13 @@ import MoEStore
 /// `/fusion/barrier/<a>--<b>/{alpha, val_loss, barrier, val_accuracy, error_barrier}`, `/fusion/tensors/{names (one string,
 /// a tensor name per line), distance [T, E], task_vector_norm [T, E], …}` (per-tensor statistics,
 /// `Fusion.statistics`; see `writeStatistics`).
+///
+/// The experts may be of either model kind (`ExpertArchitecture`): residual MLPs, measured on the
+/// val/test rows (`MLPFusionProbe`), or transformer LMs, measured by the §5.4 protocol
+/// (`LMFusionProbe`: loss = mean nats per predicted token, accuracy = next-token accuracy, the
+/// Fisher from training-mode backward passes on validation windows, the barrier threshold on
+/// ln(vocab)); `/model` and `/seed` are checkpoints of the experts' kind, so the `finetune`
+/// task loads the fused model by name into the model the spec describes.
 ///
 /// `mix` (FuseTask+Mix.swift), `ensemble` (FuseTask+Ensemble.swift) and, after a `replicate` MoE,
 /// `average` as expert merging (FuseTask+ExpertMerge.swift) have their own steps and records.
@@ -80,12 +87,11 @@ final class FuseTask {
         if spec.fusion.method == .mix { return try runMix() }
         if spec.fusion.method == .ensemble { return try runEnsemble() }
         if spec.split.strategy == .replicate { return try runExpertMerge() }
-        let (val, test) = try fusionSplits()
-        let (experts, config, norm, samples) = try loadExperts()
-        let (base, baseStored) = try loadBase(config: config)
+        let loaded = try loadExperts()
+        let (experts, architecture) = (loaded.tensors, loaded.architecture)
+        let (base, baseStored) = try loadBase(architecture)
         try checkArchitectures(experts, base: base)
-        try TrainTask.checkDomains(config, val, test)
-        let probe = FusionProbe(config: config, val: val, test: test, batchSize: spec.eval.batchSize)
+        let probe = try makeProbe(architecture)
         let expertMetrics = experts.map(probe.metrics)
         let f = spec.fusion
 
@@ -138,7 +144,7 @@ final class FuseTask {
                 coefficients = [1 - f.t, f.t]
             default:
                 let w: [Double]
-                if let fixed = try fixedWeights(expertMetrics, samples: samples) {
+                if let fixed = try fixedWeights(expertMetrics, samples: loaded.samples) {
                     w = fixed
                 } else {
                     let r = try Fusion.optimizedWeights(count: experts.count, seed: spec.seed64, maxEvaluations: Self.optimizedBudget) { w in
@@ -163,28 +169,25 @@ final class FuseTask {
         for (a, b) in pairs { paths.append(("expert-\(a)", "expert-\(b)", experts[a], experts[b], [a, b])) }
         for (i, e) in experts.enumerated() { paths.append(("fused", "expert-\(i)", fused, e, [i])) }
         let curves = try paths.map { (a, b, x, y, members) in
-            let (data, description) = barrierData(experts: members, val: val)
-            var c = try Self.interpolation(a, b, x, y, on: data, probe: probe)
+            let (domains, description) = barrierDomains(experts: members, present: probe.validationDomains)
+            var c = try Self.interpolation(a, b, x, y, on: domains, probe: probe)
             c.data = description
             return c
         }
         let expertBarrier = curves.filter { $0.a.hasPrefix("expert-") }.map(\.barrier).max() ?? 0
-        let threshold = Self.barrierThresholdFraction * log1p(Double(config.classes) - 1)
+        let threshold = Self.barrierThresholdFraction * log1p(Double(probe.classes) - 1)
         let expertErrorBarrier = curves.filter { $0.a.hasPrefix("expert-") }.map(\.errorBarrier).max() ?? 0
         let collapse = Self.collapse(fused: fusedMetrics, experts: expertMetrics, barrier: expertBarrier, threshold: threshold,
-                                     errorBarrier: expertErrorBarrier, classes: config.classes)
+                                     errorBarrier: expertErrorBarrier, classes: probe.classes)
         let collapsed = collapse != nil
         let statistics = try Fusion.statistics(fused: fused, models: experts, base: base, merge: merge)
 
-        let fusedModel = ResidualMLP(config: config, seed: 0)
-        probe.load(fused)
-        for (p, q) in zip(fusedModel.parameters, probe.model.parameters) { p.value.copy(from: q.value) }
+        let norm = architecture.normalization
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
             try file.setTaskAttributes("fuse")
-            try Checkpoint.writeModel(fusedModel, normalization: norm, to: file, at: "model")
+            try Checkpoint.writeModel(architecture.model(fused), normalization: norm, to: file, at: "model")
             if !baseStored {
-                let seedModel = ResidualMLP(config: config, seed: spec.seed64)
-                try Checkpoint.writeModel(seedModel, normalization: norm, to: file, at: "seed")
+                try Checkpoint.writeModel(architecture.model(seed: spec.seed64), normalization: norm, to: file, at: "seed")
             }
             let g = try file.createGroup("fusion")
             try g.setAttribute("method", f.method.rawValue)

@@ -25,26 +25,37 @@ struct LMScores {
         [("\(split)_loss", sums.meanLoss), ("\(split)_accuracy", sums.accuracy), ("\(split)_bits_per_byte", bitsPerByte(sums.meanLoss))]
     }
 
-    /// Scores `model` on `split` of `corpus`. Each window carries its domain id (the `domain` router).
-    static func score(_ model: TransformerLM, _ corpus: TextCorpus, split: TextSplit, batchSize: Int) -> LMScores {
-        let context = model.config.context, width = context + 1
+    /// Scores `model` (a transformer LM, or an ensemble of them) on `split` of `corpus` (only the
+    /// domains in `only`, when given). Each window carries its domain id (the `domain` router).
+    static func score(_ model: any TokenWindowScorer, _ corpus: TextCorpus, split: TextSplit, batchSize: Int,
+                      only: Set<Int>? = nil) -> LMScores {
+        score(context: model.config.context, corpus, split: split, batchSize: batchSize, only: only) {
+            model.evaluationSums($0, batchSize: max(1, batchSize))
+        }
+    }
+
+    /// The protocol's windows of `split` (of the domains in `only`, when given), `batchSize` at a
+    /// time in domain order, each chunk scored by `sums`.
+    static func score(context: Int, _ corpus: TextCorpus, split: TextSplit, batchSize: Int, only: Set<Int>? = nil,
+                      _ sums: (TokenWindows) -> ObjectiveSums) -> LMScores {
+        let width = context + 1
         var scores = LMScores()
         let chunk = max(1, batchSize)
         let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * width)
         let domains = UnsafeMutablePointer<Int>.allocate(capacity: chunk)
         defer { tokens.deallocate(); domains.deallocate() }
-        for windows in corpus.evaluationWindows(split, context: context) {
-            var sums = ObjectiveSums()
+        for windows in corpus.evaluationWindows(split, context: context) where only?.contains(windows.domain) ?? true {
+            var domainSums = ObjectiveSums()
             var start = 0
             while start < windows.count {
                 let count = min(chunk, windows.count - start)
                 windows.fill(tokens, windows: start ..< start + count)
                 domains.update(repeating: windows.domain, count: count)
-                sums += model.evaluationSums(TokenWindows(tokens: tokens, batch: count, length: width, domains: domains), batchSize: chunk)
+                domainSums += sums(TokenWindows(tokens: tokens, batch: count, length: width, domains: domains))
                 start += count
             }
-            scores.overall += sums
-            scores.domains.append((windows.name, sums))
+            scores.overall += domainSums
+            scores.domains.append((windows.name, domainSums))
         }
         return scores
     }

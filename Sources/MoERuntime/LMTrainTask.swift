@@ -1,4 +1,5 @@
 import Foundation
+import MoEComm
 import MoEData
 import MoEHDF5
 import MoENN
@@ -62,29 +63,58 @@ final class LMTrainTask {
     let setup: LMSetup
     let layout: RunLayout
     let log: RunLog
-    let id = "train"
+    let id: String
+    /// As for the MLP (`TrainTask.Role`): `pretrain` trains the dense LM of an upcycling or
+    /// MoEfication run, `train` the spec's LM, `expert(i)` branch `i`, `finetune` the fused LM.
+    let role: TrainTask.Role
+    /// The group of processes running this task, or a group of one; rank 0 writes the files.
+    let communicator: Communicator
+    var isLead: Bool { communicator.rank == 0 }
+    /// The seed of the initial parameters (`TrainTask.initialisationSeed`: the spec seed, or an
+    /// independent branch expert's own).
+    let initSeed: UInt64
+    /// The epochs of the step budget when no step count is given: `split.pretrain_epochs` for
+    /// `pretrain`, else the role spec's `train.epochs`.
+    let epochs: Int
     private var model: TransformerLM!
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
 
-    init(spec: ExperimentSpec, setup: LMSetup, layout: RunLayout, log: RunLog) {
-        self.spec = spec
+    /// `spec` is the run's spec; the task trains with the role's spec (`expertSpec(i)`,
+    /// `finetuneSpec`) and the role's architecture: the dense LM (no MoE blocks) for `pretrain`
+    /// and branch experts, the spec's LM for `train` and for `finetune` after `fusion.method: mix`,
+    /// else the dense fused LM.
+    init(spec: ExperimentSpec, setup: LMSetup, layout: RunLayout, log: RunLog, role: TrainTask.Role = .train,
+         communicator: Communicator = SoloCommunicator()) {
+        switch role {
+        case .pretrain: (self.spec, id) = (spec, "pretrain")
+        case .train: (self.spec, id) = (spec, "train")
+        case .expert(let i): (self.spec, id) = (spec.expertSpec(i), "expert-\(i)")
+        case .finetune: (self.spec, id) = (spec.finetuneSpec, "finetune")
+        }
+        var setup = setup
+        if role != .train && !(role == .finetune && spec.fusion.method == .mix) { setup.model.moe = nil }
+        if role != .train { setup.steps = role == .pretrain ? nil : self.spec.train.steps }
         self.setup = setup
         self.layout = layout
         self.log = log
+        self.role = role
+        self.communicator = communicator
+        initSeed = TrainTask.initialisationSeed(spec, role)
+        epochs = role == .pretrain ? spec.split.pretrainEpochs : self.spec.train.epochs
     }
 
     func run() throws {
         corpus = try TextDataTask.load(layout: layout)
-        let model = TransformerLM(config: setup.model, seed: spec.seed64)
+        let model = TransformerLM(config: setup.model, seed: initSeed)
         self.model = model
         routerMetrics = setup.model.moe == nil ? nil : RouterMetricsLog(moeLayers: model.moeLayers,
                                                                                    blocks: model.blocks.filter { $0.feedForward is MoELayer }.map(\.index))
         let batches = try TextBatches(corpus: corpus, context: setup.model.context, batchSize: spec.train.batchSize, seed: spec.seed64)
-        let steps = Self.stepBudget(setup, spec: spec, trainTokens: corpus.tokenCount(.train))
+        let steps = Self.stepBudget(setup, spec: spec, epochs: epochs, trainTokens: corpus.tokenCount(.train))
         let source = TextBatchSource(batches, steps: steps)
-        let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: true, hooks: self,
+        let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: steps, epochs: 1, steps: steps,
                                 moe: setup.model.moe != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
@@ -96,10 +126,10 @@ final class LMTrainTask {
         try loop.run(trainer, source)
     }
 
-    /// `train.steps`, or `train.epochs` passes of `⌊train tokens / (batch_size · context)⌋` steps
+    /// `train.steps`, or `epochs` passes of `⌊train tokens / (batch_size · context)⌋` steps
     /// (at least one step per epoch): windows are sampled, so an epoch is a token count.
-    static func stepBudget(_ setup: LMSetup, spec: ExperimentSpec, trainTokens: Int) -> Int {
-        setup.steps ?? spec.train.epochs * max(1, trainTokens / (spec.train.batchSize * setup.model.context))
+    static func stepBudget(_ setup: LMSetup, spec: ExperimentSpec, epochs: Int, trainTokens: Int) -> Int {
+        setup.steps ?? epochs * max(1, trainTokens / (spec.train.batchSize * setup.model.context))
     }
 
     /// Parameters a token passes through: all but the experts it is not routed to (top-k of E).

@@ -60,7 +60,16 @@ public enum Sampling {
             throw RuntimeError.usage("\(request.checkpoint): the model has \(model.config.vocab) tokens; sample reads and prints byte tokens (vocabulary of at most 256)")
         }
         let prompt = try promptTokens(request.prompt, for: model.config)
-        let decoder = TransformerDecoder(model: model, domain: try domain(request.domain, for: model.config))
+        let decoder: any NextTokenDecoder
+        if let ensemble = model as? TransformerEnsemble {
+            let routed = try ensemble.experts.map { try domain(request.domain, for: $0.config, required: false) }
+            if let d = request.domain, !routed.contains(where: { $0 != nil }) {
+                throw RuntimeError.usage("--domain \(d): no expert of the ensemble routes by domain (no `router.type: domain` layer)")
+            }
+            decoder = TransformerEnsembleDecoder(ensemble: ensemble, domain: request.domain)
+        } else {
+            decoder = TransformerDecoder(model: model as! TransformerLM, domain: try domain(request.domain, for: model.config))
+        }
         let sampler = TokenSampler(temperature: request.temperature, topK: request.topK, seed: request.seed)
         let start = DispatchTime.now().uptimeNanoseconds
         let generation = decoder.generate(prompt: prompt, count: request.tokens, sampler: sampler) { emit(UInt8(truncatingIfNeeded: $0)) }
@@ -68,9 +77,16 @@ public enum Sampling {
         return Report(promptTokens: generation.promptTokens, generated: generation.tokens.count, slides: generation.slides, seconds: seconds)
     }
 
-    /// The transformer stored at `reference`; any other model kind is bad input.
-    public static func loadTransformer(_ reference: String) throws -> TransformerLM {
+    /// The transformer, or BTM ensemble of transformers, stored at `reference`; any other model
+    /// kind is bad input.
+    static func loadTransformer(_ reference: String) throws -> any TokenWindowScorer {
         let (file, path) = try Evaluation.openModel(reference)
+        if EnsembleModel.isEnsemble(file, at: path) {
+            guard LMEnsembleCheckpoint.isLMEnsemble(file, at: path) else {
+                throw RuntimeError.usage("\(file.filePath):\(try file.openGroup(path).path) is an ensemble of mlp models; sample needs transformers")
+            }
+            return try Evaluation.readModel(reference) { try LMEnsembleCheckpoint.load(from: file, at: path) }
+        }
         let model = try Evaluation.readModel(reference) { () throws -> any TrainableModel in
             let (kind, _) = try Checkpoint.readKindAndConfig(from: file, at: path)
             if kind != TransformerLM.checkpointKind && ModelKinds.registry[kind] != nil {
@@ -101,12 +117,14 @@ public enum Sampling {
     }
 
     /// The domain every token is routed by: required by (and only meaningful for) the `domain` router.
-    public static func domain(_ domain: Int?, for config: TransformerConfig) throws -> Int? {
+    /// In an ensemble (`required: false`) a `--domain` that some expert does not read is not an error.
+    public static func domain(_ domain: Int?, for config: TransformerConfig, required: Bool = true) throws -> Int? {
         let routesByDomain = config.moe?.router == .domain
         switch (domain, routesByDomain) {
         case (nil, true):
             throw RuntimeError.usage("--domain: the model routes its tokens by domain; give the domain id with --domain N")
         case (let d?, false):
+            if !required { return nil }
             throw RuntimeError.usage("--domain \(d): the model does not route by domain (no `router.type: domain` layer)")
         case (let d?, true) where d < 0:
             throw RuntimeError.usage("--domain: expected an integer >= 0, got \(d)")

@@ -109,7 +109,8 @@ public enum Worker {
         try failOnceIfAsked(task.id)
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
-        case .train where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log).run()
+        case .train where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, communicator: communicator).run()
+        case .pretrain where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .pretrain).run()
         case .evaluate where spec.lmSetup != nil:
             try LMEvaluateTask.run(splits: spec.eval.splits.compactMap { TextSplit(rawValue: $0.rawValue) }, batchSize: spec.eval.batchSize,
                                    layout: layout, log: log)

@@ -23,15 +23,8 @@ final class LMTrainTaskTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    /// Two domains of different text, split 0.8 / 0.1 / 0.1, in tasks/data.h5.
-    private func writeCorpus() throws -> TextCorpus {
-        let a = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 12)
-        let b = String(repeating: "def f(x):\n    return x * 2 + 1\n", count: 14)
-        let corpus = try TextCorpus.split(TextDomains(names: ["prose", "code"], texts: [Array(a.utf8), Array(b.utf8)]),
-                                          train: 0.8, val: 0.1, source: "test")
-        try corpus.write(hdf5: layout.taskFile("data"))
-        return corpus
-    }
+    /// Two domains of different text, split 0.8 / 0.1 / the rest, in tasks/data.h5.
+    private func writeCorpus() throws -> TextCorpus { try TextCorpus.writeTwoDomains(to: layout, train: 0.8, val: 0.1) }
 
     private func spec(_ extra: String = "") throws -> ExperimentSpec {
         try SpecLoader.load(yaml: """
