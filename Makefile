@@ -126,7 +126,9 @@ bench-attention: build
 ## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
 ## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only
 ## the "## Collectives" section of docs/benchmarks.md, plus the data-parallel step (2 and 4 ranks: shm, mpirun vader,
-## mpirun TCP) split into compute, communication and waiting (a few minutes; run it on a quiet machine: MPI ranks poll).
+## mpirun TCP) split into compute, communication and waiting, and the same split for lm-dense's model trained
+## data-parallel on 2 ranks ("## Data-parallel language model"; alone: moe-bench --lm-comm-only --markdown docs/benchmarks.md)
+## (a few minutes; run it on a quiet machine: MPI ranks poll).
 bench-comm: build
 	$(BIN)/moe-bench --comm-only --markdown docs/benchmarks.md
 
@@ -182,8 +184,8 @@ install: build
 uninstall:
 	rm -f "$(DESTDIR)$(PREFIX)/bin/moe-run"
 
-## check-golden: rerun every shipped experiment (experiments/*.yaml; chosen trials of the sweeps; lm-dense
-## and lm-moe shortened to 100 steps, SHORTENED in Tests/golden/check_golden.py) into a
+## check-golden: rerun every shipped experiment (experiments/*.yaml; chosen trials of the sweeps; the
+## lm-* language models shortened to 100 steps, SHORTENED in Tests/golden/check_golden.py) into a
 ## temporary folder and compare the weights of every model each run links (final, seed, expert-<i>,
 ## fused, ...) bit for bit with Tests/golden/weights.tsv; prints the tensors that moved, fails if any did.
 ##   make check-golden                       compare (3-4 minutes on the 2-core dev machine)

@@ -75,12 +75,22 @@ public protocol StepStrategy<Batch>: AnyObject {
     func trainStep(on batch: Batch, stop: Bool) throws -> StepReport
 }
 
-/// A model whose batch can be cut into contiguous row ranges (data-parallel ranks, micro-batches).
+/// A model whose batch can be cut into contiguous row ranges (data-parallel ranks, micro-batches):
+/// feature rows of a classifier, token windows of a language model.
 public protocol RowBatchedModel: TrainableModel {
-    /// Items of `batch` (rows).
+    /// Rows of `batch` (the unit it is cut by: samples, or windows).
     func rowCount(of batch: Batch) -> Int
     /// Rows `range` of `batch` (pointers into it, no copy).
     func rows(_ range: Range<Int>, of batch: Batch) -> Batch
+    /// Items the objective scores in `batch` (`ObjectiveSums.scored` of its forward): one per
+    /// row for a classifier, one per predicted token for a language model. A data-parallel rank
+    /// weights its mean loss by its share of these (`n_r / n` in `DataParallelGroup`'s formula).
+    func scoredItems(of batch: Batch) -> Int
+}
+
+extension RowBatchedModel {
+    /// One scored item per row.
+    public func scoredItems(of batch: Batch) -> Int { rowCount(of: batch) }
 }
 
 extension ResidualMLP: RowBatchedModel {
@@ -90,4 +100,13 @@ extension ResidualMLP: RowBatchedModel {
         LabelledRows(x: batch.x + range.lowerBound * config.features, labels: batch.labels + range.lowerBound,
                      rows: range.count, domains: batch.domains.map { $0 + range.lowerBound })
     }
+}
+
+/// A language model's batch is cut by windows; every window scores its `length − 1` predicted tokens.
+extension TransformerLM: RowBatchedModel {
+    public func rowCount(of batch: TokenWindows) -> Int { batch.batch }
+
+    public func rows(_ range: Range<Int>, of batch: TokenWindows) -> TokenWindows { batch.windows(range.lowerBound, count: range.count) }
+
+    public func scoredItems(of batch: TokenWindows) -> Int { batch.scoredTokens }
 }

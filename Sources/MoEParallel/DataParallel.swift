@@ -7,12 +7,15 @@ import Glibc
 #endif
 
 /// Data-parallel training (Krizhevsky 2014; Goyal et al. 2017): every rank of a group holds a
-/// replica of the model, every rank is given the same global batch of `n` rows and computes
-/// the rows `[⌊r·n/N⌋, ⌊(r+1)·n/N⌋)` of it, then the gradients are summed over the group:
+/// replica of the model, every rank is given the same global batch of `n` rows (feature rows,
+/// or a language model's token windows) and computes the rows `[⌊r·n/N⌋, ⌊(r+1)·n/N⌋)` of it,
+/// then the gradients are summed over the group:
 ///
-///     ∇L = Σ_r (n_r / n) · ∇L_r        (L_r: mean loss over rank r's rows)
+///     ∇L = Σ_r (s_r / s) · ∇L_r        (L_r: mean loss over the s_r items rank r's rows score)
 ///
-/// which is the gradient of the mean loss over the whole batch, so every replica applies the
+/// with `s = Σ_r s_r` the items the whole batch scores (`RowBatchedModel.scoredItems`: one per
+/// row for the MLP, so `s_r / s = n_r / n`; one per predicted token for an LM, so the loss is the
+/// global token mean), which is the gradient of the mean loss over the whole batch, so every replica applies the
 /// same update and the replicas stay identical. The all-reduce adds the ranks' terms in rank
 /// order; the result differs from one process only by the rounding of that fixed-order sum
 /// (and is the same bits on every rerun). What else makes a rank's rows behave as in one process:
@@ -204,7 +207,7 @@ public final class DataParallelGroup {
     /// Sums a few numbers over the group, in rank order.
     public func allReduce(_ values: inout [Double]) throws { try communicator.allReduceSum(&values) }
 
-    /// Sums this step's `[loss · rows, correct, non-finite flag, stop wish]` over the group, in a
+    /// Sums this step's `[loss sum, correct, non-finite flag, stop wish]` over the group, in a
     /// buffer kept from step to step.
     func reduceStep(_ loss: Double, _ correct: Double, _ nonFinite: Double, _ stop: Double) throws -> (loss: Double, correct: Double, nonFinite: Double, stop: Double) {
         stepSums[0] = loss; stepSums[1] = correct; stepSums[2] = nonFinite; stepSums[3] = stop
@@ -215,7 +218,8 @@ public final class DataParallelGroup {
 
 extension Trainer where Model: RowBatchedModel {
     /// One data-parallel optimisation step on the global batch of `n` rows: this rank runs
-    /// forward and backward on its rows (the loss's gradient scaled by `n_r / n`), the gradients
+    /// forward and backward on its rows (the loss's gradient scaled by `s_r / s`, its share of the
+    /// scored items), the gradients
     /// are all-reduced, then every rank clips and updates identically. The loss, accuracy and
     /// auxiliary loss in the report are those of the whole batch. `stop` is this rank's wish to
     /// stop after the step (e.g. SIGINT); the report's `stop` is true when any rank wished it, so
@@ -226,21 +230,23 @@ extension Trainer where Model: RowBatchedModel {
         let t = step
         let n = model.rowCount(of: batch)
         let mine = group.rows(of: n)
+        let rows = model.rows(mine, of: batch)
+        let scored = model.scoredItems(of: batch), myScored = model.scoredItems(of: rows)
         model.parameters.zeroGrad()
         var context = ForwardContext(training: true, step: t, seed: seed)
         context.rowOffset = mine.lowerBound
-        let out = model.forward(model.rows(mine, of: batch), context: context)
+        let out = model.forward(rows, context: context)
         try group.throwPending()
         let aux = model.auxiliaryLoss
         let lr = schedule.lr(at: t)
         // Always backward, even after a non-finite loss: every rank must make the same collective
         // calls in the same order (expert parallelism exchanges rows inside the pass); the update
         // is skipped below when any rank's loss was not finite.
-        model.backward(lossScale: Float(Double(mine.count) / Double(n)))
+        model.backward(lossScale: Float(Double(myScored) / Double(scored)))
         try group.throwPending()
         if group.barrierBeforeReducing { try group.communicator.barrier() }
         let sums = try group.reduceStep(out.lossSum.isFinite ? out.lossSum : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0)
-        var report = StepReport(loss: sums.loss / Double(n), correct: Int(sums.correct), scored: n, auxLoss: aux, gradNorm: .nan, lr: lr,
+        var report = StepReport(loss: sums.loss / Double(scored), correct: Int(sums.correct), scored: scored, auxLoss: aux, gradNorm: .nan, lr: lr,
                                 stop: sums.stop > 0)
         guard sums.loss.isFinite, sums.nonFinite == 0 else {
             if !sums.loss.isFinite { report.loss = .nan }

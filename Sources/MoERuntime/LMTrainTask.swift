@@ -58,6 +58,11 @@ final class TextBatchSource: BatchSource {
 /// For MoE models it adds the router series per block (`/router/<i>/…`).
 /// Validation is the §5.4 protocol on the val split (`LMScores`); the logged line adds the val
 /// bits per byte.
+///
+/// With `parallelism.mode: data | expert` the task is a group of processes (`TrainingGroup`):
+/// every rank fills the same global batch and trains on its windows through `DataParallelStep`
+/// (the loss the global mean over the batch's predicted tokens), the router series are summed
+/// over the group, rank 0 alone evaluates, logs and writes the task's files.
 final class LMTrainTask {
     let spec: ExperimentSpec
     let setup: LMSetup
@@ -80,6 +85,8 @@ final class LMTrainTask {
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
+    /// The data- or expert-parallel group this rank trains in.
+    private var group: TrainingGroup?
 
     /// `spec` is the run's spec; the task trains with the role's spec (`expertSpec(i)`,
     /// `finetuneSpec`) and the role's architecture: the dense LM (no MoE blocks) for `pretrain`
@@ -109,6 +116,7 @@ final class LMTrainTask {
         corpus = try TextDataTask.load(layout: layout)
         let model = TransformerLM(config: setup.model, seed: initSeed)
         self.model = model
+        group = try TrainingGroup(spec: spec, communicator: communicator, model: model)
         routerMetrics = setup.model.moe == nil ? nil : RouterMetricsLog(moeLayers: model.moeLayers,
                                                                                    blocks: model.blocks.filter { $0.feedForward is MoELayer }.map(\.index))
         let batches = try TextBatches(corpus: corpus, context: setup.model.context, batchSize: spec.train.batchSize, seed: spec.seed64)
@@ -116,14 +124,18 @@ final class LMTrainTask {
         let source = TextBatchSource(batches, steps: steps)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: steps, epochs: 1, steps: steps,
-                                moe: setup.model.moe != nil, items: .tokens, legacy: .train)
+                                moe: setup.model.moe != nil, communication: group != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
         _ = try loop.restore()
         let active = Self.activeParameters(model)
         log.info("\(id): transformer LM, \(model.parameters.scalarCount) parameters (\(active) active per token), "
-                 + "\(steps) steps × \(spec.train.batchSize) windows of \(setup.model.context) tokens")
-        try loop.run(trainer, source)
+                 + "\(steps) steps × \(spec.train.batchSize) windows of \(setup.model.context) tokens" + (group?.describe(spec) ?? ""))
+        if let group {
+            try loop.run(group.step(trainer), source)
+        } else {
+            try loop.run(trainer, source)
+        }
     }
 
     /// `train.steps`, or `epochs` passes of `⌊train tokens / (batch_size · context)⌋` steps
@@ -149,24 +161,35 @@ extension LMTrainTask: ModelCheckpointHooks {
     var inputNormalization: Standardization? { nil }
 
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
+        try group?.synchronize(optimizer)
+        guard isLead else { return nil }
         let scores = LMScores.score(model, corpus, split: .val, batchSize: spec.eval.batchSize)
         guard scores.overall.scored > 0 else { return nil }
         return .init(loss: scores.overall.meanLoss, accuracy: scores.overall.accuracy,
                      note: String(format: " val_bits_per_byte %.4f", LMScores.bitsPerByte(scores.overall.meanLoss)))
     }
 
-    func afterStep(_ report: StepReport) throws { try routerMetrics?.accumulate(model.moeLayers) }
+    func afterStep(_ report: StepReport) throws { try routerMetrics?.accumulate(model.moeLayers, reduce: group?.reduce) }
 
     func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
 
     func writeSeries(to file: H5File) throws { try routerMetrics?.write(to: file) }
 
-    func writeResumeState(to file: H5File) throws { try routerMetrics?.writeWindows(to: file) }
+    /// The router windows, and in a group with lossy compression every rank's residual.
+    func writeResumeState(to file: H5File) throws {
+        try routerMetrics?.writeWindows(to: file)
+        try group?.writeResumeState(to: file, optimizer: optimizer)
+    }
 
     func readState(from file: H5File) throws {
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
+        try group?.readState(from: file)
     }
+
+    func beforeCheckpoint() throws { try group?.beforeCheckpoint(optimizer) }
+
+    func beforeFinish() throws { try group?.synchronize(optimizer) }
 
     func writeResult(to file: H5File) throws {
         try file.setAttribute("train_tokens", Int64(corpus.tokenCount(.train)))

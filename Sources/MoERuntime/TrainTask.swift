@@ -44,13 +44,11 @@ final class TrainTask {
     var moeficationGroups: [Int: [[Int]]] = [:]
     private var norm: Standardization?
     /// The data- or expert-parallel group this rank trains in (`parallelism.mode: data | expert`).
-    private var group: DataParallelGroup?
+    private var group: TrainingGroup?
     /// Set by `run`: the model, its optimizer and the validation split.
     private var model: ResidualMLP!
     private var optimizer: Optimizer!
     private var val: Dataset!
-    /// Every rank's compression residual at the current checkpoint (rank 0; see `beforeCheckpoint`).
-    private var residuals: [Float]?
     /// The seed of the initial parameters: the spec seed (an expert's `seed` override changes
     /// only its batch order and dropout, so every branch starts from the same seed model).
     let modelSeed: UInt64
@@ -112,20 +110,15 @@ final class TrainTask {
         let model = ResidualMLP(config: config, seed: initSeed)
         self.model = model
         try Self.checkDomains(model.config, train, val)
-        let parallel = spec.parallelism.mode == .data || spec.parallelism.mode == .expert
+        group = try TrainingGroup(spec: spec, communicator: communicator, model: model)
         routerMetrics = model.config.moe == nil ? nil : RouterMetricsLog(model: model)
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: batches.batchesPerEpoch, epochs: role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs,
                                 steps: role == .pretrain ? nil : spec.train.steps,
-                                moe: model.config.moe != nil, communication: parallel, legacy: .train)
+                                moe: model.config.moe != nil, communication: group != nil, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
-        group = parallel ? try DataParallelGroup(communicator: communicator, parameters: model.parameters,
-                                                     compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
-                                                     ratio: spec.parallelism.ratio) : nil
-        group?.attach(to: model, shardExperts: spec.parallelism.mode == .expert)
-        group?.barrierBeforeReducing = Worker.stepBarrier
         if try loop.restore() {
         } else if let source = upcycleSource {
             try upcycle(model, from: source)
@@ -137,9 +130,9 @@ final class TrainTask {
             try loadFused(model, from: source)
         }
         log.info("\(id): \(model.parameters.scalarCount) parameters, \(loop.budget), batch \(spec.train.batchSize)"
-                 + (group.map { " over \($0.worldSize) \(spec.parallelism.mode.rawValue)-parallel workers" } ?? ""))
+                 + (group?.describe(spec) ?? ""))
         if let group {
-            try loop.run(DataParallelStep(trainer: trainer, group: group), batches)
+            try loop.run(group.step(trainer), batches)
         } else {
             try loop.run(trainer, batches)
         }
@@ -163,14 +156,14 @@ extension TrainTask: ModelCheckpointHooks {
     var inputNormalization: Standardization? { norm }
 
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
-        try group?.synchronizeExperts(optimizer)
+        try group?.synchronize(optimizer)
         guard val.count > 0, isLead else { return nil }
         let r = model.evaluate(x: val.x, labels: val.y, domains: val.domain, batchSize: spec.eval.batchSize)
         return .init(loss: r.loss, accuracy: r.accuracy)
     }
 
     func afterStep(_ report: StepReport) throws {
-        try routerMetrics?.accumulate(model, reduce: group.map { g in { try g.allReduce(&$0) } })
+        try routerMetrics?.accumulate(model, reduce: group?.reduce)
     }
 
     func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
@@ -184,27 +177,21 @@ extension TrainTask: ModelCheckpointHooks {
     /// residual (`compression/residual`, `[ranks, parameters]`, gathered by `beforeCheckpoint`).
     func writeResumeState(to file: H5File) throws {
         try routerMetrics?.writeWindows(to: file)
-        if let residuals, let size = group?.worldSize {
-            try file.createDataset("compression/residual", residuals, shape: [size, residuals.count / size])
-            try file.openGroup("compression").setAttribute("step", Int64(optimizer.stepCount))
-        }
+        try group?.writeResumeState(to: file, optimizer: optimizer)
     }
 
     func readState(from file: H5File) throws {
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
         try readMoeficationGroups(from: file)
-        try group?.restoreResiduals(file.exists("compression/residual") ? try file.read("compression/residual", as: Float.self).values : [])
+        try group?.readState(from: file)
     }
 
     /// Each rank's compression residual differs: gather them (every rank calls this at the same
     /// step); then every rank gets the owners' experts.
-    func beforeCheckpoint() throws {
-        residuals = try group?.gatherResiduals()
-        try group?.synchronizeExperts(optimizer)
-    }
+    func beforeCheckpoint() throws { try group?.beforeCheckpoint(optimizer) }
 
-    func beforeFinish() throws { try group?.synchronizeExperts(optimizer) }
+    func beforeFinish() throws { try group?.synchronize(optimizer) }
 
     func writeResult(to file: H5File) throws {
         try file.setAttribute("train_samples", Int64(trainSamples))

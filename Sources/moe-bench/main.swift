@@ -15,7 +15,10 @@ import MoENN
 //   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
 //                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
 //                                                 and the data-parallel step's communication share (2 and 4 ranks: shm,
-//                                                 MPI vader, MPI TCP; moe-run under mpirun)
+//                                                 MPI vader, MPI TCP; moe-run under mpirun); then as --lm-comm-only
+//   moe-bench --lm-comm-only [--markdown FILE]    the communication share of lm-dense's data-parallel step (experiments/
+//                                                 lm-data-parallel.yaml, 2 ranks: shm, MPI vader, MPI TCP); with
+//                                                 --markdown, replaces only the "## Data-parallel language model" section
 //   moe-bench --comm-child                        one rank of that MPI measurement (started by mpirun)
 //   moe-bench --scaling [--from docs/benchmarks.md] [--markdown docs/scaling.md]
 //                                                 the α–β scaling model (issue 14 item 7) from the figures in --from
@@ -33,6 +36,7 @@ struct Options {
     var attentionOnly = false
     var lmOnly = false
     var commOnly = false
+    var lmCommOnly = false
     var commChild = false
     var scaling = false
     var from = "docs/benchmarks.md"
@@ -63,6 +67,7 @@ func parseOptions() -> Options {
         case "--attention-only": o.attentionOnly = true
         case "--lm-only": o.lmOnly = true
         case "--comm-only": o.commOnly = true
+        case "--lm-comm-only": o.lmCommOnly = true
         case "--comm-child": o.commChild = true
         case "--scaling": o.scaling = true
         case "--from": o.from = value(a)
@@ -146,6 +151,15 @@ if options.commOnly {
     if let path = options.markdown {
         do { try Bench.replaceSection("## Collectives", in: path, with: lines.joined(separator: "\n") + "\n") } catch { fail("cannot write \(path): \(error)") }
         print("wrote the collectives section of \(path)")
+    }
+}
+
+if options.commOnly || options.lmCommOnly {
+    let lines = Bench.lmStepCommunicationLines(Bench.lmStepCommunication())
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceSection(Bench.lmStepHeading, in: path, with: lines.joined(separator: "\n") + "\n") } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the data-parallel language model section of \(path)")
     }
     exit(0)
 }

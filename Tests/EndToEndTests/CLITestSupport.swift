@@ -220,9 +220,12 @@ extension CLI {
     /// `out/`), kills rank 1 with SIGKILL after the first checkpoint, and asserts that the
     /// scheduler retried the group to `expected` (the bits of an undisturbed run), said so in the
     /// log, left no process and no /dev/shm file, and that the task file opens with h5dump.
+    /// `setUp` adds files to the fresh workspace (e.g. a text corpus) before the run.
     static func assertKilledRankIsRetried(_ yaml: String, name: String, expected: [String: [UInt32]],
+                                          setUp: (String) throws -> Void = { _ in },
                                           file: StaticString = #filePath, line: UInt = #line) throws {
         let dir = try workspace(yaml)
+        try setUp(dir)
         let (p, rank) = try startAndKillLastRank(in: dir, ranks: 2)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0, "the scheduler retries the group", file: file, line: line)

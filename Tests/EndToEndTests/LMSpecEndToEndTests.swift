@@ -70,9 +70,10 @@ final class LMSpecEndToEndTests: XCTestCase {
         """
     }
 
-    /// A transformer spec validates, `plan` shows its DAG, and a run in a parallel mode (issue 15)
-    /// ends with one line, exit 2, nothing written: never a crash or an MLP run.
-    func testTransformerSpecValidatesPlansAndIsRefusedWhenRun() throws {
+    /// A transformer spec validates, `plan` shows its DAG, and a run of a data-parallel group
+    /// larger than shared memory holds ends with one line, exit 2, nothing written: never a crash
+    /// or an MLP run.
+    func testTransformerSpecValidatesPlansAndATooLargeGroupIsRefusedWhenRun() throws {
         let dir = try CLI.workspace(Self.lmSpec())
         let valid = try CLI.run(["validate", "spec.yaml"], in: dir)
         XCTAssertEqual(valid.status, 0, valid.stderr)
@@ -84,10 +85,10 @@ final class LMSpecEndToEndTests: XCTestCase {
         let moe = try CLI.run(["plan", "spec.yaml", "--set", "experts=8", "--set", "split.strategy=replicate", "--set", "model.ffn=256"], in: dir)
         XCTAssertEqual(moe.status, 0, moe.stderr)
         XCTAssertTrue(moe.stdout.contains("train MoE (8 experts, topk k=2, blocks 0, 1, 2, 3) transformer LM"), moe.stdout)
-        let run = try CLI.run(["spec.yaml", "--set", "parallelism.mode=data", "--set", "parallelism.workers=2"], in: dir)
+        let run = try CLI.run(["spec.yaml", "--set", "parallelism.mode=data", "--set", "parallelism.workers=65"], in: dir)
         XCTAssertEqual(run.status, 2, run.stderr)
         XCTAssertEqual(run.stdout, "")
-        XCTAssertTrue(run.stderr.contains("parallelism.mode: this version trains a transformer LM in one process: data- and expert-parallel LM training is not built yet (issue 15)"), run.stderr)
+        XCTAssertEqual(run.stderr, "moe-run: error: --set:1:21: parallelism.workers: data parallelism runs its workers as one shared-memory group of at most 64 processes, got 65\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
     }
 

@@ -55,6 +55,15 @@ final class MPIEndToEndTests: XCTestCase {
         try assertSameBits("expert-parallel", ranks: [2], ["data.samples=2000", "train.epochs=2"])
     }
 
+    /// Issue 15: the shipped transformer LMs, data- and expert-parallel over 2 MPI ranks, shortened
+    /// (20 steps; 0.25 % val and test splits, as check-golden runs them).
+    func testLMDataAndExpertParallelOverTwoRanksGiveTheBitsOfTheSharedMemoryBackend() throws {
+        let short = ["train.steps=20", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"]
+        let log = try assertSameBits("lm-data-parallel", ranks: [2], short)[0]
+        XCTAssertTrue(log.contains("over 2 data-parallel workers"), log)
+        try assertSameBits("lm-expert-parallel", ranks: [2], short)
+    }
+
     func testPipelineOverFourRanksGivesTheBitsOfTheSharedMemoryBackend() throws {
         try assertSameBits("layerwise-pipeline", ranks: [4], ["data.samples=1000", "train.epochs=2"])
     }

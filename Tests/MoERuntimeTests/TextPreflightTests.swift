@@ -81,14 +81,15 @@ final class TextPreflightTests: XCTestCase {
     }
 
     /// The shipped corpus passes with nanoGPT's recipe, and a data-parallel run of it (issue 15)
-    /// is refused in one line before anything is written.
-    func testTheShippedCorpusValidatesAndARunIsRefusedBeforeWriting() throws {
+    /// is runnable; a group larger than the shared-memory group holds is refused in one line at
+    /// validation, before anything is written.
+    func testTheShippedCorpusValidatesDataParallelAndATooLargeGroupIsRefusedBeforeWriting() throws {
         let corpus = RunIDTests.repository.appendingPathComponent("experiments/data/text-domains.h5").path
         let v = try validate(path: corpus, extra: "train: {steps: 2000, batch_size: 12}\nparallelism: {mode: data, workers: 2}\n")
         XCTAssertEqual(v.spec.model.kind, .transformer)
-        XCTAssertThrowsError(try Runner.run(v.spec, options: RunOptions(outputRoot: dir + "/out"))) { error in
-            XCTAssertTrue((error as? SpecError)?.description.hasSuffix("parallelism.mode: this version trains a transformer LM in one process: data- and expert-parallel LM training is not built yet (issue 15)") ?? false, "\(error)")
-        }
+        XCTAssertNoThrow(try SupportGate.checkRunnable(v.spec))
+        XCTAssertEqual(message(path: corpus, extra: "train: {steps: 2000, batch_size: 12}\nparallelism: {mode: data, workers: 65}\n"),
+                       "\(dir)/spec.yaml:9:36: parallelism.workers: data parallelism runs its workers as one shared-memory group of at most 64 processes, got 65")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing written")
     }
 }
