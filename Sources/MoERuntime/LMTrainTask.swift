@@ -85,6 +85,8 @@ final class LMTrainTask {
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
+    /// Train tokens of the domains this task samples (an expert's shard, else all of train).
+    private var trainTokens = 0
     /// The data- or expert-parallel group this rank trains in.
     private var group: TrainingGroup?
 
@@ -114,23 +116,34 @@ final class LMTrainTask {
 
     func run() throws {
         corpus = try TextDataTask.load(layout: layout)
-        let model = TransformerLM(config: setup.model, seed: initSeed)
+        // Branch experts and finetune start from a checkpoint (LMTrainTask+Branch.swift); finetune
+        // trains whatever model config it holds (dense, or BTX's MoE).
+        let start = Self.startSource(spec, role: role, layout: layout)
+        let model = role == .finetune ? try Self.modelToFinetune(from: start!.path) : TransformerLM(config: setup.model, seed: initSeed)
         self.model = model
+        let config = model.config
         group = try TrainingGroup(spec: spec, communicator: communicator, model: model)
-        routerMetrics = setup.model.moe == nil ? nil : RouterMetricsLog(moeLayers: model.moeLayers,
-                                                                                   blocks: model.blocks.filter { $0.feedForward is MoELayer }.map(\.index))
-        let batches = try TextBatches(corpus: corpus, context: setup.model.context, batchSize: spec.train.batchSize, seed: spec.seed64)
-        let steps = Self.stepBudget(setup, spec: spec, epochs: epochs, trainTokens: corpus.tokenCount(.train))
+        routerMetrics = config.moe == nil ? nil : RouterMetricsLog(moeLayers: model.moeLayers,
+                                                                   blocks: model.blocks.filter { $0.feedForward is MoELayer }.map(\.index))
+        let domains = try Self.trainingDomains(spec, role: role, corpus: corpus, dataFile: layout.taskFile("data"))
+        trainTokens = Self.trainTokens(corpus, domains: domains)
+        let batches = try TextBatches(corpus: corpus, context: config.context, batchSize: spec.train.batchSize, seed: spec.seed64, domains: domains)
+        let steps = Self.stepBudget(setup, spec: spec, epochs: epochs, trainTokens: trainTokens)
         let source = TextBatchSource(batches, steps: steps)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: steps, epochs: 1, steps: steps,
-                                moe: setup.model.moe != nil, communication: group != nil, items: .tokens, legacy: .train)
+                                moe: config.moe != nil, communication: group != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
-        _ = try loop.restore()
+        if try !loop.restore(), let start, role != .finetune {
+            try Self.loadStart(model, from: start.path, what: start.what)
+            log.info("\(id): branched from \(start.what) in \(start.path)")
+        }
+        if role == .finetune, let start { log.info("\(id): fine-tuning \(start.what) in \(start.path) on all of train") }
         let active = Self.activeParameters(model)
+        let data = domains.map { " of " + $0.map { corpus.domains[$0] }.joined(separator: ", ") } ?? ""
         log.info("\(id): transformer LM, \(model.parameters.scalarCount) parameters (\(active) active per token), "
-                 + "\(steps) steps × \(spec.train.batchSize) windows of \(setup.model.context) tokens" + (group?.describe(spec) ?? ""))
+                 + "\(steps) steps × \(spec.train.batchSize) windows of \(config.context) tokens\(data)" + (group?.describe(spec) ?? ""))
         if let group {
             try loop.run(group.step(trainer), source)
         } else {
@@ -192,7 +205,7 @@ extension LMTrainTask: ModelCheckpointHooks {
     func beforeFinish() throws { try group?.synchronize(optimizer) }
 
     func writeResult(to file: H5File) throws {
-        try file.setAttribute("train_tokens", Int64(corpus.tokenCount(.train)))
+        try Self.writeTrainingAttributes(spec, role: role, tokens: trainTokens, to: file)
         try Checkpoint.writeModel(model, normalization: nil, to: file, at: "model")
     }
 

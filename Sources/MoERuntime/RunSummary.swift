@@ -98,8 +98,10 @@ public struct RunSummary {
             }
         }
         if file.hasAttribute("shard") {
-            lines.append("  branch expert on shard \(try file.attribute("shard", as: Int64.self)) (by \(try file.stringAttribute("shard_by"))), "
-                         + "\(try file.attribute("train_samples", as: Int64.self)) training samples")
+            // An LM expert counts its items in train tokens.
+            let items = file.hasAttribute("train_tokens") ? "\(try file.attribute("train_tokens", as: Int64.self)) train tokens"
+                                                          : "\(try file.attribute("train_samples", as: Int64.self)) training samples"
+            lines.append("  branch expert on shard \(try file.attribute("shard", as: Int64.self)) (by \(try file.stringAttribute("shard_by"))), " + items)
         }
         return lines.joined(separator: "\n")
     }

@@ -109,17 +109,17 @@ public enum Worker {
         try failOnceIfAsked(task.id)
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
+        case .train where spec.lmSetup != nil && spec.split.strategy == .branch:
+            try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .expert(try expertIndex(task, layout))).run()
+        case .finetune where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .finetune).run()
         case .train where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, communicator: communicator).run()
         case .pretrain where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .pretrain).run()
         case .evaluate where spec.lmSetup != nil:
             try LMEvaluateTask.run(splits: spec.eval.splits.compactMap { TextSplit(rawValue: $0.rawValue) }, batchSize: spec.eval.batchSize,
-                                   layout: layout, log: log)
+                                   models: EvaluateTask.models(spec), layout: layout, log: log)
         case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
         case .train where spec.split.strategy == .branch:
-            guard let i = Int(task.id.dropFirst("expert-".count)), task.id == Planner.expertID(i) else {
-                throw RuntimeError.usage("\(layout.runFile): task \(task.id) is not a branch expert")
-            }
-            try TrainTask(spec: spec, layout: layout, log: log, role: .expert(i)).run()
+            try TrainTask(spec: spec, layout: layout, log: log, role: .expert(try expertIndex(task, layout))).run()
         case .train where spec.split.strategy == .layerwise && !spec.train.local: try PipelineTrainTask(spec: spec, layout: layout, log: log, communicator: communicator).run()
         case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
@@ -128,6 +128,14 @@ public enum Worker {
         case .evaluate: try EvaluateTask.run(spec: spec, layout: layout, log: log)
         }
         if Interrupts.requested { throw RuntimeError.interrupted(task: task.id, step: 0) }
+    }
+
+    /// The index i of branch task `expert-<i>`.
+    static func expertIndex(_ task: PlanTask, _ layout: RunLayout) throws -> Int {
+        guard let i = Int(task.id.dropFirst("expert-".count)), task.id == Planner.expertID(i) else {
+            throw RuntimeError.usage("\(layout.runFile): task \(task.id) is not a branch expert")
+        }
+        return i
     }
 
     /// Dies with its scheduler: the kernel sends SIGKILL to this process when the scheduler

@@ -31,6 +31,11 @@ enum ModelKindRules {
             }
             return nil
         },
+        CrossFieldRule(summary: "`split.strategy: branch` of a transformer shards the corpus by `split.shard_by: domain` (expert i reads the domains d with d mod experts = i) or `none` (every expert reads all of train); `index` and `random` shard feature samples and are errors.") { s, c in
+            guard s.model.kind == .transformer, s.split.strategy == .branch, s.split.shardBy == .index || s.split.shardBy == .random else { return nil }
+            return c.error("split.shard_by", "\(s.split.shardBy.rawValue) shards feature samples; a text corpus is sharded by domain (expert i reads the domains d with d mod experts = i) or none (every expert reads all of train)",
+                           hint: "use split.shard_by: domain or none")
+        },
     ]
 
     /// The first of `fields` (in `section`) the document gives, by position.

@@ -49,13 +49,9 @@ public enum SupportGate {
             s.model.kind == .transformer && (s.split.pretrainEpochs > 0 || s.split.upcycleFrom != nil)
                 ? "this version does not upcycle a transformer LM (split.pretrain_epochs, split.upcycle_from) yet (issue 15)" : nil
         },
-        Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: branch` or `parallelism.mode: branch`", issue: "15") { s in
-            s.model.kind == .transformer && (s.split.strategy == .branch || s.parallelism.mode == .branch)
-                ? "this version does not train branch experts of a transformer LM (split.strategy: branch) yet (issue 15)" : nil
-        },
-        Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with a `fusion.method`", issue: "15") { s in
-            s.model.kind == .transformer && s.fusion.method != .none
-                ? "this version does not fuse transformer LMs yet (issue 15)" : nil
+        Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with `fusion.method: ensemble`", issue: "15") { s in
+            s.model.kind == .transformer && s.fusion.method == .ensemble
+                ? "this version does not ensemble transformer LMs (fusion.method: ensemble) yet (issue 15)" : nil
         },
     ]
 

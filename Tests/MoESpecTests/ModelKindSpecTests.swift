@@ -72,6 +72,22 @@ final class ModelKindSpecTests: XCTestCase {
         XCTAssertNil(ModelKindRules.divisorNear(3, of: 1 << 40), "no search over a huge width")
     }
 
+    /// Branch experts of an LM read whole domains (`shard_by: domain`) or all of train (`none`);
+    /// the sample shardings of feature data are errors at the key.
+    func testBranchLMShardsByDomainOrNone() throws {
+        let branch = lm() + "experts: 2\nsplit:\n  strategy: branch\n"
+        XCTAssertEqual(try loadSpec(branch).split.shardBy, .domain)
+        XCTAssertEqual(try loadSpec(branch + "  shard_by: none\n").split.shardBy, .none)
+        for bad in ["index", "random"] {
+            let e = specError { try loadSpec(branch + "  shard_by: \(bad)\n") }
+            XCTAssertEqual(e?.description, "test.yaml:10:13: split.shard_by: \(bad) shards feature samples; a text corpus is sharded by domain "
+                           + "(expert i reads the domains d with d mod experts = i) or none (every expert reads all of train)")
+            XCTAssertEqual(e?.hint, "use split.shard_by: domain or none")
+        }
+        // Outside branch the key has no effect: a warning, not this error.
+        XCTAssertNoThrow(try loadSpec(lm() + "split:\n  shard_by: index\n"))
+    }
+
     func testContextMustBePositive() throws {
         XCTAssertEqual(error(lm("  context: 0\n")), "test.yaml:7:12: model.context: must be >= 1, got 0")
         XCTAssertEqual(error(lm("  context: -3\n")), "test.yaml:7:12: model.context: must be >= 1, got -3")

@@ -30,8 +30,11 @@
    last one dropped), scored on tokens 1...context by the numpy forward pass of
    transformer_forward.py (built from the checkpoint alone), in batches of the evaluate task's
    `batch_size` windows; <split>_loss (mean nats over every scored token), _accuracy and
-   _bits_per_byte (= loss / ln 2), overall and under /summary/final/domains/<name>/, must match
-   moe-run's to 1e-4 relative (accuracy exactly).
+   _bits_per_byte (= loss / ln 2), overall and under /summary/<model>/domains/<name>/, must match
+   moe-run's to 1e-4 relative (accuracy exactly), for every model linked under /models with a
+   summary (final; the branch experts, seed and fused model); every training task has /metrics.
+   With a fuse task, the fused LM is recomputed from the experts (average, task_arithmetic, and
+   BTX's mix; lm_fusion_check.py) and the fuse task's metrics must equal the evaluate task's.
 
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
@@ -44,6 +47,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lm_fusion_check  # noqa: E402
 import transformer_forward  # noqa: E402
 
 
@@ -255,7 +259,8 @@ def main(run_dir):
 
 
 def check_lm(f, ids):
-    """Check 5: a transformer LM's val and test figures recomputed by the §5.4 protocol."""
+    """Check 5: a transformer LM's val and test figures recomputed by the §5.4 protocol, for every
+    model the run links under /models (final; branch experts, seed, fused) that has a summary."""
     names = [n.decode() if isinstance(n, bytes) else n for n in f["tasks/data/data/domains"][()]]
     for split in ["train", "val", "test"]:
         check(f[f"data/{split}/tokens"].dtype == np.uint16, f"/data/{split}/tokens is not uint16")
@@ -263,17 +268,36 @@ def check_lm(f, ids):
         d = np.asarray(f[f"data/{split}/domain"])
         check(len(d) == len(f[f"data/{split}/tokens"]), f"/data/{split} tokens/domain lengths differ")
         check(bool(np.all(np.diff(d) >= 0)) and (len(d) == 0 or (d[0] >= 0 and d[-1] < len(names))), f"/data/{split}/domain not ascending ids")
-    metrics = f["tasks/train/metrics"]
-    for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"]:
-        check(name in metrics and len(metrics[name]) == len(metrics["step"]) > 0, f"/metrics/{name} missing or of the wrong length")
-    P, cfg = transformer_forward.load(f["models/final"])
+    trained = [t for t in ids if t in ("pretrain", "train", "finetune") or t.startswith("expert-")]
+    check(trained, "the plan has no training task")
+    for task in trained:
+        metrics = f[f"tasks/{task}/metrics"]
+        for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"]:
+            check(name in metrics and len(metrics[name]) == len(metrics["step"]) > 0, f"{task}: /metrics/{name} missing or of the wrong length")
+    batch = int(f["tasks/evaluate"].attrs["batch_size"])
+    checked = []
+    for model in sorted(f["models"]):
+        group = f[f"models/{model}"]
+        if group.attrs["kind"] != "model" or f"summary/{model}" not in f:
+            continue
+        checked.append(check_lm_model(f, model, group, names, batch))
+    check(checked, "no LM model with a summary to check")
+    fusion = lm_fusion_check.check_fusion(f, fail)
+    if fusion:
+        checked.append(fusion)
+    check("final" in f["models"] or any(c.startswith("expert-") for c in checked), "neither the final model nor an expert was checked")
+    print("interop: ok: " + " | ".join(checked))
+
+
+def check_lm_model(f, model, group, names, batch):
+    """One LM checkpoint: its val and test figures (overall and per domain) against /summary/<model>."""
+    P, cfg = transformer_forward.load(group)
     if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
         fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
     context = cfg["context"]
-    batch = int(f["tasks/evaluate"].attrs["batch_size"])
     checked = []
     for split in ["val", "test"]:
-        if f"summary/final/{split}_loss" not in f:
+        if f"summary/{model}/{split}_loss" not in f:
             continue
         tokens = np.asarray(f[f"data/{split}/tokens"], dtype=np.int64)
         domain = np.asarray(f[f"data/{split}/domain"])
@@ -289,23 +313,23 @@ def check_lm(f, ids):
             if sums[2] == 0:
                 continue
             totals += sums
-            base = f"summary/final/domains/{name}/{split}_"
+            base = f"summary/{model}/domains/{name}/{split}_"
             loss, accuracy = sums[0] / sums[2], sums[1] / sums[2]
             reported = float(f[base + "loss"][()])
-            check(abs(loss - reported) / reported < 1e-4, f"{name} {split}: numpy loss {loss:.8f} vs moe-run {reported:.8f}")
-            check(abs(accuracy - float(f[base + "accuracy"][()])) < 1e-9, f"{name} {split}: accuracy {accuracy} differs")
-            check(abs(float(f[base + "bits_per_byte"][()]) - reported / math.log(2)) < 1e-12, f"{name} {split}: bits per byte is not loss / ln 2")
+            check(abs(loss - reported) / reported < 1e-4, f"{model} {name} {split}: numpy loss {loss:.8f} vs moe-run {reported:.8f}")
+            check(abs(accuracy - float(f[base + "accuracy"][()])) < 1e-9, f"{model} {name} {split}: accuracy {accuracy} differs")
+            check(abs(float(f[base + "bits_per_byte"][()]) - reported / math.log(2)) < 1e-12, f"{model} {name} {split}: bits per byte is not loss / ln 2")
         loss, accuracy = totals[0] / totals[2], totals[1] / totals[2]
-        reported = float(f[f"summary/final/{split}_loss"][()])
+        reported = float(f[f"summary/{model}/{split}_loss"][()])
         rel = abs(loss - reported) / reported
-        check(rel < 1e-4, f"{split}: numpy loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.1e})")
-        check(abs(accuracy - float(f[f"summary/final/{split}_accuracy"][()])) < 1e-9, f"{split}: accuracy differs")
-        bpb = float(f[f"summary/final/{split}_bits_per_byte"][()])
-        check(abs(bpb - reported / math.log(2)) < 1e-12, f"{split}: bits per byte is not loss / ln 2")
+        check(rel < 1e-4, f"{model} {split}: numpy loss {loss:.8f} vs moe-run {reported:.8f} (relative {rel:.1e})")
+        check(abs(accuracy - float(f[f"summary/{model}/{split}_accuracy"][()])) < 1e-9, f"{model} {split}: accuracy differs")
+        bpb = float(f[f"summary/{model}/{split}_bits_per_byte"][()])
+        check(abs(bpb - reported / math.log(2)) < 1e-12, f"{model} {split}: bits per byte is not loss / ln 2")
         checked.append(f"{split} loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), {bpb:.4f} bits per byte")
-    check(checked, "no val or test summary to check")
+    check(checked, f"{model}: no val or test summary to check")
     kind = "dense" if cfg["moe"] is None else f"MoE {cfg['moe']['router']} k={cfg['moe']['k']}, {cfg['moe']['experts']} experts"
-    print(f"interop: ok: final (transformer {kind}, {len(names)} domains): " + "; ".join(checked))
+    return f"{model} (transformer {kind}, {len(names)} domains): " + "; ".join(checked)
 
 
 if __name__ == "__main__":
