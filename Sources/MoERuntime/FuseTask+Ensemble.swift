@@ -8,6 +8,7 @@ import MoEStore
 
 /// `fusion.method: ensemble` (Branch-Train-Merge's output ensemble, see `EnsembleModel`): the fuse
 /// task fits the domain posterior on the validation split and stores the ensemble checkpoint.
+/// Transformer LM experts go to `runLMEnsemble` (FuseTask+LMEnsemble.swift).
 ///
 /// Writes `tasks/fuse.h5`: `/model` (the ensemble checkpoint, `kind = "ensemble"`: `/models/fused`
 /// and `/models/final`), `/fusion` (attributes `method = "ensemble"`, `weights = "posterior"`,
@@ -16,8 +17,9 @@ import MoEStore
 /// the ensemble: the mixture's NLL and accuracy).
 extension FuseTask {
     func runEnsemble() throws {
-        let (val, test) = try fusionSplits()
         let loaded = try loadExperts()
+        if case .transformer = loaded.architecture { return try runLMEnsemble(loaded) }
+        let (val, test) = try fusionSplits()
         try Fusion.validate(loaded.tensors)
         let norm = loaded.architecture.normalization
         let experts = try (0..<spec.experts).map { i in

@@ -349,6 +349,12 @@ public struct FusionSpec: Equatable, Sendable {
     public var fisherSamples: Int
     /// `nil` = no fine-tuning after fusion.
     public var finetune: Finetune?
+
+    /// The prior π of a BTM ensemble of transformer LMs (`fusion.method: ensemble`): `uniform`
+    /// (1/E) or `validation` (BTM's cached prior: the experts' mean posterior over the validation
+    /// windows).
+    public enum Prior: String, CaseIterable, Sendable { case uniform, validation }
+    public var prior: Prior = .validation
 }
 
 // MARK: - eval, output, sweep

@@ -76,7 +76,7 @@ enum IneffectiveKeys {
             s.split.strategy == .none ? "has no effect with split.strategy: none" : nil
         },
         Rule(keys: ["fusion.weights", "fusion.temperature", "fusion.lambda", "fusion.density", "fusion.rescale",
-                    "fusion.t", "fusion.normalize", "fusion.epsilon", "fusion.fisher_samples"],
+                    "fusion.t", "fusion.normalize", "fusion.epsilon", "fusion.fisher_samples", "fusion.prior"],
              summary: "fusion parameters need a `fusion.method`.") { s in
             s.fusion.method == .none ? "has no effect with fusion.method: none" : nil
         },
@@ -102,6 +102,10 @@ enum IneffectiveKeys {
         },
         Rule(keys: ["fusion.epsilon", "fusion.fisher_samples"], summary: "`fusion.epsilon` and `fusion.fisher_samples` apply to `fisher`.") { s in
             FusionParameters.reason(s, users: [.fisher])
+        },
+        Rule(keys: ["fusion.prior"], summary: "`fusion.prior` applies to `ensemble` of transformer LMs (an mlp ensemble's prior is its share of validation samples).") { s in
+            FusionParameters.reason(s, users: [.ensemble])
+                ?? (s.model.kind == .transformer ? nil : "applies only to an ensemble of transformer LMs (model.kind: transformer)")
         },
         Rule(keys: ["parallelism.microbatches"], summary: "`parallelism.microbatches` applies to `layerwise` trained end to end (`pipeline` mode, or `none`: the same schedule in one process).") { s in
             s.split.strategy == .layerwise && !s.train.local ? nil

@@ -139,7 +139,7 @@ extension ExperimentSpec {
                 entry("density", .number(fusion.density)), entry("rescale", .bool(fusion.rescale)),
                 entry("t", .number(fusion.t)), entry("normalize", .bool(fusion.normalize)),
                 entry("epsilon", .number(fusion.epsilon)), entry("fisher_samples", .int(fusion.fisherSamples)),
-                entry("finetune", finetune)]
+                entry("prior", .word(fusion.prior.rawValue)), entry("finetune", finetune)]
     }
 
     private func evalEntries() -> [SpecValue.Entry] {

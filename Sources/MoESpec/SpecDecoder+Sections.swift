@@ -40,7 +40,8 @@ extension SpecDecoder {
         return FusionSpec(method: method, weights: weights, temperature: try r.number(S.temperature),
                           lambda: try r.number(S.lambda), density: try r.number(S.density), rescale: try r.bool(S.rescale),
                           t: try r.number(S.t), normalize: try r.bool(S.normalize), epsilon: try r.number(S.epsilon),
-                          fisherSamples: try r.int(S.fisherSamples), finetune: finetune)
+                          fisherSamples: try r.int(S.fisherSamples), finetune: finetune,
+                          prior: try r.choice(S.prior, as: FusionSpec.Prior.self))
     }
 
     /// A keyword or a list of non-negative numbers.

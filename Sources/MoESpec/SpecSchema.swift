@@ -216,7 +216,9 @@ public enum SpecSchema {
             "Batches used to estimate the diagonal Fisher.")
         static let finetune = SchemaField("finetune", .section(Finetune.all), nullable: true, default: .null,
             "Fine-tuning after fusion; null = none.")
-        static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, finetune]
+        static let prior = SchemaField("prior", SchemaField.choice(FusionSpec.Prior.self), default: .string("validation"),
+            "Prior of the BTM ensemble of transformer LMs: `uniform`, or `validation` (the experts' mean posterior over the validation windows, BTM's cached prior).")
+        static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, prior, finetune]
 
         enum Finetune {
             static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(1), "Fine-tuning epochs.")

@@ -156,6 +156,7 @@ final class RunIDTests: XCTestCase {
         fusion.normalize: true
         fusion.epsilon: 1e-08
         fusion.fisher_samples: 16
+        fusion.prior: validation
         fusion.finetune: null
         fusion.finetune.epochs: 1
         eval.batch_size: 1024

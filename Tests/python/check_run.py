@@ -35,6 +35,8 @@
    summary (final; the branch experts, seed and fused model); every training task has /metrics.
    With a fuse task, the fused LM is recomputed from the experts (average, task_arithmetic, and
    BTX's mix; lm_fusion_check.py) and the fuse task's metrics must equal the evaluate task's.
+   A BTM ensemble of LMs (kind "ensemble") is scored by the posterior-weighted mixture of
+   lm_ensemble_reference.py.
 
 Usage: python check_run.py RUN_DIR      (exit 0 and "interop: ok ..." on success)
 """
@@ -47,6 +49,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lm_ensemble_reference  # noqa: E402
 import lm_fusion_check  # noqa: E402
 import transformer_forward  # noqa: E402
 
@@ -278,7 +281,7 @@ def check_lm(f, ids):
     checked = []
     for model in sorted(f["models"]):
         group = f[f"models/{model}"]
-        if group.attrs["kind"] != "model" or f"summary/{model}" not in f:
+        if group.attrs["kind"] not in ("model", "ensemble") or f"summary/{model}" not in f:
             continue
         checked.append(check_lm_model(f, model, group, names, batch))
     check(checked, "no LM model with a summary to check")
@@ -291,9 +294,19 @@ def check_lm(f, ids):
 
 def check_lm_model(f, model, group, names, batch):
     """One LM checkpoint: its val and test figures (overall and per domain) against /summary/<model>."""
-    P, cfg = transformer_forward.load(group)
-    if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
-        fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
+    if group.attrs["kind"] == "ensemble":
+        # A BTM ensemble: the posterior-weighted mixture of lm_ensemble_reference.py.
+        experts, prior = lm_ensemble_reference.load_ensemble(group)
+        configs = [c for _, c in experts]
+        score = lambda windows: lm_ensemble_reference.scores(experts, prior, windows)  # noqa: E731
+    else:
+        P, cfg = transformer_forward.load(group)
+        configs = [cfg]
+        score = lambda windows: transformer_forward.scores(P, cfg, windows)  # noqa: E731
+    for cfg in configs:
+        if cfg["moe"] is not None and (cfg["moe"]["router"] not in ("topk", "switch") or cfg["moe"]["capacity_factor"] is not None):
+            fail(f"the numpy LM check implements dropless topk/switch routers only, not {cfg['moe']}")
+    cfg = configs[0]
     context = cfg["context"]
     checked = []
     for split in ["val", "test"]:
@@ -309,7 +322,7 @@ def check_lm_model(f, model, group, names, batch):
             for start in range(0, count, batch):
                 rows = range(start, min(count, start + batch))
                 windows = np.stack([stream[i * context : i * context + context + 1] for i in rows])
-                sums += transformer_forward.scores(P, cfg, windows)
+                sums += score(windows)
             if sums[2] == 0:
                 continue
             totals += sums

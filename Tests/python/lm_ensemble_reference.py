@@ -40,19 +40,16 @@ def windows(tokens, domain, context):
     return np.array(rows, dtype=np.int64).reshape(-1, context + 1)
 
 
-def main(path, group_path, data_path, split):
-    with h5py.File(path, "r") as f:
-        g = f[group_path]
-        assert g.attrs["format"] == "moe-run/1" and g.attrs["kind"] == "ensemble", "not an ensemble checkpoint"
-        assert g.attrs["posterior"] == "prefix", g.attrs["posterior"]
-        e = int(g.attrs["experts"])
-        experts = [load(g[f"experts/{i}"]) for i in range(e)]
-        prior = np.asarray(g["posterior/prior"], dtype=np.float64)
-    with h5py.File(data_path, "r") as f:
-        tokens = np.asarray(f[f"data/{split}/tokens"][()], dtype=np.int64)
-        domain = np.asarray(f[f"data/{split}/domain"][()], dtype=np.int64)
-    context = experts[0][1]["context"]
-    w = windows(tokens, domain, context)
+def load_ensemble(g):
+    """(experts [(P, cfg)], prior [E]) of an LM ensemble checkpoint group."""
+    assert g.attrs["format"] == "moe-run/1" and g.attrs["kind"] == "ensemble", "not an ensemble checkpoint"
+    assert g.attrs["posterior"] == "prefix", g.attrs["posterior"]
+    e = int(g.attrs["experts"])
+    return [load(g[f"experts/{i}"]) for i in range(e)], np.asarray(g["posterior/prior"], dtype=np.float64)
+
+
+def scores(experts, prior, w):
+    """(Σ NLL in nats, top-1 hits, scored) of the ensemble on windows `w` [B, T + 1]."""
     inputs, targets = w[:, :-1], w[:, 1:]
     logp = []
     for P, cfg in experts:
@@ -64,7 +61,17 @@ def main(path, group_path, data_path, split):
     log_w = evidence - logsumexp(evidence, 0)[None]
     mixture = logsumexp(log_w[..., None] + logp, 0)  # [B, T, V]
     nll = -np.take_along_axis(mixture, targets[..., None], -1)[..., 0]
-    print(json.dumps({"loss": float(nll.mean()), "correct": int((mixture.argmax(-1) == targets).sum()), "scored": int(nll.size)}))
+    return float(nll.sum()), int((mixture.argmax(-1) == targets).sum()), int(nll.size)
+
+
+def main(path, group_path, data_path, split):
+    with h5py.File(path, "r") as f:
+        experts, prior = load_ensemble(f[group_path])
+    with h5py.File(data_path, "r") as f:
+        tokens = np.asarray(f[f"data/{split}/tokens"][()], dtype=np.int64)
+        domain = np.asarray(f[f"data/{split}/domain"][()], dtype=np.int64)
+    total, correct, scored = scores(experts, prior, windows(tokens, domain, experts[0][1]["context"]))
+    print(json.dumps({"loss": total / scored, "correct": correct, "scored": scored}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+import Foundation
+import MoEData
+import MoEFusion
+import MoEHDF5
+import MoENN
+
+/// `fusion.method: ensemble` on transformer LM experts: Branch-Train-Merge's ensemble
+/// (`TransformerEnsemble`, Li et al. 2022), each expert weighted per position by its posterior
+/// given the window's prefix, with the prior of `fusion.prior` (`LMEnsembleCheckpoint`:
+/// `uniform`, or `validation` = the experts' mean posterior over the validation windows).
+///
+/// Writes `tasks/fuse.h5`: `/model` (the LM ensemble checkpoint, `kind = "ensemble"`,
+/// `posterior = "prefix"`: `/models/fused` and `/models/final`), `/fusion` (attributes
+/// `method = "ensemble"`, `weights = "posterior"`, `posterior = "prefix"`, `prior`, `seed`,
+/// `seed_model`, `collapsed = 0`, `collapse_reason = ""`), `/fusion/coefficients [E]` (π), and
+/// `/fusion/metrics/{expert-<i>, fused}/{val,test}_{loss,accuracy}` by the §5.4 protocol
+/// (`LMScores`; fused = the ensemble's mixture).
+extension FuseTask {
+    func runLMEnsemble(_ loaded: Experts) throws {
+        try Fusion.validate(loaded.tensors)
+        let probe = try makeProbe(loaded.architecture)
+        let corpus = try TextDataTask.load(layout: layout)
+        let experts = loaded.tensors.map { loaded.architecture.model($0) as! TransformerLM }
+        let batch = spec.eval.batchSize
+        let priorKind: LMEnsembleCheckpoint.Prior = spec.fusion.prior == .uniform ? .uniform : .validation
+        let prior = priorKind == .uniform ? nil : LMEnsembleCheckpoint.validationPrior(experts: experts, corpus: corpus, batchSize: batch)
+        let ensemble = TransformerEnsemble(experts: experts, prior: prior)
+        let expertMetrics = loaded.tensors.map(probe.metrics)
+        let v = LMScores.score(ensemble, corpus, split: .val, batchSize: batch).overall
+        let t = LMScores.score(ensemble, corpus, split: .test, batchSize: batch).overall
+        let fusedMetrics = Metrics(valLoss: v.meanLoss, valAccuracy: v.accuracy,
+                                   testLoss: t.scored > 0 ? t.meanLoss : .nan, testAccuracy: t.scored > 0 ? t.accuracy : .nan)
+        try H5File.createAtomically(layout.taskFile("fuse")) { file in
+            try file.setTaskAttributes("fuse")
+            try LMEnsembleCheckpoint.write(ensemble, prior: priorKind, to: file, at: "model")
+            let g = try file.createGroup("fusion")
+            try g.setAttribute("method", "ensemble")
+            try g.setAttribute("weights", "posterior")
+            try g.setAttribute("posterior", "prefix")
+            try g.setAttribute("prior", priorKind.rawValue)
+            try g.setAttribute("seed", Int64(spec.seed))
+            try g.setAttribute("seed_model", spec.split.seedModel.rawValue)
+            try g.setAttribute("collapsed", Int64(0))
+            try g.setAttribute("collapse_reason", "")
+            try g.createDataset("coefficients", ensemble.prior)
+            try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]), to: g)
+        }
+        log.info("fuse: ensemble (BTM, posterior on the window's prefix, \(priorKind.rawValue) prior ["
+                 + ensemble.prior.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "]): val loss \(formatMetric(v.meanLoss)) "
+                 + "(\(formatMetric(LMScores.bitsPerByte(v.meanLoss))) bits per byte); experts val loss "
+                 + expertMetrics.map { formatMetric($0.valLoss) }.joined(separator: ", "))
+    }
+}
