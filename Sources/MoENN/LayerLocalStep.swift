@@ -3,13 +3,13 @@
 /// stage's objective and `sums` the last stage's, i.e. the stacked model's. A non-finite stage
 /// loss is reported as `loss` (the first such stage's), with a non-finite gradient norm.
 extension LayerwiseTrainer: StepStrategy {
-    public func trainStep(on batch: LabelledRows, stop: Bool = false) -> StepReport {
-        let r = trainStep(batch.x, labels: batch.labels, rows: batch.rows)
-        let n = batch.rows
-        var report = StepReport(loss: r.stageLoss.first { !$0.isFinite } ?? r.loss, correct: r.stageCorrect.last!, scored: n,
+    public func trainStep(on batch: Model.Batch, stop: Bool = false) -> StepReport {
+        let r = trainStep(batch)
+        let last = r.stageSums.last!
+        var report = StepReport(loss: r.stageLoss.first { !$0.isFinite } ?? r.loss, correct: last.correct, scored: last.scored,
                                 gradNorm: r.gradNorm, lr: r.lr, stop: stop)
-        report.sums.lossSum = r.loss * Double(n)
-        report.stages = zip(r.stageLoss, r.stageCorrect).map { ObjectiveSums(lossSum: $0 * Double(n), correct: $1, scored: n) }
+        report.sums.lossSum = last.lossSum
+        report.stages = r.stageSums
         return report
     }
 }

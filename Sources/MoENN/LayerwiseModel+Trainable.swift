@@ -12,14 +12,15 @@ import MoECore
 ///   clipping over `stageParameters` belongs to the step (`LayerwiseTrainer`);
 /// - `parameters` are the stacked model's, in checkpoint order, then the auxiliary heads'
 ///   (`aux/<s>/…`), with their decay flags (head weights decay, norms and biases not);
-/// - the checkpoint kind is `mlp` with the stacked model's config: a checkpoint of the stack is a
-///   valid `mlp` checkpoint (the loader reads parameters by name, so the extra `aux/<s>/…`
-///   tensors are ignored) and loads as the stacked `ResidualMLP`, which is what the run produces.
+/// - the checkpoint kind is the model's (`mlp`, `transformer`) with the stacked model's config: a
+///   checkpoint of the stack is a valid checkpoint of that kind (the loader reads parameters by
+///   name, so the extra `aux/<s>/…` tensors are ignored) and loads as the stacked model, which is
+///   what the run produces.
 ///
 /// A single GPipe stage is not a `TrainableModel`: only the last one has an objective, and the
-/// stack of pipeline stages computes exactly the `ResidualMLP` (see `PipelineStage`).
+/// stack of pipeline stages computes exactly the model (see `PipelineTrainer`).
 extension LayerwiseModel: TrainableModel {
-    public static let checkpointKind = ResidualMLP.checkpointKind
+    public static var checkpointKind: String { Model.checkpointKind }
 
     public var configJSON: String { model.configJSON }
 
@@ -31,17 +32,13 @@ extension LayerwiseModel: TrainableModel {
     public var auxiliaryLoss: Double { model.auxiliaryLoss }
 
     /// Every stage's forward and loss over `batch`; returns the last stage's sums (each stage's
-    /// are in `stageSums`). `lossSum` is a stage's mean loss times the rows, as for `ResidualMLP`.
-    public func forward(_ batch: LabelledRows, context: ForwardContext) -> ObjectiveSums {
-        var context = context
-        context.domains = batch.domains
-        forward(batch.x, labels: batch.labels, rows: batch.rows, context: context)
-        return stageSums[stageSums.count - 1]
+    /// are in `stageSums`).
+    public func forward(_ batch: Model.Batch, context: ForwardContext) -> ObjectiveSums {
+        forwardStages(batch, context: context).last!
     }
 
     /// The last stage's (the stacked model's) sums over `data`.
-    public func evaluationSums(_ data: LabelledRows, batchSize: Int) -> ObjectiveSums {
-        let sums = stageEvaluationSums(data, batchSize: batchSize)
-        return sums[sums.count - 1]
+    public func evaluationSums(_ data: Model.Batch, batchSize: Int) -> ObjectiveSums {
+        stageEvaluationSums(data, batchSize: batchSize).last!
     }
 }

@@ -76,7 +76,7 @@ public final class ClassifierHead {
 ///     logits = head(h)         when the stage has a head (then `loss` gives the cross-entropy)
 ///
 /// `ResidualMLP` is the stage of all blocks with the embedding and the final head; a GPipe stage
-/// (`PipelineStage`) is the run `ranges[s]` with the embedding on the first stage and the head on
+/// (`PipelineTrainer`) is the run `ranges[s]` with the embedding on the first stage and the head on
 /// the last; a stage of decoupled greedy learning (`LayerwiseModel`) has an auxiliary head on
 /// every stage but the last. The layers are the model's (a view); the stage owns the activations
 /// of its run (`embed`'s output and one stream per block), sized for the largest batch seen.

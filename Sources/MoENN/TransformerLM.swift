@@ -19,6 +19,8 @@ import MoECore
 /// its own stream `RNG(seed, "init/<name>")`, so a tensor's start depends only on the seed and
 /// its name.
 ///
+/// The forward and backward walk is `TransformerStage` over every block, the walk GPipe stages
+/// and layer-local stages run over their own block ranges (`stage(_:embed:head:)`).
 /// Activations live in buffers sized for the largest batch seen: after the first step a
 /// forward/backward pair allocates nothing.
 public final class TransformerLM {
@@ -32,14 +34,9 @@ public final class TransformerLM {
     /// Every parameter, in checkpoint order.
     public let parameters: [Parameter]
 
-    private var streams: [Scratch]
-    private let embedMask: Scratch
-    private let finalNormed: Scratch, finalMean: Scratch, finalRstd: Scratch
-    private let logitsBuffer: Scratch, probsBuffer: Scratch
-    private let gradStream: Scratch, gradFinal: Scratch, gradLogits: Scratch
-    private let inputIds = GrowableBuffer<Int>(zero: 0), targets = GrowableBuffer<Int>(zero: 0)
-    private let tokenKeys = GrowableBuffer<UInt64>(zero: 0), tokenDomains = GrowableBuffer<Int>(zero: 0)
-    private var lastBatch = 0, lastT = 0, embedDroppedOut = false, scored = false
+    /// The forward and backward walk over every block (see `TransformerStage`).
+    private var walk: TransformerStage!
+    private var lastBatch: TokenWindows?
 
     /// A model with GPT-2 initialisation drawn from `seed`.
     public init(config: TransformerConfig, seed: UInt64) {
@@ -65,11 +62,7 @@ public final class TransformerLM {
         norm = LayerNorm("norm", dim: h, eps: config.normEps)
         head = config.tieEmbeddings ? nil : Parameter(name: "head/weight", shape: [config.vocab, h])
         parameters = [embed, pos] + blocks.flatMap(\.parameters) + norm.parameters + (head.map { [$0] } ?? [])
-        streams = (0...config.blocks).map { _ in Scratch(width: h) }
-        embedMask = Scratch(width: h)
-        finalNormed = Scratch(width: h); finalMean = Scratch(width: 1); finalRstd = Scratch(width: 1)
-        logitsBuffer = Scratch(width: config.vocab); probsBuffer = Scratch(width: config.vocab)
-        gradStream = Scratch(width: h); gradFinal = Scratch(width: h); gradLogits = Scratch(width: config.vocab)
+        walk = stage(0..<config.blocks, embed: true, head: true)
         initialize(seed: seed)
     }
 
@@ -95,7 +88,7 @@ public final class TransformerLM {
     public var auxiliaryLoss: Double { moeLayers.reduce(0) { $0 + Double($1.auxiliaryLoss) } }
 
     /// Logits of the last forward, `[batch·T, vocab]` (row `b·T + t` predicts token t + 1 of window b).
-    public var logits: UnsafeMutablePointer<Float> { logitsBuffer.data }
+    public var logits: UnsafeMutablePointer<Float> { walk.head!.logits }
     /// The projection the logits use: `head/weight`, or `embed/weight` when tied.
     public var outputWeight: Parameter { head ?? embed }
 
@@ -105,88 +98,22 @@ public final class TransformerLM {
     /// optional) reach the `domain` router per token.
     public func forwardLogits(_ tokens: UnsafePointer<Int32>, batch: Int, tokens T: Int, rowStride: Int,
                               domains: UnsafePointer<Int>? = nil, context: ForwardContext) {
-        precondition(T >= 1 && T <= config.context, "a window reads 1...\(config.context) tokens, got \(T)")
-        precondition(rowStride >= T, "row stride \(rowStride) shorter than the \(T) tokens read")
-        let n = batch * T, h = config.hidden, v = config.vocab
-        var context = context
-        context.rowOffset *= T
-        inputIds.ensure(n)
-        let ids = inputIds.data
-        for b in 0..<batch {
-            for t in 0..<T {
-                let id = Int(tokens[b * rowStride + t])
-                precondition(id >= 0 && id < v, "token id \(id) outside the vocabulary 0..<\(v)")
-                ids[b * T + t] = id
-            }
-        }
-        if config.moe?.router == .hash {
-            tokenKeys.ensure(n)
-            for r in 0..<n { tokenKeys.data[r] = UInt64(ids[r]) }
-            context.sampleKeys = UnsafePointer(tokenKeys.data)
-        }
-        if let domains {
-            tokenDomains.ensure(n)
-            for b in 0..<batch { (tokenDomains.data + b * T).update(repeating: domains[b], count: T) }
-            context.domains = UnsafePointer(tokenDomains.data)
-        } else {
-            context.domains = nil
-        }
-        for s in streams { s.ensure(rows: n) }
-        finalNormed.ensure(rows: n); finalMean.ensure(rows: n); finalRstd.ensure(rows: n)
-        logitsBuffer.ensure(rows: n)
-        lastBatch = batch; lastT = T; scored = false
-        let x0 = streams[0].data, e = embed.value.data, p = pos.value.data
-        for r in 0..<n { Kernels.add(h, e + ids[r] * h, p + (r % T) * h, into: x0 + r * h) }
-        embedDroppedOut = context.training && config.dropout > 0
-        if embedDroppedOut {
-            embedMask.ensure(rows: n)
-            var rng = RNG(seed: context.seed, purpose: "dropout/embed", stream: UInt64(context.step))
-            rng.skip(context.rowOffset * h)
-            Dropout.forward(x0, mask: embedMask.data, count: n * h, p: config.dropout, rng: &rng)
-        }
-        for (i, block) in blocks.enumerated() {
-            block.forward(streams[i].data, batch: batch, tokens: T, into: streams[i + 1].data, context: context)
-        }
-        norm.forward(streams[config.blocks].data, rows: n, into: finalNormed.data, mean: finalMean.data, rstd: finalRstd.data)
-        BLAS.gemm(m: n, n: v, k: h, finalNormed.data, outputWeight.value.data, transB: true, logitsBuffer.data)
+        lastBatch = nil
+        walk.forward(tokens, batch: batch, tokens: T, rowStride: rowStride, domains: domains, input: nil, context: context)
     }
 
     /// Forward pass with the next-token cross-entropy of every scored position of `batch`.
     public func forward(_ batch: TokenWindows, context: ForwardContext) -> ObjectiveSums {
-        let T = batch.positions, n = batch.scoredTokens
-        forwardLogits(batch.tokens, batch: batch.batch, tokens: T, rowStride: batch.length, domains: batch.domains, context: context)
-        targets.ensure(n)
-        for b in 0..<batch.batch {
-            for t in 0..<T { targets.data[b * T + t] = Int(batch.tokens[b * batch.length + t + 1]) }
-        }
-        probsBuffer.ensure(rows: n)
-        let (mean, correct) = CrossEntropy.forward(logitsBuffer.data, labels: targets.data, rows: n, classes: config.vocab,
-                                                   probs: probsBuffer.data)
-        scored = true
-        return ObjectiveSums(lossSum: mean * Double(n), correct: correct, scored: n)
+        walk.forward(batch, input: nil, context: context)
+        lastBatch = batch
+        return walk.loss(batch)
     }
 
     /// Backward pass of the last `forward` (which must have been a training forward):
     /// accumulates every parameter's gradient of the mean loss over the scored tokens (times
     /// `lossScale`) plus the MoE layers' auxiliary losses.
     public func backward(lossScale: Float = 1) {
-        precondition(scored, "TransformerLM.backward needs a forward with targets first")
-        let n = lastBatch * lastT, h = config.hidden, v = config.vocab
-        gradStream.ensure(rows: n); gradFinal.ensure(rows: n); gradLogits.ensure(rows: n)
-        CrossEntropy.backward(probs: probsBuffer.data, labels: targets.data, rows: n, classes: v, scale: lossScale,
-                              dlogits: gradLogits.data)
-        let w = outputWeight
-        BLAS.gemm(m: v, n: h, k: n, gradLogits.data, transA: true, finalNormed.data, beta: 1, w.grad.data)
-        BLAS.gemm(m: n, n: h, k: v, gradLogits.data, w.value.data, gradFinal.data)
-        norm.backward(streams[config.blocks].data, gradFinal.data, rows: n, mean: finalMean.data, rstd: finalRstd.data,
-                      dx: gradStream.data)
-        for block in blocks.reversed() { block.backward(gradStream.data, dx: gradStream.data) }
-        let g = gradStream.data
-        if embedDroppedOut { for i in 0..<(n * h) { g[i] *= embedMask.data[i] } }
-        let de = embed.grad.data, dp = pos.grad.data, ids = inputIds.data
-        for r in 0..<n {
-            Kernels.add(h, g + r * h, de + ids[r] * h)
-            Kernels.add(h, g + r * h, dp + (r % lastT) * h)
-        }
+        guard let batch = lastBatch else { preconditionFailure("TransformerLM.backward needs a forward with targets first") }
+        walk.backward(batch, gradOutput: nil, lossScale: lossScale)
     }
 }

@@ -14,7 +14,7 @@ extension PipelineTrainer {
     /// Floats of a message: the stage's parameter values, then (with `state`) its optimizer's
     /// state tensors in the optimizer's order.
     private func layout(stage s: Int, state: Bool) -> (parameters: [Parameter], stateNames: [String], floats: Int) {
-        let ps = PipelineStage.parameters(of: model, stage: s, ranges: ranges)
+        let ps = model.stageParameters(s, of: ranges)
         let template = state ? config.makeOptimizer(ps).state : []
         return (ps, template.map(\.name), ps.scalarCount + template.reduce(0) { $0 + $1.tensor.count })
     }

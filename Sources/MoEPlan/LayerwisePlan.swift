@@ -3,7 +3,7 @@ import MoESpec
 extension Planner {
     /// Block ranges of the stages of `split.strategy: layerwise`: `model.blocks` blocks cut into
     /// `experts` contiguous stages as evenly as possible, the first `blocks mod experts` stages
-    /// one block longer (the rule of `LayerwiseModel.partition`, which trains them).
+    /// one block longer (the rule of `StagePartition.ranges`, which trains them).
     public static func layerwiseStages(_ spec: ExperimentSpec) -> [ClosedRange<Int>] {
         let (b, e) = (spec.model.blocks, max(spec.experts, 1))
         var start = 0

@@ -8,9 +8,11 @@ import MoEStore
 
 /// The `train` task of `split.strategy: layerwise` with `train.local: true`: decoupled greedy
 /// learning of E = `experts` stages (see `LayerwiseModel`), all updated at every step on the same
-/// batch, then stacked into one plain model.
+/// batch, then stacked into one plain model: a residual MLP (auxiliary heads `Linear ∘ LN` to the
+/// classes) or a transformer LM (auxiliary LM heads `LN · Wᵀ` to the vocabulary); the model kind's
+/// data, budget and validation come from `StagedSetup`.
 ///
-/// Stages: `LayerwiseModel.partition` (the first `blocks mod E` stages get one block more).
+/// Stages: `StagePartition.ranges` (the first `blocks mod E` stages get one block more).
 /// File layout, beyond the dense train task's (`/metrics`, `/checkpoints`, `/model`):
 ///
 ///     /metrics/stage_<s>_loss, stage_<s>_accuracy          per stage, every log step
@@ -19,49 +21,44 @@ import MoEStore
 ///     /stages/<s>                                          attrs first_block, last_block (inclusive)
 ///     /stages/<s>/{norm,head}/{weight,bias}                auxiliary head of stage s < E − 1
 ///
-/// `train_loss`, `train_accuracy`, `val_*` are the last stage's, i.e. the stacked model's; the
-/// last stage's head is `/model/norm` + `/model/head` (attr `head` of its stage group says so).
-/// `/model` is the stacked model: an ordinary dense checkpoint that `eval` and `evaluate` read.
+/// `train_loss`, `train_accuracy`, `val_*` are the last stage's, i.e. the stacked model's (per
+/// predicted token for an LM); the last stage's head is `/model/norm` + `/model/head` (attr `head`
+/// of its stage group says so). `/model` is the stacked model: an ordinary dense checkpoint of its
+/// kind (`mlp` or `transformer`) that `eval`, `sample` and `evaluate` read.
 /// The optimizer covers every parameter (state for `aux/...` too), so resume is bit-exact.
-final class LayerwiseTrainTask {
+final class LayerwiseTrainTask<Model: StagedModel> {
     let spec: ExperimentSpec
+    let setup: StagedSetup<Model>
     let layout: RunLayout
     let log: RunLog
     let id = "train"
 
     private var stageMetrics: StageMetricsLog
-    private var norm: Standardization?
-    /// Set by `run`: the stages and their heads, the optimizer and the validation split.
-    private var network: LayerwiseModel!
+    /// The stages and their heads, and (set by `run`) the optimizer.
+    private let network: LayerwiseModel<Model>
     private var optimizer: Optimizer!
-    private var val: Dataset!
+    private var norm: Standardization? { setup.normalization }
 
-    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog) {
+    init(spec: ExperimentSpec, setup: StagedSetup<Model>, layout: RunLayout, log: RunLog) {
         self.spec = spec
+        self.setup = setup
+        network = LayerwiseModel(model: setup.model, stages: spec.experts, seed: spec.seed64)
         self.layout = layout
         self.log = log
         stageMetrics = StageMetricsLog(stages: spec.experts)
     }
 
     func run() throws {
-        let (train, norm) = try DataTask.load("train", layout: layout)
-        (val, _) = try DataTask.load("val", layout: layout)
-        self.norm = norm
-        var config = spec.modelConfig(features: train.features, classes: train.classes)
-        config.moe = nil
-        let network = LayerwiseModel(config: config, stages: spec.experts, seed: spec.seed64)
-        self.network = network
-        let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let e = network.stages.count
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: true, hooks: self,
-                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs, steps: spec.train.steps,
-                                stages: e, legacy: .layerwise(stages: e))
+                                batchesPerEpoch: setup.batchesPerEpoch, epochs: setup.epochs, steps: setup.steps,
+                                stages: e, items: setup.items, legacy: .layerwise(stages: e))
         let trainer = LayerwiseTrainer(network: network, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
         _ = try loop.restore()
         let blocks = network.stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
         log.info("\(id): layer-wise local training of \(e) stages (blocks \(blocks.joined(separator: ", "))), \(network.parameters.scalarCount) parameters (\(network.auxParameters.scalarCount) in auxiliary heads), \(loop.budget)")
-        try loop.run(trainer, batches)
+        try loop.run(trainer, setup.batches)
     }
 }
 
@@ -89,11 +86,14 @@ extension LayerwiseTrainTask: TrainingHooks {
 
     /// Every stage's validation; the loop logs the last stage's (the stacked model's).
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
-        guard val.count > 0 else { return nil }
-        let r = network.evaluate(x: val.x, labels: val.y, batchSize: spec.eval.batchSize)
+        let sums = setup.validate({ network.stageEvaluationSums($0, batchSize: spec.eval.batchSize) }) { total, s in
+            for i in total.indices { total[i] += s[i] }
+        }
+        guard let sums else { return nil }
+        let r = sums.map { (loss: $0.meanLoss, accuracy: $0.accuracy) }
         stageMetrics.logEval(r)
         return .init(loss: r.last!.loss, accuracy: r.last!.accuracy,
-                     note: " stage val accuracies " + r.map { String(format: "%.4f", $0.accuracy) }.joined(separator: " "))
+                     note: setup.validationNote(sums.last!) + " stage val accuracies " + r.map { String(format: "%.4f", $0.accuracy) }.joined(separator: " "))
     }
 
     func logRow(step: Int, window: TrainingWindow) {
@@ -111,6 +111,7 @@ extension LayerwiseTrainTask: TrainingHooks {
     }
 
     func writeResult(to file: H5File) throws {
+        try file.setAttribute(setup.trainSize.name, Int64(setup.trainSize.count))
         try file.setAttribute("stages", Int64(network.stages.count))
         try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: "model")
         for (s, range) in network.stages.enumerated() {

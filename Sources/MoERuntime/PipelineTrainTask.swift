@@ -9,13 +9,13 @@ import MoESpec
 import MoEStore
 
 /// The `train` task of `split.strategy: layerwise` trained end to end (`train.local: false`):
-/// the residual MLP cut into `experts` stages and trained with the GPipe schedule
+/// the residual MLP or the transformer LM (`StagedSetup`) cut into `experts` stages and trained with the GPipe schedule
 /// (`PipelineTrainer`; Huang et al. 2019) over `parallelism.microbatches` micro-batches, one
 /// stage per rank of a group of `parallelism.workers` = `experts` processes
 /// (`parallelism.mode: pipeline`), or every stage in one process (`parallelism.mode: none`, the
-/// reference). The stages stacked are the model itself, so the task delivers a plain residual
-/// MLP and learns what one process training that model (`split.strategy: none`) learns from the
-/// same batches, to float rounding.
+/// reference). The stages stacked are the model itself, so the task delivers a plain model of its
+/// kind and learns what one process training that model (`split.strategy: none`) learns from the
+/// same batches, to float rounding; a group learns the bits of the one-process schedule.
 ///
 /// Files: the dense train task's layout exactly (`/metrics`, `/checkpoints/<step>/{model,
 /// optimizer}`, `/model`), written by rank 0 after gathering the other stages' parameters and
@@ -23,8 +23,9 @@ import MoEStore
 /// and at the end. A group's metrics add the per-step costs (`MetricsLog.communicationSeries`)
 /// and `bubble_fraction`: rank 0's waiting as a fraction of the step (the pipeline bubble).
 /// Resume: every rank loads the newest intact checkpoint (`CheckpointStore`) and takes its stage.
-final class PipelineTrainTask {
+final class PipelineTrainTask<Model: StagedModel> {
     let spec: ExperimentSpec
+    let setup: StagedSetup<Model>
     let layout: RunLayout
     let log: RunLog
     let id = "train"
@@ -34,36 +35,28 @@ final class PipelineTrainTask {
 
     /// `/metrics/bubble_fraction`, one row per `/metrics/step` (groups only).
     private var bubble: [Double] = []
-    private var norm: Standardization?
-    private var trainSamples = 0
-    /// Set by `run`: the stages' trainer, rank 0's view of the whole optimizer state (in a dense
-    /// train task's names, for files) and the validation split.
-    private var trainer: PipelineTrainer!
+    private var norm: Standardization? { setup.normalization }
+    /// Set by `run`: the stages' trainer and rank 0's view of the whole optimizer state (in a
+    /// dense train task's names, for files).
+    private var trainer: PipelineTrainer<Model>!
     private var full: Optimizer!
-    private var val: Dataset!
 
-    init(spec: ExperimentSpec, layout: RunLayout, log: RunLog, communicator: Communicator = SoloCommunicator()) {
+    init(spec: ExperimentSpec, setup: StagedSetup<Model>, layout: RunLayout, log: RunLog, communicator: Communicator = SoloCommunicator()) {
         self.spec = spec
+        self.setup = setup
         self.layout = layout
         self.log = log
         self.communicator = communicator
     }
 
     func run() throws {
-        let (train, norm) = try DataTask.load("train", layout: layout)
-        (val, _) = try DataTask.load("val", layout: layout)
-        self.norm = norm
-        trainSamples = train.count
-        var config = spec.modelConfig(features: train.features, classes: train.classes)
-        config.moe = nil
-        let model = ResidualMLP(config: config, seed: spec.seed64)
-        let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
+        let model = setup.model
         guard communicator.worldSize == 1 || communicator.worldSize == spec.experts else {
             throw RuntimeError.usage("pipeline: \(communicator.worldSize) workers for \(spec.experts) stages (one stage per worker)")
         }
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
-                                batchesPerEpoch: batches.batchesPerEpoch, epochs: spec.train.epochs, steps: spec.train.steps,
-                                communication: isGroup, legacy: .pipeline)
+                                batchesPerEpoch: setup.batchesPerEpoch, epochs: setup.epochs, steps: setup.steps,
+                                communication: isGroup, items: setup.items, legacy: .pipeline)
         trainer = PipelineTrainer(model: model, stages: spec.experts, communicator: communicator, config: spec.optimizerConfig,
                                   totalSteps: loop.totalSteps, seed: spec.seed64, microbatches: spec.parallelism.microbatches)
         full = spec.optimizerConfig.makeOptimizer(model.parameters)
@@ -72,7 +65,7 @@ final class PipelineTrainTask {
         let placement = isGroup ? "one stage per worker over \(communicator.worldSize) pipeline-parallel workers" : "all stages in one process"
         log.info("\(id): GPipe training of \(trainer.stageCount) stages (blocks \(blocks.joined(separator: ", "))), \(model.parameters.scalarCount) parameters, "
                  + "\(spec.parallelism.microbatches) micro-batches per batch, \(placement); \(loop.budget), batch \(spec.train.batchSize)")
-        try loop.run(trainer, batches)
+        try loop.run(trainer, setup.batches)
     }
 }
 
@@ -99,11 +92,10 @@ extension PipelineTrainTask: TrainingHooks {
 
     /// Collective: rank 0 gathers the current parameters and validates the whole model.
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated? {
-        guard val.count > 0 else { return nil }
+        guard setup.hasValidation else { return nil }
         try trainer.gather(withState: false)
-        guard isLead else { return nil }
-        let r = trainer.model.evaluate(x: val.x, labels: val.y, batchSize: spec.eval.batchSize)
-        return .init(loss: r.loss, accuracy: r.accuracy)
+        guard isLead, let sums = setup.validate({ trainer.model.evaluationSums($0, batchSize: spec.eval.batchSize) }, +=) else { return nil }
+        return .init(loss: sums.meanLoss, accuracy: sums.accuracy, note: setup.validationNote(sums))
     }
 
     func logRow(step: Int, window: TrainingWindow) {
@@ -127,7 +119,7 @@ extension PipelineTrainTask: TrainingHooks {
     func beforeFinish() throws { try beforeCheckpoint() }
 
     func writeResult(to file: H5File) throws {
-        try file.setAttribute("train_samples", Int64(trainSamples))
+        try file.setAttribute(setup.trainSize.name, Int64(setup.trainSize.count))
         try file.setAttribute("stages", Int64(trainer.stageCount))
         try file.setAttribute("stage_blocks", trainer.ranges.map { "\($0.lowerBound)-\($0.upperBound - 1)" }.joined(separator: ", "))
         try file.setAttribute("microbatches", Int64(spec.parallelism.microbatches))

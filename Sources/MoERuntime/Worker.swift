@@ -109,6 +109,8 @@ public enum Worker {
         try failOnceIfAsked(task.id)
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
+        case .train where spec.split.strategy == .layerwise:
+            try trainStages(spec: spec, layout: layout, log: log, communicator: communicator)
         case .train where spec.lmSetup != nil && spec.split.strategy == .branch:
             try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .expert(try expertIndex(task, layout))).run()
         case .finetune where spec.lmSetup != nil: try LMTrainTask(spec: spec, setup: spec.lmSetup!, layout: layout, log: log, role: .finetune).run()
@@ -120,8 +122,6 @@ public enum Worker {
         case .pretrain: try TrainTask(spec: spec, layout: layout, log: log, role: .pretrain).run()
         case .train where spec.split.strategy == .branch:
             try TrainTask(spec: spec, layout: layout, log: log, role: .expert(try expertIndex(task, layout))).run()
-        case .train where spec.split.strategy == .layerwise && !spec.train.local: try PipelineTrainTask(spec: spec, layout: layout, log: log, communicator: communicator).run()
-        case .train where spec.split.strategy == .layerwise: try LayerwiseTrainTask(spec: spec, layout: layout, log: log).run()
         case .train: try TrainTask(spec: spec, layout: layout, log: log, role: .train, communicator: communicator).run()
         case .fuse: try FuseTask(spec: spec, layout: layout, log: log).run()
         case .finetune: try TrainTask(spec: spec, layout: layout, log: log, role: .finetune).run()

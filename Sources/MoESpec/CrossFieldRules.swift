@@ -46,6 +46,11 @@ enum CrossFieldRules {
             guard s.split.strategy == .layerwise, s.experts > s.model.blocks else { return nil }
             return c.error("experts", "must be at most model.blocks (\(s.model.blocks)) with split.strategy: layerwise, got \(s.experts)")
         },
+        CrossFieldRule(summary: "`split.strategy: layerwise` with `model.kind: transformer` needs `model.tie_embeddings: false` (the stages own disjoint parameters: a tied head would put the embedding in the first and the last stage).") { s, c in
+            guard s.split.strategy == .layerwise, s.model.transformer?.tieEmbeddings == true else { return nil }
+            return c.error("model.tie_embeddings", "must be false with split.strategy: layerwise: each stage owns its own parameters, and a tied head would share the first stage's embedding with the last stage",
+                           hint: "set model.tie_embeddings: false")
+        },
         CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` and `experts` dividing `model.ffn` (each expert takes `model.ffn / experts` hidden units).") { s, c in
             guard s.split.strategy == .neurons else { return nil }
             if s.split.pretrainEpochs < 1 {

@@ -37,10 +37,6 @@ public enum SupportGate {
     static let runEntries: [Entry] = [
         // Issue 15 builds every split, fusion and parallel mode on transformer LMs; each
         // piece deletes its own entry when it runs end to end.
-        Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: layerwise` or `parallelism.mode: pipeline`", issue: "15") { s in
-            s.model.kind == .transformer && (s.split.strategy == .layerwise || s.parallelism.mode == .pipeline)
-                ? "this version does not train a transformer LM layer-wise (split.strategy: layerwise, parallelism.mode: pipeline) yet (issue 15)" : nil
-        },
         Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: neurons` (MoEfication)", issue: "15") { s in
             s.model.kind == .transformer && s.split.strategy == .neurons
                 ? "this version does not moefy a transformer LM (split.strategy: neurons) yet (issue 15)" : nil

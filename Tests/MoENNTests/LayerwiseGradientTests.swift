@@ -57,7 +57,7 @@ final class LayerwiseGradientTests: XCTestCase {
         XCTAssertFalse(check.mismatches(analytic: w.grad.array.map(Double.init), numeric: total).isEmpty,
                        "the gradient must not include the later stage's loss")
         // The auxiliary head of stage 0 does not affect stage 1 at all.
-        let aux = net.auxHeads[0].weight
+        let aux = net.walks[0].head!.linear.weight
         XCTAssertEqual(check.numerical(aux.value, loss: stageLoss(1)).map(abs).max()!, 0)
     }
 

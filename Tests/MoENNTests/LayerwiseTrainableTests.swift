@@ -81,6 +81,7 @@ final class LayerwiseTrainableTests: XCTestCase {
         XCTAssertEqual(net.auxParameters.filter(\.decays).map(\.name), ["aux/0/head/weight"])
         XCTAssertEqual(net.walks.map(\.parameters).map { $0.map(\.name) }, net.stageParameters.map { $0.map(\.name) })
         XCTAssertTrue(net.walks[1].head!.norm === net.model.norm, "the last stage's head is the model's")
-        XCTAssertTrue(net.walks[0].head!.linear === net.auxHeads[0])
+        XCTAssertEqual(net.walks[0].head!.linear.weight.name, "aux/0/head/weight")
+        XCTAssertTrue(net.walks[0].head!.linear.weight === net.auxParameters.first { $0.name == "aux/0/head/weight" })
     }
 }

@@ -22,7 +22,7 @@ final class ResidualStageTests: XCTestCase {
         let whole = ResidualMLP(config: config, seed: 7), split = ResidualMLP(config: config, seed: 7)
         let x = randomTensor([rows, 4], seed: 1, purpose: "x", scale: 1.5)
         let ranges = LayerwiseModel.partition(blocks: 5, stages: 3)
-        let stages = ranges.indices.map { PipelineStage(model: split, stage: $0, ranges: ranges) }
+        let stages = ranges.indices.map { split.stage(ranges[$0], embed: $0 == 0, head: $0 == ranges.count - 1) }
         XCTAssertEqual(stages.flatMap(\.parameters).map(\.name), split.parameters.map(\.name))
         labels.withUnsafeBufferPointer { lb in
             let y = lb.baseAddress!
@@ -40,7 +40,7 @@ final class ResidualStageTests: XCTestCase {
 
             XCTAssertEqual(got.loss.bitPattern, expected.loss.bitPattern)
             XCTAssertEqual(got.correct, expected.correct)
-            XCTAssertEqual(bits(stages[2].walk.head!.logits, rows * 3), bits(whole.logits, rows * 3))
+            XCTAssertEqual(bits(stages[2].head!.logits, rows * 3), bits(whole.logits, rows * 3))
             for (p, q) in zip(split.parameters, whole.parameters) {
                 XCTAssertEqual(p.grad.array.map(\.bitPattern), q.grad.array.map(\.bitPattern), p.name)
             }

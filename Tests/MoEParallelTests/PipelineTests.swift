@@ -28,7 +28,7 @@ final class PipelineTests: XCTestCase {
     func testStageParametersPartitionTheModel() {
         let model = ResidualMLP(config: ModelConfig(features: 5, classes: 3, hidden: 8, ffn: 16, blocks: 5), seed: 1)
         let ranges = LayerwiseModel.partition(blocks: 5, stages: 3)
-        let names = (0..<3).flatMap { PipelineStage.parameters(of: model, stage: $0, ranges: ranges).map(\.name) }
+        let names = (0..<3).flatMap { model.stageParameters($0, of: ranges).map(\.name) }
         XCTAssertEqual(names, model.parameters.map(\.name))
     }
 

@@ -30,6 +30,7 @@ final class RunIDTests: XCTestCase {
         "lm-dense": "d4263fb568cf",
         "lm-expert-parallel": "5f35c731f256",
         "lm-moe": "de3a8904fe7f",
+        "lm-pipeline": "7209ec228d57",
         "moe-merge": "0387bb8cf64b",
         "moe-topk": "239f43b3418a",
         "moefication": "8f25000eea5d",

@@ -60,6 +60,7 @@ SHORTENED = {
     "lm-moe": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-data-parallel": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-expert-parallel": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-pipeline": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
 }
 
 
