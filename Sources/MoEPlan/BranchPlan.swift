@@ -12,12 +12,11 @@ extension Planner {
         var tasks: [PlanTask] = []
         var deps = ["data"]
         var inputs = ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"]
-        let pretrained = spec.split.pretrainEpochs > 0
+        let pretrained = spec.split.pretrains
         if pretrained {
-            let e = spec.split.pretrainEpochs
             tasks.append(PlanTask(
                 id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1, inputs: inputs, output: "tasks/pretrain.h5",
-                summary: "pre-train the seed model, a dense \(spec.modelWords()), for \(e) epoch\(e == 1 ? "" : "s")"))
+                summary: "pre-train the seed model, a dense \(spec.modelWords()), for \(spec.pretrainLength)"))
             deps.append("pretrain")
             inputs.append("tasks/pretrain.h5:/model")
         }

@@ -9,6 +9,12 @@ extension ExperimentSpec {
         return "\(epochs) epoch\(epochs == 1 ? "" : "s")"
     }
 
+    /// The pre-training length: "`split.pretrain_steps` steps" or "`split.pretrain_epochs` epochs".
+    var pretrainLength: String {
+        let (n, unit) = split.pretrainSteps > 0 ? (split.pretrainSteps, "step") : (split.pretrainEpochs, "epoch")
+        return "\(n) \(unit)\(n == 1 ? "" : "s")"
+    }
+
     /// The model a task trains, with its shape: "residual MLP (hidden 128, ffn 512)" or
     /// "transformer LM (context 64, hidden 128, 4 heads, ffn 512)"; `blocks` adds ", 2 blocks".
     func modelWords(blocks: Bool = false) -> String {

@@ -22,18 +22,17 @@ public enum Planner {
                               output: "tasks/data.h5", summary: dataSummary))
         if spec.split.strategy == .branch { return Plan(name: spec.name, tasks: tasks + branchTasks(spec)) }
         // Sparse upcycling: the MoE model starts from a dense one, trained here first
-        // (`split.pretrain_epochs`) or given as a checkpoint (`split.upcycle_from`).
+        // (`split.pretrain_epochs` or `split.pretrain_steps`) or given as a checkpoint (`split.upcycle_from`).
         var trainDeps = ["data"]
         var trainInputs = ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"]
         // MoEfication (`neurons`): the same dense pre-training; the split into experts happens at
         // the start of `train` (see `Moefication`), so it needs no task of its own.
         let neurons = spec.split.strategy == .neurons
-        if (spec.split.strategy == .replicate || neurons) && spec.split.pretrainEpochs > 0 {
-            let e = spec.split.pretrainEpochs
+        if (spec.split.strategy == .replicate || neurons) && spec.split.pretrains {
             tasks.append(PlanTask(
                 id: "pretrain", kind: .pretrain, dependsOn: ["data"], workers: 1,
                 inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val"], output: "tasks/pretrain.h5",
-                summary: "pre-train the dense \(spec.modelWords()) for \(e) epoch\(e == 1 ? "" : "s"), to \(neurons ? "moefy" : "upcycle")"))
+                summary: "pre-train the dense \(spec.modelWords()) for \(spec.pretrainLength), to \(neurons ? "moefy" : "upcycle")"))
             trainDeps = ["pretrain"]
             trainInputs.append("tasks/pretrain.h5:/model")
         } else if spec.split.strategy == .replicate, let source = spec.split.resolvedUpcycleFrom {

@@ -22,7 +22,7 @@ enum EvaluateTask {
         guard spec.split.strategy == .branch else { return finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")] }
         let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
         let fusion = spec.fusion.method == .none ? [] : [("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
-        return (spec.split.pretrainEpochs > 0 ? [("seed", "pretrain")] : []) + experts + fusion
+        return (spec.split.pretrains ? [("seed", "pretrain")] : []) + experts + fusion
     }
 
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {

@@ -224,7 +224,7 @@ extension FuseTask {
     /// or the initialisation from the spec seed (the seed every shared-init expert starts from; with
     /// `split.seed_model: independent` there is no common start and this is the reference only).
     func loadBase(_ architecture: ExpertArchitecture) throws -> (tensors: NamedTensors, stored: Bool) {
-        if spec.split.pretrainEpochs > 0 {
+        if spec.split.pretrains {
             let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")), at: "model")
             return (NamedTensors(parameters: model.parameters), true)
         }
@@ -256,7 +256,7 @@ extension FuseTask {
             try Fusion.validate(experts)
             try Fusion.validate(experts, base: base)
         } catch let error as FusionError {
-            throw Self.architectureError(error, layout: layout, basePath: spec.split.pretrainEpochs > 0 ? layout.taskFile("pretrain") : "the seed initialisation")
+            throw Self.architectureError(error, layout: layout, basePath: spec.split.pretrains ? layout.taskFile("pretrain") : "the seed initialisation")
         }
     }
 

@@ -85,6 +85,8 @@ final class LMTrainTask {
     private var optimizer: Optimizer!
     private var corpus: TextCorpus!
     private var routerMetrics: RouterMetricsLog?
+    /// `neurons`: each MoE block's partition of the dense FFN units (LMTrainTask+Upcycling).
+    var moeficationGroups: [Int: [[Int]]] = [:]
     /// Train tokens of the domains this task samples (an expert's shard, else all of train).
     private var trainTokens = 0
     /// The data- or expert-parallel group this rank trains in.
@@ -104,7 +106,7 @@ final class LMTrainTask {
         }
         var setup = setup
         if role != .train && !(role == .finetune && spec.fusion.method == .mix) { setup.model.moe = nil }
-        if role != .train { setup.steps = role == .pretrain ? nil : self.spec.train.steps }
+        if role != .train { setup.steps = role == .pretrain ? (spec.split.pretrainSteps > 0 ? spec.split.pretrainSteps : nil) : self.spec.train.steps }
         self.setup = setup
         self.layout = layout
         self.log = log
@@ -135,7 +137,9 @@ final class LMTrainTask {
                                 moe: config.moe != nil, communication: group != nil, items: .tokens, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
-        if try !loop.restore(), let start, role != .finetune {
+        let restored = try loop.restore()
+        if !restored, let source = denseSource { try startFromDense(model, path: source) }
+        if !restored, let start, role != .finetune {
             try Self.loadStart(model, from: start.path, what: start.what)
             log.info("\(id): branched from \(start.what) in \(start.path)")
         }
@@ -186,7 +190,10 @@ extension LMTrainTask: ModelCheckpointHooks {
 
     func logRow(step: Int, window: TrainingWindow) { routerMetrics?.log(step: step) }
 
-    func writeSeries(to file: H5File) throws { try routerMetrics?.write(to: file) }
+    func writeSeries(to file: H5File) throws {
+        try routerMetrics?.write(to: file)
+        try MoeficationGroups.write(moeficationGroups, to: file)
+    }
 
     /// The router windows, and in a group with lossy compression every rank's residual.
     func writeResumeState(to file: H5File) throws {
@@ -197,6 +204,7 @@ extension LMTrainTask: ModelCheckpointHooks {
     func readState(from file: H5File) throws {
         try routerMetrics?.read(from: file)
         try routerMetrics?.readWindows(from: file)
+        try MoeficationGroups.read(from: file, into: &moeficationGroups)
         try group?.readState(from: file)
     }
 

@@ -34,7 +34,10 @@ public enum Preflight {
 
     public static func check(_ spec: ExperimentSpec, cache: Cache? = nil) throws {
         try checkWorkers(spec)
-        guard let shape = try checkData(spec, cache: cache ?? Cache()) else { return }
+        guard let shape = try checkData(spec, cache: cache ?? Cache()) else {
+            if let setup = spec.lmSetup { try LMDenseStart.checkUpcycleSource(spec, setup) }
+            return
+        }
         try checkUpcycleSource(spec, features: shape.features, classes: shape.classes)
     }
 

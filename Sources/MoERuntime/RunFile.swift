@@ -59,7 +59,7 @@ enum RunFile {
                finalTask != "train" || spec.fusion.finetune == nil {
                 try file.createExternalLink("models/final", file: layout.relativeTaskFile(finalTask), object: "/model")
             }
-            if spec.split.strategy == .branch, spec.split.pretrainEpochs == 0, fm.fileExists(atPath: layout.taskFile("fuse")),
+            if spec.split.strategy == .branch, !spec.split.pretrains, fm.fileExists(atPath: layout.taskFile("fuse")),
                try H5File.open(layout.taskFile("fuse")).exists("seed") {
                 try file.createExternalLink("models/seed", file: layout.relativeTaskFile("fuse"), object: "/seed")
             }

@@ -50,7 +50,7 @@ extension TrainTask {
 
     /// The pre-trained seed model an expert starts from, when the run pre-trains one.
     var seedSource: String? {
-        guard expertIndex != nil, spec.split.pretrainEpochs > 0 else { return nil }
+        guard expertIndex != nil, spec.split.pretrains else { return nil }
         return layout.taskFile("pretrain")
     }
 

@@ -9,7 +9,7 @@ import MoEStore
 extension TrainTask {
     /// This run's pre-trained dense model, when the spec moefies it (`neurons`).
     var moeficationSource: String? {
-        guard role == .train, spec.split.strategy == .neurons, spec.split.pretrainEpochs > 0 else { return nil }
+        guard role == .train, spec.split.strategy == .neurons, spec.split.pretrains else { return nil }
         return layout.taskFile("pretrain")
     }
 
@@ -40,21 +40,28 @@ extension TrainTask {
     /// The partition, `/moefication/<block>/units` (int64 `[E, F/E]`: row e lists the dense FFN
     /// units of expert e), so a run file says which dense units went to which expert. Written into
     /// every checkpoint file too, since a resumed task does not moefy again.
-    func writeMoeficationGroups(to file: H5File) throws {
-        for (block, groups) in moeficationGroups.sorted(by: { $0.key < $1.key }) {
+    func writeMoeficationGroups(to file: H5File) throws { try MoeficationGroups.write(moeficationGroups, to: file) }
+
+    /// Reads the partition back from a checkpoint file (resume).
+    func readMoeficationGroups(from file: H5File) throws { try MoeficationGroups.read(from: file, into: &moeficationGroups) }
+}
+
+/// `/moefication/<block>/units` of a task or checkpoint file (the MLP's and the LM's `train`).
+enum MoeficationGroups {
+    static func write(_ groups: [Int: [[Int]]], to file: H5File) throws {
+        for (block, groups) in groups.sorted(by: { $0.key < $1.key }) {
             let width = groups.first?.count ?? 0
             try file.createDataset("moefication/\(block)/units", groups.flatMap { $0.map(Int64.init) }, shape: [groups.count, width])
         }
     }
 
-    /// Reads the partition back from a checkpoint file (resume).
-    func readMoeficationGroups(from file: H5File) throws {
+    static func read(from file: H5File, into groups: inout [Int: [[Int]]]) throws {
         guard file.exists("moefication") else { return }
         for name in try file.openGroup("moefication").children() {
             guard let block = Int(name) else { continue }
             let (values, shape) = try file.read("moefication/\(name)/units", as: Int64.self)
             let width = shape.count == 2 ? shape[1] : 0
-            moeficationGroups[block] = stride(from: 0, to: values.count, by: max(width, 1)).map { values[$0..<min($0 + width, values.count)].map(Int.init) }
+            groups[block] = stride(from: 0, to: values.count, by: max(width, 1)).map { values[$0..<min($0 + width, values.count)].map(Int.init) }
         }
     }
 }

@@ -31,7 +31,8 @@ final class TrainTask {
     let communicator: Communicator
     var isLead: Bool { communicator.rank == 0 }
 
-    /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs.
+    /// `pretrain`: the dense model of a sparse-upcycling run, for `split.pretrain_epochs` epochs
+    /// (or `split.pretrain_steps` steps).
     /// `train`: the spec's model; with upcycling it starts from the dense model's parameters, with
     /// `neurons` from the dense model moefied (TrainTask+Moefication.swift).
     /// `expert(i)`: branch `i` of `split.strategy: branch`, on its shard (TrainTask+Branch.swift).
@@ -79,7 +80,7 @@ final class TrainTask {
     /// `split.upcycle_from` (a run.h5, a train task file or a checkpoint file).
     private var upcycleSource: String? {
         guard role == .train, spec.split.strategy == .replicate else { return nil }
-        if spec.split.pretrainEpochs > 0 { return layout.taskFile("pretrain") }
+        if spec.split.pretrains { return layout.taskFile("pretrain") }
         return spec.split.resolvedUpcycleFrom
     }
 
@@ -115,7 +116,7 @@ final class TrainTask {
         let batches = try MiniBatches(train, batchSize: spec.train.batchSize, seed: spec.seed64)
         let loop = TrainingLoop(id: id, spec: spec, layout: layout, log: log, isLead: isLead, hooks: self,
                                 batchesPerEpoch: batches.batchesPerEpoch, epochs: role == .pretrain ? spec.split.pretrainEpochs : spec.train.epochs,
-                                steps: role == .pretrain ? nil : spec.train.steps,
+                                steps: role == .pretrain ? (spec.split.pretrainSteps > 0 ? spec.split.pretrainSteps : nil) : spec.train.steps,
                                 moe: model.config.moe != nil, communication: group != nil, legacy: .train)
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer

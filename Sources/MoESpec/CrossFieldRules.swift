@@ -51,22 +51,31 @@ enum CrossFieldRules {
             return c.error("model.tie_embeddings", "must be false with split.strategy: layerwise: each stage owns its own parameters, and a tied head would share the first stage's embedding with the last stage",
                            hint: "set model.tie_embeddings: false")
         },
-        CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` and `experts` dividing `model.ffn` (each expert takes `model.ffn / experts` hidden units).") { s, c in
+        CrossFieldRule(summary: "`split.pretrain_epochs` and `split.pretrain_steps` exclude each other: the pre-training length is given in epochs or in steps, not both.") { s, c in
+            guard s.split.pretrainEpochs > 0, s.split.pretrainSteps > 0 else { return nil }
+            return c.error("split.pretrain_steps", "and split.pretrain_epochs exclude each other: give the pre-training length in steps or in epochs, got \(s.split.pretrainSteps) steps and \(s.split.pretrainEpochs) epochs",
+                           hint: "remove one of them")
+        },
+        CrossFieldRule(summary: "`split.strategy: neurons` needs `split.pretrain_epochs >= 1` (or `split.pretrain_steps >= 1`) and `experts` dividing `model.ffn` (each expert takes `model.ffn / experts` hidden units).") { s, c in
             guard s.split.strategy == .neurons else { return nil }
-            if s.split.pretrainEpochs < 1 {
-                return c.error("split.pretrain_epochs", "must be at least 1 with split.strategy: neurons (the dense FFN is trained first), got 0")
+            if !s.split.pretrains {
+                return c.error("split.pretrain_epochs", "must be at least 1 with split.strategy: neurons (the dense FFN is trained first), got 0",
+                               hint: "or give split.pretrain_steps")
             }
             if s.model.ffn % s.experts != 0 {
                 return c.error("experts", "must divide model.ffn (\(s.model.ffn)) with split.strategy: neurons (each expert takes model.ffn / experts hidden units), got \(s.experts)")
             }
             return nil
         },
-        CrossFieldRule(summary: "`split.upcycle_from` only with `replicate`, and not with `split.pretrain_epochs`; `split.overrides` only with `branch`, one entry per expert.") { s, c in
+        CrossFieldRule(summary: "`split.upcycle_from` only with `replicate`, and not with `split.pretrain_epochs` or `split.pretrain_steps`; `split.overrides` only with `branch`, one entry per expert.") { s, c in
             if s.split.upcycleFrom != nil, s.split.strategy != .replicate {
                 return c.error("split.upcycle_from", "applies only with split.strategy: replicate")
             }
             if s.split.upcycleFrom != nil, s.split.pretrainEpochs > 0 {
                 return c.error("split.upcycle_from", "and split.pretrain_epochs exclude each other: upcycle from a given checkpoint, or pre-train one here")
+            }
+            if s.split.upcycleFrom != nil, s.split.pretrainSteps > 0 {
+                return c.error("split.upcycle_from", "and split.pretrain_steps exclude each other: upcycle from a given checkpoint, or pre-train one here")
             }
             if let overrides = s.split.overrides {
                 if s.split.strategy != .branch { return c.error("split.overrides", "applies only with split.strategy: branch") }
@@ -82,8 +91,12 @@ enum CrossFieldRules {
             return c.error("experts", "must be at most data.domains (\(d.domains)) with split.shard_by: domain (one or more whole domains per expert), got \(s.experts)",
                            hint: "raise data.domains, or shard by index or random")
         },
-        CrossFieldRule(summary: "`split.seed_model: independent` excludes `split.pretrain_epochs` (there is no shared seed model to pre-train).") { s, c in
-            guard s.split.strategy == .branch, s.split.seedModel == .independent, s.split.pretrainEpochs > 0 else { return nil }
+        CrossFieldRule(summary: "`split.seed_model: independent` excludes `split.pretrain_epochs` and `split.pretrain_steps` (there is no shared seed model to pre-train).") { s, c in
+            guard s.split.strategy == .branch, s.split.seedModel == .independent, s.split.pretrains else { return nil }
+            if s.split.pretrainSteps > 0 {
+                return c.error("split.pretrain_steps", "must be 0 with split.seed_model: independent (each expert starts from its own random initialisation; there is no shared seed model to pre-train), got \(s.split.pretrainSteps)",
+                               hint: "remove split.pretrain_steps, or use split.seed_model: shared")
+            }
             return c.error("split.pretrain_epochs", "must be 0 with split.seed_model: independent (each expert starts from its own random initialisation; there is no shared seed model to pre-train), got \(s.split.pretrainEpochs)",
                            hint: "remove split.pretrain_epochs, or use split.seed_model: shared")
         },

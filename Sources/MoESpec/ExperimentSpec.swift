@@ -223,11 +223,17 @@ public struct SplitSpec: Equatable, Sendable {
     /// Absolute path of `upcycleFrom`; it existed when the spec was loaded.
     public var resolvedUpcycleFrom: String?
     public var pretrainEpochs: Int
+    /// Dense pre-training steps (`split.pretrain_steps`; 0 = none): the other way to give the
+    /// pre-training length; at most one of the two is above 0 (`CrossFieldRules`).
+    public var pretrainSteps: Int = 0
     public var method: NeuronMethod
     public var shardBy: ShardBy
     /// One entry per expert (branch only).
     public var overrides: [ExpertOverride]?
     public var seedModel: SeedModel = .shared
+
+    /// Whether the run pre-trains a dense model first (`pretrain_epochs` or `pretrain_steps` above 0).
+    public var pretrains: Bool { pretrainEpochs > 0 || pretrainSteps > 0 }
 }
 
 // MARK: - router

@@ -30,7 +30,7 @@ enum IneffectiveKeys {
             s.data.source.kind == .file ? "applies only with data.source: synthetic (a data file brings its own)" : nil
         },
         Rule(keys: ["split.strategy"], summary: "`split.strategy: replicate` with `experts: 1` (and no pre-training or upcycling) is the dense model.") { s in
-            s.experts == 1 && s.split.strategy == .replicate && s.split.upcycleFrom == nil && s.split.pretrainEpochs == 0
+            s.experts == 1 && s.split.strategy == .replicate && s.split.upcycleFrom == nil && !s.split.pretrains
                 ? "replicate has no effect with experts: 1 (one copy of the FFN is the dense model)" : nil
         },
         Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
@@ -72,7 +72,7 @@ enum IneffectiveKeys {
         Rule(keys: ["split.shard_by", "split.seed_model"], summary: "`split.shard_by` and `split.seed_model` apply to `branch` only.") { s in
             s.split.strategy == .branch ? nil : "applies only with split.strategy: branch"
         },
-        Rule(keys: ["split.pretrain_epochs"], summary: "`split.pretrain_epochs` needs a split strategy.") { s in
+        Rule(keys: ["split.pretrain_epochs", "split.pretrain_steps"], summary: "`split.pretrain_epochs` and `split.pretrain_steps` need a split strategy.") { s in
             s.split.strategy == .none ? "has no effect with split.strategy: none" : nil
         },
         Rule(keys: ["fusion.weights", "fusion.temperature", "fusion.lambda", "fusion.density", "fusion.rescale",

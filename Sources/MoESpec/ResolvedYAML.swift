@@ -90,7 +90,8 @@ extension ExperimentSpec {
         } ?? .null
         return [entry("strategy", .word(split.strategy.rawValue)),
                 entry("upcycle_from", split.upcycleFrom.map(SpecValue.string) ?? .null),
-                entry("pretrain_epochs", .int(split.pretrainEpochs)), entry("method", .word(split.method.rawValue)),
+                entry("pretrain_epochs", .int(split.pretrainEpochs)),
+                entry("pretrain_steps", .int(split.pretrainSteps)), entry("method", .word(split.method.rawValue)),
                 entry("shard_by", .word(split.shardBy.rawValue)), entry("seed_model", .word(split.seedModel.rawValue)),
                 entry("overrides", overrides)]
     }

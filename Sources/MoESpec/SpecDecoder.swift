@@ -169,7 +169,7 @@ struct SpecDecoder {
                                           keyPath: "split.upcycle_from")
         }
         return SplitSpec(strategy: strategy, upcycleFrom: upcycle, resolvedUpcycleFrom: resolved,
-                         pretrainEpochs: try r.int(S.pretrainEpochs),
+                         pretrainEpochs: try r.int(S.pretrainEpochs), pretrainSteps: try r.int(S.pretrainSteps),
                          method: try r.choice(S.method, as: SplitSpec.NeuronMethod.self),
                          shardBy: try r.choice(S.shardBy, as: SplitSpec.ShardBy.self),
                          overrides: try decodeOverrides(r),

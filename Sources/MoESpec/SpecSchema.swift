@@ -113,6 +113,8 @@ public enum SpecSchema {
             "Checkpoint whose dense FFNs initialise the experts (replicate only; sparse upcycling); relative to the spec file's directory; it must exist.")
         static let pretrainEpochs = SchemaField("pretrain_epochs", .integer(min: 0, max: nil), default: .int(0),
             "Dense epochs before splitting: with `replicate`, a dense pre-training task whose model is upcycled into the experts; the seed model of `branch`; the dense FFN of `neurons`, which needs at least 1.")
+        static let pretrainSteps = SchemaField("pretrain_steps", .integer(min: 0, max: nil), default: .int(0),
+            "Dense pre-training length in optimizer steps instead of `pretrain_epochs` (the natural unit of a language model); give at most one of the two. 0, like `pretrain_epochs: 0`, means no pre-training.")
         static let method = SchemaField("method", SchemaField.choice(SplitSpec.NeuronMethod.self), default: .string("cluster"),
             "How `neurons` groups hidden units: `cluster` (balanced k-means on the normalised input-weight vectors), `contiguous` ranges, or `random` (seeded).")
         static let shardBy = SchemaField("shard_by", SchemaField.choice(SplitSpec.ShardBy.self), default: .string("domain"),
@@ -122,7 +124,7 @@ public enum SpecSchema {
         static let overrides = SchemaField("overrides",
             .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `batch_size`, `weight_decay`"),
             nullable: true, default: .null, "Per-expert training settings (branch only); missing keys keep the `train` value.")
-        static let all = [strategy, upcycleFrom, pretrainEpochs, method, shardBy, seedModel, overrides]
+        static let all = [strategy, upcycleFrom, pretrainEpochs, pretrainSteps, method, shardBy, seedModel, overrides]
         /// Keys of one `overrides` entry (typed and ranged like their `train`/top-level namesakes).
         static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.batchSize, Train.weightDecay]
     }

@@ -37,14 +37,6 @@ public enum SupportGate {
     static let runEntries: [Entry] = [
         // Issue 15 builds every split, fusion and parallel mode on transformer LMs; each
         // piece deletes its own entry when it runs end to end.
-        Entry(keyPath: "split.strategy", refused: "`model.kind: transformer` with `split.strategy: neurons` (MoEfication)", issue: "15") { s in
-            s.model.kind == .transformer && s.split.strategy == .neurons
-                ? "this version does not moefy a transformer LM (split.strategy: neurons) yet (issue 15)" : nil
-        },
-        Entry(keyPath: "split", refused: "`model.kind: transformer` upcycled from a dense LM (`split.pretrain_epochs`, `split.upcycle_from`)", issue: "15") { s in
-            s.model.kind == .transformer && (s.split.pretrainEpochs > 0 || s.split.upcycleFrom != nil)
-                ? "this version does not upcycle a transformer LM (split.pretrain_epochs, split.upcycle_from) yet (issue 15)" : nil
-        },
         Entry(keyPath: "fusion.method", refused: "`model.kind: transformer` with `fusion.method: ensemble`", issue: "15") { s in
             s.model.kind == .transformer && s.fusion.method == .ensemble
                 ? "this version does not ensemble transformer LMs (fusion.method: ensemble) yet (issue 15)" : nil

@@ -49,4 +49,30 @@ final class TransformerUpcyclingTests: XCTestCase {
         for r in 0..<12 { rows.insert(Array(UnsafeBufferPointer(start: ew1.data + r * 8, count: 8))) }
         for r in 0..<12 { XCTAssertTrue(rows.contains(Array(UnsafeBufferPointer(start: w1.data + r * 8, count: 8))), "unit \(r)") }
     }
+
+    /// With k = E and a zero router every expert of the moefied LM is selected with gate 1/E and
+    /// its w2 is scaled by k: the moefied LM computes the dense LM (to float rounding), for every
+    /// partition method.
+    func testMoefiedTransformerWithAllExpertsActiveIsTheDenseLM() throws {
+        let d = TransformerLM(config: dense, seed: 1)
+        TinyTransformer.randomize(d.parameters, seed: 2)
+        let tokens = TinyTransformer.tokens(batch: 3, length: 7, vocab: 11, seed: 4)
+        let reference = loss(d, tokens)
+        for method in Moefication.Method.allCases {
+            var config = dense
+            config.moe = MoEConfig(experts: 3, blocks: [0, 1], router: .topk, k: 3, capacityFactor: nil, expertFFN: 4)
+            let m = TransformerLM(config: config, seed: 3)
+            _ = try Moefication.moefy(from: Upcycling.parameters(of: d), into: m, method: method, seed: 5)
+            for p in m.parameters where p.name.hasSuffix("router/weight") { p.value.zero() }
+            let moefied = loss(m, tokens)
+            XCTAssertEqual(moefied.lossSum, reference.lossSum, accuracy: 1e-5 * reference.lossSum, "\(method)")
+            XCTAssertEqual(moefied.correct, reference.correct, "\(method)")
+        }
+        // The fitted router keeps only 1 of 3 groups per token: no longer the dense function.
+        var config = dense
+        config.moe = MoEConfig(experts: 3, blocks: [0, 1], router: .topk, k: 1, expertFFN: 4)
+        let sparse = TransformerLM(config: config, seed: 3)
+        _ = try Moefication.moefy(from: Upcycling.parameters(of: d), into: sparse, method: .cluster, seed: 5)
+        XCTAssertNotEqual(loss(sparse, tokens).lossSum, reference.lossSum, accuracy: 1e-5 * reference.lossSum)
+    }
 }

@@ -94,3 +94,16 @@ final class BranchPlannerTests: XCTestCase {
         XCTAssertEqual(branch.tasks.map(\.workers), branch.tasks.map { _ in 1 }, "branch experts are independent one-process tasks")
     }
 }
+
+/// `split.pretrain_steps`: the pretrain task trains for steps, and its summary says so.
+final class PretrainStepsPlannerTests: XCTestCase {
+    func testPretrainTaskShowsSteps() throws {
+        let spec = try SpecLoader.load(yaml: "name: p\nexperts: 4\nsplit: {strategy: replicate, pretrain_steps: 40}\n", file: "t.yaml")
+        let plan = Planner.plan(spec)
+        XCTAssertEqual(plan.tasks.map(\.id), ["data", "pretrain", "train", "evaluate"])
+        XCTAssertEqual(plan.task("pretrain")?.summary, "pre-train the dense residual MLP (hidden 128, ffn 512) for 40 steps, to upcycle")
+        XCTAssertEqual(plan.task("train")?.dependsOn, ["pretrain"])
+        let none = Planner.plan(try SpecLoader.load(yaml: "name: p\nexperts: 4\nsplit: {strategy: replicate, pretrain_steps: 0}\n", file: "t.yaml"))
+        XCTAssertEqual(none.tasks.map(\.id), ["data", "train", "evaluate"], "0 steps: no pre-training")
+    }
+}

@@ -30,7 +30,9 @@ final class RunIDTests: XCTestCase {
         "lm-dense": "d4263fb568cf",
         "lm-expert-parallel": "5f35c731f256",
         "lm-moe": "de3a8904fe7f",
+        "lm-moefication": "604badf98e73",
         "lm-pipeline": "7209ec228d57",
+        "lm-upcycle": "8fbbc095d07f",
         "moe-merge": "0387bb8cf64b",
         "moe-topk": "239f43b3418a",
         "moefication": "8f25000eea5d",
@@ -114,6 +116,7 @@ final class RunIDTests: XCTestCase {
         split.strategy: none
         split.upcycle_from: null
         split.pretrain_epochs: 0
+        split.pretrain_steps: 0
         split.method: cluster
         split.shard_by: domain
         split.seed_model: shared

@@ -89,6 +89,36 @@ final class ShippedExperimentsTests: XCTestCase {
         XCTAssertEqual([moe.router.auxLoss, moe.router.zLoss], [0.01, 0.001], "as moe-bench's lm-moe")
     }
 
+    /// Issue 15: lm-upcycle is lm-moe's MoE LM upcycled from a dense LM of its expert width, and
+    /// lm-moefication moefies lm-dense's GPT; both train pretrain_steps + steps = lm-moe's 2000
+    /// steps of the same batches' size (equal total training tokens), with its data and recipe.
+    func testUpcycledAndMoefiedLMsTrainLMMoesTokens() throws {
+        func load(_ name: String) throws -> ExperimentSpec {
+            try SpecLoader.load(path: experiments.appendingPathComponent(name + ".yaml").path)
+        }
+        let moe = try load("lm-moe"), dense = try load("lm-dense")
+        for spec in [try load("lm-upcycle"), try load("lm-moefication")] {
+            XCTAssertEqual(spec.split.pretrainSteps + (spec.train.steps ?? 0), moe.train.steps, spec.name)
+            XCTAssertEqual(spec.split.pretrainEpochs, 0, spec.name)
+            XCTAssertEqual(spec.train.batchSize, moe.train.batchSize, spec.name)
+            XCTAssertEqual(spec.data, moe.data, spec.name)
+            XCTAssertEqual(spec.seed, moe.seed, spec.name)
+            XCTAssertEqual(spec.eval, moe.eval, spec.name)
+            XCTAssertEqual(spec.router, moe.router, spec.name)
+            XCTAssertEqual(spec.experts, moe.experts, spec.name)
+            var t = spec.train, m = moe.train
+            (t.steps, m.steps) = (nil, nil)
+            XCTAssertEqual(t, m, "\(spec.name): lm-moe's recipe but for the step count")
+        }
+        let upcycle = try load("lm-upcycle"), moefication = try load("lm-moefication")
+        XCTAssertEqual(upcycle.split.strategy, .replicate)
+        XCTAssertEqual(upcycle.model, moe.model, "lm-moe's MoE LM; the dense LM has its expert width")
+        XCTAssertEqual(moefication.split.strategy, .neurons)
+        XCTAssertEqual(moefication.split.method, .cluster)
+        XCTAssertEqual(moefication.model, dense.model, "lm-dense's GPT, split into experts")
+        XCTAssertEqual(moefication.router.k * moefication.model.ffn / moefication.experts, dense.model.ffn / 4, "a quarter of the FFN units per token")
+    }
+
     /// Issue 6's contrast: the same data, model, experts and fusion; only where the experts start
     /// differs (a shared pre-trained seed vs independent inits, with the same total epochs).
     func testFusionContrastDiffersOnlyInTheExpertsStart() throws {

@@ -10,9 +10,11 @@ Sweep specs (a `sweep:` section) cannot run as one run; this runs the trials lis
 below through `moe-run sweep SPEC --grid ...` (seed 0, the cases whose code paths differ), not the
 whole grid (60+ trials).
 
-The language models (lm-dense, lm-moe, lm-data-parallel, lm-expert-parallel) train for 2000 steps and
-evaluate about 1.8M tokens, several minutes each; this runs them with the overrides in SHORTENED below
-(100 steps, and 0.25 % val and test splits for the end-of-training evaluation, which does not touch the weights): every layer of the
+The language models (lm-dense, lm-moe, lm-data-parallel, lm-expert-parallel, lm-upcycle,
+lm-moefication) train for 2000 steps and evaluate about 1.8M tokens, several minutes each; this runs
+them with the overrides in SHORTENED below (100 steps, and 0.25 % val and test splits for the
+end-of-training evaluation, which does not touch the weights; the upcycled and moefied LMs 50
+pre-training steps and 50 steps after the split): every layer of the
 transformer and of its MoE blocks, the text data path and the optimizer still run, in seconds.
 
     python check_golden.py --moe-run .build/release/moe-run            # compare; exit 1 if a tensor moved
@@ -60,6 +62,8 @@ SHORTENED = {
     "lm-moe": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-data-parallel": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-expert-parallel": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-upcycle": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-moefication": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-pipeline": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
 }
 

@@ -261,6 +261,31 @@ def main(run_dir):
     print("interop: ok: " + "; ".join(checked))
 
 
+def check_dense_start(f):
+    """An upcycled or moefied LM (issue 15): /models/dense is the pre-trained dense LM of the same
+    architecture but for the MoE blocks, every tensor outside the FFNs has the final model's
+    shape, and a `neurons` run's /moefication/<block>/units partitions each dense FFN's units."""
+    dense, final = f["models/dense"], f["models/final"]
+    dcfg, fcfg = json.loads(dense.attrs["config"]), json.loads(final.attrs["config"])
+    check(dcfg.get("moe") is None, "models/dense is not a dense LM")
+    check({k: v for k, v in dcfg.items() if k != "moe"} == {k: v for k, v in fcfg.items() if k != "moe"},
+          f"models/dense and models/final differ beyond the MoE blocks: {dcfg} vs {fcfg}")
+    names = []
+    dense.visit(lambda n: names.append(n) if isinstance(dense[n], h5py.Dataset) else None)
+    moe_blocks = set(fcfg["moe"]["blocks"]) if fcfg.get("moe") else set()
+    for n in names:
+        if any(n.startswith(f"blocks/{b}/ffn/") for b in moe_blocks):
+            continue
+        check(n in final and final[n].shape == dense[n].shape, f"{n}: not in models/final with the dense model's shape")
+    metrics = f["tasks/pretrain/metrics"]
+    check(len(metrics["train_loss"]) == len(metrics["step"]) > 0, "/tasks/pretrain/metrics missing")
+    if "moefication" in f["tasks/train"]:
+        for b in moe_blocks:
+            units = np.asarray(f[f"tasks/train/moefication/{b}/units"])
+            check(units.shape[0] == fcfg["moe"]["experts"] and sorted(units.ravel().tolist()) == list(range(fcfg["ffn"])),
+                  f"moefication/{b}/units is not a partition of the {fcfg['ffn']} dense FFN units")
+
+
 def check_lm(f, ids):
     """Check 5: a transformer LM's val and test figures recomputed by the §5.4 protocol, for every
     model the run links under /models (final; branch experts, seed, fused) that has a summary."""
@@ -277,6 +302,8 @@ def check_lm(f, ids):
         metrics = f[f"tasks/{task}/metrics"]
         for name in ["train_loss", "tokens_per_second", "lr", "grad_norm"]:
             check(name in metrics and len(metrics[name]) == len(metrics["step"]) > 0, f"{task}: /metrics/{name} missing or of the wrong length")
+    if "pretrain" in ids and "models/dense" in f:
+        check_dense_start(f)
     batch = int(f["tasks/evaluate"].attrs["batch_size"])
     checked = []
     for model in sorted(f["models"]):
