@@ -100,6 +100,20 @@ enum HDF5Library {
     }
 }
 
+extension H5File {
+    /// Whether the calling thread may use HDF5 while another thread of the process does (each
+    /// with files of its own): true when the library is built thread-safe (one global lock
+    /// around every call, as Debian's libhdf5 is). It then also turns HDF5's automatic error
+    /// printing off for the calling thread, which a thread-safe build keeps per thread.
+    public static func isUsableFromThisThread() -> Bool {
+        HDF5Library.ensureInitialized()
+        var safe: hbool_t = false
+        guard H5is_library_threadsafe(&safe) >= 0, safe else { return false }
+        _ = H5Eset_auto2(moe_H5E_DEFAULT(), nil, nil)
+        return true
+    }
+}
+
 /// Collects the descriptions of the current thread's HDF5 error stack.
 private final class ErrorStackCollector {
     var descriptions: [String] = []

@@ -45,6 +45,12 @@ public final class DataParallelGroup {
     /// Per-step scratch (allocated once): the step's sums and the experts' squared gradient norm.
     private var stepSums = [Double](repeating: 0, count: 4)
     private var expertSquares = [0.0]
+    /// A barrier after the backward pass, before the step's all-reduces (of the loss sums and of
+    /// the gradients): the time spent waiting for the slowest rank then shows as `waitSeconds`
+    /// and the all-reduces' `communicationSeconds` is the moving of data alone (MPI cannot tell
+    /// the two apart inside one call). Off in training (it costs a latency per step); the
+    /// benchmarks turn it on (`moe-bench --comm-only`). It changes no bit of any result.
+    public var barrierBeforeReducing = false
 
     public init(communicator: Communicator, parameters: [Parameter], compression: CompressionScheme = .none, ratio: Double = 0.01) throws {
         self.communicator = communicator
@@ -238,6 +244,7 @@ extension Trainer where Model: RowBatchedModel {
         // is skipped below when any rank's loss was not finite.
         model.backward(lossScale: Float(Double(myScored) / Double(scored)))
         try group.throwPending()
+        if group.barrierBeforeReducing { try group.communicator.barrier() }
         let sums = try group.reduceStep(out.lossSum.isFinite ? out.lossSum : .nan, Double(out.correct), aux.isFinite ? 0 : 1, stop ? 1 : 0)
         var report = StepReport(loss: sums.loss / Double(scored), correct: Int(sums.correct), scored: scored, auxLoss: aux, gradNorm: .nan, lr: lr,
                                 stop: sums.stop > 0)

@@ -1,4 +1,5 @@
 import Foundation
+import MoEHDF5
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,17 +10,21 @@ import Glibc
 /// one second later (`odls_base_sigkill_timeout`). Rank 0's main thread may then be blocked in a
 /// collective with the dead rank, so this thread, which makes no MPI or HDF5 call, looks at the
 /// SIGTERM: if a rank on this host is gone (its pid no longer exists, or is a zombie), it prints
-/// `moe-run: error: task T: rank R (host H, pid P) died; …`, appends it to log.txt and exits 1
-/// at once. The run stays resumable as a killed run does: run.h5 keeps status `running`, every
-/// task file and checkpoint is whole (written atomically), and `--resume` continues from the last
-/// checkpoint to the same bits.
+/// `moe-run: error: task T: rank R (host H, pid P) died; …`, appends it to log.txt, rewrites
+/// run.h5 with status `failed` and that line as its `error` (`recordFailure`, given by Runner),
+/// and exits 1. The run stays resumable: every task file and checkpoint is whole (written
+/// atomically), and `--resume` continues from the last checkpoint to the same bits. run.h5 is
+/// written from this thread while the main thread may be using HDF5 on its own files, which is
+/// safe only with a thread-safe HDF5 (Debian's is; `H5File.isUsableFromThisThread`); with
+/// another build the status stays `running`, as after a kill. Runner's own final writes of
+/// run.h5 go through `finishing`, so the two never write the file at once.
 ///
 /// When no rank on this host died, the signal is an interrupt (Ctrl-C on mpirun), or a rank on
 /// another host died, which this host cannot see: the main thread stops the run as interrupted
 /// (status `interrupted`, exit 130) if it can within the second mpirun gives. If it has not
 /// ended 0.8 s after the signal (it is blocked in a collective with a rank that is gone), this
-/// thread prints which tasks ran on which ranks and hosts and exits 1; the run is left as after
-/// a kill, resumable. Once the run has saved its final status (`settle`), the watch instead ends
+/// thread prints which tasks ran on which ranks and hosts, records status `failed` the same way
+/// and exits 1; the run is resumable. Once the run has saved its final status (`settle`), the watch instead ends
 /// the process with the run's own line and exit code (130 for an interrupt): mpirun may tear the
 /// job down while rank 0 still tells its ranks to stop or finalizes MPI, which is no lost rank.
 final class MPIFaultWatch: @unchecked Sendable {
@@ -28,6 +33,12 @@ final class MPIFaultWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var wave: [MPIAssignment] = []
     private var settled: (line: String?, code: Int32)?
+    /// Held while run.h5's final status is written, by Runner (`finishing`) or by this watch
+    /// (which then never releases it: the process ends).
+    private let statusLock = NSLock()
+    /// Rewrites run.h5 with status `failed` and the given line as its error (set by Runner before
+    /// the first wave).
+    var recordFailure: ((String) -> Void)?
 
     init(cluster: MPICluster, logPath: String) {
         self.cluster = cluster
@@ -46,6 +57,13 @@ final class MPIFaultWatch: @unchecked Sendable {
     func settle(line: String?, code: Int32) {
         lock.lock(); defer { lock.unlock() }
         settled = (line, code)
+    }
+
+    /// Runs `body` (Runner's final write of run.h5, then `settle`) so that it never overlaps
+    /// this watch's own write of status `failed`.
+    func finishing(_ body: () throws -> Void) rethrows {
+        statusLock.lock(); defer { statusLock.unlock() }
+        try body()
     }
 
     /// Starts the watching thread (it ends with the process).
@@ -73,7 +91,10 @@ final class MPIFaultWatch: @unchecked Sendable {
     }
 
     private func fail(_ line: String) -> Never {
+        statusLock.lock()  // never released: the process ends here
+        endIfSettled()
         RunLog(path: logPath, quiet: true).record("error: " + line)
+        if H5File.isUsableFromThisThread() { recordFailure?(line) }
         FileHandle.standardError.write(Data(("moe-run: error: " + line + "\n").utf8))
         _exit(1)
     }

@@ -80,6 +80,11 @@ public enum Runner {
                           header: .init(status: "running", started: started))
         Interrupts.install()
         let watch = cluster.map { MPIFaultWatch(cluster: $0, logPath: layout.logFile) }
+        let startedAt = started
+        watch?.recordFailure = { line in
+            try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
+                               header: .init(status: "failed", started: startedAt, finished: RunFile.now(), error: line))
+        }
         do {
             if let cluster, let watch {
                 try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster, watch: watch).run()
@@ -95,16 +100,23 @@ public enum Runner {
             log.record("error: \(error)")
             // On a full disk this rewrite usually fits (the failed task's tmp file is gone); if
             // it does not, the previous run.h5 stays whole and the error line still says why.
-            try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                               header: .init(status: status, started: started, finished: RunFile.now(),
-                                             error: status == "failed" ? "\(error)" : nil))
-            watch?.settle(line: "\(error)", code: (error as? RuntimeError)?.exitCode ?? 1)
+            // Under MPI, not at the same time as the fault watch's own write (`finishing`).
+            let finish = {
+                try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
+                                   header: .init(status: status, started: started, finished: RunFile.now(),
+                                                 error: status == "failed" ? "\(error)" : nil))
+                watch?.settle(line: "\(error)", code: (error as? RuntimeError)?.exitCode ?? 1)
+            }
+            if let watch { watch.finishing(finish) } else { finish() }
             throw error
         }
-        try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                          header: .init(status: "complete", started: started, finished: RunFile.now()))
-        log.record("complete")
-        watch?.settle(line: nil, code: 0)
+        let complete = {
+            try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
+                              header: .init(status: "complete", started: started, finished: RunFile.now()))
+            log.record("complete")
+            watch?.settle(line: nil, code: 0)
+        }
+        if let watch { try watch.finishing(complete) } else { try complete() }
         return layout
     }
 

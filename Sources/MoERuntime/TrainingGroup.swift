@@ -32,6 +32,7 @@ final class TrainingGroup {
                                       compression: CompressionScheme(rawValue: spec.parallelism.compression.rawValue) ?? .none,
                                       ratio: spec.parallelism.ratio)
         group.attach(to: model, shardExperts: mode == .expert)
+        group.barrierBeforeReducing = Worker.stepBarrier
     }
 
     /// The step strategy of the group: `trainer`'s step on this rank's rows of every batch.

@@ -49,6 +49,13 @@ public enum Worker {
         ProcessInfo.processInfo.environment["MOE_RUN_COLLECTIVE_TIMEOUT"].flatMap(Double.init) ?? 300
     }
 
+    /// Whether data-parallel steps put a barrier before their all-reduces, so that waiting for the
+    /// slowest rank is timed apart from moving data (`DataParallelGroup.barrierBeforeReducing`):
+    /// `MOE_RUN_STEP_BARRIER=1`, set by `moe-bench --comm-only` for its data-parallel step table,
+    /// never by a user. No bit of any result changes.
+    public static let stepBarrierVariable = "MOE_RUN_STEP_BARRIER"
+    static var stepBarrier: Bool { ProcessInfo.processInfo.environment[stepBarrierVariable] == "1" }
+
     /// This process's place in its task's group, from the scheduler's environment
     /// (`Scheduler.rankVariable`, …, and the group's memory at the inherited descriptor
     /// `Scheduler.groupDescriptorVariable`), or a group of one. The descriptor is closed once
@@ -79,9 +86,27 @@ public enum Worker {
         return try SpecLoader.loadResolved(yaml: yaml, file: layout.runFile + ":/spec", baseDirectory: directory)
     }
 
+    /// Fault injection for the retry tests: `MOE_RUN_FAIL_ONCE=TASK:FILE` makes task TASK fail
+    /// with a transient error (retried, as a crashed worker is) when it starts and FILE does not
+    /// exist, creating FILE; once FILE exists the task runs normally. Under MPI a task runs inside
+    /// its rank's process, whose death ends the whole job (§5.5), so this is how a test gives a
+    /// task there a failure that a retry can fix. moe-run never sets it.
+    public static let failOnceVariable = "MOE_RUN_FAIL_ONCE"
+
+    static func failOnceIfAsked(_ task: String) throws {
+        guard let value = ProcessInfo.processInfo.environment[failOnceVariable], let colon = value.firstIndex(of: ":"),
+              value[..<colon] == task else { return }
+        let marker = String(value[value.index(after: colon)...])
+        let fd = open(marker, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { return }  // exists: a later attempt
+        close(fd)
+        throw RuntimeError.io(path: marker, message: "\(task): failure injected by \(failOnceVariable) (first attempt only)")
+    }
+
     /// Runs one task in this process (the task code the scheduler's workers share).
     static func perform(_ task: PlanTask, spec: ExperimentSpec, layout: RunLayout, log: RunLog,
                         communicator: Communicator = SoloCommunicator()) throws {
+        try failOnceIfAsked(task.id)
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
         case .train where spec.split.strategy == .layerwise:

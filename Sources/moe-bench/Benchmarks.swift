@@ -170,15 +170,16 @@ enum Bench {
 
         /// `moe-run spec.yaml --quiet --force EXTRA…` (the scheduler divides the cores among its
         /// workers itself: no OPENBLAS_NUM_THREADS); the run directory, or nil if it failed.
-        /// With `launcher` (e.g. `mpirun -np 2 …`), that command runs moe-run.
-        func run(_ extra: [String], launcher: [String] = []) -> String? {
+        /// With `launcher` (e.g. `mpirun -np 2 …`), that command runs moe-run; `environment` is
+        /// added to this process's.
+        func run(_ extra: [String], launcher: [String] = [], environment: [String: String] = [:]) -> String? {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: launcher.first ?? binary)
             p.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["spec.yaml", "--quiet", "--force"] + extra
             p.currentDirectoryURL = URL(fileURLWithPath: directory)
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMIX_") }
             env["OPENBLAS_NUM_THREADS"] = nil
-            p.environment = env
+            p.environment = env.merging(environment) { $1 }
             let out = Pipe()
             p.standardOutput = out
             guard (try? p.run()) != nil else { return nil }

@@ -136,12 +136,44 @@ extension Bench {
             return row.bytes * Double(row.ranks) / (2 * Double(row.ranks - 1))
         }
 
-        /// Per-message α and per-byte β of a measured path: the 2-rank fit t = a + b·n is
-        /// 2α + n·β in the model (p = 2: two messages, (p−1)/p · 2 = 1).
+        /// Per-message α and per-byte β of a measured path, from its 2-rank all-reduce sweep
+        /// (t = 2α + n·β in the model at p = 2: two messages, (p−1)/p · 2 = 1). The sweep is not
+        /// one straight line: above the caches (here from 16 MiB: a 2-rank all-reduce touches
+        /// about 4n bytes, send buffers and receive scratch of both ranks) the bandwidth drops to
+        /// about half. So α is fitted on the sizes below 1 MiB (the latency regime) and β, with
+        /// that α, on the sizes from 1 MiB up (`bandwidthFit`): the regime of gradients (the
+        /// step model's 8.5 MB), whose error straddles the cliff (`cacheCliff`).
         func linkParameters(_ path: String) -> (alpha: Double, beta: Double)? {
             guard let t = allReduce[path] else { return nil }
-            let f = alphaBetaFit(bytes: allReduceSizes, seconds: t)
-            return (max(0, f.alpha) / 2, f.beta)
+            let small = allReduceSizes.indices.filter { allReduceSizes[$0] < 1 << 20 }
+            let large = allReduceSizes.indices.filter { allReduceSizes[$0] >= 1 << 20 }
+            let a = alphaBetaFit(bytes: small.map { allReduceSizes[$0] }, seconds: small.map { t[$0] }).alpha
+            let b = bandwidthFit(bytes: large.map { allReduceSizes[$0] }, seconds: large.map { t[$0] }, alpha: a)
+            return (max(0, a) / 2, b)
         }
+
+        /// A path's bandwidth n / t at the large sizes: the best from 1 MiB to 4 MiB (in cache)
+        /// and the worst at 16 MiB and above (from memory).
+        func cacheCliff(_ path: String) -> (inCache: Double, fromMemory: Double)? {
+            guard let t = allReduce[path] else { return nil }
+            let bandwidth = allReduceSizes.indices.map { (allReduceSizes[$0], Double(allReduceSizes[$0]) / t[$0]) }
+            let inCache = bandwidth.filter { $0.0 >= 1 << 20 && $0.0 <= 4 << 20 }.map(\.1).max()
+            let fromMemory = bandwidth.filter { $0.0 >= 16 << 20 }.map(\.1).min()
+            guard let inCache, let fromMemory else { return nil }
+            return (inCache, fromMemory)
+        }
+    }
+}
+
+extension Bench {
+    /// β of t = α + β·n with α given, least squares on the relative error:
+    /// minimises Σ ((t − α − βn) / t)², so β = Σ n(t − α)/t² / Σ n²/t².
+    static func bandwidthFit(bytes: [Int], seconds: [Double], alpha: Double) -> Double {
+        var num = 0.0, den = 0.0
+        for (n, t) in zip(bytes.map(Double.init), seconds) {
+            num += n * (t - alpha) / (t * t)
+            den += n * n / (t * t)
+        }
+        return num / den
     }
 }

@@ -9,11 +9,21 @@ import MoEHDF5
 /// step from the task file's /metrics series (compute_seconds, communication_seconds,
 /// wait_seconds, bytes_sent), without the first logged window. docs/scaling.md checks its α–β
 /// model against these rows.
+///
+/// The runs set `MOE_RUN_STEP_BARRIER=1` (`Worker.stepBarrierVariable`): each step puts a barrier
+/// between the backward pass and its all-reduces, so the time rank 0 waits for the slowest rank
+/// is `wait_seconds` and `communication_seconds` is the all-reduces moving data. Without it,
+/// MPICommunicator's all-reduce includes the wait (MPI has no way to tell them apart inside one
+/// call), and the step's first all-reduce (the 4 loss sums) absorbs it. The barrier changes no
+/// bit; a training run never sets it.
 extension Bench {
     struct StepCommunication {
         var path: String, ranks: Int
         var result: DataParallelResult?
     }
+
+    /// `Worker.stepBarrierVariable` (moe-bench does not link the runtime).
+    static let stepBarrierVariable = "MOE_RUN_STEP_BARRIER"
 
     static func mpirunPath() -> String? {
         (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/mpirun" }
@@ -31,7 +41,7 @@ extension Bench {
                         "--mca", "pml", "ob1", "--bind-to", "none"]
         }
         let extra = (["parallelism.mode=data", "parallelism.workers=\(ranks)"] + sets).flatMap { ["--set", $0] }
-        guard let dir = workspace.run(extra, launcher: launcher),
+        guard let dir = workspace.run(extra, launcher: launcher, environment: [stepBarrierVariable: "1"]),
               let file = try? H5File.open(dir + "/tasks/train.h5") else { return nil }
         return dataParallelResult(file, oneProcessStep: .nan)
     }
@@ -55,7 +65,7 @@ extension Bench {
 
     /// The rows appended to the "## Collectives" section; docs/scaling.md parses the table.
     static func stepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
-        var lines = ["", "Data-parallel training step under each path: the training-step model (residual MLP, features 64, hidden 256, ffn 1024, 4 blocks, 2.12M parameters), global batch 256, 40 steps, run by moe-run with `--set parallelism.mode=data --set parallelism.workers=P` (shm) or under `mpirun -np P --mca pml ob1 --mca btl vader,self` / `tcp,self`; rank 0's mean per step from the run's /metrics series (compute_seconds, communication_seconds, wait_seconds, bytes_sent), first logged window left out. Ranks share the 2 cores (OPENBLAS_NUM_THREADS = cores / ranks, at least 1). MPICommunicator's communication includes waiting for the peer (it does not separate them). Load average when measured: \(loadAverage()).", "",
+        var lines = ["", "Data-parallel training step under each path: the training-step model (residual MLP, features 64, hidden 256, ffn 1024, 4 blocks, 2.12M parameters), global batch 256, 40 steps, run by moe-run with `--set parallelism.mode=data --set parallelism.workers=P` (shm) or under `mpirun -np P --mca pml ob1 --mca btl vader,self` / `tcp,self`; rank 0's mean per step from the run's /metrics series (compute_seconds, communication_seconds, wait_seconds, bytes_sent), first logged window left out. Ranks share the 2 cores (OPENBLAS_NUM_THREADS = cores / ranks, at least 1). Each step puts a barrier between the backward pass and its all-reduces (`MOE_RUN_STEP_BARRIER=1`, for this table only; no bit changes): waiting is rank 0's time in that barrier, waiting for the slowest rank to finish its backward pass (plus any waits inside the shm backend's collectives); communication is the step's two all-reduces (4 loss sums, then the gradient) moving data. Load average when measured: \(loadAverage()).", "",
                      "| data-parallel step, path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
         lines += rows.map(stepRow)
@@ -91,7 +101,7 @@ extension Bench {
         [lmStepHeading, "", "Data-parallel step of a transformer LM under each path: lm-dense's model and recipe (experiments/lm-data-parallel.yaml: 4 blocks, hidden 128, context 64, 0.83M parameters, 12 windows per step, 6 per rank), "
             + "60 steps, run by moe-run with `--set \(lmStepSets.joined(separator: " --set "))` over 2 workers (shm) or under `mpirun -np 2 --mca pml ob1 --mca btl vader,self` / `tcp,self`; "
             + "rank 0's mean per step from the run's /metrics series, first logged window left out. Goal (issue 15): communication under 10 % of the step on 2 ranks. "
-            + "Waiting is rank 0 idle at a collective until its peer arrives (the ranks do equal work, so on a quiet machine it is small; on a busy one a descheduled peer); MPICommunicator counts it as communication. Load average when measured: \(loadAverage()).", "",
+            + "Waiting is rank 0 idle until its peer arrives (the ranks do equal work, so on a quiet machine it is small; on a busy one a descheduled peer), timed by a barrier before the step's all-reduces (`MOE_RUN_STEP_BARRIER=1`, as in the MLP table; without it MPICommunicator would count it as communication). Load average when measured: \(loadAverage()).", "",
          "| LM data-parallel step (lm-dense), path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
          "|---|---:|---:|---:|---:|---:|---:|---:|"] + rows.map(stepRow)
     }

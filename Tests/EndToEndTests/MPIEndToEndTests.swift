@@ -6,8 +6,8 @@ import XCTest
 /// over N ranks, over TCP, to the bits of the shm backend: data-, expert-parallel and pipeline
 /// groups over a sub-communicator, branch experts on free ranks. Bad launches are one line and
 /// exit 2 before anything is written; a results directory a rank cannot see is refused; a killed
-/// rank ends the job within seconds naming task, rank and host, and `--resume` gives the same
-/// bits; Ctrl-C leaves status `interrupted`. No process outlives a test.
+/// rank ends the job within seconds naming task, rank and host, leaving status `failed`, and
+/// `--resume` gives the same bits; Ctrl-C leaves status `interrupted`. No process outlives a test.
 final class MPIEndToEndTests: XCTestCase {
     private func experiment(_ name: String) -> String {
         CLI.repositoryRoot.appendingPathComponent("experiments/\(name).yaml").path
@@ -76,6 +76,48 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(logs[1].contains("expert-3: started on rank 3 ("), logs[1])
     }
 
+    /// Retries of independent tasks under MPI, as on one machine: branch expert 1 fails with a
+    /// transient error the first time it starts on its rank (`MOE_RUN_FAIL_ONCE`, the tests' fault
+    /// injection: a task's process dying would end the whole MPI job, §5.5). Rank 0 retries it in
+    /// a later wave (`parallelism.retries`, default 1) and the run ends with the bits of an
+    /// undisturbed one. With `parallelism.retries=0` the same failure is not retried: exit 1,
+    /// one line naming the task, its rank and the cause, status `failed`.
+    func testTransientlyFailingBranchExpertIsRetriedOnAFreeRank() throws {
+        try MPI.requireMPI()
+        let sets = ["data.samples=2000", "train.epochs=1", "split.pretrain_epochs=1"]
+        let reference = try CLI.workspace("")
+        let shm = try CLI.run(arguments("branch-domains", sets), in: reference)
+        XCTAssertEqual(shm.status, 0, shm.stderr)
+        let expected = try MPI.allModelBits(try MPI.runDirectory(reference, "branch-domains"))
+
+        let dir = try CLI.workspace("")
+        let marker = dir + "/expert-1-failed"
+        let injected = "\(marker): expert-1: failure injected by MOE_RUN_FAIL_ONCE (first attempt only)"
+        let r = try MPI.run(ranks: 2, arguments("branch-domains", sets), in: dir, environment: ["MOE_RUN_FAIL_ONCE": "expert-1:" + marker])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the failure was injected")
+        let runDir = try MPI.runDirectory(dir, "branch-domains")
+        let log = try String(contentsOfFile: runDir + "/log.txt", encoding: .utf8)
+        XCTAssertTrue(log.contains("expert-1: started on rank 1 (host "), log)
+        XCTAssertTrue(log.contains("): \(injected); retry 1 of 1\n"), log)
+        XCTAssertTrue(log.contains(") (attempt 2)\n") && log.split(separator: "\n").contains { $0.contains("expert-1: started on") && $0.hasSuffix("(attempt 2)") }, log)
+        XCTAssertEqual(try MPI.allModelBits(runDir), expected, "the retried expert: the bits of an undisturbed run")
+        XCTAssertEqual(try MPI.status(runDir), "complete")
+        CLI.assertNoProcesses(in: dir)
+
+        let once = try CLI.workspace("")
+        let f = try MPI.run(ranks: 2, arguments("branch-domains", sets + ["parallelism.retries=0"]), in: once,
+                            environment: ["MOE_RUN_FAIL_ONCE": "expert-1:\(once)/expert-1-failed"])
+        XCTAssertEqual(f.status, 1, f.stderr)
+        let line = try XCTUnwrap(f.stderr.split(separator: "\n").first { $0.hasPrefix("moe-run: error: ") }, f.stderr)
+        XCTAssertTrue(line.hasPrefix("moe-run: error: \(once)/expert-1-failed: expert-1: failure injected by MOE_RUN_FAIL_ONCE (first attempt only); task expert-1 (rank 1 (host "), String(line))
+        XCTAssertTrue(line.contains(")) failed: its worker ended with an error (1 attempt); see "), String(line))
+        let failedRun = try MPI.runDirectory(once, "branch-domains")
+        XCTAssertEqual(try MPI.status(failedRun), "failed")
+        XCTAssertFalse(try String(contentsOfFile: failedRun + "/log.txt", encoding: .utf8).contains("retry"), "retries 0: not retried")
+        CLI.assertNoProcesses(in: once)
+    }
+
     /// `mpirun -np 2 moe-run sweep`: 4 trials dealt over 2 ranks, each the bits of the same
     /// trial of a plain sweep, and one summary with every trial complete.
     func testSweepOfFourTrialsOverTwoRanksGivesTheBitsOfAPlainSweep() throws {
@@ -140,7 +182,8 @@ final class MPIEndToEndTests: XCTestCase {
     }
 
     /// Item 4: rank 1 killed mid-training (after a checkpoint) ends the job within seconds; rank
-    /// 0 names task, rank and host and exits 1; `--resume` gives the bits of an undisturbed run.
+    /// 0 names task, rank and host, records status `failed` (with that line as run.h5's `error`)
+    /// and exits 1; `--resume` gives the bits of an undisturbed run.
     func testKilledRankEndsTheJobAndResumeGivesTheSameBits() throws {
         let sets = Self.stoppableRun
         let expected = try referenceBits(sets)
@@ -158,8 +201,12 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(stderr.contains(", pid \(rank1)) died; MPI ended the job. Every finished task and checkpoint is kept: rerun the same command with --resume to continue\n"), stderr)
         CLI.assertNoProcesses(in: dir)
         let runDir = try MPI.runDirectory(dir, "data-parallel")
-        XCTAssertEqual(try MPI.status(runDir), "running", "a killed run: resumable")
+        // Rank 0's fault watch records the failure in run.h5 before it exits 1; still resumable.
+        XCTAssertEqual(try MPI.status(runDir), "failed")
+        let error = try H5File.open(runDir + "/run.h5").stringAttribute("error")
+        XCTAssertTrue(error.hasPrefix("task train: rank 1 (host ") && error.contains(", pid \(rank1)) died; MPI ended the job."), error)
         try assertResumes(dir, sets, expected)
+        XCTAssertEqual(try MPI.status(runDir), "complete")
     }
 
     /// Item 4 across machines: rank 1 runs under another host name (a UTS namespace: to rank 0 it
@@ -184,7 +231,9 @@ final class MPIEndToEndTests: XCTestCase {
         XCTAssertTrue(line.hasPrefix("moe-run: error: MPI ended the job (a rank on another host died, or mpirun was stopped) while task train on rank 0 (host "), String(line))
         XCTAssertTrue(line.hasSuffix("), rank 1 (host other-node) ran. Every finished task and checkpoint is kept: rerun the same command with --resume to continue"), String(line))
         CLI.assertNoProcesses(in: dir)
-        XCTAssertEqual(try MPI.status(try MPI.runDirectory(dir, "data-parallel")), "running", "a killed run: resumable")
+        let runDir = try MPI.runDirectory(dir, "data-parallel")
+        XCTAssertEqual(try MPI.status(runDir), "failed", "rank 0's fault watch records the failure; still resumable")
+        XCTAssertEqual(try H5File.open(runDir + "/run.h5").stringAttribute("error"), String(line.dropFirst("moe-run: error: ".count)))
         try assertResumes(dir, sets, expected)
     }
 

@@ -33,13 +33,15 @@ enum MPI {
         ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "tcp,self", "-np", String(ranks)] + wrapper + [CLI.binary] + args
     }
 
-    /// Starts `mpirun -np ranks moe-run args…` in `directory`.
-    static func start(ranks: Int, _ args: [String], in directory: String, wrapper: [String] = [],
+    /// Starts `mpirun -np ranks moe-run args…` in `directory`, with `environment` added to this
+    /// process's (mpirun hands it to the ranks).
+    static func start(ranks: Int, _ args: [String], in directory: String, wrapper: [String] = [], environment: [String: String] = [:],
                       stdout: Pipe = Pipe(), stderr: Pipe = Pipe()) throws -> Process {
         try requireMPI()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: mpirun)
         p.arguments = arguments(ranks: ranks, args, wrapper: wrapper)
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.currentDirectoryURL = URL(fileURLWithPath: directory)
         p.standardOutput = stdout
         p.standardError = stderr
@@ -49,10 +51,10 @@ enum MPI {
 
     /// Runs `mpirun -np ranks moe-run args…` to completion (SIGTERM to mpirun after `timeout`
     /// seconds, so a hang fails the test instead of stopping the suite).
-    static func run(ranks: Int, _ args: [String], in directory: String, wrapper: [String] = [],
+    static func run(ranks: Int, _ args: [String], in directory: String, wrapper: [String] = [], environment: [String: String] = [:],
                     timeout: Double = 180) throws -> CLI.Result {
         let out = Pipe(), err = Pipe()
-        let p = try start(ranks: ranks, args, in: directory, wrapper: wrapper, stdout: out, stderr: err)
+        let p = try start(ranks: ranks, args, in: directory, wrapper: wrapper, environment: environment, stdout: out, stderr: err)
         let pid = p.processIdentifier
         let watchdog = DispatchWorkItem { kill(pid, SIGTERM) }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
