@@ -30,9 +30,30 @@ extension Bench {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// One data-parallel run of `ranks` workers over `btl` (nil: the shm backend) of `spec`
-    /// (default: the training-step model), with the overrides `sets`.
+    /// Runs per measured row: single 40-step runs on this 2-core VM vary by 3× in communication
+    /// time between two runs minutes apart (MPI vader at 2 ranks: 3.5, 10.2 and 15.1 ms on a
+    /// quiet machine), so each row is the per-field median of `stepRepeats` runs.
+    static let stepRepeats = 3
+
+    /// Data-parallel runs of `ranks` workers over `btl` (nil: the shm backend) of `spec`
+    /// (default: the training-step model), with the overrides `sets`: the per-field median
+    /// of `stepRepeats` runs (nil if any failed).
     static func dataParallelStep(ranks: Int, btl: String?, name: String = "step", spec: String = dataParallelSpec, sets: [String] = []) -> DataParallelResult? {
+        var runs: [DataParallelResult] = []
+        for repeat_ in 0..<stepRepeats {
+            guard let r = dataParallelRun(ranks: ranks, btl: btl, name: "\(name)-\(repeat_)", spec: spec, sets: sets) else { return nil }
+            runs.append(r)
+        }
+        func median(_ field: (DataParallelResult) -> Double) -> Double {
+            let v = runs.map(field).sorted()
+            return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+        }
+        return DataParallelResult(compute: median(\.compute), communication: median(\.communication), waiting: median(\.waiting),
+                                  bytes: median(\.bytes), oneProcessStep: .nan)
+    }
+
+    /// One data-parallel run (see `dataParallelStep`).
+    static func dataParallelRun(ranks: Int, btl: String?, name: String, spec: String, sets: [String]) -> DataParallelResult? {
         guard let workspace = RunWorkspace(name: "\(name)-\(ranks)-\(btl ?? "shm")", spec: spec) else { return nil }
         var launcher: [String] = []
         if let btl {
@@ -65,7 +86,7 @@ extension Bench {
 
     /// The rows appended to the "## Collectives" section; docs/scaling.md parses the table.
     static func stepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
-        var lines = ["", "Data-parallel training step under each path: the training-step model (residual MLP, features 64, hidden 256, ffn 1024, 4 blocks, 2.12M parameters), global batch 256, 40 steps, run by moe-run with `--set parallelism.mode=data --set parallelism.workers=P` (shm) or under `mpirun -np P --mca pml ob1 --mca btl vader,self` / `tcp,self`; rank 0's mean per step from the run's /metrics series (compute_seconds, communication_seconds, wait_seconds, bytes_sent), first logged window left out. Ranks share the 2 cores (OPENBLAS_NUM_THREADS = cores / ranks, at least 1). Each step puts a barrier between the backward pass and its all-reduces (`MOE_RUN_STEP_BARRIER=1`, for this table only; no bit changes): waiting is rank 0's time in that barrier, waiting for the slowest rank to finish its backward pass (plus any waits inside the shm backend's collectives); communication is the step's two all-reduces (4 loss sums, then the gradient) moving data. Load average when measured: \(loadAverage()).", "",
+        var lines = ["", "Data-parallel training step under each path: the training-step model (residual MLP, features 64, hidden 256, ffn 1024, 4 blocks, 2.12M parameters), global batch 256, 40 steps, run by moe-run with `--set parallelism.mode=data --set parallelism.workers=P` (shm) or under `mpirun -np P --mca pml ob1 --mca btl vader,self` / `tcp,self`; rank 0's mean per step from the run's /metrics series (compute_seconds, communication_seconds, wait_seconds, bytes_sent), first logged window left out; each figure is the median of 3 runs (single runs vary by up to 3× here). Ranks share the 2 cores (OPENBLAS_NUM_THREADS = cores / ranks, at least 1). Each step puts a barrier between the backward pass and its all-reduces (`MOE_RUN_STEP_BARRIER=1`, for this table only; no bit changes): waiting is rank 0's time in that barrier, waiting for the slowest rank to finish its backward pass (plus any waits inside the shm backend's collectives); communication is the step's two all-reduces (4 loss sums, then the gradient) moving data. Load average when measured: \(loadAverage()).", "",
                      "| data-parallel step, path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
         lines += rows.map(stepRow)
@@ -100,7 +121,7 @@ extension Bench {
     static func lmStepCommunicationLines(_ rows: [StepCommunication]) -> [String] {
         [lmStepHeading, "", "Data-parallel step of a transformer LM under each path: lm-dense's model and recipe (experiments/lm-data-parallel.yaml: 4 blocks, hidden 128, context 64, 0.83M parameters, 12 windows per step, 6 per rank), "
             + "60 steps, run by moe-run with `--set \(lmStepSets.joined(separator: " --set "))` over 2 workers (shm) or under `mpirun -np 2 --mca pml ob1 --mca btl vader,self` / `tcp,self`; "
-            + "rank 0's mean per step from the run's /metrics series, first logged window left out. Goal (issue 15): communication under 10 % of the step on 2 ranks. "
+            + "rank 0's mean per step from the run's /metrics series, first logged window left out, the median of 3 runs. Goal (issue 15): communication under 10 % of the step on 2 ranks. "
             + "Waiting is rank 0 idle until its peer arrives (the ranks do equal work, so on a quiet machine it is small; on a busy one a descheduled peer), timed by a barrier before the step's all-reduces (`MOE_RUN_STEP_BARRIER=1`, as in the MLP table; without it MPICommunicator would count it as communication). Load average when measured: \(loadAverage()).", "",
          "| LM data-parallel step (lm-dense), path | ranks | step (ms) | compute (ms) | communication (ms) | waiting (ms) | communication share | bytes sent per step (KB) |",
          "|---|---:|---:|---:|---:|---:|---:|---:|"] + rows.map(stepRow)
