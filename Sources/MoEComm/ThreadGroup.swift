@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 
 /// An in-process group of N ranks, one thread each, for unit tests of the parallel steps
 /// (data, expert and pipeline parallelism) without processes or shared memory.
@@ -54,7 +55,16 @@ public final class ThreadGroup: @unchecked Sendable {
     /// Runs `body` once per rank, each on its own thread (8 MiB of stack), and returns the
     /// results in rank order once every rank has returned. The first error thrown (lowest rank
     /// among those that failed first-hand, not by abort) is rethrown.
+    ///
+    /// OpenBLAS runs single-threaded while the ranks run: its thread count is one setting of the
+    /// process, and `ParallelFor` lowers and restores it around parallel sections, so ranks that
+    /// are threads of one process would change it under each other's running sgemm
+    /// (`openblas_set_num_threads` is not safe while another thread is in OpenBLAS: the heap was
+    /// corrupted, "corrupted size vs. prev_size", in an expert-parallel LM test).
     public static func run<T>(world: Int, timeout: Double = 30, _ body: @escaping (Communicator) throws -> T) throws -> [T] {
+        let blasThreads = BLASInfo.threads
+        BLASInfo.setThreads(1)
+        defer { BLASInfo.setThreads(blasThreads) }
         let group = ThreadGroup(worldSize: world, timeout: timeout)
         let comms = group.communicators()
         let done = DispatchSemaphore(value: 0)
