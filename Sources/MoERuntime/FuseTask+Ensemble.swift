@@ -32,19 +32,31 @@ extension FuseTask {
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
             try file.setTaskAttributes("fuse")
             try ensemble.write(to: file, at: "model", normalization: norm)
-            let g = try file.createGroup("fusion")
-            try g.setAttribute("method", "ensemble")
-            try g.setAttribute("weights", "posterior")
-            try g.setAttribute("posterior", "gaussian")
-            try g.setAttribute("assignment", ensemble.assignment)
-            try g.setAttribute("seed", Int64(spec.seed))
-            try g.setAttribute("seed_model", spec.split.seedModel.rawValue)
-            try g.setAttribute("collapsed", Int64(0))
-            try g.setAttribute("collapse_reason", "")
-            try g.createDataset("coefficients", ensemble.prior)
-            try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]), to: g)
+            try writeEnsembleFusion(to: file, posterior: "gaussian", detail: ("assignment", ensemble.assignment),
+                                    prior: ensemble.prior, experts: expertMetrics, fused: fusedMetrics)
         }
         log.info("fuse: ensemble (BTM, Gaussian domain posterior by \(ensemble.assignment)): val loss \(formatMetric(fusedMetrics.valLoss)) acc "
                  + "\(formatMetric(fusedMetrics.valAccuracy)); experts val acc " + expertMetrics.map { formatMetric($0.valAccuracy) }.joined(separator: ", "))
+    }
+}
+
+extension FuseTask {
+    /// The `/fusion` group of an ensemble, MLP or LM: `method = "ensemble"`, `weights =
+    /// "posterior"`, `posterior` (how each expert's weight is found) and its `detail` attribute,
+    /// `seed`, `seed_model`, `collapsed = 0`, `collapse_reason = ""`, the prior π as
+    /// `coefficients [E]`, and the metrics of every expert and of the ensemble (`fused`).
+    func writeEnsembleFusion(to file: H5File, posterior: String, detail: (name: String, value: String), prior: [Double],
+                             experts: [Metrics], fused: Metrics) throws {
+        let g = try file.createGroup("fusion")
+        try g.setAttribute("method", "ensemble")
+        try g.setAttribute("weights", "posterior")
+        try g.setAttribute("posterior", posterior)
+        try g.setAttribute(detail.name, detail.value)
+        try g.setAttribute("seed", Int64(spec.seed))
+        try g.setAttribute("seed_model", spec.split.seedModel.rawValue)
+        try g.setAttribute("collapsed", Int64(0))
+        try g.setAttribute("collapse_reason", "")
+        try g.createDataset("coefficients", prior)
+        try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], experts + [fused]), to: g)
     }
 }

@@ -33,17 +33,8 @@ extension FuseTask {
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
             try file.setTaskAttributes("fuse")
             try LMEnsembleCheckpoint.write(ensemble, prior: priorKind, to: file, at: "model")
-            let g = try file.createGroup("fusion")
-            try g.setAttribute("method", "ensemble")
-            try g.setAttribute("weights", "posterior")
-            try g.setAttribute("posterior", "prefix")
-            try g.setAttribute("prior", priorKind.rawValue)
-            try g.setAttribute("seed", Int64(spec.seed))
-            try g.setAttribute("seed_model", spec.split.seedModel.rawValue)
-            try g.setAttribute("collapsed", Int64(0))
-            try g.setAttribute("collapse_reason", "")
-            try g.createDataset("coefficients", ensemble.prior)
-            try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]), to: g)
+            try writeEnsembleFusion(to: file, posterior: "prefix", detail: ("prior", priorKind.rawValue),
+                                    prior: ensemble.prior, experts: expertMetrics, fused: fusedMetrics)
         }
         log.info("fuse: ensemble (BTM, posterior on the window's prefix, \(priorKind.rawValue) prior ["
                  + ensemble.prior.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "]): val loss \(formatMetric(v.meanLoss)) "
