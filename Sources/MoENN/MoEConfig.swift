@@ -52,10 +52,17 @@ public struct MoEConfig: Codable, Equatable, Sendable {
     /// MoEfication (`split.strategy: neurons`) sets it to `ffn / E`: each expert is one group of
     /// the dense FFN's hidden units. Written to checkpoints as `expert_ffn` when set.
     public var expertFFN: Int? = nil
+    /// Always-active shared experts per MoE layer, added with gate 1 (DeepSeekMoE; `SharedExperts`);
+    /// 0 = none. Written to checkpoints as `shared_experts` when above 0.
+    public var sharedExperts: Int = 0
+    /// Hidden width of each shared expert (`shared/w1 [S, sharedFFN, hidden]`); nil = the routed
+    /// experts' width. Written to checkpoints as `shared_ffn` when set.
+    public var sharedFFN: Int? = nil
 
     public init(experts: Int, blocks: [Int], router: RouterKind = .topk, k: Int = 2, capacityFactor: Double? = nil,
                 minCapacity: Int = 4, dropPolicy: DropPolicy = .probs, auxLoss: Float = 0.01, zLoss: Float = 0.001,
-                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0, expertFFN: Int? = nil) {
+                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0, expertFFN: Int? = nil,
+                sharedExperts: Int = 0, sharedFFN: Int? = nil) {
         self.experts = experts
         self.blocks = blocks
         self.router = router
@@ -69,13 +76,15 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         self.normalizeTopk = normalizeTopk
         self.hashSeed = hashSeed
         self.expertFFN = expertFFN
+        self.sharedExperts = sharedExperts
+        self.sharedFFN = sharedFFN
     }
 
     enum CodingKeys: String, CodingKey {
         case experts, blocks, router, k, jitter
         case capacityFactor = "capacity_factor", minCapacity = "min_capacity", dropPolicy = "drop_policy"
         case auxLoss = "aux_loss", zLoss = "z_loss", normalizeTopk = "normalize_topk", hashSeed = "hash_seed"
-        case expertFFN = "expert_ffn"
+        case expertFFN = "expert_ffn", sharedExperts = "shared_experts", sharedFFN = "shared_ffn"
     }
 
     public init(from decoder: Decoder) throws {
@@ -92,7 +101,9 @@ public struct MoEConfig: Codable, Equatable, Sendable {
                   jitter: try c.decodeIfPresent(Float.self, forKey: .jitter) ?? d.jitter,
                   normalizeTopk: try c.decodeIfPresent(Bool.self, forKey: .normalizeTopk) ?? d.normalizeTopk,
                   hashSeed: try c.decodeIfPresent(UInt64.self, forKey: .hashSeed) ?? 0,
-                  expertFFN: try c.decodeIfPresent(Int.self, forKey: .expertFFN))
+                  expertFFN: try c.decodeIfPresent(Int.self, forKey: .expertFFN),
+                  sharedExperts: try c.decodeIfPresent(Int.self, forKey: .sharedExperts) ?? 0,
+                  sharedFFN: try c.decodeIfPresent(Int.self, forKey: .sharedFFN))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -110,6 +121,8 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         try c.encode(normalizeTopk, forKey: .normalizeTopk)
         try c.encode(hashSeed, forKey: .hashSeed)
         try c.encodeIfPresent(expertFFN, forKey: .expertFFN)
+        if sharedExperts > 0 { try c.encode(sharedExperts, forKey: .sharedExperts) }
+        try c.encodeIfPresent(sharedFFN, forKey: .sharedFFN)
     }
 
     /// Expert capacity for `tokens` tokens (nil = dropless; expert choice always has one).

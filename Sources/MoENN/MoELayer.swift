@@ -13,11 +13,15 @@ import Glibc
 /// tokens' rows gathered into one buffer, and each expert runs one GEMM pair on its contiguous
 /// rows (never a per-token loop); outputs are scaled by their gates and scattered back. A token
 /// whose every assignment was dropped by capacity gets 0 here, so the residual passes it unchanged.
+/// With `MoEConfig.sharedExperts` S > 0, the S always-active shared experts' sum (`SharedExperts`)
+/// is added to every row with gate 1, after the routed combine.
 public final class MoELayer: FeedForwardLayer {
     public let config: MoEConfig
     public let router: MoERouter
     public let w1: Parameter, b1: Parameter, w2: Parameter, b2: Parameter
     public let activation: Activation
+    /// The always-active shared experts (`MoEConfig.sharedExperts > 0`), added with gate 1; nil when none.
+    public let shared: SharedExperts?
     /// Widths of a token row and of one expert's hidden layer.
     public let hidden: Int, ffn: Int
     private let gathered: Scratch, out: Scratch
@@ -42,9 +46,12 @@ public final class MoELayer: FeedForwardLayer {
         b2 = Parameter(name: prefix + "/experts/b2", shape: [e, hidden], decays: false)
         gathered = Scratch(width: hidden); pre = Scratch(width: ffn); act = Scratch(width: ffn); out = Scratch(width: hidden)
         dOut = Scratch(width: hidden); dAct = Scratch(width: ffn); dIn = Scratch(width: hidden)
+        shared = config.sharedExperts > 0
+            ? SharedExperts(prefix, count: config.sharedExperts, hidden: hidden, ffn: config.sharedFFN ?? ffn, activation: activation) : nil
     }
 
-    public var parameters: [Parameter] { router.parameters + [w1, b1, w2, b2] }
+    /// Router, routed experts, then the shared experts (`moe/shared/*`) when there are any.
+    public var parameters: [Parameter] { router.parameters + [w1, b1, w2, b2] + (shared?.parameters ?? []) }
 
     /// Each expert like a PyTorch `Linear`: U(±1/√fan_in), drawn per tensor from the seed.
     public func initialize(seed: UInt64) {
@@ -54,6 +61,7 @@ public final class MoELayer: FeedForwardLayer {
             var rng = RNG(seed: seed, purpose: "init/" + p.name)
             rng.fillUniform(p.value, low: -bound, high: bound)
         }
+        shared?.initialize(seed: seed)
     }
 
     /// `weighted aux + z loss` of the last forward, already scaled by the coefficients / layers.
@@ -79,6 +87,10 @@ public final class MoELayer: FeedForwardLayer {
         profile?.add(.expertsForward, since: &clock)
         y.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.axpy(hidden, r.gate[i], out.data + i * hidden, y + r.token[i] * hidden) }
+        if let shared {
+            shared.forward(x, rows: n, training: context.training)
+            Kernels.add(n * hidden, shared.out.data, y)  // gate 1
+        }
         profile?.add(.combine, since: &clock)
     }
 
@@ -101,6 +113,7 @@ public final class MoELayer: FeedForwardLayer {
         profile?.add(.expertsBackward, since: &clock)
         dx.update(repeating: 0, count: n * hidden)
         for i in 0..<a { Kernels.add(hidden, dIn.data + i * hidden, dx + r.token[i] * hidden) }
+        shared?.backward(dy, dx: dx)
         profile?.add(.gather, since: &clock)
         dGate.withUnsafeBufferPointer { router.backward(dGate: $0.baseAddress!, rows: n, dx: dx) }
         profile?.add(.routerBackward, since: &clock)

@@ -1,7 +1,7 @@
 /// The name of a residual MLP parameter (ARCHITECTURE §5.3), parsed into what upcycling,
 /// MoEfication and the fusions need to know: which block, and whether it is a dense FFN tensor,
-/// the stacked experts of an MoE block, or its router. One parser and one builder for
-/// `blocks/<i>/ffn/<t>`, `blocks/<i>/moe/experts/<t>` and `blocks/<i>/moe/router/<t>`, instead
+/// the stacked experts of an MoE block, its router, or its shared experts. One parser and one builder for
+/// `blocks/<i>/ffn/<t>`, `blocks/<i>/moe/experts/<t>`, `blocks/<i>/moe/router/<t>` and `blocks/<i>/moe/shared/<t>`, instead
 /// of string splitting in each of them.
 ///
 ///     ParameterPath("blocks/1/moe/experts/w2")           // .experts(block: 1, tensor: "w2")
@@ -13,10 +13,12 @@ public enum ParameterPath: Hashable, Sendable, CustomStringConvertible {
     case experts(block: Int, tensor: String)
     /// `blocks/<block>/moe/router/<tensor>`: an MoE block's router (`weight`, `noise_weight`).
     case router(block: Int, tensor: String)
+    /// `blocks/<block>/moe/shared/<tensor>`: an MoE block's always-active shared experts, stacked (`[S, …]`).
+    case shared(block: Int, tensor: String)
     /// Any other parameter (`embed/weight`, `blocks/<i>/norm/…`, `head/…`, `norm/…`), by name.
     case other(String)
 
-    /// Parses `name`; a name of none of the three block forms (or with a block index that is not
+    /// Parses `name`; a name of none of the four block forms (or with a block index that is not
     /// an integer) is `.other(name)`.
     public init(_ name: String) {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
@@ -25,6 +27,7 @@ public enum ParameterPath: Hashable, Sendable, CustomStringConvertible {
         case (4, "ffn", let t): self = .ffn(block: block, tensor: String(t))
         case (5, "moe", "experts"): self = .experts(block: block, tensor: String(parts[4]))
         case (5, "moe", "router"): self = .router(block: block, tensor: String(parts[4]))
+        case (5, "moe", "shared"): self = .shared(block: block, tensor: String(parts[4]))
         default: self = .other(name)
         }
     }
@@ -35,24 +38,25 @@ public enum ParameterPath: Hashable, Sendable, CustomStringConvertible {
         case .ffn(let b, let t): return "blocks/\(b)/ffn/\(t)"
         case .experts(let b, let t): return "blocks/\(b)/moe/experts/\(t)"
         case .router(let b, let t): return "blocks/\(b)/moe/router/\(t)"
+        case .shared(let b, let t): return "blocks/\(b)/moe/shared/\(t)"
         case .other(let name): return name
         }
     }
 
     public var description: String { name }
 
-    /// The block of an FFN, experts or router tensor.
+    /// The block of an FFN, experts, router or shared-experts tensor.
     public var block: Int? {
         switch self {
-        case .ffn(let b, _), .experts(let b, _), .router(let b, _): return b
+        case .ffn(let b, _), .experts(let b, _), .router(let b, _), .shared(let b, _): return b
         case .other: return nil
         }
     }
 
-    /// Whether the tensor belongs to an MoE layer (its experts or its router).
+    /// Whether the tensor belongs to an MoE layer (its routed or shared experts, or its router).
     public var isMoE: Bool {
         switch self {
-        case .experts, .router: return true
+        case .experts, .router, .shared: return true
         case .ffn, .other: return false
         }
     }

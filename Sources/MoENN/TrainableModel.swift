@@ -69,6 +69,18 @@ public protocol TrainableModel: AnyObject {
 extension TrainableModel {
     /// The checkpoint kind of this model's type.
     public var checkpointKind: String { Self.checkpointKind }
+
+    /// Parameters one sample (mlp) or token (transformer) passes through: every parameter but the
+    /// routed experts it is not sent to (E − k of each MoE layer's E). Routers and the
+    /// always-active shared experts all count (DeepSeekMoE's "activated parameters").
+    public var activeParameterCount: Int {
+        var total = parameters.scalarCount
+        for layer in moeLayers {
+            let perExpert = [layer.w1, layer.b1, layer.w2, layer.b2].scalarCount / layer.config.experts
+            total -= perExpert * (layer.config.experts - layer.config.k)
+        }
+        return total
+    }
 }
 
 /// A batch of feature rows with class labels: `x [rows, features]`, `labels [rows]`, and the

@@ -144,7 +144,7 @@ final class LMTrainTask {
             log.info("\(id): branched from \(start.what) in \(start.path)")
         }
         if role == .finetune, let start { log.info("\(id): fine-tuning \(start.what) in \(start.path) on all of train") }
-        let active = Self.activeParameters(model)
+        let active = model.activeParameterCount
         let data = domains.map { " of " + $0.map { corpus.domains[$0] }.joined(separator: ", ") } ?? ""
         log.info("\(id): transformer LM, \(model.parameters.scalarCount) parameters (\(active) active per token), "
                  + "\(steps) steps × \(spec.train.batchSize) windows of \(config.context) tokens\(data)" + (group?.describe(spec) ?? ""))
@@ -159,16 +159,6 @@ final class LMTrainTask {
     /// (at least one step per epoch): windows are sampled, so an epoch is a token count.
     static func stepBudget(_ setup: LMSetup, spec: ExperimentSpec, epochs: Int, trainTokens: Int) -> Int {
         setup.steps ?? epochs * max(1, trainTokens / (spec.train.batchSize * setup.model.context))
-    }
-
-    /// Parameters a token passes through: all but the experts it is not routed to (top-k of E).
-    static func activeParameters(_ model: TransformerLM) -> Int {
-        var total = model.parameters.scalarCount
-        for layer in model.moeLayers {
-            let perExpert = [layer.w1, layer.b1, layer.w2, layer.b2].scalarCount / layer.config.experts
-            total -= perExpert * (layer.config.experts - layer.config.k)
-        }
-        return total
     }
 }
 

@@ -24,6 +24,9 @@ extension ExperimentSpec {
     /// `split.strategy: branch` with `fusion.method: mix` (Branch-Train-MiX) gives the MoE model the
     /// `fuse` task builds and `finetune` trains: every block in `model.moe_blocks` holds the `experts`
     /// branch experts' FFNs (`model.ffn` wide) behind the `router` section's router.
+    ///
+    /// `model.shared_experts` (replicate only) adds that many always-active shared experts,
+    /// `model.shared_ffn` wide (default `model.ffn`), to every MoE layer.
     var moeConfig: MoEConfig? {
         let mix = split.strategy == .branch && fusion.method == .mix
         guard experts > 1, split.strategy == .replicate || split.strategy == .neurons || mix else { return nil }
@@ -33,7 +36,8 @@ extension ExperimentSpec {
                          dropPolicy: MoENN.DropPolicy(rawValue: router.dropPolicy.rawValue)!,
                          auxLoss: Float(router.auxLoss), zLoss: Float(router.zLoss), jitter: Float(router.jitter),
                          normalizeTopk: router.normalizeTopk, hashSeed: seed64,
-                         expertFFN: split.strategy == .neurons ? model.ffn / experts : nil)
+                         expertFFN: split.strategy == .neurons ? model.ffn / experts : nil,
+                         sharedExperts: model.sharedExperts, sharedFFN: model.sharedFFN)
     }
 
     var optimizerConfig: OptimizerConfig {

@@ -130,7 +130,8 @@ final class TrainTask {
         } else if let source = finetuneSource {
             try loadFused(model, from: source)
         }
-        log.info("\(id): \(model.parameters.scalarCount) parameters, \(loop.budget), batch \(spec.train.batchSize)"
+        let active = model.moeLayers.isEmpty ? "" : " (\(model.activeParameterCount) active per sample)"
+        log.info("\(id): \(model.parameters.scalarCount) parameters\(active), \(loop.budget), batch \(spec.train.batchSize)"
                  + (group?.describe(spec) ?? ""))
         if let group {
             try loop.run(group.step(trainer), batches)

@@ -100,6 +100,20 @@ enum CrossFieldRules {
             return c.error("split.pretrain_epochs", "must be 0 with split.seed_model: independent (each expert starts from its own random initialisation; there is no shared seed model to pre-train), got \(s.split.pretrainEpochs)",
                            hint: "remove split.pretrain_epochs, or use split.seed_model: shared")
         },
+        CrossFieldRule(summary: "`model.shared_experts` needs `split.strategy: replicate` wherever the model has MoE layers (not `neurons`, nor `branch` with `fusion.method: mix`), and excludes expert merging (`fusion.method: average` with `replicate`).") { s, c in
+            guard s.model.sharedExperts > 0, s.experts > 1 else { return nil }
+            let why: String
+            switch s.split.strategy {
+            case .neurons: why = "MoEfication splits the dense FFN into the routed experts, and a shared expert has no part of it to start from"
+            case .branch where s.fusion.method == .mix: why = "Branch-Train-MiX builds the MoE layers from the branches' FFNs, and a shared expert has no branch to come from"
+            case .replicate where s.fusion.method == .average:
+                return c.error("model.shared_experts", "and expert merging (fusion.method: average) exclude each other: the merge averages the routed experts into one dense FFN and would drop the shared ones",
+                               hint: "set model.shared_experts: 0, or fusion.method: none")
+            default: return nil
+            }
+            return c.error("model.shared_experts", "applies only with split.strategy: replicate (\(why)), got \(s.split.strategy.rawValue)",
+                           hint: "set model.shared_experts: 0")
+        },
         CrossFieldRule(summary: "`router.k` is between 1 and `experts`; `router.type: switch` and `domain` need `k: 1`.") { s, c in
             if s.router.type == .switch || s.router.type == .domain, s.router.k != 1 {
                 return c.error("router.k", "must be 1 with router.type: \(s.router.type.rawValue), got \(s.router.k)")

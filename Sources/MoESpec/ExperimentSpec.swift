@@ -181,6 +181,10 @@ public struct ModelSpec: Equatable, Sendable {
     public var moeBlocks: MoEBlocks
     /// The transformer's own keys; nil for `kind: mlp` (so an mlp cannot carry them).
     public var transformer: Transformer? = nil
+    /// Always-active shared experts per MoE layer (`model.shared_experts`; 0 = none).
+    public var sharedExperts: Int = 0
+    /// Width of each shared expert (`model.shared_ffn`); nil = `ffn`.
+    public var sharedFFN: Int? = nil
 
     public var kind: Kind { transformer == nil ? .mlp : .transformer }
 }

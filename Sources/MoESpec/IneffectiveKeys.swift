@@ -36,6 +36,12 @@ enum IneffectiveKeys {
         Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
             s.experts == 1 ? "has no effect with experts: 1 (a dense model has no router or MoE blocks)" : nil
         },
+        Rule(keys: ["model.shared_experts"], summary: "`model.shared_experts` needs MoE layers (`experts > 1` with `replicate`).") { s in
+            sharedExpertsWithoutMoE(s)
+        },
+        Rule(keys: ["model.shared_ffn"], summary: "`model.shared_ffn` needs `model.shared_experts > 0` in a model with MoE layers.") { s in
+            s.model.sharedExperts == 0 ? "has no effect with model.shared_experts: 0 (there are no shared experts)" : sharedExpertsWithoutMoE(s)
+        },
         Rule(keys: ["router.aux_loss"], summary: "`router.aux_loss` needs a learned token-choice router (`topk`, `switch`, `noisy_topk`).") { s in
             switch s.router.type {
             case .hash, .domain: return "has no effect with router.type: \(s.router.type.rawValue) (the router has no learned weights)"
@@ -124,6 +130,15 @@ enum IneffectiveKeys {
             s.train.optimizer == .adamw ? nil : "applies only with train.optimizer: adamw"
         },
     ]
+
+    /// Why `model.shared_experts` has no effect: the model has no MoE layers.
+    static func sharedExpertsWithoutMoE(_ s: ExperimentSpec) -> String? {
+        if s.experts == 1 { return "has no effect with experts: 1 (a dense model has no MoE layers)" }
+        if s.split.strategy == .layerwise || (s.split.strategy == .branch && s.fusion.method != .mix) {
+            return "has no effect with split.strategy: \(s.split.strategy.rawValue) (the model has no MoE layers)"
+        }
+        return nil
+    }
 
     /// A key with no effect: the warning (the error of `--strict`) and the key path to remove
     /// from the document (the whole section for a rule over `section.`).

@@ -74,6 +74,7 @@ extension ExperimentSpec {
                entry("activation", .word(model.activation.rawValue)), entry("dropout", .number(model.dropout)),
                entry("norm_eps", .number(model.normEps))]
             + (t.map { [entry("tie_embeddings", .bool($0.tieEmbeddings))] } ?? []) + [entry("moe_blocks", blocks)]
+            + [entry("shared_experts", .int(model.sharedExperts)), entry("shared_ffn", model.sharedFFN.map(SpecValue.int) ?? .null)]
     }
 
     private func splitEntries() -> [SpecValue.Entry] {

@@ -118,7 +118,8 @@ struct SpecDecoder {
         let tie = try r.bool(S.tieEmbeddings)
         let transformer = kind == .transformer ? ModelSpec.Transformer(context: context, heads: heads, tieEmbeddings: tie) : nil
         return ModelSpec(hidden: hidden, ffn: ffn, blocks: blocks, activation: activation, dropout: dropout, normEps: normEps,
-                         moeBlocks: try decodeMoEBlocks(r, blocks: blocks), transformer: transformer)
+                         moeBlocks: try decodeMoEBlocks(r, blocks: blocks), transformer: transformer,
+                         sharedExperts: try r.int(S.sharedExperts), sharedFFN: try r.optionalInt(S.sharedFFN))
     }
 
     private func decodeMoEBlocks(_ r: MappingReader, blocks: Int) throws -> ModelSpec.MoEBlocks {

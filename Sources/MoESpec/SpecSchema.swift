@@ -98,7 +98,13 @@ public enum SpecSchema {
         static let moeBlocks = SchemaField("moe_blocks",
             .custom("`all`, a non-empty list of distinct block indices (each < `blocks`), or `{every: N}` (1 <= N <= `blocks`)"),
             default: .string("all"), "Blocks that become MoE layers when `experts > 1`; `{every: N}` picks blocks N-1, 2N-1, ...")
-        static let all = [kind, context, hidden, heads, ffn, blocks, activation, dropout, normEps, tieEmbeddings, moeBlocks]
+        static let sharedExperts = SchemaField("shared_experts", .integer(min: 0, max: 1024), default: .int(0),
+            "Always-active shared experts in every MoE layer, added to the routed output with gate 1 (DeepSeekMoE, Dai et al. 2024; Qwen-MoE); `split.strategy: replicate` only. 0 = none.")
+        static let sharedFFN = SchemaField("shared_ffn", .integer(min: 1, max: nil), nullable: true, default: .null,
+            defaultText: "`null` (= `ffn`, the routed experts' width)",
+            "Hidden units of each shared expert (`blocks/<i>/moe/shared/w1 [shared_experts, shared_ffn, hidden]`).")
+        static let all = [kind, context, hidden, heads, ffn, blocks, activation, dropout, normEps, tieEmbeddings, moeBlocks,
+                          sharedExperts, sharedFFN]
         /// Keys of the transformer only: with `kind: mlp` they are errors.
         static let transformerOnly = [context, heads, tieEmbeddings]
         /// `blocks` of a transformer when not given (nanoGPT's CPU recipe; the mlp's is the schema default).

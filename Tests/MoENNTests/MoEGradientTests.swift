@@ -85,6 +85,13 @@ final class MoEModelGradientTests: XCTestCase {
         for (router, capacity) in [(RouterKind.topk, nil), (.topk, 1.0), (.switch, 1.5), (.noisyTopk, nil), (.expertChoice, 1.0)] as [(RouterKind, Double?)] {
             let moe = MoEConfig(experts: 3, blocks: [0, 2], router: router, k: router == .switch ? 1 : 2, capacityFactor: capacity,
                                 minCapacity: 1, auxLoss: 0.3, zLoss: 0.1)
+            Self.assertEveryParameterGradient(moe, "\(router) cap \(String(describing: capacity))")
+        }
+    }
+
+    /// The check for one MoE configuration (blocks 0 and 2 of 3, hidden 6, ffn 8, dropout 0.1).
+    static func assertEveryParameterGradient(_ moe: MoEConfig, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        do {
             let config = ModelConfig(features: 4, classes: 3, hidden: 6, ffn: 8, blocks: 3, activation: .gelu, dropout: 0.1, moe: moe)
             let model = ResidualMLP(config: config, seed: 21)
             for layer in model.moeLayers { layer.router.weight.value.scale(by: 8) }  // wide routing margins
@@ -107,10 +114,10 @@ final class MoEModelGradientTests: XCTestCase {
             var stable = true
             let guarded = { () -> Double in let v = loss(); if routing() != base { stable = false }; return v }
             for p in model.parameters {
-                check.assertMatches("\(router) cap \(String(describing: capacity)) \(p.name)", analytic: p.grad,
-                                    numeric: check.numerical(p.value, loss: guarded))
+                check.assertMatches("\(label) \(p.name)", analytic: p.grad,
+                                    numeric: check.numerical(p.value, loss: guarded), file: file, line: line)
             }
-            XCTAssertTrue(stable, "\(router): a perturbation changed the routing; pick inputs further from ties")
+            XCTAssertTrue(stable, "\(label): a perturbation changed the routing; pick inputs further from ties", file: file, line: line)
         }
     }
 }

@@ -91,6 +91,10 @@ final class TransformerGradientTests: XCTestCase {
     func testMoEModelTopKEveryParameter() {
         checkModel(TinyTransformer.config(moe: MoEConfig(experts: 3, blocks: [1], router: .topk, k: 2)))
     }
+    /// Two shared experts (DeepSeekMoE, `blocks/1/moe/shared/*`) beside the routed ones.
+    func testMoEModelWithSharedExpertsEveryParameter() {
+        checkModel(TinyTransformer.config(moe: MoEConfig(experts: 3, blocks: [1], router: .topk, k: 2, sharedExperts: 2, sharedFFN: 6)))
+    }
     func testMoEModelHashRouterEveryParameter() {
         checkModel(TinyTransformer.config(tie: true, moe: MoEConfig(experts: 3, blocks: [0, 1], router: .hash, k: 1)))
     }

@@ -14,18 +14,26 @@ final class UpcyclingTests: XCTestCase {
     /// With k = 2 renormalised gates the upcycled model computes the dense function exactly (to
     /// float rounding), whatever the fresh router says.
     func testUpcycledModelReproducesTheDenseLogits() throws {
+        let (d, m) = try Self.upcycled(dense: dense, into: moe())
+        // Every expert is the dense FFN; the block that stays dense is copied as is.
+        let w1 = m.parameters["blocks/2/moe/experts/w1"]!.value, dw1 = d.parameters["blocks/2/ffn/w1"]!.value
+        for e in 0..<4 { for j in 0..<dw1.count { XCTAssertEqual(w1[e * dw1.count + j], dw1[j]) } }
+        XCTAssertTrue(m.parameters["blocks/1/ffn/w2"]!.value.bitwiseEqual(d.parameters["blocks/1/ffn/w2"]!.value))
+    }
+
+    /// A dense model (features 6, seed 1) upcycled into a fresh MoE model of `config` (seed 2);
+    /// asserts that both give the same logits on 10 seeded rows.
+    static func upcycled(dense: ModelConfig, into config: ModelConfig, file: StaticString = #filePath,
+                         line: UInt = #line) throws -> (dense: ResidualMLP, moe: ResidualMLP) {
         let d = ResidualMLP(config: dense, seed: 1)
-        let m = ResidualMLP(config: moe(), seed: 2)
+        let m = ResidualMLP(config: config, seed: 2)
         try Upcycling.upcycle(from: Upcycling.parameters(of: d), into: m)
         let x = randomTensor([10, 6], seed: 3, purpose: "x")
         let ctx = ForwardContext(training: false, step: 0, seed: 0)
         d.forwardLogits(x.data, rows: 10, context: ctx)
         m.forwardLogits(x.data, rows: 10, context: ctx)
-        for i in 0..<30 { XCTAssertEqual(m.logits[i], d.logits[i], accuracy: 1e-5) }
-        // Every expert is the dense FFN; the block that stays dense is copied as is.
-        let w1 = m.parameters["blocks/2/moe/experts/w1"]!.value, dw1 = d.parameters["blocks/2/ffn/w1"]!.value
-        for e in 0..<4 { for j in 0..<dw1.count { XCTAssertEqual(w1[e * dw1.count + j], dw1[j]) } }
-        XCTAssertTrue(m.parameters["blocks/1/ffn/w2"]!.value.bitwiseEqual(d.parameters["blocks/1/ffn/w2"]!.value))
+        for i in 0..<(10 * dense.classes) { XCTAssertEqual(m.logits[i], d.logits[i], accuracy: 1e-5, file: file, line: line) }
+        return (d, m)
     }
 
     func testShapeMismatchNamesTheTensor() {

@@ -21,9 +21,10 @@ final class LMParallelStepTests: XCTestCase {
     }()
     private let domains = [0, 1, 0, 1, 1, 0]
 
-    private func config(dropout: Float = 0.1, moe: Bool = false) -> TransformerConfig {
+    private func config(dropout: Float = 0.1, moe: Bool = false, sharedExperts: Int = 0) -> TransformerConfig {
         TransformerConfig(vocab: 13, context: 6, hidden: 8, heads: 2, blocks: 2, ffn: 12, dropout: dropout,
-                          moe: moe ? MoEConfig(experts: 4, blocks: [1], router: .topk, k: 2, capacityFactor: nil) : nil)
+                          moe: moe ? MoEConfig(experts: 4, blocks: [1], router: .topk, k: 2, capacityFactor: nil,
+                                               sharedExperts: sharedExperts, sharedFFN: sharedExperts > 0 ? 6 : nil) : nil)
     }
 
     private struct Outcome {
@@ -163,5 +164,25 @@ final class LMParallelStepTests: XCTestCase {
             }
             assertMatches(ranks, single, "expert-parallel, \(world) ranks")
         }
+    }
+
+    /// Shared experts (DeepSeekMoE) are replicated on every rank, like the attention and norms:
+    /// their gradients are all-reduced in data and in expert parallelism, and the group takes the
+    /// whole batch's step.
+    func testSharedExpertsInDataAndExpertParallelStepsAreTheWholeBatchStep() throws {
+        let opt = OptimizerConfig(lr: 0.003, gradClip: 0.5)
+        let config = config(moe: true, sharedExperts: 2)
+        let single = oneProcess(config, opt, steps: 3)
+        assertMatches(try group(config, opt, world: 2, steps: 3), single, "data-parallel with shared experts, 2 ranks")
+        var ranks = try group(config, opt, world: 2, steps: 3, shardExperts: true)
+        for (i, name) in ranks[0].names.enumerated() where name.contains("/moe/experts/") {
+            ranks[0].firstGradients[i] = ranks.dropFirst().reduce(ranks[0].firstGradients[i]) { zip($0, $1.firstGradients[i]).map { $0 + $1 } }
+        }
+        let shared = ranks[0].names.indices.filter { ranks[0].names[$0].contains("/moe/shared/") }
+        XCTAssertEqual(shared.count, 4)
+        for i in shared {  // replicated: every rank holds the whole all-reduced gradient
+            XCTAssertEqual(ranks[1].firstGradients[i].map(\.bitPattern), ranks[0].firstGradients[i].map(\.bitPattern), ranks[0].names[i])
+        }
+        assertMatches(ranks, single, "expert-parallel with shared experts, 2 ranks")
     }
 }

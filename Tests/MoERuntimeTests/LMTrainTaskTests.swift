@@ -72,7 +72,7 @@ final class LMTrainTaskTests: XCTestCase {
         XCTAssertEqual(load[0 ..< 4].reduce(0, +), Double(4 * 8 * 2), accuracy: 1e-9)
         XCTAssertEqual(try file.read("metrics/aux_loss", as: Double.self).values.count, 3)
         let model = try LMEvaluateTask.loadLM(from: file, at: "model", file: "train.h5")
-        XCTAssertLessThan(LMTrainTask.activeParameters(model), model.parameters.scalarCount)
+        XCTAssertLessThan(model.activeParameterCount, model.parameters.scalarCount)
     }
 
     func testEvaluationFollowsTheProtocolOverallAndPerDomain() throws {

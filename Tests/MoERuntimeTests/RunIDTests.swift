@@ -112,6 +112,8 @@ final class RunIDTests: XCTestCase {
         model.norm_eps: 1e-05
         model.tie_embeddings: true
         model.moe_blocks: all
+        model.shared_experts: 0
+        model.shared_ffn: null
         experts: 1
         split.strategy: none
         split.upcycle_from: null

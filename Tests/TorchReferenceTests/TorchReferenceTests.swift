@@ -29,6 +29,8 @@ final class TorchReferenceTests: XCTestCase {
         var moeLayers = 1
         /// Scale of the upstream gradient; 0 leaves only the aux and z losses (checks their gradients alone).
         var dyScale: Float = 1
+        /// Always-active shared experts (DeepSeekMoE) and their width.
+        var shared = 0, sharedFFN: Int? = nil
         /// Whether capacity must drop assignments for the case to mean what it says.
         var mustDrop: Bool { capacityFactor != nil && router.isTokenChoice }
     }
@@ -44,6 +46,8 @@ final class TorchReferenceTests: XCTestCase {
         Case(name: "expert_choice_cap1.0", seed: 105, router: .expertChoice, k: 2, capacityFactor: 1.0),
         Case(name: "topk2_no_renorm_dropless", seed: 106, router: .topk, k: 2, capacityFactor: nil, normalize: false),
         Case(name: "topk2_cap1.0_losses_only", seed: 107, router: .topk, k: 2, capacityFactor: 1.0, dyScale: 0),
+        Case(name: "topk2_cap1.0_shared2", seed: 108, router: .topk, k: 2, capacityFactor: 1.0, shared: 2, sharedFFN: 24),
+        Case(name: "expert_choice_cap1.0_shared1", seed: 109, router: .expertChoice, k: 2, capacityFactor: 1.0, shared: 1),
     ]
 
     func testMoELayerMatchesTorch() throws {
@@ -58,7 +62,7 @@ final class TorchReferenceTests: XCTestCase {
         let seed = c.seed
         let config = MoEConfig(experts: e, blocks: [0], router: c.router, k: c.k, capacityFactor: c.capacityFactor,
                                minCapacity: 4, dropPolicy: c.dropPolicy, auxLoss: 0.1, zLoss: 0.05, jitter: 0,
-                               normalizeTopk: c.normalize)
+                               normalizeTopk: c.normalize, sharedExperts: c.shared, sharedFFN: c.sharedFFN)
         let prefix = "moe"
         let layer = MoELayer(prefix, index: 0, hidden: h, ffn: f, activation: .gelu, config: config, moeLayers: c.moeLayers)
         layer.initialize(seed: seed)

@@ -16,8 +16,12 @@
    the same way. Token-choice overflow keeps, per expert, the assignments with the highest
    probability (`drop_policy: probs`) or the earlier choice rank, then the earlier token
    (`position`); ties go to the lower slot t·k + j. A dropped assignment contributes nothing (the
-   token passes through the residual). The `hash` router (seeded Philox stream per token) is
-   not re-implemented here: the check reports it and fails.
+   token passes through the residual, plus the shared experts below). The `hash` router (seeded
+   Philox stream per token) is not re-implemented here: the check reports it and fails.
+   Shared experts (config moe.shared_experts S > 0, DeepSeekMoE): every token also passes
+   through S always-active FFNs `blocks/<i>/moe/shared/{w1 [S, shared_ffn, hidden], b1, w2
+   [S, hidden, shared_ffn], b2}` (shared_ffn defaults to the routed experts' width), added with
+   gate 1: y_t = Σ_kept g·FFN_e(z_t) + Σ_s FFN^shared_s(z_t).
 
 4. Every model checkpoint the run links under /models (final, and for branch and fusion runs also
    seed, expert-<i>, fused; moe for expert merging) whose /summary/<model>/test_loss exists is
@@ -143,6 +147,10 @@ def moe_layer(moe, p, prefix, z, domains, act):
     for e, t, g in route(moe, probs, domains):
         h = activation(act, z[t] @ w1[e].T + b1[e])
         y[t] += g * (h @ w2[e].T + b2[e])
+    for s in range(moe.get("shared_experts", 0)):  # always active, gate 1
+        s1, c1 = p(f"{prefix}/shared/w1")[s], p(f"{prefix}/shared/b1")[s]
+        s2, c2 = p(f"{prefix}/shared/w2")[s], p(f"{prefix}/shared/b2")[s]
+        y += activation(act, z @ s1.T + c1) @ s2.T + c2
     return y
 
 
@@ -222,6 +230,12 @@ def main(run_dir):
                 check(model[f"blocks/{i}/moe/experts/w1"].shape == (e, ffn, hidden), "experts/w1 is not [E, ffn, hidden]")
                 check(model[f"blocks/{i}/moe/experts/w2"].shape == (e, hidden, ffn), "experts/w2 is not [E, hidden, ffn]")
                 check(f"blocks/{i}/ffn" not in model, f"MoE block {i} also has a dense ffn")
+                shared = moe.get("shared_experts", 0)
+                check((f"blocks/{i}/moe/shared" in model) == (shared > 0), f"MoE block {i}: shared experts do not match config shared_experts {shared}")
+                if shared > 0:
+                    sffn = moe.get("shared_ffn") or ffn
+                    check(model[f"blocks/{i}/moe/shared/w1"].shape == (shared, sffn, hidden), "shared/w1 is not [S, shared_ffn, hidden]")
+                    check(model[f"blocks/{i}/moe/shared/w2"].shape == (shared, hidden, sffn), "shared/w2 is not [S, hidden, shared_ffn]")
                 if f"tasks/train/router/{i}" in f:
                     router = f[f"tasks/train/router/{i}"]
                     rows = len(metrics_step(f))

@@ -30,6 +30,9 @@ Maths:
     A dropped assignment contributes nothing (its gate is 0); renormalisation uses all k choices.
   Expert choice: each expert takes its top-C tokens by p (C as above, at most T), gate = p.
   FFN_e(x) = W2_e · GELU(W1_e · x + b1_e) + b2_e, exact erf GELU; y_t = Σ_e G_te · FFN_e(x_t).
+  Shared experts (config shared_experts S > 0; DeepSeekMoE): S more FFNs, `shared/w1 [S, ffn_s,
+    hidden]`, `shared/b1`, `shared/w2 [S, hidden, ffn_s]`, `shared/b2`, on every token with gate 1:
+    y_t += Σ_s FFN^shared_s(x_t).
   aux = E · Σ_i f_i · P_i, f_i = fraction of the T·k selections (before capacity) choosing i (a
     count, not differentiated), P_i = mean_t p_ti; expert choice has no load-balancing loss
     (docs/spec.md), so aux = 0 there.
@@ -157,6 +160,12 @@ def reference(f):
     h = torch.einsum("th,efh->tef", x, w1) + b1  # [T, E, ffn]
     out = torch.einsum("tef,ehf->teh", F.gelu(h), w2) + b2  # [T, E, hidden]
     y = torch.einsum("te,teh->th", G, out)
+    if cfg.get("shared_experts", 0) > 0:
+        names = ("shared/w1", "shared/b1", "shared/w2", "shared/b2")
+        params.update({name: load(f, name).requires_grad_(True) for name in names})
+        s1, c1, s2, c2 = (params[n] for n in names)
+        hs = torch.einsum("th,sfh->tsf", x, s1) + c1  # [T, S, ffn_s]
+        y = y + (torch.einsum("tsf,shf->tsh", F.gelu(hs), s2) + c2).sum(dim=1)
 
     aux_weighted = cfg["aux_loss"] * aux / L + cfg["z_loss"] * z / L
     loss = (dy * y).sum() + aux_weighted
@@ -183,6 +192,7 @@ CLASSES = [
     ("losses", ["aux", "z", "aux_weighted"]),
     ("router grad", ["grad/router/weight"]),
     ("expert grads", ["grad/experts/w1", "grad/experts/b1", "grad/experts/w2", "grad/experts/b2"]),
+    ("shared grads", ["grad/shared/w1", "grad/shared/b1", "grad/shared/w2", "grad/shared/b2"]),
     ("dx", ["dx"]),
 ]
 
@@ -209,6 +219,9 @@ def check(path):
     worst_key = max(errors, key=errors.get)
     parts = []
     for cls, keys in CLASSES:
+        keys = [key for key in keys if key in errors]  # shared grads only with shared experts
+        if not keys:
+            continue
         k = max(keys, key=lambda key: errors[key])
         parts.append("%s %.1e" % (cls, errors[k]))
     status = "ok" if not failures else "FAIL"

@@ -15,7 +15,9 @@ The forward pass, in float64, exactly as §5.3 states it (GPT-2, pre-norm; d = h
         q|k|v = LN(x)·qkv/weightᵀ + qkv/bias split in thirds, head j = columns j·d..(j+1)·d,
         per head softmax(q·kᵀ/√d + causal mask)·v, heads concatenated in order
     x' = h + F(LN(h)), LN = blocks/<i>/norm, F = blocks/<i>/ffn: w2·act(w1·u + b1) + b2
-         or blocks/<i>/moe: Σ_selected gate·expert_e(u) with the config's router
+         or blocks/<i>/moe: Σ_selected gate·expert_e(u) with the config's router, plus
+         Σ_s shared_s(u) over the moe.shared_experts always-active shared experts
+         (blocks/<i>/moe/shared/{w1 [S, shared_ffn, hidden], b1, w2, b2}, gate 1)
     logits = LN(x)·Wᵀ, LN = norm, W = head/weight (embed/weight when tie_embeddings)
 LayerNorm: biased variance, eps = config.norm_eps. Activations: exact erf GELU, ReLU, SiLU.
 MoE routers implemented: topk / switch (softmax router, k most probable experts, gates
@@ -79,6 +81,9 @@ def moe(u, P, prefix, m, act):
         for e, g in zip(chosen, gates):
             hid = act(P[prefix + "experts/w1"][e] @ x[t] + P[prefix + "experts/b1"][e])
             y[t] += g * (P[prefix + "experts/w2"][e] @ hid + P[prefix + "experts/b2"][e])
+    for s in range(m.get("shared_experts", 0)):  # always active, gate 1
+        hid = act(x @ P[prefix + "shared/w1"][s].T + P[prefix + "shared/b1"][s])
+        y += hid @ P[prefix + "shared/w2"][s].T + P[prefix + "shared/b2"][s]
     return y.reshape(shape)
 
 
