@@ -4,7 +4,8 @@ import XCTest
 
 /// Shared experts (`model.shared_experts`, DeepSeekMoE) through the built binary, for both model
 /// kinds: the checkpoint layout `blocks/<i>/moe/shared/*`, the numpy recomputation from the HDF5
-/// alone (check_run.py), the active-parameter count in the log, and exact resume after SIGKILL.
+/// alone (check_run.py), the active-parameter count in the log and in `moe-run show`, and exact
+/// resume after SIGKILL.
 final class SharedExpertsEndToEndTests: XCTestCase {
     private func mlpSpec(name: String, epochs: Int = 3) -> String {
         tinyMoESpec(name: name, epochs: epochs, router: "{type: topk, k: 2, capacity_factor: 1.0, min_capacity: 2}")
@@ -31,6 +32,22 @@ final class SharedExpertsEndToEndTests: XCTestCase {
         let counts = line.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: CharacterSet(charactersIn: "(,"))) }
         XCTAssertEqual(counts.count >= 2 ? counts[0] - counts[1] : -1, 2 * 544, String(line))
         try CLI.assertNumpyReproduces(runDir, models: ["final"])
+        // `moe-run show` counts them active too (ModelCost reads the stored shapes).
+        let show = try CLI.run(["show", r.lastLine], in: dir)
+        XCTAssertEqual(show.status, 0, show.stderr)
+        let total = counts.first ?? -1, active = total - 2 * 544
+        XCTAssertTrue(show.stdout.contains("parameters \(Self.grouped(total)) total, \(Self.grouped(active)) active per sample"), show.stdout)
+    }
+
+    /// 12345 → "12,345", as `moe-run show` writes counts.
+    private static func grouped(_ n: Int) -> String {
+        let digits = Array(String(n))
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return out
     }
 
     /// SIGKILL after the first checkpoint, then `--resume`: the shared experts (and everything
