@@ -63,6 +63,7 @@ public struct RunSummary {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
             lines += Self.costLines(file, models: models)
+            lines += DomainBreakdown.lines(runFile: file, runDirectory: (path as NSString).deletingLastPathComponent)
             let experts = models.filter { $0.hasPrefix("expert-") }
             if !models.contains("final"), !experts.isEmpty {
                 lines.append("  delivers the \(experts.count) branch experts (/models/expert-<i>); no fused model (fusion.method: none)")
