@@ -37,7 +37,9 @@ extension ExperimentSpec {
                          auxLoss: Float(router.auxLoss), zLoss: Float(router.zLoss), jitter: Float(router.jitter),
                          normalizeTopk: router.normalizeTopk, hashSeed: seed64,
                          expertFFN: split.strategy == .neurons ? model.ffn / experts : nil,
-                         sharedExperts: model.sharedExperts, sharedFFN: model.sharedFFN)
+                         sharedExperts: model.sharedExperts, sharedFFN: model.sharedFFN,
+                         score: RouterScore(rawValue: router.score.rawValue)!,
+                         balance: RouterBalance(rawValue: router.balance.rawValue)!, biasRate: Float(router.biasRate))
     }
 
     var optimizerConfig: OptimizerConfig {

@@ -22,7 +22,7 @@ extension ExperimentSpec {
     /// and the scheme-1 id (`RunLayout.legacyRunID`) hashes its resolved YAML without them.
     public static let keysNewerThanScheme1: Set<String> = [
         "model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
-        "model.shared_experts", "model.shared_ffn",
+        "router.score", "router.balance", "router.bias_rate", "model.shared_experts", "model.shared_ffn",
     ]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:

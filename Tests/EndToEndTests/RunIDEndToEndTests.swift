@@ -51,6 +51,7 @@ final class RunIDEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "\n  backend: auto\n", with: "\n").replacingOccurrences(of: "\n  prior: validation\n", with: "\n")
             .replacingOccurrences(of: "\n  pretrain_steps: 0\n", with: "\n")
             .replacingOccurrences(of: "\n  shared_experts: 0\n", with: "\n").replacingOccurrences(of: "\n  shared_ffn: null\n", with: "\n")
+            .replacingOccurrences(of: "\n  score: softmax\n  balance: aux_loss\n  bias_rate: 0.001\n", with: "\n")
         XCTAssertNotEqual(old, yaml)
         let legacyID = String(SHA256.hex(old.replacingOccurrences(of: "\n  dir: out\n", with: "\n  dir: \"\"\n")).prefix(12))
         XCTAssertNotEqual(legacyID, (reference as NSString).lastPathComponent)
