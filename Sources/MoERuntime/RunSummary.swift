@@ -63,12 +63,18 @@ public struct RunSummary {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
             lines += Self.costLines(file, models: models)
+            lines += DomainBreakdown.lines(runFile: file, runDirectory: (path as NSString).deletingLastPathComponent)
             let experts = models.filter { $0.hasPrefix("expert-") }
             if !models.contains("final"), !experts.isEmpty {
                 lines.append("  delivers the \(experts.count) branch experts (/models/expert-<i>); no fused model (fusion.method: none)")
             }
         }
         if file.exists("tasks") { lines.append("  tasks: " + (try file.openGroup("tasks").children()).joined(separator: ", ")) }
+        if file.exists(TaskCache.group) {
+            // Tasks the task cache took from other runs of the results folder (hard links).
+            let reused = try file.openGroup(TaskCache.group).children().map { "\($0) (run \(try file.readString(TaskCache.group + "/" + $0)))" }
+            lines.append("  reused: " + reused.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 

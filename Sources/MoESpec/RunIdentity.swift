@@ -20,7 +20,8 @@ extension ExperimentSpec {
 
     /// Keys added after scheme 1 (issue 13). A spec an older moe-run ran holds their defaults,
     /// and the scheme-1 id (`RunLayout.legacyRunID`) hashes its resolved YAML without them.
-    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps"]
+    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
+                                                                  "router.score", "router.balance", "router.bias_rate"]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:
     /// where results go and how they are written, how often metric rows and checkpoints are
@@ -42,9 +43,15 @@ extension ExperimentSpec {
     /// spec's entries in schema order without result-neutral keys and without keys equal to
     /// their default (recursively, inside sections).
     public func identityYAML() -> String {
-        var neutral = Set(Self.resultNeutralKeys)
+        "# moe-run run identity, scheme \(Self.identityScheme)\n" + significantYAML()
+    }
+
+    /// The entries of `identityYAML` (without its first line), also without the key paths (or
+    /// whole sections) in `leftOut`: a task's slice of the spec (`TaskIdentity` in MoERuntime).
+    public func significantYAML(leavingOut leftOut: Set<String> = []) -> String {
+        var neutral = Set(Self.resultNeutralKeys).union(leftOut)
         if workersAreResultNeutral { neutral.insert("parallelism.workers") }
-        var out = "# moe-run run identity, scheme \(Self.identityScheme)\n"
+        var out = ""
         for entry in Self.significant(resolvedEntries().map { SpecValue.Entry(key: $0.0, value: $0.1) },
                                       fields: SpecSchema.root, prefix: "", neutral: neutral) {
             out += "\(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n"

@@ -64,6 +64,17 @@ final class ReportPlotsEndToEndTests: XCTestCase {
         XCTAssertTrue(barrier.contains("data-series=\"expert-0 ↔ expert-1 (dom 0, 1)\""), barrier)
         XCTAssertTrue(barrier.contains("data-series=\"fused ↔ expert-2 (dom 2)\""), barrier)
 
+        // `show`: each model's accuracy per domain; expert-d, trained on domain d, carries the *.
+        let show = try CLI.run(["show", runDir], in: dir)
+        let lines = show.stdout.components(separatedBy: "\n")
+        let table = try XCTUnwrap(lines.firstIndex(of: "    accuracy per domain (* an expert's own domain):"), show.stdout)
+        XCTAssertEqual(lines[table + 1].split(separator: " "), ["domain", "n", "expert-0", "expert-1", "expert-2", "final", "fused", "seed"])
+        for d in 0..<3 {
+            let cells = lines[table + 2 + d].split(separator: " ").map(String.init)
+            XCTAssertEqual(cells.filter { $0.hasSuffix("*") }.count, 1, lines[table + 2 + d])
+            XCTAssertTrue(cells[2 + d].hasSuffix("*"), "expert-\(d) trained on domain \(d): \(lines[table + 2 + d])")
+        }
+
         // Every plot parses and renders.
         let svgs = try FileManager.default.contentsOfDirectory(atPath: runDir + "/report").filter { $0.hasSuffix(".svg") }.sorted()
         XCTAssertEqual(svgs, ["fusion-barrier.svg", "loss.svg"])

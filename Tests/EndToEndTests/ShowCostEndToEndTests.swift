@@ -19,6 +19,28 @@ final class ShowCostEndToEndTests: XCTestCase {
         XCTAssertTrue(show.stdout.contains("\n  final: parameters 3,075 total, 1,987 active per sample; forward 3.55 kFLOP per sample (a training step ≈ 3×)"), show.stdout)
         let task = try CLI.run(["show", r.lastLine + "/tasks/train.h5"], in: dir)
         XCTAssertTrue(task.stdout.contains("\n  parameters 3,075 total, 1,987 active per sample;"), task.stdout)
+
+        // Which expert serves which domain: each domain's row of shares sums to 100 %; the
+        // accuracies per domain, weighted by their n, give the summary's test accuracy.
+        let lines = show.stdout.components(separatedBy: "\n")
+        let routing = try XCTUnwrap(lines.firstIndex(of: "    final, block 1: share of each domain's routed assignments per expert (%):"), show.stdout)
+        XCTAssertEqual(lines[routing + 1].split(separator: " "), ["domain", "e0", "e1", "e2", "e3"])
+        for d in 0..<4 {
+            let cells = lines[routing + 2 + d].split(separator: " ").map { Double($0)! }
+            XCTAssertEqual(cells[0], Double(d))
+            XCTAssertEqual(cells.dropFirst().reduce(0, +), 100, accuracy: 0.25, lines[routing + 2 + d])
+        }
+        let accuracy = try XCTUnwrap(lines.firstIndex(of: "    accuracy per domain:"), show.stdout)
+        var correct = 0.0, total = 0.0
+        for d in 0..<4 {
+            let cells = lines[accuracy + 2 + d].split(separator: " ").map { Double($0)! }
+            correct += cells[1] * cells[2]
+            total += cells[1]
+        }
+        let summary = try XCTUnwrap(lines.first { $0.hasPrefix("  summary/final: test_accuracy ") })
+        let overall = Double(summary.components(separatedBy: "test_accuracy ")[1].prefix(6))!
+        XCTAssertEqual(total, 60, "the 10 % test split of 600 samples")
+        XCTAssertEqual(correct / total, overall, accuracy: 1e-3, "per-domain accuracies agree with the evaluate task's")
     }
 
     /// vocab 256, context 16, hidden 32, 2 heads, 2 blocks, tied embeddings, block 1: 4 experts
