@@ -19,6 +19,10 @@ protocol ModelCheckpointHooks: TrainingHooks {
 extension ModelCheckpointHooks {
     var checkpointParameters: [Parameter] { trainedModel.parameters }
 
+    func writeModel(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(trainedModel, normalization: inputNormalization, to: file, at: path)
+    }
+
     /// `<path>/{model, optimizer}`: one checkpoint.
     func writeEntry(to file: H5File, at path: String) throws {
         try Checkpoint.writeModel(trainedModel, normalization: inputNormalization, to: file, at: path + "/model")

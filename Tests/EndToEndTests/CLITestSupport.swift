@@ -119,6 +119,11 @@ extension CLI {
     /// Every parameter of the model at `/models/<model>` of a run file, as float32 bit patterns
     /// (for "the same bits" assertions), by its path inside the checkpoint group.
     static func modelBits(_ run: H5File, _ model: String) throws -> [String: [UInt32]] {
+        try groupBits(run, "models/" + model)
+    }
+
+    /// `modelBits` of any checkpoint group `path` of `file` (a task file's `/model` or `/best`).
+    static func groupBits(_ file: H5File, _ path: String) throws -> [String: [UInt32]] {
         var out: [String: [UInt32]] = [:]
         func walk(_ group: H5Group, _ prefix: String) throws {
             for name in try group.children() {
@@ -127,7 +132,7 @@ extension CLI {
                 else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
             }
         }
-        try walk(try run.openGroup("models/" + model), "")
+        try walk(try file.openGroup(path), "")
         return out
     }
 

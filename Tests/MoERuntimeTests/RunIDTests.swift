@@ -101,6 +101,7 @@ final class RunIDTests: XCTestCase {
         data.split.val: 0.1
         data.split.test: 0.1
         data.standardize: true
+        data.seed: null
         model.kind: mlp
         model.context: 64
         model.hidden: 128
@@ -121,6 +122,7 @@ final class RunIDTests: XCTestCase {
         split.shard_by: domain
         split.seed_model: shared
         split.overrides: null
+        split.source: final
         router.type: topk
         router.capacity_factor: null
         router.min_capacity: 4
@@ -150,6 +152,9 @@ final class RunIDTests: XCTestCase {
         train.min_lr: 0.0
         train.eval_every: 0
         train.local: false
+        train.init_from: null
+        train.early_stopping: null
+        train.early_stopping.min_delta: 0.0
         fusion.method: none
         fusion.weights: uniform
         fusion.temperature: 1.0
@@ -163,8 +168,10 @@ final class RunIDTests: XCTestCase {
         fusion.prior: validation
         fusion.finetune: null
         fusion.finetune.epochs: 1
+        fusion.source: final
         eval.batch_size: 1024
         eval.splits: [val, test]
+        eval.metric: val_loss
         sweep.method: grid
         sweep.seed: 0
         """
