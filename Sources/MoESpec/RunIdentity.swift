@@ -49,13 +49,19 @@ extension ExperimentSpec {
     /// path (the content is the input that changes results; the same file elsewhere is the
     /// same run, another file at the same path another run). `RunLayout.runID` passes it.
     public func identityYAML(initFromDigest: String? = nil) -> String {
-        var neutral = Set(Self.resultNeutralKeys)
+        "# moe-run run identity, scheme \(Self.identityScheme)\n" + significantYAML(initFromDigest: initFromDigest)
+    }
+
+    /// The entries of `identityYAML` (without its first line), also without the key paths (or
+    /// whole sections) in `leftOut`: a task's slice of the spec (`TaskIdentity` in MoERuntime).
+    public func significantYAML(leavingOut leftOut: Set<String> = [], initFromDigest: String? = nil) -> String {
+        var neutral = Set(Self.resultNeutralKeys).union(leftOut)
         if workersAreResultNeutral { neutral.insert("parallelism.workers") }
         // `data.seed` equal to `seed` is the default's meaning: the same draws, the same id.
         var spec = self
         if spec.data.seed == spec.seed { spec.data.seed = nil }
         if spec.train.initFrom != nil, let digest = initFromDigest { spec.train.initFrom = "sha256:" + digest }
-        var out = "# moe-run run identity, scheme \(Self.identityScheme)\n"
+        var out = ""
         for entry in Self.significant(spec.resolvedEntries().map { SpecValue.Entry(key: $0.0, value: $0.1) },
                                       fields: SpecSchema.root, prefix: "", neutral: neutral) {
             out += "\(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n"
