@@ -13,6 +13,8 @@ import MoEStore
 /// `batch`: the next batch to train on). Each is written atomically (tmp, fsync, rename) and the
 /// files of checkpoints no longer kept are removed only after the new one is durable, so losing
 /// or damaging one file never loses the others: `--resume` goes on from the newest intact one.
+/// The file is built here and put on the disk by `CheckpointWriter`, on a thread of its own
+/// (training goes on during the `fsync`, which cost more than training on a busy VM).
 /// Writing one checkpoint costs one file of one checkpoint, whatever `keep` is, and no gzip
 /// (`output.compression` applies to the finished task file, which lives on).
 ///
@@ -35,6 +37,8 @@ struct CheckpointStore {
     /// checkpoint.
     let legacyFile: String
     private(set) var entries: [Entry] = []
+    /// Writes the files, on a thread of its own (`CheckpointWriter`).
+    private let writer = CheckpointWriter()
 
     init(layout: RunLayout, task: String, keep: Int) {
         self.task = task
@@ -68,8 +72,9 @@ struct CheckpointStore {
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw HDF5Error.system(path: directory, operation: "creating", code: errno)
         }
-        try H5Storage.uncompressed {  // the file lives only while the task runs
-            try H5File.createAtomically(file(step)) { file in
+        let path = file(step)
+        let bytes = try H5Storage.uncompressed {  // the file lives only while the task runs
+            try H5File.image(of: path) { file in
                 try file.setTaskAttributes(task, partial: true)
                 try writeState(file)
                 let path = "checkpoints/\(step)"
@@ -77,13 +82,22 @@ struct CheckpointStore {
                 try Self.setPosition(of: file, path, step: step, epoch: epoch, batch: batch)
             }
         }
+        try writer.finish()  // the previous file is on the disk: `steps` lists what is there
         entries.append(Entry(step: step, epoch: epoch, batch: batch,
                              params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
         if entries.count > keep { entries.removeFirst(entries.count - keep) }
         let kept = Set(entries.map(\.step))
-        for old in steps where !kept.contains(old) { unlink(file(old)) }
-        unlink(legacyFile)
+        let stale = steps.filter { !kept.contains($0) }.map { file($0) } + [legacyFile]
+        try writer.submit(bytes, to: path, thenRemove: stale)
     }
+
+    /// Waits until the newest checkpoint is on the disk; throws a failed write's error (e.g. a
+    /// full disk, naming the checkpoint file). Before the task file, and before an interrupted
+    /// task exits.
+    func finishWriting() throws { try writer.finish() }
+
+    /// Waits for a write in flight, whatever became of it: a task failing for another reason.
+    func settle() { writer.settle() }
 
     /// Resumes from the newest intact checkpoint file: `loadEntry(file, "checkpoints/<step>")`
     /// fills `parameters` and `optimizer`, `loadState(file)` the rest of the task's state; any
@@ -162,6 +176,7 @@ struct CheckpointStore {
 
     /// Removes the checkpoint files once the finished task file is written.
     func removeAll() {
+        writer.settle()
         try? FileManager.default.removeItem(atPath: directory)
         unlink(legacyFile)
     }

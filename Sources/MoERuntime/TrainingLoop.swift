@@ -168,6 +168,15 @@ final class TrainingLoop {
 
     /// Trains `strategy` on `batches` to the end of the budget, then writes the task file.
     func run<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
+        do {
+            try train(strategy, batches)
+        } catch {
+            store.settle()  // no exit while a checkpoint file is being written
+            throw error
+        }
+    }
+
+    private func train<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
         let start = Date()
         window.since = Date()
         let train = spec.train
@@ -188,6 +197,7 @@ final class TrainingLoop {
                 if train.checkpointEvery > 0 && step % train.checkpointEvery == 0 { try checkpoint() }
                 if r.stop {
                     try checkpoint()
+                    try store.finishWriting()
                     throw RuntimeError.interrupted(task: id, step: step)
                 }
             }
@@ -269,6 +279,7 @@ final class TrainingLoop {
     private func finish(seconds: Double) throws {
         try hooks.beforeFinish()
         guard isLead else { return }
+        try store.finishWriting()  // a checkpoint that failed to write fails the task
         let optimizer = hooks.checkpointOptimizer
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setTaskAttributes(id)

@@ -23,7 +23,8 @@ final class CheckpointStoreTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: layout.directory) }
 
-    /// Sets parameters and optimizer to values that identify `step`, then saves a checkpoint.
+    /// Sets parameters and optimizer to values that identify `step`, then saves a checkpoint and
+    /// waits until its file is on the disk (the store writes files on a thread of its own).
     private func save(_ store: inout CheckpointStore, step: Int, omit: String? = nil) throws {
         for (i, p) in parameters.enumerated() { for j in 0..<p.value.count { p.value.data[j] = Float(step * 100 + i * 10 + j) } }
         for (_, t) in optimizer.state { for j in 0..<t.count { t.data[j] = Float(-step) } }
@@ -37,6 +38,7 @@ final class CheckpointStoreTests: XCTestCase {
             }
             if omit != "optimizer" { try Checkpoint.writeOptimizer(self.optimizer, kind: .sgd, to: file, at: path + "/optimizer") }
         })
+        try store.finishWriting()
     }
 
     private func restore(_ store: inout CheckpointStore) throws -> (position: (epoch: Int, batch: Int)?, warnings: [String]) {
@@ -183,5 +185,25 @@ final class CheckpointStoreTests: XCTestCase {
         var s = store()
         XCTAssertFalse(s.exists)
         XCTAssertNil(try restore(&s).position)
+    }
+
+    /// A file the writer thread fails to write (here its directory vanished after the bytes were
+    /// built) fails the task at the next checkpoint or at the end, naming the file, and leaves no
+    /// tmp file; the checkpoints already on the disk stay.
+    func testAFailedBackgroundWriteIsThrownNamingTheFile() throws {
+        var s = store()
+        try save(&s, step: 10)
+        let directory = layout.tasksDirectory + "/train.checkpoints"
+        let moved = directory + ".moved"
+        optimizer.stepCount = 20
+        try s.save(parameters, optimizer, epoch: 2, batch: 0, writeState: { _ in
+            try FileManager.default.moveItem(atPath: directory, toPath: moved)
+        }, writeEntry: { file, path in try file.createGroup(path + "/model").close() })
+        XCTAssertThrowsError(try s.finishWriting()) { error in
+            XCTAssertEqual("\(error)", "no such file or directory while writing \(directory)/20.h5")
+        }
+        XCTAssertThrowsError(try s.finishWriting(), "the failure stays: the task must not go on as if it were saved")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: moved), ["10.h5"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory))
     }
 }
