@@ -92,7 +92,7 @@ extension Planner {
     static func finetuneTask(_ spec: ExperimentSpec, _ f: FusionSpec.Finetune, after: String, what: String) -> PlanTask {
         PlanTask(id: "finetune", kind: .finetune, dependsOn: [after], workers: 1,
                  inputs: ["tasks/data.h5:/data/train", "tasks/data.h5:/data/val", "tasks/\(after).h5:/model"], output: "tasks/finetune.h5",
-                 summary: "fine-tune \(what) on all of train for \(f.epochs) epoch\(f.epochs == 1 ? "" : "s"), \(spec.train.optimizer.rawValue) lr \(f.lr), batch \(spec.train.batchSize)")
+                 summary: "fine-tune \(what) on all of train for \(f.steps.map { "\($0) step\($0 == 1 ? "" : "s")" } ?? "\(f.epochs) epoch\(f.epochs == 1 ? "" : "s")"), \(spec.train.optimizer.rawValue) lr \(f.lr), batch \(spec.train.batchSize)")
     }
 
     /// The id of branch `i`'s training task (and of its model in run.h5 `/models`).

@@ -106,7 +106,7 @@ extension ExperimentSpec {
         var s = self
         guard let f = fusion.finetune else { return s }
         s.train.epochs = f.epochs
-        s.train.steps = nil
+        s.train.steps = f.steps
         s.train.lr = f.lr
         s.train.minLR = min(s.train.minLR, f.lr)
         return s
@@ -120,6 +120,7 @@ extension ExperimentSpec {
         if let lr = o.lr { s.train.lr = lr }
         if let seed = o.seed { s.seed = seed }
         if let epochs = o.epochs { s.train.epochs = epochs }
+        if let steps = o.steps { s.train.steps = steps }
         if let batchSize = o.batchSize { s.train.batchSize = batchSize }
         if let weightDecay = o.weightDecay { s.train.weightDecay = weightDecay }
         return s

@@ -140,8 +140,18 @@ enum CrossFieldRules {
             }
             return nil
         },
-        CrossFieldRule(summary: "`train.steps` and `train.epochs` exclude each other (give one; neither: `epochs` takes its default); with `train.steps`, `split.overrides` entries take no `epochs`.") { s, c in
-            guard let steps = s.train.steps else { return nil }
+        CrossFieldRule(summary: "`train.steps` and `train.epochs` exclude each other (give one; neither: `epochs` takes its default); with `train.steps`, `split.overrides` entries take no `epochs`, with `train.epochs` no `steps`; `fusion.finetune.steps` and `fusion.finetune.epochs` exclude each other.") { s, c in
+            if s.fusion.finetune?.steps != nil, c.given("fusion.finetune.epochs") {
+                return c.error("fusion.finetune.steps", "and fusion.finetune.epochs exclude each other: fine-tune for a number of steps or of epochs, not both",
+                               hint: "remove one of them")
+            }
+            guard let steps = s.train.steps else {
+                if let i = s.split.overrides?.firstIndex(where: { $0.steps != nil }) {
+                    return c.error("split.overrides[\(i)].steps", "applies only with train.steps; the experts train for train.epochs (\(s.train.epochs))",
+                                   hint: "remove the override's steps, or train for train.steps instead of train.epochs")
+                }
+                return nil
+            }
             if c.given("train.epochs") {
                 return c.error("train.steps", "and train.epochs exclude each other: train for a number of steps or of epochs, not both",
                                hint: "remove one of them (e.g. --unset train.epochs)")

@@ -204,14 +204,17 @@ public struct SplitSpec: Equatable, Sendable {
         public var lr: Double?
         public var seed: Int?
         public var epochs: Int?
+        /// The expert's optimizer steps instead of `train.steps` (only with `train.steps`).
+        public var steps: Int?
         public var batchSize: Int?
         public var weightDecay: Double?
 
-        public init(lr: Double? = nil, seed: Int? = nil, epochs: Int? = nil, batchSize: Int? = nil,
+        public init(lr: Double? = nil, seed: Int? = nil, epochs: Int? = nil, steps: Int? = nil, batchSize: Int? = nil,
                     weightDecay: Double? = nil) {
             self.lr = lr
             self.seed = seed
             self.epochs = epochs
+            self.steps = steps
             self.batchSize = batchSize
             self.weightDecay = weightDecay
         }
@@ -338,9 +341,18 @@ public struct FusionSpec: Equatable, Sendable {
         static let named: [Weights] = [.uniform, .dataSize, .valLoss, .optimized]
     }
 
+    /// Fine-tuning after fusion: `epochs` passes over train, or `steps` optimizer steps instead
+    /// (the natural unit of a language model, whose epoch is thousands of steps); one of the two.
     public struct Finetune: Equatable, Sendable {
         public var epochs: Int
+        public var steps: Int? = nil
         public var lr: Double
+
+        public init(epochs: Int, steps: Int? = nil, lr: Double) {
+            self.epochs = epochs
+            self.steps = steps
+            self.lr = lr
+        }
     }
 
     public var method: Method

@@ -83,6 +83,7 @@ extension ExperimentSpec {
                 if let lr = o.lr { fields.append(entry("lr", .number(lr))) }
                 if let seed = o.seed { fields.append(entry("seed", .int(seed))) }
                 if let epochs = o.epochs { fields.append(entry("epochs", .int(epochs))) }
+                if let steps = o.steps { fields.append(entry("steps", .int(steps))) }
                 if let batch = o.batchSize { fields.append(entry("batch_size", .int(batch))) }
                 if let wd = o.weightDecay { fields.append(entry("weight_decay", .number(wd))) }
                 return .map(fields)
@@ -133,7 +134,8 @@ extension ExperimentSpec {
             weights = .word(fusion.weights.keyword!)
         }
         let finetune: SpecValue = fusion.finetune.map {
-            .map([entry("epochs", .int($0.epochs)), entry("lr", .number($0.lr))])
+            // Without steps exactly the entries of before `steps` existed (the scheme-1 run id).
+            .map(($0.steps.map { [entry("steps", .int($0))] } ?? [entry("epochs", .int($0.epochs))]) + [entry("lr", .number($0.lr))])
         } ?? .null
         return [entry("method", .word(fusion.method.rawValue)), entry("weights", weights),
                 entry("temperature", .number(fusion.temperature)), entry("lambda", .number(fusion.lambda)),

@@ -34,7 +34,7 @@ extension SpecDecoder {
         var finetune: FusionSpec.Finetune?
         if let node = r.node(S.finetune), !node.isNull {
             let m = try r.section(S.finetune)
-            finetune = FusionSpec.Finetune(epochs: try m.int(S.Finetune.epochs),
+            finetune = FusionSpec.Finetune(epochs: try m.int(S.Finetune.epochs), steps: try m.optionalInt(S.Finetune.steps),
                                            lr: try m.optionalNumber(S.Finetune.lr) ?? train.lr)
         }
         return FusionSpec(method: method, weights: weights, temperature: try r.number(S.temperature),

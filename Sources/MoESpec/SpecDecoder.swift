@@ -190,6 +190,7 @@ struct SpecDecoder {
             return SplitSpec.ExpertOverride(lr: try m.optionalNumber(SpecSchema.Train.lr),
                                             seed: try m.optionalInt(SpecSchema.Root.seed),
                                             epochs: try m.optionalInt(SpecSchema.Train.epochs),
+                                            steps: try m.optionalInt(SpecSchema.Train.steps),
                                             batchSize: try m.optionalInt(SpecSchema.Train.batchSize),
                                             weightDecay: try m.optionalNumber(SpecSchema.Train.weightDecay))
         }

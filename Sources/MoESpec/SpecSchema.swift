@@ -122,11 +122,11 @@ public enum SpecSchema {
         static let seedModel = SchemaField("seed_model", SchemaField.choice(SplitSpec.SeedModel.self), default: .string("shared"),
             "Where `branch` experts start: `shared` (one seed model, pre-trained with `pretrain_epochs` or the initialisation from `seed`, copied into every expert) or `independent` (expert i from its own random initialisation, seeded by `seed` and i; no pre-training). Weight averaging needs `shared`: `independent` is the contrast case whose loss barrier fusion reports.")
         static let overrides = SchemaField("overrides",
-            .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `batch_size`, `weight_decay`"),
+            .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `steps`, `batch_size`, `weight_decay`"),
             nullable: true, default: .null, "Per-expert training settings (branch only); missing keys keep the `train` value.")
         static let all = [strategy, upcycleFrom, pretrainEpochs, pretrainSteps, method, shardBy, seedModel, overrides]
         /// Keys of one `overrides` entry (typed and ranged like their `train`/top-level namesakes).
-        static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.batchSize, Train.weightDecay]
+        static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.steps, Train.batchSize, Train.weightDecay]
     }
 
     enum Router {
@@ -223,9 +223,11 @@ public enum SpecSchema {
         static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, prior, finetune]
 
         enum Finetune {
-            static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(1), "Fine-tuning epochs.")
+            static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(1), "Fine-tuning epochs (without `steps`).")
+            static let steps = SchemaField("steps", .integer(min: 1, max: nil), nullable: true, default: .null,
+                "Fine-tuning optimizer steps instead of `epochs` (give one of the two, not both); null = `epochs`.")
             static let lr = SchemaField("lr", .number(.positive), defaultText: "`train.lr`", "Fine-tuning learning rate.")
-            static let all = [epochs, lr]
+            static let all = [epochs, steps, lr]
         }
     }
 

@@ -152,6 +152,25 @@ final class LMBranchTests: XCTestCase {
         XCTAssertLessThanOrEqual(largest, Float(1.2 * Double(steps) * 0.0001))
     }
 
+    /// `fusion.finetune.steps` trains the fused LM for exactly that many steps (not an epoch of
+    /// thousands), and `split.overrides[i].steps` gives one expert its own step count.
+    func testFinetuneAndExpertStepsAreStepCounts() throws {
+        _ = try writeCorpus()
+        let spec = try spec(extra: "fusion: {method: average, finetune: {steps: 7, lr: 0.0001}}\n")
+        XCTAssertEqual(spec.finetuneSpec.train.steps, 7)
+        try H5File.createAtomically(layout.taskFile("fuse")) { file in
+            try Checkpoint.writeModel(TransformerLM(config: TransformerConfig(context: 16, hidden: 16, heads: 2, blocks: 1, ffn: 32), seed: 3),
+                                      normalization: nil, to: file, at: "model")
+        }
+        try LMTrainTask(spec: spec, setup: try XCTUnwrap(spec.lmSetup), layout: layout, log: RunLog(path: nil, quiet: true), role: .finetune).run()
+        XCTAssertEqual(try H5File.open(layout.taskFile("finetune")).attribute("steps", as: Int64.self), 7)
+        var overridden = spec
+        overridden.train.steps = 5
+        overridden.split.overrides = [SplitSpec.ExpertOverride(steps: 3), SplitSpec.ExpertOverride()]
+        XCTAssertEqual(overridden.expertSpec(0).train.steps, 3)
+        XCTAssertEqual(overridden.expertSpec(1).train.steps, 5)
+    }
+
     func testFinetuneWithoutAFusedModelIsOneLine() throws {
         _ = try writeCorpus()
         let spec = try spec(extra: "fusion: {method: average, finetune: {epochs: 1, lr: 0.0001}}\n")

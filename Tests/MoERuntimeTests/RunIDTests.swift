@@ -26,12 +26,17 @@ final class RunIDTests: XCTestCase {
         "fuse-shared-init": "21f171d5db29",
         "layerwise-local": "bc0b8b497f9d",
         "layerwise-pipeline": "e5c49f83a058",
+        "lm-btm": "7c9e697fdcc0",
+        "lm-btm-average": "3a4d5cf3352d",
+        "lm-btx": "ef10f44dfb50",
         "lm-data-parallel": "6fa66db49bd3",
         "lm-dense": "d4263fb568cf",
         "lm-expert-parallel": "5f35c731f256",
         "lm-moe": "de3a8904fe7f",
         "lm-moefication": "604badf98e73",
         "lm-pipeline": "7209ec228d57",
+        "lm-seed-recipe": "8db13a31538e",
+        "lm-switch": "1613731649ab",
         "lm-upcycle": "8fbbc095d07f",
         "moe-merge": "0387bb8cf64b",
         "moe-topk": "239f43b3418a",
@@ -43,6 +48,8 @@ final class RunIDTests: XCTestCase {
         "sweep-capacity sweep": "291b2e16f9e2",
         "sweep-fusion": "975e8ebba024",
         "sweep-fusion sweep": "51cdf80ea929",
+        "sweep-lm-fusion": "79d8f5b74b36",
+        "sweep-lm-fusion sweep": "65465ad04958",
         "sweep-router": "71f120e6db3c",
         "sweep-router sweep": "0e134a5a0d77",
         "switch-capacity": "af9f19ba677b",
@@ -163,6 +170,7 @@ final class RunIDTests: XCTestCase {
         fusion.prior: validation
         fusion.finetune: null
         fusion.finetune.epochs: 1
+        fusion.finetune.steps: null
         eval.batch_size: 1024
         eval.splits: [val, test]
         sweep.method: grid
