@@ -21,12 +21,17 @@ public struct Report {
     public private(set) var table: CompareTable
     /// The SVG files written (names in `DIR/report/`), in order.
     public private(set) var plots: [String] = []
+    /// A sweep's trials grouped by setting (pooled over seeds, or as `--group-by` says); nil for a
+    /// run, or a sweep without replicates and without `--group-by`.
+    public private(set) var groups: TrialGroups?
+    /// The keys `--group-by` named (nil: the default grouping).
+    let groupBy: [String]?
 
     public var reportDirectory: String { directory + "/report" }
 
     /// Reads `directory` (a sweep directory holding summary.csv, or a run directory holding
-    /// run.h5) and sorts its table by `sort` when given.
-    public init(directory: String, sort: String?) throws {
+    /// run.h5) and sorts its table by `sort` when given; `groupBy` names a sweep's group keys.
+    public init(directory: String, sort: String?, groupBy: [String]? = nil) throws {
         let dir = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
         self.directory = dir
         let fm = FileManager.default
@@ -39,7 +44,14 @@ public struct Report {
         } else {
             throw ReportError(description: "\(directory): neither a sweep directory (summary.csv) nor a run directory (run.h5)")
         }
+        self.groupBy = groupBy
         if let sort { table = try table.sorted(by: sort) }
+        if isSweep {
+            groups = try TrialGroups(table: table, sweptKeys: sweptKeys, groupBy: groupBy)
+            if let sort { groups?.sort(by: sort) }
+        } else if groupBy != nil {
+            throw ReportError(description: "--group-by: \(dir) is a run directory; groups are formed from the trials of a sweep directory")
+        }
     }
 
     /// The table as printed: for a sweep only the columns that vary between trials (always
@@ -84,6 +96,10 @@ public struct Report {
 
         """
         out += shownTable.html()
+        if let groups {
+            out += "<h2>\(SVG.escape(groups.heading))</h2>\n" + groups.table.html()
+            out += "<p>Also in <a href=\"../summary-groups.csv\">summary-groups.csv</a></p>\n"
+        }
         if isSweep { out += "<p>All columns: <a href=\"../summary.csv\">summary.csv</a>, <a href=\"../summary.h5\">summary.h5</a></p>\n" }
         out += "<h2>Plots</h2>\n"
         for p in plots { out += "<figure><img src=\"\(SVG.escape(p))\" alt=\"\(SVG.escape(p))\"><figcaption>\(SVG.escape(p))</figcaption></figure>\n" }
@@ -131,41 +147,76 @@ public struct Report {
         return zip(steps, values).map { (x: $0, y: $1) }
     }
 
+    /// A run's plots: `loss.svg` with every training task on one global step axis (`StageAxis`),
+    /// router heat maps, and the fusion barrier curves; each says what its data is.
     func runCharts(runDirectory: String, tag: String?) -> [(String, String)] {
         var out: [(String, String)] = []
         var series: [ChartSeries] = []
-        var barrier: [ChartSeries] = []
+        var barrier: [ChartSeries] = [], barrierData: Set<String> = []
         var heatmaps: [(String, String)] = []
         let tasks = Self.taskFiles(runDirectory)
         let training = tasks.filter { path in (try? H5File.open(path))?.exists("metrics/train_loss") ?? false }
+        let axis = StageAxis(runDirectory: runDirectory, taskFiles: training)
+        let staged = !axis.boundaries.isEmpty
+        let stepLabel = staged ? "global training step (each stage continues where its inputs ended)" : "training step"
+        var shards: [String] = []
         for path in tasks {
             guard let file = try? H5File.open(path) else { continue }
             let task = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
             let prefix = training.count > 1 ? task + ": " : ""
-            let train = Self.curve(file, "metrics", "train_loss")
+            let train = axis.shifted(Self.curve(file, "metrics", "train_loss"), task: task)
             if !train.isEmpty { series.append(ChartSeries(label: prefix + "train_loss", points: train)) }
-            let val = Self.curve(file, "metrics/eval", "val_loss")
+            let val = axis.shifted(Self.curve(file, "metrics/eval", "val_loss"), task: task)
             if !val.isEmpty { series.append(ChartSeries(label: prefix + "val_loss", points: val, dashed: true)) }
+            if let shard = try? file.attribute("shard", as: Int64.self) {
+                shards.append("\(task): shard \(shard)" + ((try? file.stringAttribute("shard_by")).map { " by \($0)" } ?? ""))
+            }
             if file.exists("router"), let blocks = try? file.openGroup("router").children() {
                 for block in blocks.sorted() {
-                    if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(tag ?? task), block \(block)") {
+                    if let svg = Self.routerHeatMap(file, block: block, title: "Router load — \(tag ?? task), block \(block)",
+                                                    shift: axis.offsets[task] ?? 0, xLabel: stepLabel) {
                         heatmaps.append(("router-\(Self.safe(tag ?? task))-\(Self.safe(block)).svg", svg))
                     }
                 }
             }
             barrier += Self.barrierSeries(file)
+            barrierData.formUnion(Self.barrierData(file))
         }
-        if let run = try? H5File.open(runDirectory + "/run.h5") { barrier += Self.barrierSeries(run) }
+        if let run = try? H5File.open(runDirectory + "/run.h5") {
+            barrier += Self.barrierSeries(run)
+            barrierData.formUnion(Self.barrierData(run))
+        }
         if !series.isEmpty {
-            out.append(("loss.svg", LineChart(title: "Loss — " + (runDirectory as NSString).lastPathComponent,
-                                              xLabel: "training step", yLabel: "cross-entropy loss", series: series).svg()))
+            var note = ["solid: training loss, mean over each log window of the task's training batches"
+                        + (shards.isEmpty ? "" : " (an expert's: its shard only)"),
+                        "dashed: loss on the whole validation split (experts too)"]
+            if !shards.isEmpty { note.append(SVG.truncate(shards.joined(separator: "; "), 120)) }
+            var chart = LineChart(title: "Loss — " + (runDirectory as NSString).lastPathComponent,
+                                  xLabel: stepLabel, yLabel: "cross-entropy loss", series: series, note: note)
+            chart.markers = axis.boundaries
+            out.append(("loss.svg", chart.svg()))
         }
         out += heatmaps
         if !barrier.isEmpty {
             out.append(("fusion-barrier.svg", LineChart(title: "Loss along the interpolation between experts",
-                                                        xLabel: "interpolation α", yLabel: "validation loss", series: barrier).svg()))
+                                                        xLabel: "interpolation α", yLabel: "validation loss", series: barrier,
+                                                        note: Self.barrierNote(barrierData)).svg()))
         }
         return out
+    }
+
+    /// What the barrier curves were measured on: each `/fusion/barrier/<pair>` group's `data`
+    /// attribute ("val", or "val, domains 0, 1": the validation samples of the endpoints' domains).
+    static func barrierData(_ file: H5File) -> Set<String> {
+        guard file.exists("fusion/barrier"), let pairs = try? file.openGroup("fusion/barrier").children() else { return [] }
+        return Set(pairs.compactMap { try? file.openGroup("fusion/barrier/\($0)").stringAttribute("data") })
+    }
+
+    static func barrierNote(_ data: Set<String>) -> [String] {
+        let domains = data.contains { $0.contains("domain") }
+        return [domains ? "measured on the validation samples of each curve's endpoints' domains only (in brackets in the legend)"
+                        : "measured on the whole validation split",
+                "α = 0: the first model named, α = 1: the second; dashed: fused ↔ expert"]
     }
 
     /// One series per `/fusion/barrier/<a>--<b>` group (validation loss against α).
@@ -174,13 +225,17 @@ public struct Report {
         return pairs.sorted().compactMap { pair in
             guard let a = numbers(file, "fusion/barrier/\(pair)/alpha")?.values,
                   let l = numbers(file, "fusion/barrier/\(pair)/val_loss")?.values else { return nil }
-            return ChartSeries(label: pair.replacingOccurrences(of: "--", with: " ↔ "), points: zip(a, l).map { (x: $0, y: $1) },
+            let data = (try? file.openGroup("fusion/barrier/\(pair)").stringAttribute("data")).flatMap { d -> String? in
+                guard let r = d.range(of: "domain") else { return nil }
+                return " (" + d[r.lowerBound...].replacingOccurrences(of: "domains ", with: "dom ").replacingOccurrences(of: "domain ", with: "dom ") + ")"
+            } ?? ""
+            return ChartSeries(label: pair.replacingOccurrences(of: "--", with: " ↔ ") + data, points: zip(a, l).map { (x: $0, y: $1) },
                                dashed: pair.hasPrefix("fused"))
         }
     }
 
     /// The heat map of `/router/<block>/load` ([steps, experts]) as shares of each step's total.
-    static func routerHeatMap(_ file: H5File, block: String, title: String) -> String? {
+    static func routerHeatMap(_ file: H5File, block: String, title: String, shift: Double = 0, xLabel: String = "training step") -> String? {
         guard let load = numbers(file, "router/\(block)/load"), load.shape.count == 2,
               let steps = numbers(file, "router/\(block)/step")?.values else { return nil }
         let rows = load.shape[0], experts = load.shape[1]
@@ -190,9 +245,10 @@ public struct Report {
             let total = (0..<experts).reduce(0.0) { $0 + load.values[r * experts + $1] }
             for e in 0..<experts { values[e][r] = total > 0 ? load.values[r * experts + e] / total : 0 }
         }
-        return HeatMap(title: title, xLabel: "training step", yLabel: "expert", rowNames: (0..<experts).map(String.init),
-                       columnValues: steps.count == rows ? steps : (0..<rows).map(Double.init),
-                       values: values, scaleLabel: "share of samples").svg()
+        return HeatMap(title: title, xLabel: xLabel, yLabel: "expert", rowNames: (0..<experts).map(String.init),
+                       columnValues: (steps.count == rows ? steps : (0..<rows).map(Double.init)).map { $0 + shift },
+                       values: values, scaleLabel: "share of samples",
+                       note: ["the task's training batches: each expert's share of the routed assignments per log window"]).svg()
     }
 
     static func safe(_ s: String) -> String {
@@ -224,13 +280,14 @@ public struct Report {
 
     func sweepCharts() -> [(String, String)] {
         let keys = sweptKeys
+        let chartGroups = self.chartGroups
         let ti = table.columns.firstIndex(of: "trial")!
         let si = table.columns.firstIndex(of: "status")!
         let rows = table.rows.filter { $0[si] == "complete" }.sorted { (Int($0[ti]) ?? 0) < (Int($1[ti]) ?? 0) }
         var out: [(String, String)] = []
         var train: [ChartSeries] = [], val: [ChartSeries] = []
         var heatmaps: [(String, String)] = []
-        let firstReplicate = Dictionary(uniqueKeysWithValues: keys.filter(Self.isReplicateKey).map { key in
+        let firstReplicate = Dictionary(uniqueKeysWithValues: (chartGroups?.pooledKeys ?? []).map { key in
             (key, rows.first.map { $0[table.columns.firstIndex(of: key)!] } ?? "")
         })
         for row in rows {
@@ -251,7 +308,8 @@ public struct Report {
                 if !barrier.isEmpty {
                     heatmaps.append(("fusion-barrier-trial-\(row[ti]).svg",
                                      LineChart(title: "Interpolation between experts — \(name)", xLabel: "interpolation α",
-                                               yLabel: "validation loss", series: barrier).svg()))
+                                               yLabel: "validation loss", series: barrier,
+                                               note: Self.barrierNote(Set(files.compactMap { try? H5File.open($0) }.flatMap(Self.barrierData)))).svg()))
                 }
             }
             if mapRouter, file.exists("router"), let blocks = try? file.openGroup("router").children() {
@@ -263,7 +321,7 @@ public struct Report {
             }
         }
         // With replicate keys (seed), the trials of one setting share a colour, each seed its dashes.
-        let settingKeys = keys.filter { !Self.isReplicateKey($0) }
+        let settingKeys = keys.filter { !(chartGroups?.pooledKeys ?? []).contains($0) }
         if settingKeys.count < keys.count {
             var settings: [String] = []
             for row in rows {
@@ -288,53 +346,15 @@ public struct Report {
         }
         if !train.isEmpty {
             out.append(("train_loss.svg", LineChart(title: "Training loss per trial", xLabel: "training step",
-                                                    yLabel: "training loss", series: train).svg()))
+                                                    yLabel: "training loss", series: train,
+                                                    note: ["each trial's training task (train.h5, else its first training task): mean over each log window of its training batches"]).svg()))
         }
         if !val.isEmpty {
             out.append(("val_loss.svg", LineChart(title: "Validation loss per trial", xLabel: "training step",
-                                                  yLabel: "validation loss", series: val).svg()))
+                                                  yLabel: "validation loss", series: val,
+                                                  note: ["each trial's training task (train.h5, else its first training task) on the whole validation split"]).svg()))
         }
-        // Metric against each swept key, one line per combination of the other keys.
-        let metrics = ["test_accuracy", "test_loss", "val_accuracy", "val_loss", "dropped_fraction"].filter { m in
-            table.column(m).map { column in rows.contains { !$0[table.columns.firstIndex(of: m)!].isEmpty } && !column.isEmpty } ?? false
-        }
-        // Seeds are replicates, not a setting: no chart against them; each point is the mean
-        // over them, with every replicate's value as a dot.
-        let replicates = keys.filter(Self.isReplicateKey)
-        let settings = keys.filter { !Self.isReplicateKey($0) }
-        for key in settings {
-            let k = table.columns.firstIndex(of: key)!
-            var distinct: [String] = []
-            for r in rows where !distinct.contains(r[k]) { distinct.append(r[k]) }
-            guard distinct.count > 1 else { continue }
-            let numeric = distinct.allSatisfy { Double($0) != nil }
-            let categories = numeric ? nil : distinct
-            if numeric { distinct.sort { Double($0)! < Double($1)! } }
-            let others = settings.filter { $0 != key }
-            for metric in metrics {
-                let m = table.columns.firstIndex(of: metric)!
-                var groups: [String: [Double: [Double]]] = [:], order: [String] = []
-                for r in rows {
-                    guard let y = Double(r[m]) else { continue }
-                    let group = others.isEmpty ? metric : label(r, keys: others)
-                    if groups[group] == nil { order.append(group) }
-                    let x = numeric ? Double(r[k])! : Double(distinct.firstIndex(of: r[k])!)
-                    groups[group, default: [:]][x, default: []].append(y)
-                }
-                let series = order.map { g in
-                    ChartSeries(label: g, points: groups[g]!.keys.sorted().map { x in
-                        let ys = groups[g]![x]!
-                        return (x: x, y: ys.reduce(0, +) / Double(ys.count))
-                    }, replicates: replicates.isEmpty ? [] : groups[g]!.flatMap { x, ys in ys.map { (x: x, y: $0) } })
-                }
-                // A metric that is the same in every trial (no drops when dropless) says nothing.
-                guard Set(series.flatMap { $0.points.map(\.y) }).count > 1 else { continue }
-                let mean = replicates.isEmpty ? "" : " (mean over \(replicates.joined(separator: ", ")); dots: each)"
-                out.append(("\(metric)-vs-\(Self.safe(key)).svg",
-                            LineChart(title: "\(metric) vs \(key)\(mean)", xLabel: key, yLabel: metric, series: series,
-                                      categories: categories, xTickValues: numeric ? distinct.map { Double($0)! } : nil).svg()))
-            }
-        }
+        out += metricCharts()
         return out + heatmaps
     }
 }

@@ -11,6 +11,8 @@ public struct ChartSeries {
     public var dashPattern: String?
     /// Individual values behind the points (e.g. one per seed when points are means), drawn as dots.
     public var replicates: [(x: Double, y: Double)]
+    /// Vertical error bars (e.g. a 95 % confidence interval of a mean over seeds), with caps.
+    public var errorBars: [(x: Double, low: Double, high: Double)] = []
     public init(label: String, points: [(x: Double, y: Double)], dashed: Bool = false, replicates: [(x: Double, y: Double)] = []) {
         self.label = label
         self.points = points.filter { $0.x.isFinite && $0.y.isFinite }
@@ -22,7 +24,8 @@ public struct ChartSeries {
 /// A standalone SVG line chart: title, x and y axes with "nice" ticks and labels, a grid, one
 /// `<polyline class="series" data-series="LABEL">` per series (with `<circle>` markers when a
 /// series has at most 40 points and there are at most 8 series), replicate values as hollow
-/// dots, and a legend to the right. With `categories`, x values are the indices 0..<n of those
+/// dots, error bars as `<line class="error-bar">` with caps (the y axis covers them), and a
+/// legend to the right. With `categories`, x values are the indices 0..<n of those
 /// names (a categorical axis).
 public struct LineChart {
     public var title: String
@@ -32,8 +35,13 @@ public struct LineChart {
     public var categories: [String]?
     /// Ticks at exactly these x values (a swept key's values) instead of round numbers.
     public var xTickValues: [Double]?
+    /// What the curves were measured on, one line each under the title (`<text class="note">`).
+    public var note: [String] = []
+    /// Vertical dotted lines with a label at the top (where a run's later stages start).
+    public var markers: [(x: Double, label: String)] = []
     public init(title: String, xLabel: String, yLabel: String, series: [ChartSeries], categories: [String]? = nil,
-                xTickValues: [Double]? = nil) {
+                xTickValues: [Double]? = nil, note: [String] = []) {
+        self.note = note
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -46,9 +54,11 @@ public struct LineChart {
     static let left = 78.0, right = 250.0, top = 44.0, bottom = 58.0
 
     public func svg() -> String {
-        let w = Self.width, h = Self.height
-        let plotW = w - Self.left - Self.right, plotH = h - Self.top - Self.bottom
-        let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) + $0.replicates.map(\.y) }
+        let w = Self.width, h = Self.height + SVG.noteHeight(note)
+        let top = Self.top + SVG.noteHeight(note)
+        let plotW = w - Self.left - Self.right, plotH = h - top - Self.bottom
+        let xs = series.flatMap { $0.points.map(\.x) } + markers.map(\.x)
+        let ys = series.flatMap { s in s.points.map(\.y) + s.replicates.map(\.y) + s.errorBars.flatMap { [$0.low, $0.high] }.filter(\.isFinite) }
         var xRange = Axis.range(xs), yRange = Axis.range(ys)
         if let categories {
             xRange = (-0.5, Double(max(categories.count, 1)) - 0.5)
@@ -63,10 +73,10 @@ public struct LineChart {
         if categories == nil, xTickValues == nil, let first = xTicks.first, let last = xTicks.last { xRange = (min(xRange.0, first), max(xRange.1, last)) }
         if let first = yTicks.first, let last = yTicks.last { yRange = (min(yRange.0, first), max(yRange.1, last)) }
         func px(_ x: Double) -> Double { Self.left + (x - xRange.0) / max(xRange.1 - xRange.0, 1e-300) * plotW }
-        func py(_ y: Double) -> Double { Self.top + plotH - (y - yRange.0) / max(yRange.1 - yRange.0, 1e-300) * plotH }
+        func py(_ y: Double) -> Double { top + plotH - (y - yRange.0) / max(yRange.1 - yRange.0, 1e-300) * plotH }
 
-        var out = SVG.header(width: w, height: h, title: title)
-        out += "<rect x=\"\(f(Self.left))\" y=\"\(f(Self.top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"#fbfbfb\" stroke=\"#888\"/>\n"
+        var out = SVG.header(width: w, height: h, title: title) + SVG.note(note, width: w)
+        out += "<rect x=\"\(f(Self.left))\" y=\"\(f(top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"#fbfbfb\" stroke=\"#888\"/>\n"
         // Grid and ticks.
         for t in yTicks {
             let y = py(t)
@@ -75,38 +85,51 @@ public struct LineChart {
         }
         for (i, t) in xTicks.enumerated() {
             let x = px(t)
-            out += "<line x1=\"\(f(x))\" y1=\"\(f(Self.top))\" x2=\"\(f(x))\" y2=\"\(f(Self.top + plotH))\" stroke=\"#e3e3e3\"/>\n"
+            out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotH))\" stroke=\"#e3e3e3\"/>\n"
             let text = categories.map { $0[i] } ?? (xTickValues != nil ? Axis.label(t, ticks: []) : Axis.label(t, ticks: xTicks))
-            out += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(Self.top + plotH + 18))\" text-anchor=\"middle\">\(SVG.escape(text))</text>\n"
+            out += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(SVG.escape(text))</text>\n"
         }
         out += "<text class=\"axis-label\" x=\"\(f(Self.left + plotW / 2))\" y=\"\(f(h - 14))\" text-anchor=\"middle\">\(SVG.escape(xLabel))</text>\n"
-        out += "<text class=\"axis-label\" transform=\"translate(18,\(f(Self.top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(SVG.escape(yLabel))</text>\n"
+        out += "<text class=\"axis-label\" transform=\"translate(18,\(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(SVG.escape(yLabel))</text>\n"
         // Series.
         for (i, s) in series.enumerated() {
             let color = SVG.color(s.colorIndex ?? i)
             let dash = s.dashPattern.map { " stroke-dasharray=\"\($0)\"" } ?? (s.dashed ? " stroke-dasharray=\"6 4\"" : "")
             let points = s.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
             out += "<polyline class=\"series\" data-series=\"\(SVG.escape(s.label))\" points=\"\(points)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)><title>\(SVG.escape(s.label))</title></polyline>\n"
+            for b in s.errorBars where b.x.isFinite && b.low.isFinite && b.high.isFinite {
+                let x = px(b.x), lo = py(b.low), hi = py(b.high)
+                out += "<line class=\"error-bar\" x1=\"\(f(x))\" y1=\"\(f(lo))\" x2=\"\(f(x))\" y2=\"\(f(hi))\" stroke=\"\(color)\" stroke-width=\"1.5\"/>\n"
+                for y in [lo, hi] {
+                    out += "<line class=\"error-cap\" x1=\"\(f(x - 5))\" y1=\"\(f(y))\" x2=\"\(f(x + 5))\" y2=\"\(f(y))\" stroke=\"\(color)\" stroke-width=\"1.5\"/>\n"
+                }
+            }
             for p in s.replicates {
                 out += "<circle class=\"replicate\" cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"2.5\" fill=\"none\" stroke=\"\(color)\" opacity=\"0.7\"/>\n"
             }
-            if s.points.count <= 40, series.count <= 8 {
+            // A lone point draws no line: it always gets its marker.
+            if s.points.count == 1 || (s.points.count <= 40 && series.count <= 8) {
                 for p in s.points {
                     out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(color)\"/>\n"
                 }
             }
         }
+        for m in markers where m.x.isFinite {
+            let x = px(m.x)
+            out += "<line class=\"stage\" x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotH))\" stroke=\"#555\" stroke-dasharray=\"2 3\"/>\n"
+            out += "<text class=\"tick\" x=\"\(f(x + 3))\" y=\"\(f(top + 12))\">\(SVG.escape(SVG.truncate(m.label, 24)))</text>\n"
+        }
         // Legend.
         let lx = Self.left + plotW + 14
         for (i, s) in series.enumerated() {
-            let y = Self.top + 10 + Double(i) * 18
+            let y = top + 10 + Double(i) * 18
             guard y < h - 10 else {
                 out += "<text class=\"legend\" x=\"\(f(lx))\" y=\"\(f(y))\">… \(series.count - i) more</text>\n"
                 break
             }
             let dash = s.dashPattern.map { " stroke-dasharray=\"\($0)\"" } ?? (s.dashed ? " stroke-dasharray=\"6 4\"" : "")
             out += "<line x1=\"\(f(lx))\" y1=\"\(f(y - 4))\" x2=\"\(f(lx + 22))\" y2=\"\(f(y - 4))\" stroke=\"\(SVG.color(s.colorIndex ?? i))\" stroke-width=\"3\"\(dash)/>\n"
-            out += "<text class=\"legend\" x=\"\(f(lx + 28))\" y=\"\(f(y))\">\(SVG.escape(SVG.truncate(SVG.shortLabel(s.label), 28)))</text>\n"
+            out += "<text class=\"legend\" x=\"\(f(lx + 28))\" y=\"\(f(y))\">\(SVG.escape(SVG.truncate(SVG.shortLabel(s.label), 32)))</text>\n"
         }
         return out + "</svg>\n"
     }
@@ -123,8 +146,11 @@ public struct HeatMap {
     public var columnValues: [Double]
     public var values: [[Double]]
     public var scaleLabel: String
+    /// What the values were measured on, one line each under the title.
+    public var note: [String] = []
     public init(title: String, xLabel: String, yLabel: String, rowNames: [String], columnValues: [Double],
-                values: [[Double]], scaleLabel: String) {
+                values: [[Double]], scaleLabel: String, note: [String] = []) {
+        self.note = note
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -135,12 +161,12 @@ public struct HeatMap {
     }
 
     public func svg() -> String {
-        let w = LineChart.width, h = LineChart.height
-        let left = LineChart.left, top = LineChart.top, plotW = w - left - 120, plotH = h - top - LineChart.bottom
+        let w = LineChart.width, h = LineChart.height + SVG.noteHeight(note)
+        let left = LineChart.left, top = LineChart.top + SVG.noteHeight(note), plotW = w - left - 120, plotH = h - top - LineChart.bottom
         let rows = values.count, cols = values.first?.count ?? 0
         let maxValue = max(values.flatMap { $0 }.filter(\.isFinite).max() ?? 1, 1e-12)
         let cw = plotW / Double(max(cols, 1)), ch = plotH / Double(max(rows, 1))
-        var out = SVG.header(width: w, height: h, title: title)
+        var out = SVG.header(width: w, height: h, title: title) + SVG.note(note, width: w)
         for r in 0..<rows {
             for c in 0..<cols {
                 let v = values[r][c]
@@ -185,11 +211,21 @@ enum SVG {
         """
         <?xml version="1.0" encoding="UTF-8"?>
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
-        <style>.title{font-size:16px;font-weight:bold}.axis-label{font-size:13px}.tick{font-size:11px;fill:#333}.legend{font-size:12px}</style>
+        <style>.title{font-size:16px;font-weight:bold}.note{font-size:11px;fill:#444}.axis-label{font-size:13px}.tick{font-size:11px;fill:#333}.legend{font-size:12px}</style>
         <rect width="100%" height="100%" fill="white"/>
         <text class="title" x="\(f(width / 2))" y="26" text-anchor="middle">\(escape(title))</text>
 
         """
+    }
+
+    /// The extra height of `note` lines under the title (15 px each).
+    static func noteHeight(_ note: [String]) -> Double { Double(note.count) * 15 }
+
+    /// The note lines, centred under the title.
+    static func note(_ lines: [String], width: Double) -> String {
+        lines.enumerated().map { i, line in
+            "<text class=\"note\" x=\"\(f(width / 2))\" y=\"\(f(44 + Double(i) * 15))\" text-anchor=\"middle\">\(escape(line))</text>\n"
+        }.joined()
     }
 
     static func escape(_ s: String) -> String {

@@ -62,6 +62,8 @@ public struct RunSummary {
         if file.exists("models") {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
+            lines += Self.costLines(file, models: models)
+            lines += DomainBreakdown.lines(runFile: file, runDirectory: (path as NSString).deletingLastPathComponent)
             let experts = models.filter { $0.hasPrefix("expert-") }
             if !models.contains("final"), !experts.isEmpty {
                 lines.append("  delivers the \(experts.count) branch experts (/models/expert-<i>); no fused model (fusion.method: none)")
@@ -88,6 +90,7 @@ public struct RunSummary {
             let what = ["fuse": "fused model", "pretrain": "pre-trained model", "finetune": "fine-tuned model"][task]
                 ?? (task.hasPrefix("expert-") ? "expert model" : "final model")
             lines.append("  \(what) at /model")
+            if let model = try? file.openGroup("model"), let cost = try? ModelCost.of(model) { lines.append("  " + cost.text) }
         }
         if file.exists("summary") {
             for model in try file.openGroup("summary").children() {
@@ -104,6 +107,16 @@ public struct RunSummary {
             lines.append("  branch expert on shard \(try file.attribute("shard", as: Int64.self)) (by \(try file.stringAttribute("shard_by"))), " + items)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// One line per distinct cost among `/models/<name>` (`ModelCost`), naming the models it is of.
+    static func costLines(_ file: H5File, models: [String]) -> [String] {
+        var order: [ModelCost] = [], names: [[String]] = []
+        for name in models {
+            guard let group = try? file.openGroup("models/" + name), let cost = try? ModelCost.of(group) else { continue }
+            if let i = order.firstIndex(of: cost) { names[i].append(name) } else { order.append(cost); names.append([name]) }
+        }
+        return zip(order, names).map { cost, names in "  \(names.joined(separator: ", ")): \(cost.text)" }
     }
 
     /// A group's costs per training step (rank 0's view, mean over the whole run): time computing,

@@ -11,7 +11,7 @@ struct MoeRun: ParsableCommand {
         abstract: "Run Mixture-of-Experts experiments declared in YAML; results go to HDF5.",
         discussion: "Exit codes: 0 success, 1 the run failed, 2 bad usage or bad spec (nothing written), 130 interrupted (resumable).",
         version: "0.1.0",
-        subcommands: [Run.self, Validate.self, PlanCommand.self, Show.self, Eval.self, SampleCommand.self, SweepCommand.self, ReportCommand.self, WorkerCommand.self],
+        subcommands: [Run.self, Validate.self, PlanCommand.self, Show.self, Eval.self, SampleCommand.self, SweepCommand.self, ReportCommand.self, ListCommand.self, WorkerCommand.self],
         defaultSubcommand: Run.self)
 
     /// Runs the command; every error ends as one `moe-run: error: …` line (plus a hint line where

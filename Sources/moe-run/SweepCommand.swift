@@ -74,8 +74,10 @@ struct SweepCommand: ParsableCommand {
             }
             outcome = try SweepRunner.run(plan, options: options) { print($0) }
         }
-        if !quiet, let report = try? MoEReport.Report(directory: plan.directory, sort: nil) {
-            print(report.shownTable.text())
+        if let report = try? MoEReport.Report(directory: plan.directory, sort: nil) {
+            if !quiet { print(report.shownTable.text()) }
+            if !quiet, let groups = report.groups { print("\n" + groups.heading + "\n" + groups.table.text()) }
+            _ = try? report.writeGroups()
         }
         if let message = outcome.message {
             throw CLIError(message: message, exitCode: outcome.exitCode)
@@ -94,23 +96,33 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Compare table and SVG plots (loss curves, router load, fusion barrier, metric vs swept value) of a sweep or run directory.",
-        discussion: "Writes DIR/report/*.svg and DIR/report/index.html; prints the table (for a sweep only the columns that vary).")
+        discussion: """
+        Writes DIR/report/*.svg and DIR/report/index.html; prints the table (for a sweep only the columns that vary). \
+        A sweep's trials that differ only in seed (or *.seed) are grouped: n, mean ± sd and the 95 % confidence \
+        interval of the mean (Student t) per metric, printed after the trial table and written to DIR/summary-groups.csv; \
+        the metric-vs-key plots show the means with the intervals as error bars.
+        """)
 
     @Argument(help: "A sweep directory (holding summary.csv) or a run directory (holding run.h5).") var directory: String
     @Option(help: "Sort the rows by this column (accuracy descending, anything else ascending).") var sort: String?
-    @Flag(help: "Print the table only; write no plots.") var noPlots = false
+    @Option(name: .customLong("group-by"), help: ArgumentHelp("Group a sweep's trials by these swept keys (repeatable or comma-separated) and pool every other swept key (default: pool seed and *.seed).", valueName: "KEY"))
+    var groupBy: [String] = []
+    @Flag(help: "Print the tables only; write no plots (a sweep's summary-groups.csv is still written).") var noPlots = false
 
     func run() throws {
         var report: MoEReport.Report
+        let keys = groupBy.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         do {
-            report = try MoEReport.Report(directory: directory, sort: sort)
+            report = try MoEReport.Report(directory: directory, sort: sort, groupBy: keys.isEmpty ? nil : keys)
         } catch let error as ReportError {
             throw CLIError(message: error.description, exitCode: error.exitCode)
         }
         print(report.shownTable.text())
-        if noPlots { return }
+        if let groups = report.groups { print("\n" + groups.heading + "\n" + groups.table.text()) }
         let index: String
         do {
+            _ = try report.writeGroups()
+            if noPlots { return }
             index = try report.write()
         } catch let error as ReportError {
             throw CLIError(message: error.description, exitCode: error.exitCode)

@@ -177,27 +177,7 @@ final class SweepEndToEndTests: XCTestCase {
         for svg in svgs { XCTAssertTrue(index.contains("<img src=\"\(svg)\""), svg) }
         XCTAssertTrue(index.contains("<th>test_accuracy</th>"))
 
-        for svg in svgs {
-            let data = try Data(contentsOf: URL(fileURLWithPath: report + "/" + svg))
-            let parser = XMLParser(data: data)
-            XCTAssertTrue(parser.parse(), "\(svg) is well-formed XML: \(String(describing: parser.parserError))")
-        }
-        if FileManager.default.isExecutableFile(atPath: "/usr/bin/xmllint") {
-            let lint = try CLI.tool("/usr/bin/xmllint", ["--noout"] + svgs.map { report + "/" + $0 })
-            XCTAssertEqual(lint.status, 0, lint.stderr)
-        }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/rsvg-convert") else {
-            print("SweepEndToEndTests: rsvg-convert not installed (make setup installs librsvg2-bin); SVGs checked as XML only")
-            return
-        }
-        for svg in svgs {
-            let png = report + "/" + svg + ".png"
-            let render = try CLI.tool("/usr/bin/rsvg-convert", ["-o", png, report + "/" + svg])
-            XCTAssertEqual(render.status, 0, "\(svg): \(render.stderr)")
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
-            XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "\(svg) renders to PNG")
-            XCTAssertGreaterThan(bytes.count, 2000, svg)
-        }
+        try CLI.assertSVGsRender(svgs, in: report, caller: "SweepEndToEndTests")
     }
 
     func testFailingTrialIsReportedAndTheOthersComplete() throws {

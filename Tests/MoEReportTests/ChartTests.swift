@@ -92,8 +92,9 @@ final class ChartTests: XCTestCase {
     }
 
     /// A sweep directory with only summary.csv: each swept setting gets its metric-vs-key chart,
-    /// points are the mean over seeds with one dot per seed, failed trials and the seed key are
-    /// left out, a metric equal in every trial gets no chart, and index.html shows the varying columns.
+    /// points are the mean over seeds with one dot per seed and the 95 % CI as an error bar (none
+    /// for a lone seed), failed trials and the seed key are left out, a metric equal in every
+    /// trial gets no chart, and index.html shows the varying columns and the grouped table.
     func testSweepReportFromSummaryCSV() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-report-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -117,14 +118,19 @@ final class ChartTests: XCTestCase {
         let svg = try String(contentsOfFile: dir + "/report/test_accuracy-vs-experts.svg", encoding: .utf8)
         parses(svg)
         // Mean accuracy 0.85 at experts = 2 (seeds 0 and 1), 0.70 at 8 (seed 1 failed).
-        XCTAssertTrue(svg.contains(">test_accuracy vs experts (mean over seed; dots: each)</text>"))
-        // x: the swept values 2 and 8 with 5 % padding; y: 0.85 and 0.70 on the axis 0.65 … 0.90
-        // (ticks every 0.05), 338 px high: 44 + 338 · (0.90 − y) / 0.25.
-        XCTAssertEqual(polylines(svg)["test_accuracy"], "99.45,111.60 528.55,314.40")
+        XCTAssertTrue(svg.contains(">test_accuracy vs experts (mean ± 95 % CI over seed, n = 1–2; dots: each trial)</text>"), svg)
+        // experts = 2: sd 0.0707, CI 0.85 ± t₀.₉₇₅(1) · 0.0707 / √2 = 0.85 ± 0.635 = [0.215, 1.485];
+        // the y axis covers it: ticks 0, 0.5, 1, 1.5, 338 px high under the title and the one
+        // line of note (top 44 + 15): y ↦ 59 + 338 · (1.5 − y) / 1.5.
+        XCTAssertEqual(polylines(svg)["test_accuracy"], "99.45,205.47 528.55,239.27")
+        XCTAssertTrue(svg.contains("<text class=\"note\" x=\"400.00\" y=\"44.00\" text-anchor=\"middle\">each trial's final model (run.h5 /summary/final, else its first model) on the whole test split</text>"), svg)
         XCTAssertEqual(svg.components(separatedBy: "class=\"replicate\"").count - 1, 3, "one dot per complete trial")
+        XCTAssertEqual(svg.components(separatedBy: "class=\"error-bar\"").count - 1, 1, "n = 1 at experts = 8: no interval")
+        XCTAssertTrue(svg.contains("<line class=\"error-bar\" x1=\"99.45\" y1=\"348.62\" x2=\"99.45\" y2=\"62.31\""), svg)
         let html = try String(contentsOfFile: index, encoding: .utf8)
         XCTAssertTrue(html.contains("<th>trial</th><th>experts</th><th>seed</th><th>status</th><th>test_accuracy</th><th>test_loss</th><th>dropped_fraction</th></tr>"), html)
         XCTAssertFalse(html.contains("<th>run_dir</th>"))
+        XCTAssertTrue(html.contains("<tr><th>experts</th><th>n</th><th>test_loss</th><th>test_loss_ci95</th><th>test_accuracy</th><th>test_accuracy_ci95</th></tr>\n<tr><td>8</td><td>1</td><td>0.3</td><td></td><td>0.7</td><td></td></tr>\n<tr><td>2</td><td>2</td><td>0.450 ± 0.071</td><td>[-0.185, 1.085]</td><td>0.850 ± 0.071</td><td>[0.215, 1.485]</td></tr>"), html)
         for p in report.plots { XCTAssertTrue(html.contains("<img src=\"\(p)\""), p) }
 
         XCTAssertThrowsError(try Report(directory: dir + "/report", sort: nil)) {
