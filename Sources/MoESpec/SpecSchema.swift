@@ -194,7 +194,7 @@ public enum SpecSchema {
         static let evalEvery = SchemaField("eval_every", .integer(min: 0, max: nil), default: .int(0),
             "Steps between validations; 0 = at the end of each epoch.")
         static let checkpointEvery = SchemaField("checkpoint_every", .integer(min: 0, max: nil), default: .int(0),
-            "Steps between checkpoints; 0 = at the end of each epoch.")
+            "Steps between checkpoints, each written to a file; 0 = a checkpoint at the end of each epoch, written to a file once 10 s have passed since the last one (none for the last epoch: the task file follows). `--resume` goes on from the newest file; the task file keeps the newest `output.keep_checkpoints` either way.")
         static let local = SchemaField("local", .boolean, default: .bool(false),
             "Stage-local training with auxiliary heads (layerwise only; not with pipeline mode).")
         static let all = [epochs, steps, batchSize, optimizer, lr, weightDecay, momentum, nesterov, betas, eps, gradClip, schedule,
