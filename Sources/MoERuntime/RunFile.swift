@@ -22,8 +22,10 @@ enum RunFile {
 
     /// `warnings`: the spec's keys without effect, one line each, stored joined by newlines in the
     /// `warnings` attribute ("" when there are none).
+    /// `reused`: the tasks the task cache took from other runs (task id → run id), written as
+    /// `/reused/<task>` (`TaskCache`).
     static func write(spec: ExperimentSpec, plan: Plan, layout: RunLayout, specDirectory: String, warnings: [String] = [],
-                      header: Header) throws {
+                      reused: [String: String] = [:], header: Header) throws {
         let yaml = spec.resolvedYAML()
         try H5File.createAtomically(layout.runFile) { file in
             try file.setAttribute("format", "moe-run/1")
@@ -40,6 +42,11 @@ enum RunFile {
             try file.setAttribute("warnings", warnings.joined(separator: "\n"))
             try file.createString("spec", yaml)
             try file.createString("plan", plan.json())
+            if !reused.isEmpty {
+                let group = try file.createGroup(TaskCache.group)
+                for (task, run) in reused.sorted(by: { $0.key < $1.key }) { try group.createString(task, run) }
+                group.close()
+            }
             let fm = FileManager.default
             for task in plan.tasks where fm.fileExists(atPath: layout.taskFile(task.id)) {
                 try file.createExternalLink("tasks/" + task.id, file: layout.relativeTaskFile(task.id), object: "/")

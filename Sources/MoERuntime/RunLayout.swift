@@ -113,10 +113,14 @@ public struct RunLayout: Sendable {
 
 extension H5Location {
     /// The attributes every task file starts with: `format = "moe-run/1"`, `kind` (`task` for a
-    /// finished task file, `partial` for a training task's in-progress state) and `task` (its id).
+    /// finished task file, `partial` for a training task's in-progress state), `task` (its id)
+    /// and, on a finished task file written by a worker, `task_identity` (`TaskIdentity`).
     func setTaskAttributes(_ task: String, partial: Bool = false) throws {
         try setAttribute("format", "moe-run/1")
         try setAttribute("kind", partial ? "partial" : "task")
         try setAttribute("task", task)
+        if !partial, let stamp = TaskIdentity.stamp, stamp.task == task {
+            try setAttribute(TaskIdentity.attribute, stamp.identity)
+        }
     }
 }

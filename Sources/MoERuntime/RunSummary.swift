@@ -70,6 +70,11 @@ public struct RunSummary {
             }
         }
         if file.exists("tasks") { lines.append("  tasks: " + (try file.openGroup("tasks").children()).joined(separator: ", ")) }
+        if file.exists(TaskCache.group) {
+            // Tasks the task cache took from other runs of the results folder (hard links).
+            let reused = try file.openGroup(TaskCache.group).children().map { "\($0) (run \(try file.readString(TaskCache.group + "/" + $0)))" }
+            lines.append("  reused: " + reused.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -11,6 +11,8 @@ public struct RunOptions: Sendable {
     public var resume = false
     public var force = false
     public var quiet = false
+    /// `--no-cache`: run every task, reuse none from other runs (`TaskCache`).
+    public var noCache = false
     /// The directory relative paths in the spec are relative to (stored in run.h5 for workers);
     /// by default the current directory.
     public var specDirectory: String?
@@ -18,8 +20,9 @@ public struct RunOptions: Sendable {
     /// `warnings` attribute and log.txt (the command prints them).
     public var warnings: [String] = []
     public init(outputRoot: String? = nil, resume: Bool = false, force: Bool = false, quiet: Bool = false,
-                specDirectory: String? = nil, warnings: [String] = []) {
+                specDirectory: String? = nil, warnings: [String] = [], noCache: Bool = false) {
         self.outputRoot = outputRoot
+        self.noCache = noCache
         self.resume = resume
         self.force = force
         self.quiet = quiet
@@ -76,20 +79,34 @@ public enum Runner {
         log.record("moe-run \(RunFile.version): run \(layout.directory)")
         for warning in options.warnings { log.record("warning: " + warning) }
         let specDirectory = URL(fileURLWithPath: options.specDirectory ?? ".").standardizedFileURL.path
+        // The task cache (not under MPI yet): tasks reused before (a resumed run) stay recorded.
+        let recorded = TaskCache.recorded(layout)
+        let cache = options.noCache || cluster != nil ? nil
+            : TaskCache(layout: layout, identities: try TaskIdentity.identities(plan, spec: spec), reused: recorded)
+        let reused = { cache?.reused ?? recorded }
         try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                          header: .init(status: "running", started: started))
+                          reused: reused(), header: .init(status: "running", started: started))
         Interrupts.install()
         let watch = cluster.map { MPIFaultWatch(cluster: $0, logPath: layout.logFile) }
         let startedAt = started
         watch?.recordFailure = { line in
             try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                               header: .init(status: "failed", started: startedAt, finished: RunFile.now(), error: line))
+                               reused: reused(), header: .init(status: "failed", started: startedAt, finished: RunFile.now(), error: line))
         }
         do {
             if let cluster, let watch {
                 try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster, watch: watch).run()
             } else {
-                try scheduler(spec, plan: plan, layout: layout, log: log).run()
+                var scheduler = scheduler(spec, plan: plan, layout: layout, log: log)
+                if let cache {
+                    scheduler.reuse = { cache.reuse($0) }
+                    // run.h5 records the reused tasks before any task starts (a killed run still knows on resume).
+                    scheduler.afterReuse = {
+                        try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
+                                           reused: cache.reused, header: .init(status: "running", started: startedAt))
+                    }
+                }
+                try scheduler.run()
             }
         } catch {
             let status: String
@@ -103,7 +120,7 @@ public enum Runner {
             // Under MPI, not at the same time as the fault watch's own write (`finishing`).
             let finish = {
                 try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                                   header: .init(status: status, started: started, finished: RunFile.now(),
+                                   reused: reused(), header: .init(status: status, started: started, finished: RunFile.now(),
                                                  error: status == "failed" ? "\(error)" : nil))
                 watch?.settle(line: "\(error)", code: (error as? RuntimeError)?.exitCode ?? 1)
             }
@@ -112,7 +129,7 @@ public enum Runner {
         }
         let complete = {
             try RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
-                              header: .init(status: "complete", started: started, finished: RunFile.now()))
+                              reused: reused(), header: .init(status: "complete", started: started, finished: RunFile.now()))
             log.record("complete")
             watch?.settle(line: nil, code: 0)
         }

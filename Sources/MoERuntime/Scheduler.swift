@@ -8,7 +8,8 @@ import Glibc
 /// Runs a plan's DAG in child processes (ARCHITECTURE §3): every task whose dependencies are
 /// complete is started, at most `workers` at a time, each in its own freshly exec'd process.
 ///
-/// - A task whose output file exists is complete and never started (resume).
+/// - A task whose output file exists is complete and never started (resume). A task whose
+///   dependencies are complete is first offered to `reuse` (the task cache across runs).
 /// - A child that dies (a non-zero exit other than 130 and `Failure.permanentExitStatus`, or a
 ///   signal) has failed *transiently* and is started again, up to `retries` times; training
 ///   tasks resume from their newest intact checkpoint. After the last retry the task has failed: tasks that
@@ -47,6 +48,11 @@ public struct Scheduler {
     public var retries: Int
     /// Whether a task's output exists (checked before starting it and after it exits 0).
     public var isComplete: (String) -> Bool
+    /// The task cache (`TaskCache`): called once a task's dependencies are complete, before it
+    /// would first start; a non-nil result (the run its file came from) makes it complete.
+    public var reuse: ((PlanTask) -> String?)?
+    /// Called after a pass of `reuse` over the ready tasks that reused any, before tasks start.
+    public var afterReuse: (() -> Void)?
     public var command: (PlanTask) -> Command
     public var log: RunLog
     /// The log file named in failure messages.
@@ -154,6 +160,19 @@ public struct Scheduler {
                 }
             }
             if !stopping {
+                // The task cache first (in plan order, so a chain of reusable tasks goes at once),
+                // recorded before any task starts.
+                if let reuse {
+                    var reusedAny = false
+                    for task in tasks where state[task.id] == .pending && attempts[task.id] == nil
+                        && task.dependsOn.allSatisfy({ state[$0] == .complete }) {
+                        guard let source = reuse(task) else { continue }
+                        state[task.id] = .complete
+                        reusedAny = true
+                        log.info("\(task.id): reused from run \(source) (same task identity)")
+                    }
+                    if reusedAny { afterReuse?() }
+                }
                 for task in tasks where state[task.id] == .pending && task.dependsOn.allSatisfy({ state[$0] == .complete }) {
                     let size = min(max(1, task.workers), workers)
                     guard running.count + size <= workers else { continue }

@@ -12,8 +12,11 @@ public struct SweepOptions: Sendable {
     public var quiet = false
     /// Stop at the first failed trial (the running ones are interrupted, resumable).
     public var failFast = false
-    public init(jobs: Int = 1, quiet: Bool = false, failFast: Bool = false) {
+    /// `--no-cache`: every trial runs all its tasks (passed on to each trial's run).
+    public var noCache = false
+    public init(jobs: Int = 1, quiet: Bool = false, failFast: Bool = false, noCache: Bool = false) {
         self.jobs = jobs
+        self.noCache = noCache
         self.quiet = quiet
         self.failFast = failFast
     }
@@ -102,7 +105,7 @@ public enum SweepRunner {
                 for s in plan.userOverrides + ["sweep="] + trial.setArguments {
                     arguments += s.hasPrefix("~") ? ["--unset", String(s.dropFirst())] : ["--set", s]
                 }
-                arguments += ["--out", plan.outputRoot, "--resume", "--quiet"]
+                arguments += ["--out", plan.outputRoot, "--resume", "--quiet"] + (options.noCache ? ["--no-cache"] : [])
                 let logPath = directory + "/logs/trial-\(trial.number).txt"
                 _ = fm.createFile(atPath: logPath, contents: Data(("$ moe-run " + arguments.dropFirst().joined(separator: " ") + "\n").utf8))
                 let log = FileHandle(forWritingAtPath: logPath)

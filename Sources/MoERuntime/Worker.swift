@@ -107,6 +107,8 @@ public enum Worker {
     static func perform(_ task: PlanTask, spec: ExperimentSpec, layout: RunLayout, log: RunLog,
                         communicator: Communicator = SoloCommunicator()) throws {
         try failOnceIfAsked(task.id)
+        TaskIdentity.stamp = (task.id, try TaskIdentity.identities(Planner.plan(spec), spec: spec)[task.id] ?? "")
+        defer { TaskIdentity.stamp = nil }
         switch task.kind {
         case .data: try DataTask.run(spec: spec, layout: layout, log: log)
         case .train where spec.split.strategy == .layerwise:

@@ -42,9 +42,15 @@ extension ExperimentSpec {
     /// spec's entries in schema order without result-neutral keys and without keys equal to
     /// their default (recursively, inside sections).
     public func identityYAML() -> String {
-        var neutral = Set(Self.resultNeutralKeys)
+        "# moe-run run identity, scheme \(Self.identityScheme)\n" + significantYAML()
+    }
+
+    /// The entries of `identityYAML` (without its first line), also without the key paths (or
+    /// whole sections) in `leftOut`: a task's slice of the spec (`TaskIdentity` in MoERuntime).
+    public func significantYAML(leavingOut leftOut: Set<String> = []) -> String {
+        var neutral = Set(Self.resultNeutralKeys).union(leftOut)
         if workersAreResultNeutral { neutral.insert("parallelism.workers") }
-        var out = "# moe-run run identity, scheme \(Self.identityScheme)\n"
+        var out = ""
         for entry in Self.significant(resolvedEntries().map { SpecValue.Entry(key: $0.0, value: $0.1) },
                                       fields: SpecSchema.root, prefix: "", neutral: neutral) {
             out += "\(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n"

@@ -125,6 +125,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Continue an unfinished run, or reuse a complete one.") var resume = false
     @Flag(help: "Delete an existing run of this spec and start over.") var force = false
     @Flag(help: "Print only the final line.") var quiet = false
+    @Flag(help: "Run every task; reuse none from other runs of the same results folder (the task cache).") var noCache = false
 
     func run() throws {
         if resume && force { throw CLIError(message: "--resume and --force exclude each other", exitCode: 2) }
@@ -132,7 +133,7 @@ struct Run: ParsableCommand {
         let specDirectory = (specOptions.spec as NSString).deletingLastPathComponent
         let options = RunOptions(outputRoot: out, resume: resume, force: force, quiet: quiet,
                                  specDirectory: specDirectory.isEmpty ? "." : specDirectory,
-                                 warnings: loaded.warnings.map(\.description))
+                                 warnings: loaded.warnings.map(\.description), noCache: noCache)
         let layout: RunLayout
         if try MPIRun.launch(for: loaded.spec) != nil {
             // Under mpirun/srun: rank 0 runs and reports; the other ranks serve it, then end quietly.

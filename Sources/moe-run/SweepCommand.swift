@@ -29,6 +29,7 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "Stop at the first failed trial (running trials are interrupted, resumable).") var failFast = false
     @Flag(help: "Skip complete trials and continue unfinished ones (always on for sweeps).") var resume = false
     @Flag(help: "Print only failures and the final line.") var quiet = false
+    @Flag(help: "Every trial runs all its tasks; none is reused from another run (the task cache).") var noCache = false
 
     func run() throws {
         guard jobs >= 1 else { throw CLIError(message: "--jobs: expected an integer >= 1, got \(jobs)", exitCode: 2) }
@@ -59,7 +60,7 @@ struct SweepCommand: ParsableCommand {
         // What validates but does not run yet stops the sweep before its first trial.
         for t in plan.trials { if let spec = t.spec { try SupportGate.checkRunnable(spec) } }
         guard invalid.count < count else { throw CLIError(message: "every trial is invalid; nothing to run", exitCode: 2) }
-        let options = SweepOptions(jobs: jobs, quiet: quiet, failFast: failFast)
+        let options = SweepOptions(jobs: jobs, quiet: quiet, failFast: failFast, noCache: noCache)
         let outcome: SweepOutcome
         if let launch = try plan.trials.compactMap(\.spec).first.flatMap({ try MPIRun.launch(for: $0) }) {
             // Under mpirun/srun: the trials are dealt over the ranks; rank 0 reports.
