@@ -36,7 +36,9 @@ extension Bench {
         return checkpointExperiments.map { experiment in
             var with: [(Double, Double)] = [], without: [(Double, Double)] = []
             let spec = root + "/experiments/\(experiment.name).yaml"
-            let sets = experiment.sets.flatMap { ["--set", $0] }
+            // --no-cache: the two runs differ only in a result-neutral key, so the task cache would
+            // hand the second the first one's task files instead of training.
+            let sets = ["--no-cache"] + experiment.sets.flatMap { ["--set", $0] }
             for _ in 0..<max(rounds, 1) {
                 guard let a = timedRun(binary, [spec, "--quiet", "--force", "--out", out] + sets),
                       let b = timedRun(binary, [spec, "--quiet", "--force", "--out", out] + sets + ["--set", noCheckpoints]) else {
