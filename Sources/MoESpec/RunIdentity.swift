@@ -20,7 +20,8 @@ extension ExperimentSpec {
 
     /// Keys added after scheme 1 (issue 13). A spec an older moe-run ran holds their defaults,
     /// and the scheme-1 id (`RunLayout.legacyRunID`) hashes its resolved YAML without them.
-    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps"]
+    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
+                                                                  "router.score", "router.balance", "router.bias_rate"]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:
     /// where results go and how they are written, how often metric rows and checkpoints are

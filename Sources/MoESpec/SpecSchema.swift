@@ -147,7 +147,13 @@ public enum SpecSchema {
             "Multiplicative input jitter ε: inputs scaled by U(1-ε, 1+ε) in training.")
         static let normalizeTopk = SchemaField("normalize_topk", .boolean, default: .bool(true),
             "Renormalise the k selected gate values to sum to 1.")
-        static let all = [type, k, capacityFactor, minCapacity, dropPolicy, auxLoss, zLoss, jitter, normalizeTopk]
+        static let score = SchemaField("score", SchemaField.choice(RouterSpec.Score.self), default: .string("softmax"),
+            "Expert affinities from the logits z = W_r·x: `softmax` over the experts, or `sigmoid` per expert, s = σ(z) (DeepSeek-V3; gates are the chosen s, renormalised to sum 1 with `normalize_topk` and k > 1). `sigmoid` needs `topk` or `switch`.")
+        static let balance = SchemaField("balance", SchemaField.choice(RouterSpec.Balance.self), default: .string("aux_loss"),
+            "Load balancing: `aux_loss` (the Switch loss, weighted by `aux_loss`), `bias` (loss-free, Wang et al. 2024: a per-expert bias b added to the affinities for selection only, b_i += `bias_rate` · sign(mean load − load_i) after every optimizer step, the load counted over the whole global batch; `topk` or `switch` only), or `none`.")
+        static let biasRate = SchemaField("bias_rate", .number(.positive), default: .number(0.001),
+            "Step u of the expert-bias update of `balance: bias`.")
+        static let all = [type, k, capacityFactor, minCapacity, dropPolicy, auxLoss, zLoss, jitter, normalizeTopk, score, balance, biasRate]
     }
 
     enum Parallelism {
