@@ -19,6 +19,25 @@ public enum RouterKind: String, Codable, CaseIterable, Sendable {
     public var isTokenChoice: Bool { self == .topk || self == .switch || self == .noisyTopk }
 }
 
+/// How a learned router turns logits `z = x·Wᵀ` into expert affinities.
+public enum RouterScore: String, Codable, CaseIterable, Sendable {
+    /// `p = softmax(z)` over the E experts (GShard, Switch).
+    case softmax
+    /// `s = σ(z)` per expert, independently (DeepSeek-V3, Liu et al. 2024).
+    case sigmoid
+}
+
+/// How the router's load is balanced.
+public enum RouterBalance: String, Codable, CaseIterable, Sendable {
+    /// The Switch auxiliary loss `aux_loss · E · Σ_i f_i P_i` (Fedus et al. 2022).
+    case auxLoss = "aux_loss"
+    /// Loss-free: a per-expert bias added to the affinities for selection only, moved by
+    /// `bias_rate · sign(mean load − load_i)` after every optimizer step (Wang et al. 2024).
+    case bias
+    /// No balancing (the aux loss is still measured, but not trained on).
+    case none
+}
+
 /// Which assignments survive when an expert is over capacity.
 public enum DropPolicy: String, Codable, CaseIterable, Sendable {
     /// Highest gate probability first (batch-prioritised routing, Riquelme et al. 2021).
@@ -52,10 +71,17 @@ public struct MoEConfig: Codable, Equatable, Sendable {
     /// MoEfication (`split.strategy: neurons`) sets it to `ffn / E`: each expert is one group of
     /// the dense FFN's hidden units. Written to checkpoints as `expert_ffn` when set.
     public var expertFFN: Int? = nil
+    /// Affinities of a learned router: softmax (default) or sigmoid (DeepSeek-V3).
+    public var score: RouterScore = .softmax
+    /// Load balancing: the aux loss (default), the loss-free expert bias, or none.
+    public var balance: RouterBalance = .auxLoss
+    /// Step size u of the expert-bias update `b_i += u · sign(mean load − load_i)` (`balance: bias`).
+    public var biasRate: Float = 0.001
 
     public init(experts: Int, blocks: [Int], router: RouterKind = .topk, k: Int = 2, capacityFactor: Double? = nil,
                 minCapacity: Int = 4, dropPolicy: DropPolicy = .probs, auxLoss: Float = 0.01, zLoss: Float = 0.001,
-                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0, expertFFN: Int? = nil) {
+                jitter: Float = 0, normalizeTopk: Bool = true, hashSeed: UInt64 = 0, expertFFN: Int? = nil,
+                score: RouterScore = .softmax, balance: RouterBalance = .auxLoss, biasRate: Float = 0.001) {
         self.experts = experts
         self.blocks = blocks
         self.router = router
@@ -69,13 +95,20 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         self.normalizeTopk = normalizeTopk
         self.hashSeed = hashSeed
         self.expertFFN = expertFFN
+        self.score = score
+        self.balance = balance
+        self.biasRate = biasRate
     }
+
+    /// Whether the router keeps a selection-only expert bias (`balance: bias`).
+    public var hasExpertBias: Bool { balance == .bias }
 
     enum CodingKeys: String, CodingKey {
         case experts, blocks, router, k, jitter
         case capacityFactor = "capacity_factor", minCapacity = "min_capacity", dropPolicy = "drop_policy"
         case auxLoss = "aux_loss", zLoss = "z_loss", normalizeTopk = "normalize_topk", hashSeed = "hash_seed"
         case expertFFN = "expert_ffn"
+        case score, balance, biasRate = "bias_rate"
     }
 
     public init(from decoder: Decoder) throws {
@@ -92,7 +125,10 @@ public struct MoEConfig: Codable, Equatable, Sendable {
                   jitter: try c.decodeIfPresent(Float.self, forKey: .jitter) ?? d.jitter,
                   normalizeTopk: try c.decodeIfPresent(Bool.self, forKey: .normalizeTopk) ?? d.normalizeTopk,
                   hashSeed: try c.decodeIfPresent(UInt64.self, forKey: .hashSeed) ?? 0,
-                  expertFFN: try c.decodeIfPresent(Int.self, forKey: .expertFFN))
+                  expertFFN: try c.decodeIfPresent(Int.self, forKey: .expertFFN),
+                  score: try c.decodeIfPresent(RouterScore.self, forKey: .score) ?? d.score,
+                  balance: try c.decodeIfPresent(RouterBalance.self, forKey: .balance) ?? d.balance,
+                  biasRate: try c.decodeIfPresent(Float.self, forKey: .biasRate) ?? d.biasRate)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -110,6 +146,10 @@ public struct MoEConfig: Codable, Equatable, Sendable {
         try c.encode(normalizeTopk, forKey: .normalizeTopk)
         try c.encode(hashSeed, forKey: .hashSeed)
         try c.encodeIfPresent(expertFFN, forKey: .expertFFN)
+        // Written only when not the default, so the configs of older checkpoints stay the same text.
+        if score != .softmax { try c.encode(score, forKey: .score) }
+        if balance != .auxLoss { try c.encode(balance, forKey: .balance) }
+        if balance == .bias { try c.encode(biasRate, forKey: .biasRate) }
     }
 
     /// Expert capacity for `tokens` tokens (nil = dropless; expert choice always has one).

@@ -20,23 +20,40 @@ public struct Routing {
     public func count(_ e: Int) -> Int { offsets[e + 1] - offsets[e] }
 }
 
-/// The router of an MoE layer: logits `z = x·Wᵀ` (`weight [E, hidden]`), float32 softmax, expert
-/// selection, capacity, and the backward pass from gate gradients (plus the auxiliary losses)
-/// to `W` and `x`.
+/// The router of an MoE layer: logits `z = x·Wᵀ` (`weight [E, hidden]`), float32 affinities,
+/// expert selection, capacity, and the backward pass from gate gradients (plus the auxiliary
+/// losses) to `W` and `x`.
 ///
-/// Gates: `g = p` of the selected experts, or `p / Σ_{selected} p` with `normalizeTopk`.
+/// Affinities (`score`): `p = softmax(z)` (default), or `p = σ(z)` per expert (DeepSeek-V3). The
+/// top-k is chosen on `p + b`, where `b` is the selection-only expert bias of `balance: bias`
+/// (`expert_bias [E]`, 0 otherwise); the gates never contain `b`: `g = p` of the selected
+/// experts, or `p / Σ_{selected} p` with `normalizeTopk` and k > 1.
 /// Losses, per layer, with T tokens and f_i the fraction of the T·k selections that chose i:
 ///
-///     aux = E · Σ_i f_i · P_i,   P_i = (1/T) Σ_t p_ti          (Switch Transformer, eq. 4)
+///     aux = E · Σ_i f_i · P_i,   P_i = (1/T) Σ_t p̂_ti          (Switch Transformer, eq. 4)
 ///     z   = (1/T) Σ_t (log Σ_j e^{z_tj})²                       (ST-MoE, Zoph et al. 2022)
 ///
-/// `∂aux/∂p_ti = E·f_i/T` (f is a count, not differentiated), `∂z/∂z_tj = 2·lse_t·softmax(z)_tj/T`.
+/// with `p̂ = p` for softmax and `p̂_ti = s_ti / Σ_j s_tj` for sigmoid (the normalised affinities
+/// of DeepSeek-V3's balance losses, as Megatron-Core computes them).
+/// `∂aux/∂p̂_ti = E·f_i/T` (f is a count, not differentiated), `∂z/∂z_tj = 2·lse_t·softmax(z)_tj/T`;
+/// sigmoid: `∂p̂_ti/∂s_tj = (δ_ij − p̂_ti)/S_t`, `∂s/∂z = s(1 − s)`. The aux loss enters training
+/// only with `balance: aux_loss` (its coefficient is 0 otherwise; it is still measured).
+///
+/// Loss-free balancing (Wang et al. 2024): after every optimizer step,
+/// `b_i += bias_rate · sign(mean_j c_j − c_i)`, c_i the selections of expert i (before capacity)
+/// summed over the step's forwards and over the whole global batch (`statisticsReducer`).
 public final class MoERouter {
     public let config: MoEConfig
     public let index: Int
     public let weight: Parameter
     /// `noisy_topk` only: the noise scale projection `W_noise [E, hidden]`.
     public let noiseWeight: Parameter?
+    /// `balance: bias` only: the selection-only expert bias `b [E]`, a buffer (checkpointed as
+    /// `<prefix>/router/expert_bias`; no gradient, no weight decay, not in `parameters`).
+    public let expertBias: Parameter?
+    /// Selections per expert over the global batch, summed over the training forwards since the
+    /// last `updateExpertBias` (the load c of the bias update).
+    public private(set) var stepLoad: [Double]
     let hidden: Int
     /// Loss coefficients already divided by the number of MoE layers.
     let auxScale: Float, zScale: Float
@@ -45,6 +62,10 @@ public final class MoERouter {
     let logits: Scratch, probs: Scratch, cleanProbs: Scratch
     let noiseLogits: Scratch, noise: Scratch, jitterMask: Scratch, dz: Scratch, dh: Scratch, dxr: Scratch
     var lse: [Float] = []
+    /// Sigmoid scores: each token's `S_t = Σ_j s_tj`.
+    var scoreSum: [Float] = []
+    /// Sigmoid scores: `c_i = ∂(weighted aux)/∂p̂_ti` of the last backward.
+    private lazy var auxCoefficient = [Float](repeating: 0, count: config.experts)
     var noisyLSE: [Float] = []
     /// Preallocated buffers of the selection (see MoESelection.swift).
     var work = SelectionWorkspace()
@@ -77,7 +98,9 @@ public final class MoERouter {
         let e = config.experts
         weight = Parameter(name: prefix + "/router/weight", shape: [e, hidden])
         noiseWeight = config.router == .noisyTopk ? Parameter(name: prefix + "/router/noise_weight", shape: [e, hidden]) : nil
-        auxScale = config.auxLoss / Float(moeLayers)
+        expertBias = config.hasExpertBias ? Parameter(name: prefix + "/router/expert_bias", shape: [e], decays: false) : nil
+        stepLoad = [Double](repeating: 0, count: e)
+        auxScale = config.balance == .auxLoss ? config.auxLoss / Float(moeLayers) : 0
         zScale = config.zLoss / Float(moeLayers)
         logits = Scratch(width: e); probs = Scratch(width: e); cleanProbs = Scratch(width: e)
         noiseLogits = Scratch(width: e); noise = Scratch(width: e); dz = Scratch(width: e); dh = Scratch(width: e)
@@ -118,6 +141,7 @@ public final class MoERouter {
         if config.router.isLearned {
             BLAS.gemm(m: n, n: e, k: hidden, xr, weight.value.data, transB: true, logits.data)
             softmaxRows(logits.data, into: cleanProbs.data, rows: n, width: e, lse: &lse)
+            if config.score == .sigmoid { sigmoidRows(rows: n) }
             var z2: Double = 0
             for t in 0..<n { z2 += Double(lse[t]) * Double(lse[t]) }
             zSquares = z2
@@ -130,12 +154,13 @@ public final class MoERouter {
                 let z = logits.data, h = noiseLogits.data, nz = noise.data, p = probs.data
                 for i in 0..<(n * e) { p[i] = z[i] + nz[i] * softplus(h[i]) }  // noisy logits, softmaxed in place
                 softmaxRows(p, into: p, rows: n, width: e, lse: &noisyLSE)
-            } else {
+            } else if config.score == .softmax {
                 probs.data.update(from: cleanProbs.data, count: n * e)
             }
         }
         select(rows: n, context: context)
         reduceStatistics(rows: n, training: context.training)
+        if context.training && expertBias != nil { for i in 0..<e { stepLoad[i] += globalChosen[i] } }
         let tokens = Double(globalTokens)
         if config.router.isLearned { zLoss = Float(zSquares / tokens) }
         if config.router.isTokenChoice {
@@ -154,11 +179,15 @@ public final class MoERouter {
         let e = config.experts
         if reduced.count != 2 * e + 2 { reduced = [Double](repeating: 0, count: 2 * e + 2) }
         if globalChosen.count != e { globalChosen = [Double](repeating: 0, count: e) }
-        let p = probs.data
+        let p = probs.data, sigmoid = config.score == .sigmoid
         for i in 0..<e {
             reduced[i] = Double(routing.chosen[i])
             var pi: Double = 0
-            for t in 0..<n { pi += Double(p[t * e + i]) }
+            if sigmoid {
+                for t in 0..<n { pi += Double(p[t * e + i] / scoreSum[t]) }
+            } else {
+                for t in 0..<n { pi += Double(p[t * e + i]) }
+            }
             reduced[e + i] = pi
         }
         reduced[2 * e] = Double(n)
@@ -205,17 +234,33 @@ public final class MoERouter {
             // Load balancing: ∂(auxScale·aux)/∂p_ti = auxScale · E · f_i / T (f and T of the
             // global batch, see `statisticsReducer`).
             let tokens = Float(globalTokens)
-            for i in 0..<e {
-                let g = auxScale * Float(e) * Float(globalChosen[i]) / (tokens * Float(k)) / tokens
-                for t in 0..<n { d[t * e + i] += g }
+            if config.score == .sigmoid {
+                // p̂_ti = s_ti / S_t: ∂/∂s_tj = (c_j − Σ_i c_i p̂_ti) / S_t, c_i = auxScale·E·f_i/T.
+                for i in 0..<e { auxCoefficient[i] = auxScale * Float(e) * Float(globalChosen[i]) / (tokens * Float(k)) / tokens }
+                for t in 0..<n {
+                    var dot: Float = 0
+                    for i in 0..<e { dot += auxCoefficient[i] * p[t * e + i] }
+                    dot /= scoreSum[t]
+                    for j in 0..<e { d[t * e + j] += (auxCoefficient[j] - dot) / scoreSum[t] }
+                }
+            } else {
+                for i in 0..<e {
+                    let g = auxScale * Float(e) * Float(globalChosen[i]) / (tokens * Float(k)) / tokens
+                    for t in 0..<n { d[t * e + i] += g }
+                }
             }
         }
-        // Softmax: dz_tj = p_tj (dp_tj − Σ_i p_ti dp_ti), in place.
-        for t in 0..<n {
-            let pt = p + t * e, dt = d + t * e
-            var s: Float = 0
-            for i in 0..<e { s += pt[i] * dt[i] }
-            for i in 0..<e { dt[i] = pt[i] * (dt[i] - s) }
+        if config.score == .sigmoid {
+            // s = σ(z): dz_tj = ds_tj · s_tj (1 − s_tj), in place.
+            for i in 0..<(n * e) { d[i] *= p[i] * (1 - p[i]) }
+        } else {
+            // Softmax: dz_tj = p_tj (dp_tj − Σ_i p_ti dp_ti), in place.
+            for t in 0..<n {
+                let pt = p + t * e, dt = d + t * e
+                var s: Float = 0
+                for i in 0..<e { s += pt[i] * dt[i] }
+                for i in 0..<e { dt[i] = pt[i] * (dt[i] - s) }
+            }
         }
         dxr.ensure(rows: n)
         // Noise branch (noisy top-k while training): z' = z + ε·softplus(h), ∂z'/∂h = ε·σ(h).
@@ -247,6 +292,40 @@ public final class MoERouter {
         }
     }
 
+}
+
+extension MoERouter {
+    /// `p = σ(z)` of the logits into `probs`, and each token's `S_t = Σ_j s_tj` into `scoreSum`.
+    func sigmoidRows(rows n: Int) {
+        let e = config.experts, z = logits.data, p = probs.data
+        if scoreSum.count < n { scoreSum = [Float](repeating: 0, count: n) }
+        for t in 0..<n {
+            var s: Float = 0
+            for j in 0..<e { p[t * e + j] = sigmoid(z[t * e + j]); s += p[t * e + j] }
+            scoreSum[t] = s
+        }
+    }
+
+    /// Loss-free balancing (Wang et al. 2024), after an optimizer step: `b_i += bias_rate ·
+    /// sign(mean_j c_j − c_i)` with c the global selections since the last update (`stepLoad`),
+    /// which it then clears. Every rank of a data- or expert-parallel group holds the same c
+    /// (all-reduced), so the biases stay identical. Nothing happens without an expert bias.
+    public func updateExpertBias() {
+        guard let b = expertBias else { return }
+        let e = config.experts
+        let mean = stepLoad.reduce(0, +) / Double(e)
+        for i in 0..<e {
+            let gap = mean - stepLoad[i]
+            if gap != 0 { b.value.data[i] += gap > 0 ? config.biasRate : -config.biasRate }
+        }
+        discardStepLoad()
+    }
+
+    /// Forgets the load counted since the last update (a step that was skipped, e.g. a
+    /// non-finite loss, moves no bias).
+    public func discardStepLoad() {
+        for i in stepLoad.indices { stepLoad[i] = 0 }
+    }
 }
 
 @inline(__always) func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }

@@ -49,7 +49,7 @@ extension MoERouter {
     /// `routing` (tokens ascending within an expert).
     ///
     /// - Token choice (`topk`, `switch`, `noisy_topk`, `hash`, `domain`): each token's k experts,
-    ///   most probable first, ties to the lower index. With a capacity C, each expert keeps at most
+    ///   most probable first (by `p + b` with an expert bias), ties to the lower index. With a capacity C, each expert keeps at most
     ///   C of its assignments, by `drop_policy`: `probs` (highest probability first) or `position`
     ///   (all first choices before second choices, earlier tokens first); ties by slot `t·k + j`.
     /// - Expert choice: each expert takes its C most probable tokens (ties to the lower token).
@@ -168,6 +168,20 @@ extension MoERouter {
             work.selectedGate[t] = 1
         default:
             let row = probs.data + t * e
+            if let bias = expertBias?.value.data {
+                // Loss-free balancing: chosen on p + b, gated by p alone.
+                for j in 0..<k {
+                    var best = -1
+                    for i in 0..<e where best < 0 || row[i] + bias[i] > row[best] + bias[best] {
+                        var taken = false
+                        for q in 0..<j where work.selected[t * k + q] == i { taken = true }
+                        if !taken { best = i }
+                    }
+                    work.selected[t * k + j] = best
+                    work.selectedGate[t * k + j] = row[best]
+                }
+                return
+            }
             for j in 0..<k {
                 var best = -1
                 for i in 0..<e where best < 0 || row[i] > row[best] {

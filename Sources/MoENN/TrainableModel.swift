@@ -69,6 +69,20 @@ public protocol TrainableModel: AnyObject {
 extension TrainableModel {
     /// The checkpoint kind of this model's type.
     public var checkpointKind: String { Self.checkpointKind }
+
+    /// Model state that no gradient trains (PyTorch's buffers): the MoE routers' selection-only
+    /// expert biases (`blocks/<i>/moe/router/expert_bias`, `router.balance: bias`). Checkpointed
+    /// after the parameters; not in the optimizer, no weight decay.
+    public var buffers: [Parameter] { moeLayers.compactMap { $0.router.expertBias } }
+
+    /// Ends an optimisation step: when the optimizer `updated` the parameters, every router with
+    /// an expert bias moves it by the step's global load (`MoERouter.updateExpertBias`); a
+    /// skipped step (non-finite loss or gradient) only forgets that load.
+    public func finishStep(updated: Bool) {
+        for layer in moeLayers where layer.router.expertBias != nil {
+            if updated { layer.router.updateExpertBias() } else { layer.router.discardStepLoad() }
+        }
+    }
 }
 
 /// A batch of feature rows with class labels: `x [rows, features]`, `labels [rows]`, and the

@@ -82,6 +82,8 @@ public final class Trainer<Model: TrainableModel>: StepStrategy {
     /// reported (a non-finite auxiliary loss is reported as the loss).
     public func trainStep(on batch: Model.Batch, stop: Bool = false) -> StepReport {
         let t = step
+        var updated = false
+        defer { model.finishStep(updated: updated) }
         model.parameters.zeroGrad()
         let out = model.forward(batch, context: ForwardContext(training: true, step: t, seed: seed))
         let aux = model.auxiliaryLoss
@@ -96,6 +98,7 @@ public final class Trainer<Model: TrainableModel>: StepStrategy {
         report.gradNorm = config.gradClip.map { model.parameters.clipGradientNorm($0) } ?? model.parameters.gradientNorm()
         guard report.gradNorm.isFinite else { return report }
         optimizer.step(lr: lr)
+        updated = true
         return report
     }
 }

@@ -232,6 +232,10 @@ extension Trainer where Model: RowBatchedModel {
         let mine = group.rows(of: n)
         let rows = model.rows(mine, of: batch)
         let scored = model.scoredItems(of: batch), myScored = model.scoredItems(of: rows)
+        // The routers' expert biases move by the global load (all-reduced in the forward), the
+        // same on every rank, and only when the update is applied.
+        var updated = false
+        defer { model.finishStep(updated: updated) }
         model.parameters.zeroGrad()
         var context = ForwardContext(training: true, step: t, seed: seed)
         context.rowOffset = mine.lowerBound
@@ -259,7 +263,7 @@ extension Trainer where Model: RowBatchedModel {
             if coef < 1 { for p in model.parameters { p.grad.scale(by: Float(coef)) } }
         }
         report.gradNorm = norm
-        if norm.isFinite { optimizer.step(lr: lr) }
+        if norm.isFinite { optimizer.step(lr: lr); updated = true }
         let comm = group.communicator.statistics.since(before)
         report.costs.seconds = DataParallelGroup.now() - start
         report.costs.communicationSeconds = comm.communicationSeconds

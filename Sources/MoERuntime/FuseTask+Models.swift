@@ -33,6 +33,19 @@ protocol FusionProbe: AnyObject {
     /// The diagonal empirical Fisher of `tensors` (`FisherAccumulator`) from at most `batches`
     /// validation batches of `rows` items, and the number of batches used.
     func fisher(_ tensors: NamedTensors, batches: Int, rows: Int) throws -> (fisher: NamedTensors, batches: Int)
+    /// (loss, accuracy) of one point of an interpolation curve on the validation data of
+    /// `domains`: `validation` for the MLP; for LMs on a fixed subset (`curveSubset`).
+    func curvePoint(_ tensors: NamedTensors, domains: Set<Int>?) -> (loss: Double, accuracy: Double)
+    /// What `curvePoint` measures besides the domains, for the curve's `data` attribute (nil: all of it).
+    var curveSubset: String? { get }
+}
+
+extension FusionProbe {
+    func curvePoint(_ tensors: NamedTensors, domains: Set<Int>?) -> (loss: Double, accuracy: Double) {
+        validation(tensors, domains: domains)
+    }
+
+    var curveSubset: String? { nil }
 }
 
 extension FusionProbe {

@@ -171,7 +171,7 @@ final class FuseTask {
         let curves = try paths.map { (a, b, x, y, members) in
             let (domains, description) = barrierDomains(experts: members, present: probe.validationDomains)
             var c = try Self.interpolation(a, b, x, y, on: domains, probe: probe)
-            c.data = description
+            c.data = description + (probe.curveSubset.map { " (\($0))" } ?? "")
             return c
         }
         let expertBarrier = curves.filter { $0.a.hasPrefix("expert-") }.map(\.barrier).max() ?? 0

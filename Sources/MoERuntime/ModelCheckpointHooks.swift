@@ -17,7 +17,8 @@ protocol ModelCheckpointHooks: TrainingHooks {
 }
 
 extension ModelCheckpointHooks {
-    var checkpointParameters: [Parameter] { trainedModel.parameters }
+    /// What a checkpoint restores: the parameters and the buffers (the routers' expert biases).
+    var checkpointParameters: [Parameter] { trainedModel.parameters + trainedModel.buffers }
 
     func writeModel(to file: H5File, at path: String) throws {
         try Checkpoint.writeModel(trainedModel, normalization: inputNormalization, to: file, at: path)
@@ -30,7 +31,7 @@ extension ModelCheckpointHooks {
     }
 
     func loadEntry(from file: H5File, at path: String) throws {
-        try Checkpoint.loadParameters(into: trainedModel.parameters, from: file, at: path + "/model")
+        try Checkpoint.loadParameters(into: checkpointParameters, from: file, at: path + "/model")
         try Checkpoint.loadOptimizer(into: checkpointOptimizer, from: file, at: path + "/optimizer")
     }
 }

@@ -11,6 +11,11 @@ import MoENN
 ///     /router/<i>/gate_entropy      float64 [rows]       (1/Σ T) Σ_t −Σ_e p_te log p_te
 ///     /router/<i>/load_cv           float64 [rows]       std(load) / mean(load) over experts
 ///     /router/<i>/max_mean_load     float64 [rows]       max(load) / mean(load)
+///     /router/<i>/max_violation     float64 [rows]       max_e c_e / mean(c) − 1, c = selections before capacity
+///                                                        (the maximal violation of Wang et al. 2024 / Megatron-Core)
+///     /router/<i>/gate_mass         float64 [rows, E]    mean Σ of the served assignments' gates per expert per step
+///     /router/<i>/expert_bias       float64 [rows, E]    the selection-only bias after the row's last step
+///                                                        (`router.balance: bias` only)
 ///     /router/<i>/aux_loss          float64 [rows]       raw E · Σ f_i P_i, token-weighted mean
 ///     /router/<i>/z_loss            float64 [rows]       raw mean lse², token-weighted mean
 ///
@@ -19,7 +24,7 @@ import MoENN
 /// "dropped" are defined by `RouterStepStatistics` (selections for token choice, tokens for
 /// expert choice). `std` is the population standard deviation over the E experts.
 struct RouterMetricsLog {
-    static let series = ["dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]
+    static let series = ["dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "max_violation", "aux_loss", "z_loss"]
 
     /// One MoE layer's series.
     struct Layer {
@@ -28,6 +33,10 @@ struct RouterMetricsLog {
         var steps: [Int64] = []
         /// Row-major `[rows, experts]`.
         var load: [Double] = []
+        var gateMass: [Double] = []
+        /// Row-major `[rows, experts]`, with an expert bias only; `bias` is its latest value.
+        var expertBias: [Double]?
+        var bias: [Float]?
         var values: [String: [Double]] = Dictionary(uniqueKeysWithValues: RouterMetricsLog.series.map { ($0, []) })
         /// The open window: sums since the last row.
         var window: RouterStepStatistics
@@ -73,17 +82,23 @@ struct RouterMetricsLog {
         for (i, moe) in moeLayers.enumerated() {
             var s = moe.router.lastStepStatistics()
             if let reduce {
-                if reduceScratch.count != 4 + s.load.count { reduceScratch = [Double](repeating: 0, count: 4 + s.load.count) }
+                let e = s.load.count
+                if reduceScratch.count != 4 + 3 * e { reduceScratch = [Double](repeating: 0, count: 4 + 3 * e) }
                 (reduceScratch[0], reduceScratch[1], reduceScratch[2], reduceScratch[3]) = (Double(s.tokens), Double(s.routed), Double(s.dropped), s.entropySum)
-                for e in s.load.indices { reduceScratch[4 + e] = Double(s.load[e]) }
+                for j in 0..<e {
+                    reduceScratch[4 + j] = Double(s.load[j])
+                    reduceScratch[4 + e + j] = Double(s.selected[j])
+                    reduceScratch[4 + 2 * e + j] = s.gateMass[j]
+                }
                 try reduce(&reduceScratch)
                 let v = reduceScratch
                 (s.tokens, s.routed, s.dropped, s.entropySum) = (Int(v[0]), Int(v[1]), Int(v[2]), v[3])
-                for e in s.load.indices { s.load[e] = Int(v[4 + e]) }
+                for j in 0..<e { s.load[j] = Int(v[4 + j]); s.selected[j] = Int(v[4 + e + j]); s.gateMass[j] = v[4 + 2 * e + j] }
             }
+            if let b = moe.router.expertBias { layers[i].bias = b.value.array }
             var w = layers[i].window
             w.tokens += s.tokens
-            for e in 0..<w.load.count { w.load[e] += s.load[e] }
+            for e in 0..<w.load.count { w.load[e] += s.load[e]; w.selected[e] += s.selected[e]; w.gateMass[e] += s.gateMass[e] }
             w.routed += s.routed
             w.dropped += s.dropped
             w.entropySum += s.entropySum
@@ -102,17 +117,21 @@ struct RouterMetricsLog {
             let mean = load.reduce(0, +) / Double(e)
             let variance = load.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(e)
             let tokens = Double(max(w.tokens, 1))
+            let selectedMean = Double(w.selected.reduce(0, +)) / Double(e)
             let row: [String: Double] = [
                 "dropped_fraction": w.routed > 0 ? Double(w.dropped) / Double(w.routed) : 0,
                 "unused_experts": Double(w.load.filter { $0 == 0 }.count),
                 "gate_entropy": w.entropySum / tokens,
                 "load_cv": mean > 0 ? variance.squareRoot() / mean : .nan,
                 "max_mean_load": mean > 0 ? (load.max() ?? 0) / mean : .nan,
+                "max_violation": selectedMean > 0 ? Double(w.selected.max() ?? 0) / selectedMean - 1 : .nan,
                 "aux_loss": w.auxLoss / tokens,
                 "z_loss": w.zLoss / tokens,
             ]
             layers[i].steps.append(Int64(step))
             layers[i].load += load
+            layers[i].gateMass += w.gateMass.map { $0 / steps }
+            if let b = layers[i].bias { layers[i].expertBias = (layers[i].expertBias ?? []) + b.map(Double.init) }
             for name in Self.series { layers[i].values[name]!.append(row[name]!) }
             layers[i].window = RouterStepStatistics(experts: e)
             layers[i].windowSteps = 0
@@ -125,6 +144,10 @@ struct RouterMetricsLog {
             try group.setAttribute("experts", Int64(layer.experts))
             try group.createDataset("step", layer.steps)
             try group.createDataset("load", layer.load, shape: [layer.steps.count, layer.experts])
+            try group.createDataset("gate_mass", layer.gateMass, shape: [layer.steps.count, layer.experts])
+            if let bias = layer.expertBias ?? (layer.bias != nil ? [] : nil) {
+                try group.createDataset("expert_bias", bias, shape: [layer.steps.count, layer.experts])
+            }
             for name in Self.series { try group.createDataset(name, layer.values[name]!) }
         }
     }
@@ -138,6 +161,7 @@ struct RouterMetricsLog {
             let values = [Double(layer.windowSteps), Double(w.tokens), Double(w.routed), Double(w.dropped),
                           w.entropySum, w.auxLoss, w.zLoss] + w.load.map(Double.init)
             try location.createDataset("router/\(layer.block)/window", values)
+            try location.createDataset("router/\(layer.block)/window_selected_gate_mass", w.selected.map(Double.init) + w.gateMass)
         }
     }
 
@@ -149,6 +173,14 @@ struct RouterMetricsLog {
             w.tokens = Int(v[1]); w.routed = Int(v[2]); w.dropped = Int(v[3])
             w.entropySum = v[4]; w.auxLoss = v[5]; w.zLoss = v[6]
             w.load = v[7...].map { Int($0) }
+            let extra = "router/\(layers[i].block)/window_selected_gate_mass"
+            if location.exists(extra) {
+                let m = try location.read(extra, as: Double.self).values
+                if m.count == 2 * layers[i].experts {
+                    w.selected = m[0..<layers[i].experts].map { Int($0) }
+                    w.gateMass = Array(m[layers[i].experts...])
+                }
+            }
             layers[i].window = w
             layers[i].windowSteps = Int(v[0])
         }
@@ -160,7 +192,14 @@ struct RouterMetricsLog {
             let group = try location.openGroup("router/\(layers[i].block)")
             layers[i].steps = try group.read("step", as: Int64.self).values
             layers[i].load = try group.read("load", as: Double.self).values
-            for name in Self.series { layers[i].values[name] = try group.read(name, as: Double.self).values }
+            let rows = layers[i].steps.count, e = layers[i].experts
+            // Files written before a series existed resume with NaN rows for it.
+            func series(_ name: String, width: Int) throws -> [Double] {
+                group.exists(name) ? try group.read(name, as: Double.self).values : [Double](repeating: .nan, count: rows * width)
+            }
+            layers[i].gateMass = try series("gate_mass", width: e)
+            if group.exists("expert_bias") { layers[i].expertBias = try series("expert_bias", width: e) }
+            for name in Self.series { layers[i].values[name] = try series(name, width: 1) }
         }
     }
 }

@@ -35,7 +35,9 @@ extension ExperimentSpec {
                          dropPolicy: MoENN.DropPolicy(rawValue: router.dropPolicy.rawValue)!,
                          auxLoss: Float(router.auxLoss), zLoss: Float(router.zLoss), jitter: Float(router.jitter),
                          normalizeTopk: router.normalizeTopk, hashSeed: seed64,
-                         expertFFN: split.strategy == .neurons ? model.ffn / experts : nil)
+                         expertFFN: split.strategy == .neurons ? model.ffn / experts : nil,
+                         score: RouterScore(rawValue: router.score.rawValue)!,
+                         balance: RouterBalance(rawValue: router.balance.rawValue)!, biasRate: Float(router.biasRate))
     }
 
     var optimizerConfig: OptimizerConfig {

@@ -179,7 +179,17 @@ final class TrainingLoop {
 
     /// Trains `strategy` on `batches` to the end of the budget, then writes the task file.
     func run<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
+        do {
+            try train(strategy, batches)
+        } catch {
+            store.settle()  // no exit while a checkpoint file is being written
+            throw error
+        }
+    }
+
+    private func train<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
         let start = Date()
+        lastFile = start
         window.since = Date()
         let train = spec.train
         training: while epoch < epochs && strategy.step < totalSteps {
@@ -199,6 +209,7 @@ final class TrainingLoop {
                 if train.checkpointEvery > 0 && step % train.checkpointEvery == 0 { try checkpoint() }
                 if r.stop {
                     try checkpoint()
+                    try store.finishWriting()
                     throw RuntimeError.interrupted(task: id, step: step)
                 }
             }
@@ -207,7 +218,13 @@ final class TrainingLoop {
             // `0` = at the end of every epoch; with `steps`, at the end of training.
             let atEnd = !stepsGiven || strategy.step == totalSteps
             if train.evalEvery == 0 && atEnd, try evaluate(step: strategy.step) { break training }
-            if train.checkpointEvery == 0 && atEnd { try checkpoint() }
+            if train.checkpointEvery == 0 && atEnd {
+                // Every epoch's checkpoint is kept (the task file lists the newest); its file is
+                // written when `checkpointSeconds` have passed since the last one, and never for
+                // the last (the task file follows at once).
+                let due = Date().timeIntervalSince(lastFile) >= Self.checkpointSeconds
+                try checkpoint(toDisk: due && strategy.step < totalSteps)
+            }
         }
         try finish(seconds: Date().timeIntervalSince(start))
     }
@@ -279,14 +296,27 @@ final class TrainingLoop {
         return stop
     }
 
-    /// Saves the current state as the newest checkpoint, in a file of its own (rank 0, after the
-    /// hooks' collectives on every rank).
-    private func checkpoint() throws {
+    /// Seconds between checkpoint files at the default cadence (`checkpoint_every: 0`): a kill -9
+    /// loses at most this much training plus one epoch, and writing a file (a few ms to build,
+    /// written by another thread) stays far below 5 % of the wall time. The environment
+    /// variable `MOE_RUN_CHECKPOINT_SECONDS` sets it (tests: 0 = a file at every epoch).
+    /// Result-neutral: resuming from any checkpoint gives the same bits.
+    static var checkpointSeconds: Double {
+        ProcessInfo.processInfo.environment["MOE_RUN_CHECKPOINT_SECONDS"].flatMap(Double.init) ?? 10
+    }
+    /// When the last checkpoint file was written (or training started).
+    private var lastFile = Date()
+
+    /// Saves the current state as the newest checkpoint, with `toDisk` in a file of its own
+    /// (rank 0, after the hooks' collectives on every rank).
+    private func checkpoint(toDisk: Bool = true) throws {
         let start = Date()
         defer { paused += Date().timeIntervalSince(start) }
         try hooks.beforeCheckpoint()
         guard isLead else { return }
-        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, writeState: { file in
+        if toDisk { lastFile = Date() }
+        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, toDisk: toDisk,
+                       writeState: { file in
             try metrics.write(to: file)
             try window.write(to: file)
             try hooks.writeSeries(to: file)
@@ -312,6 +342,7 @@ final class TrainingLoop {
     private func finish(seconds: Double) throws {
         try hooks.beforeFinish()
         guard isLead else { return }
+        try store.finishWriting()  // a checkpoint that failed to write fails the task
         let optimizer = hooks.checkpointOptimizer
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setTaskAttributes(id)

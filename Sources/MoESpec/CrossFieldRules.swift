@@ -124,6 +124,15 @@ enum CrossFieldRules {
             }
             return nil
         },
+        CrossFieldRule(summary: "`router.score: sigmoid` and `router.balance: bias` need `router.type: topk` or `switch` (`noisy_topk` perturbs softmax logits, `expert_choice` balances by construction, `hash` and `domain` have no scores).") { s, c in
+            if s.router.score == .sigmoid, let why = RouterSpec.tokenChoiceOnly[s.router.type] {
+                return c.error("router.score", "sigmoid needs router.type: topk or switch, got \(s.router.type.rawValue) (\(why))")
+            }
+            if s.router.balance == .bias, let why = RouterSpec.tokenChoiceOnly[s.router.type] {
+                return c.error("router.balance", "bias needs router.type: topk or switch, got \(s.router.type.rawValue) (\(why))")
+            }
+            return nil
+        },
         CrossFieldRule(summary: "`router.type: expert_choice` needs a `router.capacity_factor`.") { s, c in
             guard s.router.type == .expert_choice, s.router.capacityFactor == nil else { return nil }
             if c.given("router.capacity_factor") {

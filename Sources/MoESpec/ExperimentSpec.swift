@@ -256,6 +256,10 @@ public struct RouterSpec: Equatable, Sendable {
         case topk, `switch`, noisy_topk, expert_choice, hash, domain
     }
     public enum DropPolicy: String, CaseIterable, Sendable { case probs, position }
+    /// How the logits become affinities: softmax over experts, or a sigmoid per expert (DeepSeek-V3).
+    public enum Score: String, CaseIterable, Sendable { case softmax, sigmoid }
+    /// Load balancing: the Switch aux loss, the loss-free expert bias (Wang et al. 2024), or none.
+    public enum Balance: String, CaseIterable, Sendable { case aux_loss, bias, none }
 
     public var type: Kind
     public var k: Int
@@ -267,6 +271,9 @@ public struct RouterSpec: Equatable, Sendable {
     public var zLoss: Double
     public var jitter: Double
     public var normalizeTopk: Bool
+    public var score: Score = .softmax
+    public var balance: Balance = .aux_loss
+    public var biasRate: Double = 0.001
 }
 
 // MARK: - parallelism
@@ -507,4 +514,15 @@ extension SpecValue {
             }
         }
     }
+}
+
+extension RouterSpec {
+    /// Why `router.score: sigmoid` and `router.balance: bias` do not apply to a router type (the
+    /// types missing here, `topk` and `switch`, take both).
+    static let tokenChoiceOnly: [Kind: String] = [
+        .noisy_topk: "its noise is added to the logits of a softmax and is itself the balancing mechanism",
+        .expert_choice: "each expert takes its top tokens, so the load is balanced by construction",
+        .hash: "a fixed assignment has no scores",
+        .domain: "an oracle assignment has no scores",
+    ]
 }

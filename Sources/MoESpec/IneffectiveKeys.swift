@@ -39,13 +39,18 @@ enum IneffectiveKeys {
         Rule(keys: ["router.", "model.moe_blocks"], summary: "`router.*` and `model.moe_blocks` need `experts > 1`.") { s in
             s.experts == 1 ? "has no effect with experts: 1 (a dense model has no router or MoE blocks)" : nil
         },
-        Rule(keys: ["router.aux_loss"], summary: "`router.aux_loss` needs a learned token-choice router (`topk`, `switch`, `noisy_topk`).") { s in
+        Rule(keys: ["router.aux_loss"], summary: "`router.aux_loss` needs a learned token-choice router (`topk`, `switch`, `noisy_topk`) and `router.balance: aux_loss`.") { s in
             switch s.router.type {
             case .hash, .domain: return "has no effect with router.type: \(s.router.type.rawValue) (the router has no learned weights)"
             case .expert_choice:
                 return "has no effect with router.type: expert_choice (every expert takes the same number of tokens; there is no load-balancing loss)"
-            default: return nil
+            default:
+                return s.router.balance == .aux_loss ? nil
+                    : "has no effect with router.balance: \(s.router.balance.rawValue) (the load-balancing loss is measured, not trained on)"
             }
+        },
+        Rule(keys: ["router.bias_rate"], summary: "`router.bias_rate` needs `router.balance: bias`.") { s in
+            s.router.balance == .bias ? nil : "has no effect with router.balance: \(s.router.balance.rawValue) (there is no expert bias)"
         },
         Rule(keys: ["router.z_loss", "router.jitter"], summary: "`router.z_loss` and `router.jitter` need a learned router (not `hash` or `domain`).") { s in
             s.router.type == .hash || s.router.type == .domain

@@ -103,7 +103,9 @@ extension ExperimentSpec {
          entry("capacity_factor", router.capacityFactor.map(SpecValue.number) ?? .null),
          entry("min_capacity", .int(router.minCapacity)), entry("drop_policy", .word(router.dropPolicy.rawValue)),
          entry("aux_loss", .number(router.auxLoss)), entry("z_loss", .number(router.zLoss)),
-         entry("jitter", .number(router.jitter)), entry("normalize_topk", .bool(router.normalizeTopk))]
+         entry("jitter", .number(router.jitter)), entry("normalize_topk", .bool(router.normalizeTopk)),
+         entry("score", .word(router.score.rawValue)), entry("balance", .word(router.balance.rawValue)),
+         entry("bias_rate", .number(router.biasRate))]
     }
 
     private func parallelismEntries() -> [SpecValue.Entry] {

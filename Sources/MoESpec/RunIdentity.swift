@@ -23,7 +23,8 @@ extension ExperimentSpec {
     public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
                                                                   "data.seed", "eval.metric", "train.early_stopping",
                                                                   "split.source", "fusion.source",
-                                                                  "train.init_from"]
+                                                                  "train.init_from",
+                                                                  "router.score", "router.balance", "router.bias_rate"]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:
     /// where results go and how they are written, how often metric rows and checkpoints are

@@ -205,7 +205,8 @@ struct SpecDecoder {
                           minCapacity: try r.int(S.minCapacity),
                           dropPolicy: try r.choice(S.dropPolicy, as: RouterSpec.DropPolicy.self),
                           auxLoss: try r.number(S.auxLoss), zLoss: try r.number(S.zLoss), jitter: try r.number(S.jitter),
-                          normalizeTopk: try r.bool(S.normalizeTopk))
+                          normalizeTopk: try r.bool(S.normalizeTopk), score: try r.choice(S.score, as: RouterSpec.Score.self),
+                          balance: try r.choice(S.balance, as: RouterSpec.Balance.self), biasRate: try r.number(S.biasRate))
     }
 
     private func decodeParallelism(_ r: MappingReader) throws -> ParallelismSpec {

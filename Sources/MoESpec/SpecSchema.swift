@@ -151,7 +151,13 @@ public enum SpecSchema {
             "Multiplicative input jitter ε: inputs scaled by U(1-ε, 1+ε) in training.")
         static let normalizeTopk = SchemaField("normalize_topk", .boolean, default: .bool(true),
             "Renormalise the k selected gate values to sum to 1.")
-        static let all = [type, k, capacityFactor, minCapacity, dropPolicy, auxLoss, zLoss, jitter, normalizeTopk]
+        static let score = SchemaField("score", SchemaField.choice(RouterSpec.Score.self), default: .string("softmax"),
+            "Expert affinities from the logits z = W_r·x: `softmax` over the experts, or `sigmoid` per expert, s = σ(z) (DeepSeek-V3; gates are the chosen s, renormalised to sum 1 with `normalize_topk` and k > 1). `sigmoid` needs `topk` or `switch`.")
+        static let balance = SchemaField("balance", SchemaField.choice(RouterSpec.Balance.self), default: .string("aux_loss"),
+            "Load balancing: `aux_loss` (the Switch loss, weighted by `aux_loss`), `bias` (loss-free, Wang et al. 2024: a per-expert bias b added to the affinities for selection only, b_i += `bias_rate` · sign(mean load − load_i) after every optimizer step, the load counted over the whole global batch; `topk` or `switch` only), or `none`.")
+        static let biasRate = SchemaField("bias_rate", .number(.positive), default: .number(0.001),
+            "Step u of the expert-bias update of `balance: bias`.")
+        static let all = [type, k, capacityFactor, minCapacity, dropPolicy, auxLoss, zLoss, jitter, normalizeTopk, score, balance, biasRate]
     }
 
     enum Parallelism {
@@ -198,7 +204,7 @@ public enum SpecSchema {
         static let evalEvery = SchemaField("eval_every", .integer(min: 0, max: nil), default: .int(0),
             "Steps between validations; 0 = at the end of each epoch.")
         static let checkpointEvery = SchemaField("checkpoint_every", .integer(min: 0, max: nil), default: .int(0),
-            "Steps between checkpoints; 0 = at the end of each epoch.")
+            "Steps between checkpoints, each written to a file; 0 = a checkpoint at the end of each epoch, written to a file once 10 s have passed since the last one (none for the last epoch: the task file follows). `--resume` goes on from the newest file; the task file keeps the newest `output.keep_checkpoints` either way.")
         static let local = SchemaField("local", .boolean, default: .bool(false),
             "Stage-local training with auxiliary heads (layerwise only; not with pipeline mode).")
         static let initFrom = SchemaField("init_from", .string, nullable: true, default: .null,

@@ -7,7 +7,8 @@ import MoEData
 /// The self-describing checkpoint of ARCHITECTURE §5.3.
 ///
 /// A checkpoint group has attributes `format = "moe-run/1"`, `kind = "model"` and `config` (the
-/// model configuration as JSON), and one float32 dataset per parameter under its PyTorch-style
+/// model configuration as JSON), and one float32 dataset per parameter and buffer (the routers'
+/// `expert_bias`, `TrainableModel.buffers`) under its PyTorch-style
 /// name (`embed/weight [hidden, features]`, `blocks/<i>/ffn/w1 [ffn, hidden]`, …), plus
 /// `input/mean` and `input/std` (float32 `[features]`) when the model expects standardised
 /// inputs `x' = (x − mean) / std`, so raw data files can be fed to it. Optimizer state
@@ -47,7 +48,7 @@ public enum Checkpoint {
         try group.setAttribute("format", format)
         try group.setAttribute("kind", "model")
         try group.setAttribute("config", model.configJSON)
-        for p in model.parameters {
+        for p in model.parameters + model.buffers {
             try group.createDataset(p.name, from: UnsafeBufferPointer(p.value.buffer), shape: p.shape)
         }
         try normalization?.write(to: group, path: "input")
@@ -131,7 +132,7 @@ public enum Checkpoint {
         } catch {
             throw Error.notACheckpoint(file: location.filePath, group: group.path, reason: configProblem(error))
         }
-        try loadParameters(into: model.parameters, from: location, at: path)
+        try loadParameters(into: model.parameters + model.buffers, from: location, at: path)
         var norm: Standardization?
         if group.exists("input/mean") {
             norm = try Standardization.read(from: group, path: "input")

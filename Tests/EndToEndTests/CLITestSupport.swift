@@ -11,11 +11,17 @@ struct CLI {
         var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
     }
 
-    /// The `moe-run` next to the test bundle (`MOE_RUN_BIN` overrides).
+    /// The `moe-run` next to the test bundle (`MOE_RUN_BIN` overrides). Every moe-run a test
+    /// starts (they all name this) writes a checkpoint file at every epoch, as the tests that kill
+    /// a run right after its first checkpoint need: `MOE_RUN_CHECKPOINT_SECONDS=0` unless the
+    /// environment sets it (`TrainingLoop.checkpointSeconds`).
     static var binary: String {
+        _ = everyEpochCheckpoints
         if let b = ProcessInfo.processInfo.environment["MOE_RUN_BIN"] { return b }
         return Bundle.main.bundleURL.appendingPathComponent("moe-run").path
     }
+
+    private static let everyEpochCheckpoints: Void = { setenv("MOE_RUN_CHECKPOINT_SECONDS", "0", 0) }()
 
     static var repositoryRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -46,10 +46,11 @@ final class RunIDEndToEndTests: XCTestCase {
         let reference = try CLI.completeRun(spec)
         let yaml = try H5File.open(reference + "/run.h5").readString("spec")
         XCTAssertTrue(yaml.contains("\n  dir: out\n"))
-        // As the old moe-run wrote it: without the keys added since (issues 13, 14 and 15), at their defaults.
+        // As the old moe-run wrote it: without the keys added since (issues 13, 14, 15 and 16), at their defaults.
         let old = yaml.replacingOccurrences(of: "\n  steps: null\n", with: "\n").replacingOccurrences(of: "\n  kind: mlp\n", with: "\n")
             .replacingOccurrences(of: "\n  backend: auto\n", with: "\n").replacingOccurrences(of: "\n  prior: validation\n", with: "\n")
             .replacingOccurrences(of: "\n  pretrain_steps: 0\n", with: "\n")
+            .replacingOccurrences(of: "\n  score: softmax\n  balance: aux_loss\n  bias_rate: 0.001\n", with: "\n")
         // ... and issue 17's (data.seed, eval.metric, train.early_stopping, split.source, fusion.source, train.init_from).
             .replacingOccurrences(of: "\n  seed: null\n", with: "\n").replacingOccurrences(of: "\n  metric: val_loss\n", with: "\n")
             .replacingOccurrences(of: "\n  early_stopping: null\n", with: "\n").replacingOccurrences(of: "\n  source: final\n", with: "\n")

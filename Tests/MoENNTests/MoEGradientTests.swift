@@ -13,17 +13,23 @@ final class MoEGradientTests: XCTestCase {
         var capacityFactor: Double?
         var normalize = true
         var jitter: Float = 0
+        var score: RouterScore = .softmax
+        var balance: RouterBalance = .auxLoss
     }
 
     private func check(_ c: Case, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) {
         let (n, h, f, e) = (12, 6, 8, 4)
         let config = MoEConfig(experts: e, blocks: [0], router: c.router, k: c.k, capacityFactor: c.capacityFactor,
                                minCapacity: 1, dropPolicy: .probs, auxLoss: 0.5, zLoss: 0.2, jitter: c.jitter,
-                               normalizeTopk: c.normalize, hashSeed: 3)
+                               normalizeTopk: c.normalize, hashSeed: 3, score: c.score, balance: c.balance)
         let layer = MoELayer("blocks/0/moe", index: 0, hidden: h, ffn: f, activation: .gelu, config: config, moeLayers: 1)
         layer.initialize(seed: seed)
         // A sharper router so the top-k margins are wide.
         layer.router.weight.value.scale(by: 6)
+        if let b = layer.router.expertBias {
+            // A bias that changes some selections (it is a constant of the loss: no gradient).
+            for i in 0..<e { b.value.data[i] = [0.3, -0.2, 0.1, -0.25][i] }
+        }
         let x = randomTensor([n, h], seed: seed + 1, purpose: "x")
         let w = randomTensor([n, h], seed: seed + 2, purpose: "w")
         let domains = (0..<n).map { $0 % 3 }
@@ -76,6 +82,15 @@ final class MoEGradientTests: XCTestCase {
     func testExpertChoice() { check(Case(router: .expertChoice, k: 2, capacityFactor: 1.0)) }
     func testHash() { check(Case(router: .hash, k: 2, capacityFactor: nil)) }
     func testDomain() { check(Case(router: .domain, k: 1, capacityFactor: nil)) }
+    // Sigmoid scores (DeepSeek-V3): gates, normalised gates, aux loss on s / Σ s, z-loss on the logits.
+    func testSigmoidTopKDropless() { check(Case(router: .topk, k: 2, capacityFactor: nil, score: .sigmoid)) }
+    func testSigmoidTopKWithoutRenormalisation() { check(Case(router: .topk, k: 2, capacityFactor: nil, normalize: false, score: .sigmoid)) }
+    func testSigmoidTopKWithCapacity() { check(Case(router: .topk, k: 2, capacityFactor: 0.75, score: .sigmoid)) }
+    func testSigmoidSwitchWithCapacity() { check(Case(router: .switch, k: 1, capacityFactor: 0.75, score: .sigmoid)) }
+    // The expert bias in selection (loss-free balancing): the gates stay bias-free.
+    func testSigmoidTopKWithExpertBias() { check(Case(router: .topk, k: 2, capacityFactor: nil, score: .sigmoid, balance: .bias)) }
+    func testSoftmaxTopKWithExpertBiasAndCapacity() { check(Case(router: .topk, k: 2, capacityFactor: 0.75, balance: .bias)) }
+    func testSigmoidSwitchWithoutBalancing() { check(Case(router: .switch, k: 1, capacityFactor: nil, score: .sigmoid, balance: .none)) }
 }
 
 /// The whole model with MoE blocks: cross-entropy plus the weighted aux and z losses, with respect

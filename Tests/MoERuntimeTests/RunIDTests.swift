@@ -138,6 +138,9 @@ final class RunIDTests: XCTestCase {
         router.z_loss: 0.001
         router.jitter: 0.0
         router.normalize_topk: true
+        router.score: softmax
+        router.balance: aux_loss
+        router.bias_rate: 0.001
         parallelism.mode: none
         parallelism.workers: 1
         parallelism.microbatches: 4

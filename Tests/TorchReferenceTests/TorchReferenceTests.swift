@@ -29,6 +29,8 @@ final class TorchReferenceTests: XCTestCase {
         var moeLayers = 1
         /// Scale of the upstream gradient; 0 leaves only the aux and z losses (checks their gradients alone).
         var dyScale: Float = 1
+        var score: RouterScore = .softmax
+        var balance: RouterBalance = .auxLoss
         /// Whether capacity must drop assignments for the case to mean what it says.
         var mustDrop: Bool { capacityFactor != nil && router.isTokenChoice }
     }
@@ -44,6 +46,12 @@ final class TorchReferenceTests: XCTestCase {
         Case(name: "expert_choice_cap1.0", seed: 105, router: .expertChoice, k: 2, capacityFactor: 1.0),
         Case(name: "topk2_no_renorm_dropless", seed: 106, router: .topk, k: 2, capacityFactor: nil, normalize: false),
         Case(name: "topk2_cap1.0_losses_only", seed: 107, router: .topk, k: 2, capacityFactor: 1.0, dyScale: 0),
+        // Sigmoid scores (DeepSeek-V3) and the selection-only expert bias (loss-free balancing).
+        Case(name: "sigmoid_topk2_renorm_dropless", seed: 108, router: .topk, k: 2, capacityFactor: nil, score: .sigmoid),
+        Case(name: "sigmoid_topk2_cap1.0_losses_only", seed: 109, router: .topk, k: 2, capacityFactor: 1.0, dyScale: 0, score: .sigmoid),
+        Case(name: "sigmoid_switch_cap1.25_bias", seed: 110, router: .switch, k: 1, capacityFactor: 1.25, score: .sigmoid, balance: .bias),
+        Case(name: "sigmoid_topk2_cap1.0_bias", seed: 111, router: .topk, k: 2, capacityFactor: 1.0, score: .sigmoid, balance: .bias),
+        Case(name: "softmax_topk2_dropless_bias", seed: 112, router: .topk, k: 2, capacityFactor: nil, balance: .bias),
     ]
 
     func testMoELayerMatchesTorch() throws {
@@ -58,13 +66,18 @@ final class TorchReferenceTests: XCTestCase {
         let seed = c.seed
         let config = MoEConfig(experts: e, blocks: [0], router: c.router, k: c.k, capacityFactor: c.capacityFactor,
                                minCapacity: 4, dropPolicy: c.dropPolicy, auxLoss: 0.1, zLoss: 0.05, jitter: 0,
-                               normalizeTopk: c.normalize)
+                               normalizeTopk: c.normalize, score: c.score, balance: c.balance)
         let prefix = "moe"
         let layer = MoELayer(prefix, index: 0, hidden: h, ffn: f, activation: .gelu, config: config, moeLayers: c.moeLayers)
         layer.initialize(seed: seed)
         // A sharper router than at initialisation (as after some training): loads are uneven, so
         // capacity drops assignments, and the aux and z losses have sizeable gradients.
         layer.router.weight.value.scale(by: 3)
+        if let b = layer.router.expertBias {
+            // A seeded bias of the size loss-free balancing reaches, so it changes selections.
+            var rngBias = RNG(seed: seed, purpose: "torch-reference/expert_bias")
+            rngBias.fillNormal(b.value, std: 0.1)
+        }
         let x = Tensor(shape: [n, h]), dy = Tensor(shape: [n, h])
         var rng = RNG(seed: seed, purpose: "torch-reference/x")
         rng.fillNormal(x)
@@ -92,6 +105,7 @@ final class TorchReferenceTests: XCTestCase {
             try file.setAttribute("activation", layer.activation.rawValue)
             try file.setAttribute("moe_layers", Int64(c.moeLayers))
             try TorchSupport.putLayer(file, layer.parameters, prefix: prefix, x: x, dy: dy, y: y, dx: dx)
+            if let b = layer.router.expertBias { try TorchSupport.put(file, "router/expert_bias", b.value) }
             try file.createScalar("aux", layer.router.auxLoss)
             try file.createScalar("z", layer.router.zLoss)
             try file.createScalar("aux_weighted", layer.auxiliaryLoss)

@@ -18,6 +18,9 @@
    (`position`); ties go to the lower slot t·k + j. A dropped assignment contributes nothing (the
    token passes through the residual). The `hash` router (seeded Philox stream per token) is
    not re-implemented here: the check reports it and fails.
+   Sigmoid scores (config `score: sigmoid`, DeepSeek-V3): p = σ(x·Wᵀ) per expert instead of the
+   softmax. Loss-free balancing (`balance: bias`): token choice takes the k largest p + b, b the
+   checkpoint's `router/expert_bias [E]`; the gates are p (never b), renormalised as above.
 
 4. Every model checkpoint the run links under /models (final, and for branch and fusion runs also
    seed, expert-<i>, fused; moe for expert merging) whose /summary/<model>/test_loss exists is
@@ -86,8 +89,16 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def route(moe, probs, domains):
-    """Assignments (expert, token, gate) of one batch, after capacity."""
+def router_scores(moe, p, prefix, z):
+    """The affinities p [T, E] of a learned router and the selection bias b [E] (zeros without one)."""
+    logits = z @ p(f"{prefix}/router/weight").T
+    probs = 1 / (1 + np.exp(-logits)) if moe.get("score", "softmax") == "sigmoid" else softmax(logits)
+    bias = p(f"{prefix}/router/expert_bias") if moe.get("balance", "aux_loss") == "bias" else np.zeros(moe["experts"])
+    return probs, bias
+
+
+def route(moe, probs, domains, bias=None):
+    """Assignments (expert, token, gate) of one batch, after capacity; `bias` (selection only)."""
     t_count, e_count = probs.shape
     kind, k = moe["router"], moe["k"]
     cf = moe["capacity_factor"]
@@ -108,7 +119,8 @@ def route(moe, probs, domains):
     else:
         chosen, gates = [], []
         for t in range(t_count):
-            order = sorted(range(e_count), key=lambda e: (-probs[t, e], e))[:k]
+            chosen_by = probs[t] if bias is None else probs[t] + bias
+            order = sorted(range(e_count), key=lambda e: (-chosen_by[e], e))[:k]
             g = [probs[t, e] for e in order]
             if moe["normalize_topk"] and k > 1:
                 g = [v / sum(g) for v in g]
@@ -134,13 +146,13 @@ def route(moe, probs, domains):
 def moe_layer(moe, p, prefix, z, domains, act):
     """y_t = Σ over the kept assignments (e, t, g) of g · FFN_e(z_t)."""
     if moe["router"] in ("hash", "domain"):
-        probs = np.zeros((z.shape[0], moe["experts"]))
+        probs, bias = np.zeros((z.shape[0], moe["experts"])), None
     else:
-        probs = softmax(z @ p(f"{prefix}/router/weight").T)
+        probs, bias = router_scores(moe, p, prefix, z)
     w1, b1 = p(f"{prefix}/experts/w1"), p(f"{prefix}/experts/b1")
     w2, b2 = p(f"{prefix}/experts/w2"), p(f"{prefix}/experts/b2")
     y = np.zeros_like(z)
-    for e, t, g in route(moe, probs, domains):
+    for e, t, g in route(moe, probs, domains, bias):
         h = activation(act, z[t] @ w1[e].T + b1[e])
         y[t] += g * (h @ w2[e].T + b2[e])
     return y
@@ -228,6 +240,14 @@ def main(run_dir):
                     check(router["load"].shape == (rows, e), f"router/{i}/load is not [log rows, E]")
                     for name in ["step", "dropped_fraction", "unused_experts", "gate_entropy", "load_cv", "max_mean_load", "aux_loss", "z_loss"]:
                         check(router[name].shape == (rows,), f"router/{i}/{name} is not [log rows]")
+                    if "max_violation" in router:
+                        check(router["max_violation"].shape == (rows,), f"router/{i}/max_violation is not [log rows]")
+                        check(router["gate_mass"].shape == (rows, e), f"router/{i}/gate_mass is not [log rows, E]")
+                if moe.get("balance", "aux_loss") == "bias":
+                    check(model[f"blocks/{i}/moe/router/expert_bias"].shape == (e,), "router/expert_bias is not [E]")
+                    if f"tasks/train/router/{i}" in f:
+                        series = f[f"tasks/train/router/{i}/expert_bias"]
+                        check(series.shape == (rows, e), f"router/{i}/expert_bias is not [log rows, E]")
             else:
                 check(model[f"blocks/{i}/ffn/w1"].shape == (config["ffn"], config["hidden"]), "w1 is not [ffn, hidden]")
         check(model["head/weight"].dtype == np.float32, "parameters must be float32")

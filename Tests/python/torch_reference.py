@@ -17,7 +17,9 @@ gate matrix, and autograd does the backward of
     loss = Σ dy ⊙ y + aux_loss · aux / L + z_loss · z / L
 
 Maths:
-  logits z = x · Wᵀ; p = softmax(z) in float32.
+  logits z = x · Wᵀ; p = softmax(z) in float32, or p = σ(z) with score "sigmoid" (DeepSeek-V3).
+  With balance "bias", the file holds router/expert_bias b [E] (a constant: no gradient); token
+    choice takes the k largest p + b, and the gates are p alone (as below); capacity priority by p.
   Token choice (topk, switch = top-1): each token's k most probable experts (torch.topk; the
     inputs are random floats, so exact ties, which moe-run breaks to the lower index, do not
     occur: the script checks the margins and reports the smallest). Gates g = p, or
@@ -31,8 +33,9 @@ Maths:
   Expert choice: each expert takes its top-C tokens by p (C as above, at most T), gate = p.
   FFN_e(x) = W2_e · GELU(W1_e · x + b1_e) + b2_e, exact erf GELU; y_t = Σ_e G_te · FFN_e(x_t).
   aux = E · Σ_i f_i · P_i, f_i = fraction of the T·k selections (before capacity) choosing i (a
-    count, not differentiated), P_i = mean_t p_ti; expert choice has no load-balancing loss
-    (docs/spec.md), so aux = 0 there.
+    count, not differentiated), P_i = mean_t p̂_ti (p̂ = p for softmax, p̂_ti = p_ti / Σ_j p_tj for
+    sigmoid); expert choice has no load-balancing loss (docs/spec.md), so aux = 0 there. The
+    loss adds aux_loss · aux / L only with balance "aux_loss" (the default); aux is still compared.
   z = mean_t (logsumexp_j z_tj)².
 
 Comparison: per tensor, ‖a − b‖ / max(‖b‖, 1e-12) (a = moe-run, b = torch), all to 1e-4.
@@ -67,12 +70,14 @@ def capacity(cfg, tokens, k, experts):
     return max(int(cfg["min_capacity"]), math.ceil(k * tokens / experts * cf))
 
 
-def token_choice_gates(p, cfg, k):
+def token_choice_gates(p, cfg, k, bias=None):
     """[T, E] combine weights of a token-choice router, the chosen experts, the smallest margin."""
     T, E = p.shape
-    top_p, top_i = torch.topk(p, k + 1 if k < E else k, dim=-1)  # sorted, most probable first
-    margin = (top_p[:, k - 1] - top_p[:, k]).min().item() if k < E else float("inf")
-    top_p, top_i = top_p[:, :k], top_i[:, :k]
+    chooser = p.detach() if bias is None else p.detach() + bias
+    top_c, top_i = torch.topk(chooser, k + 1 if k < E else k, dim=-1)  # sorted, largest first
+    margin = (top_c[:, k - 1] - top_c[:, k]).min().item() if k < E else float("inf")
+    top_i = top_i[:, :k]
+    top_p = torch.gather(p, 1, top_i)  # the gates never contain the bias
     if cfg["normalize_topk"] and k > 1:
         gates = top_p / top_p.sum(dim=-1, keepdim=True)
     else:
@@ -141,16 +146,18 @@ def reference(f):
     E = W.shape[0]
 
     logits = x @ W.t()
-    p = torch.softmax(logits, dim=-1)
+    sigmoid = cfg.get("score", "softmax") == "sigmoid"
+    p = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)
     z = torch.logsumexp(logits, dim=-1).pow(2).mean()
+    bias = load(f, "router/expert_bias") if cfg.get("balance", "aux_loss") == "bias" else None
 
     if kind == "expert_choice":
         G, margin = expert_choice_gates(p, cfg, k)
         aux = torch.zeros(())
     else:
-        G, selections, margin, _ = token_choice_gates(p, cfg, k)
+        G, selections, margin, _ = token_choice_gates(p, cfg, k, bias)
         f_frac = selections / (T * k)
-        P = p.mean(dim=0)
+        P = (p / p.sum(dim=-1, keepdim=True) if sigmoid else p).mean(dim=0)
         aux = E * (f_frac * P).sum()
 
     # Every expert on every token; the sparse gate matrix does the routing.
@@ -158,7 +165,8 @@ def reference(f):
     out = torch.einsum("tef,ehf->teh", F.gelu(h), w2) + b2  # [T, E, hidden]
     y = torch.einsum("te,teh->th", G, out)
 
-    aux_weighted = cfg["aux_loss"] * aux / L + cfg["z_loss"] * z / L
+    aux_coefficient = cfg["aux_loss"] if cfg.get("balance", "aux_loss") == "aux_loss" else 0.0
+    aux_weighted = aux_coefficient * aux / L + cfg["z_loss"] * z / L
     loss = (dy * y).sum() + aux_weighted
     loss.backward()
 

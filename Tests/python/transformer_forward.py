@@ -19,7 +19,9 @@ The forward pass, in float64, exactly as §5.3 states it (GPT-2, pre-norm; d = h
     logits = LN(x)·Wᵀ, LN = norm, W = head/weight (embed/weight when tie_embeddings)
 LayerNorm: biased variance, eps = config.norm_eps. Activations: exact erf GELU, ReLU, SiLU.
 MoE routers implemented: topk / switch (softmax router, k most probable experts, gates
-renormalised over the k when normalize_topk and k > 1), dropless (capacity_factor null).
+renormalised over the k when normalize_topk and k > 1), dropless (capacity_factor null); with
+score: sigmoid the affinities are σ(logits) per expert, and with balance: bias the k experts are
+chosen on affinity + router/expert_bias while the gates stay the affinities (DeepSeek-V3).
 """
 
 import json
@@ -69,10 +71,13 @@ def moe(u, P, prefix, m, act):
     k = 1 if m["router"] == "switch" else m["k"]
     shape = u.shape
     x = u.reshape(-1, shape[-1])
-    p = softmax(x @ P[prefix + "router/weight"].T)
+    logits = x @ P[prefix + "router/weight"].T
+    # Affinities: softmax, or σ per expert (score: sigmoid); selection on p + b (balance: bias), gates p.
+    p = 1 / (1 + np.exp(-logits)) if m.get("score", "softmax") == "sigmoid" else softmax(logits)
+    b = P[prefix + "router/expert_bias"] if m.get("balance", "aux_loss") == "bias" else np.zeros(p.shape[1])
     y = np.zeros_like(x)
     for t in range(x.shape[0]):
-        chosen = sorted(range(p.shape[1]), key=lambda e: (-p[t, e], e))[:k]
+        chosen = sorted(range(p.shape[1]), key=lambda e: (-(p[t, e] + b[e]), e))[:k]
         gates = p[t, chosen]
         if m["normalize_topk"] and k > 1:
             gates = gates / gates.sum()
