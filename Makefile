@@ -3,6 +3,7 @@
 #   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
+#   make bench-checkpoints   wall time with default checkpoints against none, only that section of docs/benchmarks.md
 #   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
 #   make bench-comm   all-reduce latency/bandwidth: shm backend, Open MPI vader and TCP, only that section of docs/benchmarks.md
 #   make scaling      docs/scaling.md: the alpha-beta scaling model from the figures in docs/benchmarks.md
@@ -49,7 +50,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-attention bench-comm scaling run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-checkpoints bench-attention bench-comm scaling run clean sweep install uninstall check-golden
 
 all: build
 
@@ -122,6 +123,11 @@ check-torch: setup torch-venv
 ## bench-attention: only the causal self-attention comparison with PyTorch, rewriting only its section of docs/benchmarks.md.
 bench-attention: build
 	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --attention-only --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --markdown docs/benchmarks.md
+
+## bench-checkpoints: only the wall time of digits-dense, moe-topk and lm-dense with default checkpoints against none
+## (also part of `make bench`), rewriting only the "## Checkpoints" section of docs/benchmarks.md.
+bench-checkpoints: build
+	$(BIN)/moe-bench --checkpoints-only --rounds 3 --markdown docs/benchmarks.md
 
 ## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
 ## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only

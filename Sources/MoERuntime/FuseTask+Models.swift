@@ -221,7 +221,7 @@ extension FuseTask {
         for i in 0..<spec.experts {
             let path = layout.taskFile("expert-\(i)")
             let file = try H5File.open(path)
-            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: "model")
+            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: spec.handoffGroup(path, layout: layout) ?? "model")
             if let first = architecture, first.kind != model.checkpointKind {
                 throw RuntimeError.io(path: path + ":/model", message: "cannot fuse a \(model.checkpointKind) model with expert 0's \(first.kind) model")
             }
@@ -238,7 +238,8 @@ extension FuseTask {
     /// `split.seed_model: independent` there is no common start and this is the reference only).
     func loadBase(_ architecture: ExpertArchitecture) throws -> (tensors: NamedTensors, stored: Bool) {
         if spec.split.pretrains {
-            let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")), at: "model")
+            let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")),
+                                                         at: spec.handoffGroup(layout.taskFile("pretrain"), layout: layout) ?? "model")
             return (NamedTensors(parameters: model.parameters), true)
         }
         return (NamedTensors(parameters: architecture.model(seed: spec.seed64).parameters), false)

@@ -127,12 +127,16 @@ def walk(group, prefix=""):
 
 
 def tensor_rows(experiment, run_dir):
-    """One row per dataset of every model linked under /models of run.h5."""
+    """One row per dataset of every model linked under /models of run.h5, except `best`: the
+    parameters of the same training at its best validation (issue 17 item 5), a copy of a state
+    the final model's bits already pin; listing it would only double the list."""
     rows = []
     with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
         if "models" not in f or len(f["models"]) == 0:
             fail(f"{run_dir}/run.h5 links no model under /models")
         for model in sorted(f["models"].keys()):
+            if model == "best":
+                continue
             for path, ds in walk(f["models"][model]):
                 data = np.ascontiguousarray(ds[()])
                 dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype
