@@ -205,6 +205,20 @@ check-golden: build venv
 	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(BIN)/moe-run \
 	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))
 
+## lm-study: README's "What works on real text": every LM recipe at lm-dense's 1,536,000 training
+##   tokens (experiments/lm-*.yaml), for each seed of SEEDS (default 0 1 2; about 10-20 CPU minutes
+##   per run on an idle core, hours in all), then the table (printed) and the figures
+##   (docs/images/lm-study-*.png) from the runs' HDF5 files (Tests/python/lm_study.py, h5py + numpy).
+##   Complete runs are reused (--resume), so an interrupted study continues where it stopped.
+LM_STUDY := lm-dense lm-moe lm-switch lm-upcycle lm-btm lm-btm-average lm-btx lm-seed-recipe
+SEEDS ?= 0 1 2
+.PHONY: lm-study
+lm-study: build venv
+	for seed in $(SEEDS); do for spec in $(LM_STUDY); do \
+	  $(BIN)/moe-run experiments/$$spec.yaml --set seed=$$seed --resume --quiet; done; done
+	$(PY) Tests/python/lm_study.py results --seeds $(shell echo $(SEEDS) | tr ' ' ',') --images docs/images
+	for f in lm-study-bpb lm-btx-router-load; do rsvg-convert docs/images/$$f.svg -o docs/images/$$f.png && rm docs/images/$$f.svg; done
+
 ## corpus: rebuild experiments/data/text-domains.h5 from pinned Debian packages (downloads them;
 ##   refuses a version or text sha256 that differs from the pins). Not part of `make test`.
 .PHONY: corpus
