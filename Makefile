@@ -3,6 +3,7 @@
 #   make test    install, build, run every test (Swift, Python interop, PyTorch reference check)
 #   make check-torch   only the MoE layer against an independent PyTorch reference
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
+#   make bench-checkpoints   wall time with default checkpoints against none, only that section of docs/benchmarks.md
 #   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
 #   make bench-comm   all-reduce latency/bandwidth: shm backend, Open MPI vader and TCP, only that section of docs/benchmarks.md
 #   make scaling      docs/scaling.md: the alpha-beta scaling model from the figures in docs/benchmarks.md
@@ -49,7 +50,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-attention bench-comm scaling run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-checkpoints bench-attention bench-comm scaling run clean sweep install uninstall check-golden
 
 all: build
 
@@ -122,6 +123,11 @@ check-torch: setup torch-venv
 ## bench-attention: only the causal self-attention comparison with PyTorch, rewriting only its section of docs/benchmarks.md.
 bench-attention: build
 	OPENBLAS_NUM_THREADS=$(NPROC) $(BIN)/moe-bench --attention-only --rounds 3 --torch "$(HOME)/.cache/moe-run/torch-venv/bin/python" --markdown docs/benchmarks.md
+
+## bench-checkpoints: only the wall time of digits-dense, moe-topk and lm-dense with default checkpoints against none
+## (also part of `make bench`), rewriting only the "## Checkpoints" section of docs/benchmarks.md.
+bench-checkpoints: build
+	$(BIN)/moe-bench --checkpoints-only --rounds 3 --markdown docs/benchmarks.md
 
 ## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
 ## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only
@@ -198,6 +204,20 @@ KEEP ?=
 check-golden: build venv
 	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(BIN)/moe-run \
 	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))
+
+## lm-study: README's "What works on real text": every LM recipe at lm-dense's 1,536,000 training
+##   tokens (experiments/lm-*.yaml), for each seed of SEEDS (default 0 1 2; about 10-20 CPU minutes
+##   per run on an idle core, hours in all), then the table (printed) and the figures
+##   (docs/images/lm-study-*.png) from the runs' HDF5 files (Tests/python/lm_study.py, h5py + numpy).
+##   Complete runs are reused (--resume), so an interrupted study continues where it stopped.
+LM_STUDY := lm-dense lm-moe lm-switch lm-upcycle lm-btm lm-btm-average lm-btx lm-seed-recipe
+SEEDS ?= 0 1 2
+.PHONY: lm-study
+lm-study: build venv
+	for seed in $(SEEDS); do for spec in $(LM_STUDY); do \
+	  $(BIN)/moe-run experiments/$$spec.yaml --set seed=$$seed --resume --quiet; done; done
+	$(PY) Tests/python/lm_study.py results --seeds $(shell echo $(SEEDS) | tr ' ' ',') --images docs/images
+	for f in lm-study-bpb lm-btx-router-load; do rsvg-convert docs/images/$$f.svg -o docs/images/$$f.png && rm docs/images/$$f.svg; done
 
 ## corpus: rebuild experiments/data/text-domains.h5 from pinned Debian packages (downloads them;
 ##   refuses a version or text sha256 that differs from the pins). Not part of `make test`.

@@ -6,6 +6,10 @@ import MoEHDF5
 /// /data/<split>/tokens   uint16 [n]   the domains' streams of the split, concatenated in domain order
 /// /data/<split>/domain   int64  [n]   the domain id of every token
 /// /data/domains          string [D]   names of the domains, in id order
+/// /data/<split>/index    int64  [D, 2] per domain, the split's block [start, end) as token
+///                                      offsets in that domain's whole stream (train, val, test
+///                                      in that order), so tokens[start ..< end] of the domain's
+///                                      source text (byte tokens: its bytes) are the split's tokens
 /// ```
 /// for `<split>` = train, val, test. The group `/data` also gets the attribute `vocabulary`
 /// (int64; 256 for byte tokens), which readers may ignore.
@@ -23,7 +27,20 @@ extension TextCorpus {
                 ids.reserveCapacity(tokenCount(split))
                 for (d, part) in parts.enumerated() { ids.append(contentsOf: repeatElement(d, count: part.count)) }
                 try data.createDataset(split.rawValue + "/domain", ids)
+                try data.createDataset(split.rawValue + "/index", sourceBlocks(split).flatMap { [Int64($0.lowerBound), Int64($0.upperBound)] },
+                                       shape: [domains.count, 2])
             }
+        }
+    }
+
+    /// Each domain's block of `split` in its whole stream: train `0 ..< a`, val `a ..< a + b`,
+    /// test `a + b ..< n` (the contiguous split, `TextCorpus.split`).
+    public func sourceBlocks(_ split: TextSplit) -> [Range<Int>] {
+        let order = TextSplit.allCases
+        let before = order.prefix(while: { $0 != split })
+        return domains.indices.map { d in
+            let start = before.reduce(0) { $0 + streams($1)[d].count }
+            return start ..< start + streams(split)[d].count
         }
     }
 

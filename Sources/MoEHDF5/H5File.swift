@@ -117,21 +117,35 @@ public final class H5File: H5Location {
     /// PATH") and never leaves HDF5 with a file it failed to flush (HDF5 1.10 cannot close such a
     /// file safely, see `HDF5Library`).
     public static func createAtomically(_ path: String, _ body: (H5File) throws -> Void) throws {
+        try writeAtomically(try image(of: path, body), to: path)
+    }
+
+    /// The bytes of the file `body` fills, built in memory (`createInMemory`, named `path + ".tmp"`
+    /// in messages) and never on the disk: the first half of `createAtomically`, for a caller that
+    /// hands the second half (`writeAtomically`) to another thread. HDF5 is called only here, so
+    /// only the thread that owns HDF5 may call it. Objects opened in `body` must not outlive it.
+    public static func image(of path: String, _ body: (H5File) throws -> Void) throws -> [UInt8] {
         let tmpPath = path + ".tmp"
-        let bytes: [UInt8]
-        do {
-            let file = try createInMemory(tmpPath)
-            defer { file.close() }
-            try body(file)
-            try file.flush()
-            let stillOpen = file.openObjectCount
-            if stillOpen > 0 {
-                throw HDF5Error.file(path: tmpPath, operation: "finish atomic write",
-                                     message: "\(stillOpen) objects opened in the closure are still open")
-            }
-            bytes = try file.image()
-            try file.closeChecked()
+        let file = try createInMemory(tmpPath)
+        defer { file.close() }
+        try body(file)
+        try file.flush()
+        let stillOpen = file.openObjectCount
+        if stillOpen > 0 {
+            throw HDF5Error.file(path: tmpPath, operation: "finish atomic write",
+                                 message: "\(stillOpen) objects opened in the closure are still open")
         }
+        let bytes = try file.image()
+        try file.closeChecked()
+        return bytes
+    }
+
+    /// The second half of `createAtomically`: `bytes` go to `path + ".tmp"` with plain system
+    /// calls, are `fsync`ed, renamed to `path` and the directory is `fsync`ed. On any error the
+    /// tmp file is removed and `path` is untouched; the error is `HDF5Error.system(path, …)`.
+    /// No HDF5 call: safe on any thread (one write per path at a time).
+    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let tmpPath = path + ".tmp"
         do {
             try writeFile(tmpPath, bytes, reportedAs: path)
             if rename(tmpPath, path) != 0 {

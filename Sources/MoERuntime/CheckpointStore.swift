@@ -13,6 +13,8 @@ import MoEStore
 /// `batch`: the next batch to train on). Each is written atomically (tmp, fsync, rename) and the
 /// files of checkpoints no longer kept are removed only after the new one is durable, so losing
 /// or damaging one file never loses the others: `--resume` goes on from the newest intact one.
+/// The file is built here and put on the disk by `CheckpointWriter`, on a thread of its own
+/// (training goes on during the `fsync`, which cost more than training on a busy VM).
 /// Writing one checkpoint costs one file of one checkpoint, whatever `keep` is, and no gzip
 /// (`output.compression` applies to the finished task file, which lives on).
 ///
@@ -35,6 +37,8 @@ struct CheckpointStore {
     /// checkpoint.
     let legacyFile: String
     private(set) var entries: [Entry] = []
+    /// Writes the files, on a thread of its own (`CheckpointWriter`).
+    private let writer = CheckpointWriter()
 
     init(layout: RunLayout, task: String, keep: Int) {
         self.task = task
@@ -57,33 +61,52 @@ struct CheckpointStore {
     /// True when there is something to resume from (an intact checkpoint or a damaged one).
     var exists: Bool { !steps.isEmpty || FileManager.default.fileExists(atPath: legacyFile) }
 
-    /// Keeps the current state as the newest checkpoint and writes its file (lead rank only):
-    /// `writeState(file)` stores the task's state, `writeEntry(file, "checkpoints/<step>")` the
-    /// model and optimizer. Does nothing when this step is already kept.
-    mutating func save(_ parameters: [Parameter], _ optimizer: Optimizer, epoch: Int, batch: Int,
+    /// Keeps the current state as the newest checkpoint (lead rank only) and, with `toDisk`, writes
+    /// its file: `writeState(file)` stores the task's state, `writeEntry(file, "checkpoints/<step>")`
+    /// the model and optimizer. Without `toDisk` the checkpoint is kept in memory only (the
+    /// finished task file lists it; `--resume` cannot start from it): the default cadence keeps
+    /// one at every epoch but writes a file only every `TrainingLoop.checkpointSeconds`. The kept
+    /// checkpoints older than this one that have no file of their own go into this file too, so
+    /// `--resume` finds the same kept checkpoints as the run had (`readOlder`). Does nothing when
+    /// this step is already kept.
+    mutating func save(_ parameters: [Parameter], _ optimizer: Optimizer, epoch: Int, batch: Int, toDisk: Bool = true,
                        writeState: (H5File) throws -> Void, writeEntry: (H5File, String) throws -> Void) throws {
         let step = optimizer.stepCount
         if entries.last?.step == step { return }
+        entries.append(Entry(step: step, epoch: epoch, batch: batch,
+                             params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
+        if entries.count > keep { entries.removeFirst(entries.count - keep) }
+        guard toDisk else { return }
         // errno as for any write, so a full disk here is a permanent failure too (Failure).
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw HDF5Error.system(path: directory, operation: "creating", code: errno)
         }
-        try H5Storage.uncompressed {  // the file lives only while the task runs
-            try H5File.createAtomically(file(step)) { file in
+        try writer.finish()  // the previous file is on the disk: `steps` lists what is there
+        let onDisk = steps
+        let withoutFile = Set(entries.dropLast().map(\.step)).subtracting(onDisk)
+        let path = file(step)
+        let bytes = try H5Storage.uncompressed {  // the file lives only while the task runs
+            try H5File.image(of: path) { file in
                 try file.setTaskAttributes(task, partial: true)
                 try writeState(file)
+                try write(parameters, optimizer, to: file, only: withoutFile) { path in try writeEntry(file, path) }
                 let path = "checkpoints/\(step)"
                 try writeEntry(file, path)  // the live state is the newest checkpoint
                 try Self.setPosition(of: file, path, step: step, epoch: epoch, batch: batch)
             }
         }
-        entries.append(Entry(step: step, epoch: epoch, batch: batch,
-                             params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
-        if entries.count > keep { entries.removeFirst(entries.count - keep) }
         let kept = Set(entries.map(\.step))
-        for old in steps where !kept.contains(old) { unlink(file(old)) }
-        unlink(legacyFile)
+        let stale = onDisk.filter { !kept.contains($0) }.map { file($0) } + [legacyFile]
+        try writer.submit(bytes, to: path, thenRemove: stale)
     }
+
+    /// Waits until the newest checkpoint is on the disk; throws a failed write's error (e.g. a
+    /// full disk, naming the checkpoint file). Before the task file, and before an interrupted
+    /// task exits.
+    func finishWriting() throws { try writer.finish() }
+
+    /// Waits for a write in flight, whatever became of it: a task failing for another reason.
+    func settle() { writer.settle() }
 
     /// Resumes from the newest intact checkpoint file: `loadEntry(file, "checkpoints/<step>")`
     /// fills `parameters` and `optimizer`, `loadState(file)` the rest of the task's state; any
@@ -126,33 +149,39 @@ struct CheckpointStore {
     }
 
     /// The kept checkpoints older than `step`, oldest first, loaded through `parameters` and
-    /// `optimizer` (the caller loads the newest back): from their own files, or from the
-    /// legacy file that holds them all. A corrupt one is said and left out.
+    /// `optimizer` (the caller loads the newest back): from the file resumed from when it holds
+    /// them (those kept in memory only when it was written, or the legacy file that holds them
+    /// all), else from their own files. A corrupt one is said and left out.
     private func readOlder(than step: Int, in path: String, _ parameters: [Parameter], _ optimizer: Optimizer,
                            warn: (String) -> Void, _ loadEntry: (H5File, String) throws -> Void) -> [Entry] {
         let legacy = path == legacyFile
-        let older = legacy ? Self.steps(in: path).filter { $0 < step } : steps.filter { $0 < step }
+        let inFile = Set(Self.steps(in: path).filter { $0 < step })
+        let older = (legacy ? inFile : inFile.union(steps.filter { $0 < step })).sorted()
         var out: [Entry] = []
         for s in older.suffix(keep - 1) {
-            let source = legacy ? path : file(s)
+            let source = inFile.contains(s) ? path : file(s)
             do {
                 out.append(try Self.read(try H5File.open(source), step: s, parameters, optimizer, loadEntry))
             } catch {
-                let what = legacy ? "checkpoint \(s) of tasks/\(task).partial.h5" : displayName(s)
+                let what = !inFile.contains(s) ? displayName(s)
+                    : "checkpoint \(s) of " + (legacy ? "tasks/\(task).partial.h5" : displayName(step))
                 warn("warning: \(what) is corrupt (\(Self.reason(error, file: source))); it is no longer kept")
             }
         }
         return out
     }
 
-    /// Writes every kept checkpoint into the finished task file: each is loaded into `parameters`
+    /// Writes every kept checkpoint (or those of `steps`) into `file`: each is loaded into `parameters`
     /// and `optimizer` in turn and `writeEntry(path)` stores what the task needs under
     /// `checkpoints/<step>`; the live state is put back afterwards.
-    func write(_ parameters: [Parameter], _ optimizer: Optimizer, to file: H5File, writeEntry: (String) throws -> Void) throws {
+    func write(_ parameters: [Parameter], _ optimizer: Optimizer, to file: H5File, only steps: Set<Int>? = nil,
+               writeEntry: (String) throws -> Void) throws {
+        let chosen = entries.filter { steps?.contains($0.step) ?? true }
+        if chosen.isEmpty { return }
         let live = Entry(step: optimizer.stepCount, epoch: 0, batch: 0,
                          params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() })
         defer { load(live, into: parameters, optimizer) }
-        for c in entries {
+        for c in chosen {
             load(c, into: parameters, optimizer)
             let path = "checkpoints/\(c.step)"
             try writeEntry(path)
@@ -162,6 +191,7 @@ struct CheckpointStore {
 
     /// Removes the checkpoint files once the finished task file is written.
     func removeAll() {
+        writer.settle()
         try? FileManager.default.removeItem(atPath: directory)
         unlink(legacyFile)
     }

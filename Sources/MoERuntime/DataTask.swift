@@ -6,6 +6,8 @@ import MoESpec
 /// on the training part, and write `tasks/data.h5`:
 ///
 ///     /data/{train,val,test}/{x, y, domain?}    raw features, as loaded or generated
+///     /data/{train,val,test}/index              int64 [n]: each row's row in the source (the
+///                                               data file's rows from 0, or the generated order)
 ///     /data/standardization/{mean, std}         when data.standardize (fitted on train)
 ///     attrs: classes, features, source
 enum DataTask {
@@ -23,15 +25,18 @@ enum DataTask {
         case .text:
             return
         }
-        let splits = try dataset.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.seed64)
+        let splits = try dataset.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.dataSeed64)
         let norm = spec.data.standardize ? Standardization.fit(splits.train) : nil
         try H5File.createAtomically(layout.taskFile("data")) { file in
             try file.setTaskAttributes("data")
             try file.setAttribute("source", source)
+            try file.setAttribute("data_seed", Int64(spec.dataSeed))
             try file.setAttribute("classes", Int64(dataset.classes))
             try file.setAttribute("features", Int64(dataset.features))
-            for (name, part) in [("train", splits.train), ("val", splits.val), ("test", splits.test)] {
+            for (name, part, rows) in [("train", splits.train, splits.trainIndices), ("val", splits.val, splits.valIndices),
+                                       ("test", splits.test, splits.testIndices)] {
                 try part.write(to: file, path: "data/" + name)
+                try file.createDataset("data/\(name)/index", rows.map(Int64.init))
             }
             try norm?.write(to: file, path: "data/standardization")
         }

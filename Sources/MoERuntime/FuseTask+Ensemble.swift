@@ -23,7 +23,8 @@ extension FuseTask {
         try Fusion.validate(loaded.tensors)
         let norm = loaded.architecture.normalization
         let experts = try (0..<spec.experts).map { i in
-            try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("expert-\(i)")), at: "model", for: "an ensemble").0
+            try Checkpoint.loadModel(from: try H5File.open(layout.taskFile("expert-\(i)")),
+                                     at: spec.handoffGroup(layout.taskFile("expert-\(i)"), layout: layout) ?? "model", for: "an ensemble").0
         }
         let ensemble = EnsembleModel.fit(experts: experts, val: val, byDomain: spec.split.shardBy == .domain, batchSize: spec.eval.batchSize)
         let batch = spec.eval.batchSize

@@ -30,13 +30,13 @@ extension FuseTask {
 
     /// The validation loss and accuracy along the straight line from `x` (α = 0) to `y` (α = 1),
     /// interpolated in float32 as `Fusion.average` does, on the validation data of `domains` (nil:
-    /// the whole split). For LM experts the loss is the mean nats per predicted token (§5.4) and
+    /// the whole split; for LM experts a fixed subset of it, `FusionProbe.curveSubset`). For LM experts the loss is the mean nats per predicted token (§5.4) and
     /// the accuracy the next-token accuracy, so the error barrier is on the next-token error.
     static func interpolation(_ a: String, _ b: String, _ x: NamedTensors, _ y: NamedTensors, on domains: Set<Int>?,
                               probe: any FusionProbe) throws -> Curve {
         let points = try alphas.map { alpha -> (loss: Double, accuracy: Double) in
             let point = alpha == 0 ? x : alpha == 1 ? y : try Fusion.average([x, y], weights: [1 - alpha, alpha], normalize: false)
-            return probe.validation(point, domains: domains)
+            return probe.curvePoint(point, domains: domains)
         }
         return Curve(a: a, b: b, losses: points.map(\.loss), accuracies: points.map(\.accuracy))
     }

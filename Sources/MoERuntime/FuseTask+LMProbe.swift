@@ -22,10 +22,14 @@ final class LMFusionProbe: FusionProbe {
     let corpus: TextCorpus
     let batchSize: Int
 
-    init(config: TransformerConfig, corpus: TextCorpus, batchSize: Int) {
+    /// Windows per domain of an interpolation-curve point (`curveWindowsPerDomain`).
+    let curveWindows: Int
+
+    init(config: TransformerConfig, corpus: TextCorpus, batchSize: Int, curveWindows: Int = LMFusionProbe.curveWindowsPerDomain) {
         model = TransformerLM(config: config, seed: 0)
         self.corpus = corpus
         self.batchSize = batchSize
+        self.curveWindows = curveWindows
     }
 
     var classes: Int { model.config.vocab }
@@ -47,6 +51,22 @@ final class LMFusionProbe: FusionProbe {
         let s = scores(tensors, split: .val, domains: domains)
         return (s.meanLoss, s.accuracy)
     }
+
+    /// Windows per domain an interpolation-curve point of LM experts is measured on: the first
+    /// 256 validation windows (16,640 tokens at context 64) of each domain. The full split of
+    /// the shipped corpus is 892,186 tokens; 6 expert pairs and 4 fused–expert paths of 11
+    /// points each would forward about 33M tokens, several times the run's training. The
+    /// barrier compares points on the same tokens, so a fixed subset measures it without bias.
+    static let curveWindowsPerDomain = 256
+
+    func curvePoint(_ tensors: NamedTensors, domains: Set<Int>?) -> (loss: Double, accuracy: Double) {
+        load(tensors)
+        let s = LMScores.score(model, corpus, split: .val, batchSize: batchSize, only: domains,
+                               windowsPerDomain: curveWindows).overall
+        return (s.meanLoss, s.accuracy)
+    }
+
+    var curveSubset: String? { "the first \(curveWindows) windows of each domain" }
 
     func metrics(_ tensors: NamedTensors) -> FuseTask.Metrics {
         let v = scores(tensors, split: .val), t = scores(tensors, split: .test)

@@ -33,6 +33,19 @@ protocol FusionProbe: AnyObject {
     /// The diagonal empirical Fisher of `tensors` (`FisherAccumulator`) from at most `batches`
     /// validation batches of `rows` items, and the number of batches used.
     func fisher(_ tensors: NamedTensors, batches: Int, rows: Int) throws -> (fisher: NamedTensors, batches: Int)
+    /// (loss, accuracy) of one point of an interpolation curve on the validation data of
+    /// `domains`: `validation` for the MLP; for LMs on a fixed subset (`curveSubset`).
+    func curvePoint(_ tensors: NamedTensors, domains: Set<Int>?) -> (loss: Double, accuracy: Double)
+    /// What `curvePoint` measures besides the domains, for the curve's `data` attribute (nil: all of it).
+    var curveSubset: String? { get }
+}
+
+extension FusionProbe {
+    func curvePoint(_ tensors: NamedTensors, domains: Set<Int>?) -> (loss: Double, accuracy: Double) {
+        validation(tensors, domains: domains)
+    }
+
+    var curveSubset: String? { nil }
 }
 
 extension FusionProbe {
@@ -208,7 +221,7 @@ extension FuseTask {
         for i in 0..<spec.experts {
             let path = layout.taskFile("expert-\(i)")
             let file = try H5File.open(path)
-            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: "model")
+            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: spec.handoffGroup(path, layout: layout) ?? "model")
             if let first = architecture, first.kind != model.checkpointKind {
                 throw RuntimeError.io(path: path + ":/model", message: "cannot fuse a \(model.checkpointKind) model with expert 0's \(first.kind) model")
             }
@@ -225,7 +238,8 @@ extension FuseTask {
     /// `split.seed_model: independent` there is no common start and this is the reference only).
     func loadBase(_ architecture: ExpertArchitecture) throws -> (tensors: NamedTensors, stored: Bool) {
         if spec.split.pretrains {
-            let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")), at: "model")
+            let (model, _) = try Checkpoint.loadAnyModel(from: try H5File.open(layout.taskFile("pretrain")),
+                                                         at: spec.handoffGroup(layout.taskFile("pretrain"), layout: layout) ?? "model")
             return (NamedTensors(parameters: model.parameters), true)
         }
         return (NamedTensors(parameters: architecture.model(seed: spec.seed64).parameters), false)

@@ -36,7 +36,7 @@ import MoEStore
 /// pre-trained model of its own task), `/fusion` (attributes: method, every parameter used,
 /// `collapsed` (see `collapse`), `collapse_reason`, `max_expert_barrier`, `max_expert_error_barrier`,
 /// `barrier_threshold`),
-/// `/fusion/coefficients [E]`,
+/// `/fusion/coefficients [E]`, `/fusion/fisher/expert-<i>/<tensor>` (`fisher`: each expert's diagonal Fisher F_i),
 /// `/fusion/metrics/<model>/{val_loss, val_accuracy, test_loss, test_accuracy}`,
 /// `/fusion/barrier/<a>--<b>/{alpha, val_loss, barrier, val_accuracy, error_barrier}`, `/fusion/tensors/{names (one string,
 /// a tensor name per line), distance [T, E], task_vector_norm [T, E], …}` (per-tensor statistics,
@@ -171,7 +171,7 @@ final class FuseTask {
         let curves = try paths.map { (a, b, x, y, members) in
             let (domains, description) = barrierDomains(experts: members, present: probe.validationDomains)
             var c = try Self.interpolation(a, b, x, y, on: domains, probe: probe)
-            c.data = description
+            c.data = description + (probe.curveSubset.map { " (\($0))" } ?? "")
             return c
         }
         let expertBarrier = curves.filter { $0.a.hasPrefix("expert-") }.map(\.barrier).max() ?? 0
@@ -203,6 +203,12 @@ final class FuseTask {
                 try g.setAttribute("fisher_samples", Int64(f.fisherSamples))
                 try g.setAttribute("fisher_batches", Int64(fisherBatches))
                 try g.setAttribute("fisher_batch_rows", Int64(spec.train.batchSize))
+                // The diagonal Fisher of each expert, so the merge can be recomputed from the files.
+                for (i, fisher) in fishers.enumerated() {
+                    for name in fisher.names {
+                        try g.createDataset("fisher/expert-\(i)/\(name)", fisher.values[name]!, shape: fisher.shapes[name]!)
+                    }
+                }
             }
             if f.weights == .optimized, optimizedEvaluations > 0 { try g.setAttribute("optimized_evaluations", Int64(optimizedEvaluations)) }
             for (k, v) in notes { try g.setAttribute(k, v) }

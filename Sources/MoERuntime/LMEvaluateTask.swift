@@ -20,7 +20,9 @@ enum LMEvaluateTask {
         var results: [(String, Double)] = []
         var context = 0
         for (name, task) in models {
-            let model = try loadScorer(from: try H5File.open(layout.taskFile(task)), at: "model", file: layout.taskFile(task))
+            let file = try H5File.open(layout.taskFile(task))
+            if name == "best", !file.exists("best") { continue }   // the task never validated
+            let model = try loadScorer(from: file, at: EvaluateTask.group(of: name), file: layout.taskFile(task))
             context = model.config.context
             var perDomain: [String] = []
             for split in splits {
@@ -32,7 +34,7 @@ enum LMEvaluateTask {
                     if split == .val { perDomain.append(String(format: "%@ %.3f", domain, LMScores.bitsPerByte(sums.meanLoss))) }
                 }
             }
-            let prefix = models.count == 1 ? "" : "\(name): "
+            let prefix = models.filter({ $0.name != "best" }).count == 1 && name != "best" ? "" : "\(name): "
             let overall = results.filter { $0.0.hasPrefix(name + "/") && !$0.0.contains("/domains/") }
                 .map { "\($0.0.dropFirst(name.count + 1)) \(formatMetric($0.1))" }
             log.info("evaluate: " + prefix + overall.joined(separator: ", "))

@@ -28,16 +28,18 @@ struct LMScores {
     /// Scores `model` (a transformer LM, or an ensemble of them) on `split` of `corpus` (only the
     /// domains in `only`, when given). Each window carries its domain id (the `domain` router).
     static func score(_ model: any TokenWindowScorer, _ corpus: TextCorpus, split: TextSplit, batchSize: Int,
-                      only: Set<Int>? = nil) -> LMScores {
-        score(context: model.config.context, corpus, split: split, batchSize: batchSize, only: only) {
+                      only: Set<Int>? = nil, windowsPerDomain: Int? = nil) -> LMScores {
+        score(context: model.config.context, corpus, split: split, batchSize: batchSize, only: only,
+              windowsPerDomain: windowsPerDomain) {
             model.evaluationSums($0, batchSize: max(1, batchSize))
         }
     }
 
     /// The protocol's windows of `split` (of the domains in `only`, when given), `batchSize` at a
-    /// time in domain order, each chunk scored by `sums`.
+    /// time in domain order, each chunk scored by `sums`; with `windowsPerDomain`, only the first
+    /// that many windows of each domain.
     static func score(context: Int, _ corpus: TextCorpus, split: TextSplit, batchSize: Int, only: Set<Int>? = nil,
-                      _ sums: (TokenWindows) -> ObjectiveSums) -> LMScores {
+                      windowsPerDomain: Int? = nil, _ sums: (TokenWindows) -> ObjectiveSums) -> LMScores {
         let width = context + 1
         var scores = LMScores()
         let chunk = max(1, batchSize)
@@ -46,9 +48,10 @@ struct LMScores {
         defer { tokens.deallocate(); domains.deallocate() }
         for windows in corpus.evaluationWindows(split, context: context) where only?.contains(windows.domain) ?? true {
             var domainSums = ObjectiveSums()
+            let end = min(windows.count, windowsPerDomain ?? windows.count)
             var start = 0
-            while start < windows.count {
-                let count = min(chunk, windows.count - start)
+            while start < end {
+                let count = min(chunk, end - start)
                 windows.fill(tokens, windows: start ..< start + count)
                 domains.update(repeating: windows.domain, count: count)
                 domainSums += sums(TokenWindows(tokens: tokens, batch: count, length: width, domains: domains))

@@ -60,9 +60,9 @@ extension LMTrainTask {
 
     /// The model `finetune` trains: built from the config of `path`'s `/model` (dense, or the MoE
     /// LM of BTX) with its parameters.
-    static func modelToFinetune(from path: String) throws -> TransformerLM {
+    static func modelToFinetune(from path: String, group: String = "model") throws -> TransformerLM {
         do {
-            return try LMEvaluateTask.loadLM(from: try H5File.open(path), at: "model", file: path)
+            return try LMEvaluateTask.loadLM(from: try H5File.open(path), at: group, file: path)
         } catch let error as RuntimeError {
             throw error
         } catch {
@@ -72,9 +72,9 @@ extension LMTrainTask {
 
     /// Copies the parameters of `path`'s `/model` into `model` (the seed model: same dense
     /// config); errors name `what` and the tensor.
-    static func loadStart(_ model: TransformerLM, from path: String, what: String) throws {
+    static func loadStart(_ model: TransformerLM, from path: String, what: String, group: String = "model") throws {
         do {
-            try Checkpoint.loadParameters(into: model.parameters, from: try H5File.open(path), at: "model")
+            try Checkpoint.loadParameters(into: model.parameters, from: try H5File.open(path), at: group)
         } catch {
             throw RuntimeError.io(path: path, message: "cannot load \(what): \(error)")
         }

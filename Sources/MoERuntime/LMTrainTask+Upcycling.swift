@@ -22,8 +22,8 @@ enum LMDenseStart {
     struct Failure: Error, CustomStringConvertible { var description: String }
 
     /// The dense LM stored in `file`, by parameter name. `verb` is "upcycle" or "moefy".
-    static func denseParameters(in file: H5File, verb: String) throws -> [String: Tensor] {
-        guard let group = Evaluation.modelGroup(in: file) else {
+    static func denseParameters(in file: H5File, verb: String, group handoff: String? = nil) throws -> [String: Tensor] {
+        guard let group = handoff ?? Evaluation.modelGroup(in: file) else {
             throw Failure(description: "holds no model to \(verb) from (expected a checkpoint group, /model or /models/final)")
         }
         let (kind, _) = try Checkpoint.readKindAndConfig(from: file, at: group)
@@ -37,8 +37,9 @@ enum LMDenseStart {
 
     /// Starts `model` from the dense LM in `file`: upcycling, or MoEfication with `method`
     /// (seeded by `seed`). Returns the moefication partition per block (empty for upcycling).
-    static func start(_ model: TransformerLM, from file: H5File, method: Moefication.Method?, seed: UInt64) throws -> [Int: [[Int]]] {
-        let dense = try denseParameters(in: file, verb: method == nil ? "upcycle" : "moefy")
+    static func start(_ model: TransformerLM, from file: H5File, method: Moefication.Method?, seed: UInt64,
+                      group: String? = nil) throws -> [Int: [[Int]]] {
+        let dense = try denseParameters(in: file, verb: method == nil ? "upcycle" : "moefy", group: group)
         do {
             guard let method else {
                 try Upcycling.upcycle(from: dense, into: model)
@@ -80,7 +81,8 @@ extension LMTrainTask {
     func startFromDense(_ model: TransformerLM, path: String) throws {
         let method = spec.split.strategy == .neurons ? Moefication.Method(rawValue: spec.split.method.rawValue)! : nil
         do {
-            moeficationGroups = try LMDenseStart.start(model, from: try H5File.open(path), method: method, seed: spec.seed64)
+            moeficationGroups = try LMDenseStart.start(model, from: try H5File.open(path), method: method, seed: spec.seed64,
+                                                       group: spec.handoffGroup(path, layout: layout))
         } catch let error as LMDenseStart.Failure {
             throw RuntimeError.io(path: path, message: error.description)
         }

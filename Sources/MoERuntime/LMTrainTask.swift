@@ -121,7 +121,7 @@ final class LMTrainTask {
         // Branch experts and finetune start from a checkpoint (LMTrainTask+Branch.swift); finetune
         // trains whatever model config it holds (dense, or BTX's MoE).
         let start = Self.startSource(spec, role: role, layout: layout)
-        let model = role == .finetune ? try Self.modelToFinetune(from: start!.path) : TransformerLM(config: setup.model, seed: initSeed)
+        let model = role == .finetune ? try Self.modelToFinetune(from: start!.path, group: spec.handoffGroup(start!.path, layout: layout) ?? "model") : TransformerLM(config: setup.model, seed: initSeed)
         self.model = model
         let config = model.config
         group = try TrainingGroup(spec: spec, communicator: communicator, model: model)
@@ -139,8 +139,11 @@ final class LMTrainTask {
         optimizer = trainer.optimizer
         let restored = try loop.restore()
         if !restored, let source = denseSource { try startFromDense(model, path: source) }
+        if !restored, let source = InitFrom.source(spec, role: role) {
+            try InitFrom.start(model.parameters, kind: TransformerLM.checkpointKind, from: source, log: log, id: id)
+        }
         if !restored, let start, role != .finetune {
-            try Self.loadStart(model, from: start.path, what: start.what)
+            try Self.loadStart(model, from: start.path, what: start.what, group: spec.handoffGroup(start.path, layout: layout) ?? "model")
             log.info("\(id): branched from \(start.what) in \(start.path)")
         }
         if role == .finetune, let start { log.info("\(id): fine-tuning \(start.what) in \(start.path) on all of train") }
@@ -201,6 +204,8 @@ extension LMTrainTask: ModelCheckpointHooks {
     func beforeCheckpoint() throws { try group?.beforeCheckpoint(optimizer) }
 
     func beforeFinish() throws { try group?.synchronize(optimizer) }
+
+    var stopCommunicator: Communicator? { communicator }
 
     func writeResult(to file: H5File) throws {
         try Self.writeTrainingAttributes(spec, role: role, tokens: trainTokens, to: file)

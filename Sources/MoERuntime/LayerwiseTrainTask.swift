@@ -110,6 +110,10 @@ extension LayerwiseTrainTask: TrainingHooks {
         stageMetrics = try StageMetricsLog.read(from: file, stages: network.stages.count)
     }
 
+    func writeModel(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(network.model, normalization: norm, to: file, at: path)
+    }
+
     func writeResult(to file: H5File) throws {
         try file.setAttribute(setup.trainSize.name, Int64(setup.trainSize.count))
         try file.setAttribute("stages", Int64(network.stages.count))

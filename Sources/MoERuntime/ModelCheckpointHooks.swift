@@ -20,6 +20,10 @@ extension ModelCheckpointHooks {
     /// What a checkpoint restores: the parameters and the buffers (the routers' expert biases).
     var checkpointParameters: [Parameter] { trainedModel.parameters + trainedModel.buffers }
 
+    func writeModel(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(trainedModel, normalization: inputNormalization, to: file, at: path)
+    }
+
     /// `<path>/{model, optimizer}`: one checkpoint.
     func writeEntry(to file: H5File, at path: String) throws {
         try Checkpoint.writeModel(trainedModel, normalization: inputNormalization, to: file, at: path + "/model")

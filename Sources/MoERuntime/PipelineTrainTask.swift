@@ -118,6 +118,12 @@ extension PipelineTrainTask: TrainingHooks {
     func beforeCheckpoint() throws { try trainer.gather(optimizer: isLead ? full : nil, withState: true) }
     func beforeFinish() throws { try beforeCheckpoint() }
 
+    func writeModel(to file: H5File, at path: String) throws {
+        try Checkpoint.writeModel(trainer.model, normalization: norm, to: file, at: path)
+    }
+
+    var stopCommunicator: Communicator? { communicator }
+
     func writeResult(to file: H5File) throws {
         try file.setAttribute(setup.trainSize.name, Int64(setup.trainSize.count))
         try file.setAttribute("stages", Int64(trainer.stageCount))

@@ -35,10 +35,25 @@ public enum Preflight {
     public static func check(_ spec: ExperimentSpec, cache: Cache? = nil) throws {
         try checkWorkers(spec)
         guard let shape = try checkData(spec, cache: cache ?? Cache()) else {
-            if let setup = spec.lmSetup { try LMDenseStart.checkUpcycleSource(spec, setup) }
+            if let setup = spec.lmSetup {
+                try LMDenseStart.checkUpcycleSource(spec, setup)
+                guard spec.train.initFrom != nil else { return }
+                var config = setup.model
+                if initFromTrainsDense(spec) { config.moe = nil }
+                try InitFrom.check(spec, TransformerLM(config: config, seed: spec.seed64).parameters, kind: TransformerLM.checkpointKind)
+            }
             return
         }
         try checkUpcycleSource(spec, features: shape.features, classes: shape.classes)
+        guard spec.train.initFrom != nil else { return }
+        var config = spec.modelConfig(features: shape.features, classes: shape.classes)
+        if initFromTrainsDense(spec) { config.moe = nil }
+        try InitFrom.check(spec, ResidualMLP(config: config, seed: spec.seed64).parameters, kind: ResidualMLP.checkpointKind)
+    }
+
+    /// Whether `train.init_from` starts a dense model: the `pretrain` task's, or the branch experts'.
+    static func initFromTrainsDense(_ spec: ExperimentSpec) -> Bool {
+        spec.split.pretrains || spec.split.strategy == .branch
     }
 
     /// The mode's limit on `parallelism.workers`.
@@ -137,9 +152,9 @@ public enum Preflight {
         case .none: return
         case .domain: strategy = .domain
         case .index: strategy = .index
-        case .random: strategy = .random(seed: spec.seed64)
+        case .random: strategy = .random(seed: spec.dataSeed64)
         }
-        let train = try data.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.seed64).train
+        let train = try data.split(train: spec.data.split.train, val: spec.data.split.val, seed: spec.dataSeed64).train
         let shards: [[Int]]
         do {
             shards = try train.shardIndices(spec.experts, by: strategy)

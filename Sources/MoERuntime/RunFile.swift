@@ -65,6 +65,10 @@ enum RunFile {
             if let finalTask = ["finetune", "fuse", "train"].first(where: { fm.fileExists(atPath: layout.taskFile($0)) }),
                finalTask != "train" || spec.fusion.finetune == nil {
                 try file.createExternalLink("models/final", file: layout.relativeTaskFile(finalTask), object: "/model")
+                // The best model by `eval.metric` of the training task that delivers `final`.
+                if finalTask != "fuse", try H5File.open(layout.taskFile(finalTask)).exists("best") {
+                    try file.createExternalLink("models/best", file: layout.relativeTaskFile(finalTask), object: "/best")
+                }
             }
             if spec.split.strategy == .branch, !spec.split.pretrains, fm.fileExists(atPath: layout.taskFile("fuse")),
                try H5File.open(layout.taskFile("fuse")).exists("seed") {

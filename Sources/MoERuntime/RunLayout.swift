@@ -27,9 +27,18 @@ public struct RunLayout: Sendable {
         (outputRoot as NSString).appendingPathComponent(spec.name)
     }
 
-    /// The run id: 12 hex digits of the SHA-256 of `spec.identityYAML()`.
+    /// The run id: 12 hex digits of the SHA-256 of `spec.identityYAML()`, with the content
+    /// hash of the `train.init_from` checkpoint in place of its path.
     public static func runID(_ spec: ExperimentSpec) -> String {
-        String(SHA256.hex(spec.identityYAML()).prefix(12))
+        String(SHA256.hex(spec.identityYAML(initFromDigest: initFromDigest(spec))).prefix(12))
+    }
+
+    /// SHA-256 (hex) of the bytes of the `train.init_from` checkpoint file; nil without one.
+    /// A file that cannot be read hashes as its path (the run then fails on it with a clear error).
+    static func initFromDigest(_ spec: ExperimentSpec) -> String? {
+        guard let path = spec.train.resolvedInitFrom else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { return "unreadable:" + path }
+        return SHA256.hex(Array(data))
     }
 
     /// The run id of moe-run before run ids became stable (identity scheme 1): the whole resolved

@@ -6,6 +6,8 @@ import MoESpec
 /// where spec names meet layer and optimizer names.
 extension ExperimentSpec {
     var seed64: UInt64 { UInt64(seed) }
+    /// The seed of the data's draws (split, synthetic generator, random shards): `data.seed`, else `seed`.
+    var dataSeed64: UInt64 { UInt64(dataSeed) }
 
     func modelConfig(features: Int, classes: Int) -> ModelConfig {
         ModelConfig(features: features, classes: classes, hidden: model.hidden, ffn: model.ffn,
@@ -51,9 +53,20 @@ extension ExperimentSpec {
                         warmupSteps: train.warmupSteps, minLR: Float(train.minLR))
     }
 
+    /// The checkpoint group of this run's task file `path` that the next task reads, when
+    /// `split.source` or `fusion.source` is `best`: `best` for the `pretrain` task's model
+    /// (`split.source`), a branch expert's or the layer-wise stacked `train` model
+    /// (`fusion.source`); nil = the caller's usual group (`/model`).
+    func handoffGroup(_ path: String, layout: RunLayout) -> String? {
+        if path == layout.taskFile("pretrain") { return split.source == .best ? "best" : nil }
+        let expert = (0..<experts).contains { path == layout.taskFile("expert-\($0)") }
+        let stacked = split.strategy == .layerwise && path == layout.taskFile("train")
+        return (expert || stacked) && fusion.source == .best ? "best" : nil
+    }
+
     /// The synthetic generator for `data.source: synthetic`.
     func syntheticGenerator(_ s: DataSpec.SyntheticData) -> SyntheticDomains {
         SyntheticDomains(features: s.features, classes: s.classes, domains: s.domains, samples: s.samples,
-                         separation: Float(s.separation), labelNoise: Float(s.labelNoise), seed: seed64)
+                         separation: Float(s.separation), labelNoise: Float(s.labelNoise), seed: dataSeed64)
     }
 }

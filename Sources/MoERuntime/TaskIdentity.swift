@@ -62,7 +62,7 @@ public enum TaskIdentity {
         lines += files.map { "file: \($0.path) sha256 \($0.sha256)" }
         lines += task.dependsOn.sorted().map { "after: \($0) \(upstream[$0] ?? "?")" }
         lines.append("spec:")
-        return lines.joined(separator: "\n") + "\n" + spec.significantYAML(leavingOut: leftOut(task))
+        return lines.joined(separator: "\n") + "\n" + spec.significantYAML(leavingOut: leftOut(task), initFromDigest: RunLayout.initFromDigest(spec))
     }
 
     /// The identity of every task of `plan` (tasks in topological order, as the planner gives them).

@@ -14,7 +14,7 @@ import MoEStore
 ///   with `split.seed_model: independent`, expert i's own initialisation from
 ///   `RNG.mix(seed ^ fnv1a("branch/independent-init/<i>"))` (see `initialisationSeed`).
 /// - Shard: `split.shard_by` over the training split (`ShardStrategy.domain` needs domain ids;
-///   `random` is seeded by the spec seed), so shards never depend on the per-expert overrides;
+///   `random` is seeded by the data seed, `data.seed` or else `seed`), so shards never depend on the per-expert overrides;
 ///   `none` gives every expert the whole training split.
 /// - Validation: the full validation split (every expert is judged on the same data).
 /// - The task file records `shard` (i), `shard_by` and `train_samples` (the shard size).
@@ -39,7 +39,7 @@ extension TrainTask {
             }
             strategy = .domain
         case .index: strategy = .index
-        case .random: strategy = .random(seed: modelSeed)
+        case .random: strategy = .random(seed: dataSeed)
         }
         do {
             return (try train.shards(spec.experts, by: strategy)[i], norm)
@@ -64,7 +64,7 @@ extension TrainTask {
     private func loadStart(_ model: ResidualMLP, from path: String, what: String) throws {
         let file = try H5File.open(path)
         do {
-            try Checkpoint.loadParameters(into: model.parameters, from: file, at: "model")
+            try Checkpoint.loadParameters(into: model.parameters, from: file, at: spec.handoffGroup(path, layout: layout) ?? "model")
         } catch {
             throw RuntimeError.io(path: path, message: "cannot load \(what): \(error)")
         }
@@ -117,6 +117,7 @@ extension ExperimentSpec {
     func expertSpec(_ i: Int) -> ExperimentSpec {
         var s = self
         guard let o = split.overrides?[i] else { return s }
+        s.data.seed = dataSeed   // an expert's `seed` override is not a data seed
         if let lr = o.lr { s.train.lr = lr }
         if let seed = o.seed { s.seed = seed }
         if let epochs = o.epochs { s.train.epochs = epochs }

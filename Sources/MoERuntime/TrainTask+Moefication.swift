@@ -17,7 +17,7 @@ extension TrainTask {
     /// spec seed) and fits the routers; errors name the tensor.
     func moefy(_ model: ResidualMLP, from path: String) throws {
         let file = try H5File.open(path)
-        guard let group = Evaluation.modelGroup(in: file) else {
+        guard let group = spec.handoffGroup(path, layout: layout) ?? Evaluation.modelGroup(in: file) else {
             throw RuntimeError.io(path: path, message: "holds no model to moefy (expected a checkpoint group, /model or /models/final)")
         }
         let (dense, _) = try Checkpoint.loadModel(from: file, at: group, for: "moefication")

@@ -55,6 +55,8 @@ final class TrainTask {
     let modelSeed: UInt64
     /// The seed of this task's initialisation: `modelSeed`, or an independent expert's own.
     let initSeed: UInt64
+    /// The run's data seed (`data.seed`, else `seed`): draws the `random` shards.
+    let dataSeed: UInt64
     /// Training samples seen per epoch (an expert's shard size), stored as `train_samples`.
     var trainSamples = 0
 
@@ -67,6 +69,7 @@ final class TrainTask {
         self.log = log
         self.role = role
         modelSeed = spec.seed64
+        dataSeed = spec.dataSeed64
         initSeed = Self.initialisationSeed(spec, role)
         switch role {
         case .pretrain: id = "pretrain"
@@ -87,7 +90,7 @@ final class TrainTask {
     /// Copies the dense source into `model` (sparse upcycling); errors name the tensor.
     private func upcycle(_ model: ResidualMLP, from path: String) throws {
         let file = try H5File.open(path)
-        guard let group = Evaluation.modelGroup(in: file) else {
+        guard let group = spec.handoffGroup(path, layout: layout) ?? Evaluation.modelGroup(in: file) else {
             throw RuntimeError.io(path: path, message: "holds no model to upcycle from (expected a checkpoint group, /model or /models/final)")
         }
         let (dense, _) = try Checkpoint.loadModel(from: file, at: group, for: "upcycling")
@@ -121,6 +124,8 @@ final class TrainTask {
         let trainer = Trainer(model: model, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
         if try loop.restore() {
+        } else if let source = InitFrom.source(spec, role: role) {
+            try InitFrom.start(model.parameters, kind: ResidualMLP.checkpointKind, from: source, log: log, id: id)
         } else if let source = upcycleSource {
             try upcycle(model, from: source)
         } else if let source = moeficationSource {
@@ -194,6 +199,8 @@ extension TrainTask: ModelCheckpointHooks {
     func beforeCheckpoint() throws { try group?.beforeCheckpoint(optimizer) }
 
     func beforeFinish() throws { try group?.synchronize(optimizer) }
+
+    var stopCommunicator: Communicator? { communicator }
 
     func writeResult(to file: H5File) throws {
         try file.setAttribute("train_samples", Int64(trainSamples))

@@ -1,4 +1,5 @@
 import Foundation
+import MoEComm
 import MoEData
 import MoEHDF5
 import MoENN
@@ -20,6 +21,10 @@ protocol TrainingHooks: AnyObject {
     func evaluate(step: Int) throws -> TrainingLoop.Evaluated?
     /// The finished task file's own attributes and datasets, with `/model`.
     func writeResult(to file: H5File) throws
+    /// The delivered model as a checkpoint group at `path` (`/best`, with the best parameters in place).
+    func writeModel(to file: H5File, at path: String) throws
+    /// The group whose ranks must agree on an early stop (rank 0 alone validates); nil alone.
+    var stopCommunicator: Communicator? { get }
 
     /// After every step (every rank; a collective may reduce over the group).
     func afterStep(_ report: StepReport) throws
@@ -52,6 +57,7 @@ extension TrainingHooks {
     func beforeCheckpoint() throws {}
     func beforeFinish() throws {}
     func resumed() {}
+    var stopCommunicator: Communicator? { nil }
     func doneNote(_ metrics: MetricsLog) -> String { Self.lastValidation(metrics) }
     static func lastValidation(_ metrics: MetricsLog) -> String {
         metrics.evalValues["val_accuracy"]!.last.map { String(format: ", val accuracy %.4f", $0) } ?? ""
@@ -114,6 +120,9 @@ final class TrainingLoop {
     private var store: CheckpointStore
     /// The next batch to train on.
     private(set) var epoch = 0, batchInEpoch = 0
+    /// The best model by `eval.metric` so far (`BestModel`), and whether early stopping ended training.
+    private var best: BestModel
+    private(set) var stoppedEarly = false
 
     /// `steps` (when given) replaces `epochs` as the budget.
     init(id: String, spec: ExperimentSpec, layout: RunLayout, log: RunLog, isLead: Bool, hooks: any TrainingHooks,
@@ -138,6 +147,7 @@ final class TrainingLoop {
         metrics = MetricsLog(moe: moe, communication: communication, items: items)
         window = TrainingWindow(stages: stages)
         store = CheckpointStore(layout: layout, task: id, keep: spec.output.keepCheckpoints)
+        best = BestModel(metric: spec.eval.metric)
         self.layout = layout
     }
     private let layout: RunLayout
@@ -157,6 +167,7 @@ final class TrainingLoop {
             metrics = try MetricsLog.read(from: file, moe: moe, communication: communication, items: items)
             window = try TrainingWindow.read(from: file, stages: stages, legacy: legacy)
             try hooks.readState(from: file)
+            try best.readState(from: file, parameters: hooks.checkpointParameters)
         }, loadEntry: { file, path in try hooks.loadEntry(from: file, at: path) })
         guard let position else { return false }
         (epoch, batchInEpoch) = position
@@ -168,10 +179,20 @@ final class TrainingLoop {
 
     /// Trains `strategy` on `batches` to the end of the budget, then writes the task file.
     func run<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
+        do {
+            try train(strategy, batches)
+        } catch {
+            store.settle()  // no exit while a checkpoint file is being written
+            throw error
+        }
+    }
+
+    private func train<Batch>(_ strategy: any StepStrategy<Batch>, _ batches: any BatchSource<Batch>) throws {
         let start = Date()
+        lastFile = start
         window.since = Date()
         let train = spec.train
-        while epoch < epochs && strategy.step < totalSteps {
+        training: while epoch < epochs && strategy.step < totalSteps {
             batches.start(epoch: epoch)
             for _ in 0..<batchInEpoch { _ = batches.next() }
             while strategy.step < totalSteps, batches.next() {
@@ -184,10 +205,11 @@ final class TrainingLoop {
                 window.add(r)
                 try hooks.afterStep(r)
                 if step % train.logEvery == 0 || step == totalSteps { logRow(step: step, r) }
-                if train.evalEvery > 0 && step % train.evalEvery == 0 { try evaluate(step: step) }
+                if train.evalEvery > 0 && step % train.evalEvery == 0, try evaluate(step: step) { break training }
                 if train.checkpointEvery > 0 && step % train.checkpointEvery == 0 { try checkpoint() }
                 if r.stop {
                     try checkpoint()
+                    try store.finishWriting()
                     throw RuntimeError.interrupted(task: id, step: step)
                 }
             }
@@ -195,8 +217,14 @@ final class TrainingLoop {
             batchInEpoch = 0
             // `0` = at the end of every epoch; with `steps`, at the end of training.
             let atEnd = !stepsGiven || strategy.step == totalSteps
-            if train.evalEvery == 0 && atEnd { try evaluate(step: strategy.step) }
-            if train.checkpointEvery == 0 && atEnd { try checkpoint() }
+            if train.evalEvery == 0 && atEnd, try evaluate(step: strategy.step) { break training }
+            if train.checkpointEvery == 0 && atEnd {
+                // Every epoch's checkpoint is kept (the task file lists the newest); its file is
+                // written when `checkpointSeconds` have passed since the last one, and never for
+                // the last (the task file follows at once).
+                let due = Date().timeIntervalSince(lastFile) >= Self.checkpointSeconds
+                try checkpoint(toDisk: due && strategy.step < totalSteps)
+            }
         }
         try finish(seconds: Date().timeIntervalSince(start))
     }
@@ -242,33 +270,79 @@ final class TrainingLoop {
             + items.rateUnit + String(format: " ETA %.0fs", Double(totalSteps - step) * secondsPerStep)
     }
 
-    private func evaluate(step: Int) throws {
+    /// Validates, keeps the best model, and returns whether early stopping ends training here
+    /// (every rank of a group gets rank 0's decision).
+    private func evaluate(step: Int) throws -> Bool {
         let start = Date()
         defer { paused += Date().timeIntervalSince(start) }
-        guard let e = try hooks.evaluate(step: step) else { return }
-        metrics.logEval(step: step, loss: e.loss, accuracy: e.accuracy)
-        log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, e.loss, e.accuracy) + e.note)
+        var stop = false
+        if let e = try hooks.evaluate(step: step) {
+            metrics.logEval(step: step, loss: e.loss, accuracy: e.accuracy)
+            log.record("\(id): " + String(format: "step %d val_loss %.4f val_accuracy %.4f", step, e.loss, e.accuracy) + e.note)
+            let series = metrics.evalValues[spec.eval.metric.rawValue]!
+            best.update(series: series, step: step, parameters: hooks.checkpointParameters)
+            stop = spec.train.earlyStopping.map { BestModel.shouldStop(series, $0, metric: spec.eval.metric) } ?? false
+        }
+        guard let rule = spec.train.earlyStopping else { return false }
+        if let group = hooks.stopCommunicator, group.worldSize > 1 {
+            var flag: UInt8 = stop ? 1 : 0
+            try group.broadcast(&flag, bytes: 1, root: 0)
+            stop = flag == 1
+        }
+        if stop {
+            stoppedEarly = true
+            log.info("\(id): early stopping at step \(step): \(rule.patience) validation\(rule.patience == 1 ? "" : "s") without a \(spec.eval.metric.rawValue) improvement above \(rule.minDelta); best at step \(best.step ?? step)")
+        }
+        return stop
     }
 
-    /// Saves the current state as the newest checkpoint, in a file of its own (rank 0, after the
-    /// hooks' collectives on every rank).
-    private func checkpoint() throws {
+    /// Seconds between checkpoint files at the default cadence (`checkpoint_every: 0`): a kill -9
+    /// loses at most this much training plus one epoch, and writing a file (a few ms to build,
+    /// written by another thread) stays far below 5 % of the wall time. The environment
+    /// variable `MOE_RUN_CHECKPOINT_SECONDS` sets it (tests: 0 = a file at every epoch).
+    /// Result-neutral: resuming from any checkpoint gives the same bits.
+    static var checkpointSeconds: Double {
+        ProcessInfo.processInfo.environment["MOE_RUN_CHECKPOINT_SECONDS"].flatMap(Double.init) ?? 10
+    }
+    /// When the last checkpoint file was written (or training started).
+    private var lastFile = Date()
+
+    /// Saves the current state as the newest checkpoint, with `toDisk` in a file of its own
+    /// (rank 0, after the hooks' collectives on every rank).
+    private func checkpoint(toDisk: Bool = true) throws {
         let start = Date()
         defer { paused += Date().timeIntervalSince(start) }
         try hooks.beforeCheckpoint()
         guard isLead else { return }
-        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, writeState: { file in
+        if toDisk { lastFile = Date() }
+        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, toDisk: toDisk,
+                       writeState: { file in
             try metrics.write(to: file)
             try window.write(to: file)
             try hooks.writeSeries(to: file)
             try hooks.writeResumeState(to: file)
+            try best.writeState(to: file)
         }, writeEntry: { file, path in try hooks.writeEntry(to: file, at: path) })
+    }
+
+    /// `/best`: the best model by `eval.metric` (attributes `step`, `metric`, `value`), and with
+    /// early stopping the root attribute `stopped_early` (1 or 0).
+    private func writeBest(to file: H5File) throws {
+        if spec.train.earlyStopping != nil { try file.setAttribute("stopped_early", Int64(stoppedEarly ? 1 : 0)) }
+        let series = metrics.evalValues[spec.eval.metric.rawValue]!
+        guard let step = best.step, let index = BestModel.bestIndex(series, metric: spec.eval.metric) else { return }
+        try best.withBest(in: hooks.checkpointParameters) { try hooks.writeModel(to: file, at: "best") }
+        let group = try file.openGroup("best")
+        try group.setAttribute("step", Int64(step))
+        try group.setAttribute("metric", spec.eval.metric.rawValue)
+        try group.setAttribute("value", series[index])
     }
 
     /// `tasks/<id>.h5`, atomically: `/metrics`, the hooks' series and result, `/checkpoints`.
     private func finish(seconds: Double) throws {
         try hooks.beforeFinish()
         guard isLead else { return }
+        try store.finishWriting()  // a checkpoint that failed to write fails the task
         let optimizer = hooks.checkpointOptimizer
         try H5File.createAtomically(layout.taskFile(id)) { file in
             try file.setTaskAttributes(id)
@@ -278,6 +352,7 @@ final class TrainingLoop {
             try hooks.writeSeries(to: file)
             try store.write(hooks.checkpointParameters, optimizer, to: file) { path in try hooks.writeEntry(to: file, at: path) }
             try hooks.writeResult(to: file)
+            try writeBest(to: file)
         }
         store.removeAll()
         log.info("\(id): " + String(format: "done, %d steps in %.1f s", optimizer.stepCount, seconds) + hooks.doneNote(metrics))

@@ -23,6 +23,9 @@ public struct ExperimentSpec: Equatable, Sendable {
     public var sweep: SweepSpec?
     /// Where each key was written (for errors found after loading; ignored by `==`).
     public var positions = SpecPositions()
+
+    /// The seed of the data's random draws: `data.seed`, or `seed` when not given.
+    public var dataSeed: Int { data.seed ?? seed }
 }
 
 // MARK: - data
@@ -107,6 +110,11 @@ public struct DataSpec: Equatable, Sendable {
     public var source: Source
     public var split: Fractions
     public var standardize: Bool
+    /// `data.seed`: the seed of everything drawn about the data (the feature-data split, the
+    /// synthetic generator, `split.shard_by: random`); nil = the spec's `seed`. The model seed
+    /// keeps initialisation, batch order, dropout and router noise, so seeds can vary the one
+    /// without the other.
+    public var seed: Int? = nil
 }
 
 // MARK: - model
@@ -238,6 +246,8 @@ public struct SplitSpec: Equatable, Sendable {
     /// One entry per expert (branch only).
     public var overrides: [ExpertOverride]?
     public var seedModel: SeedModel = .shared
+    /// `split.source`: which model of the `pretrain` task is upcycled, moefied or branched.
+    public var source: ModelSource = .final
 
     /// Whether the run pre-trains a dense model first (`pretrain_epochs` or `pretrain_steps` above 0).
     public var pretrains: Bool { pretrainEpochs > 0 || pretrainSteps > 0 }
@@ -320,6 +330,27 @@ public struct TrainSpec: Equatable, Sendable {
     /// The spec loader guarantees that `train.epochs` was not given with it (`epochs` then holds
     /// its default and means nothing).
     public var steps: Int? = nil
+    /// `train.init_from`, as written: the checkpoint the run's first trained model starts from
+    /// (nil = its random initialisation).
+    public var initFrom: String? = nil
+    /// The checkpoint file `initFrom` names (a run directory or `run.h5` → the task file of its
+    /// final model, `RunDirectory.finalTaskFile`); it existed when the spec was loaded.
+    public var resolvedInitFrom: String? = nil
+    /// `train.early_stopping`: nil = train the whole budget.
+    public var earlyStopping: EarlyStopping? = nil
+
+    /// Stop when `patience` evaluations in a row have not improved `eval.metric` by more than
+    /// `minDelta` on the best value so far (Prechelt 1998, "Early stopping — but when?"; the
+    /// Keras `EarlyStopping` rule).
+    public struct EarlyStopping: Equatable, Sendable {
+        public var patience: Int
+        public var minDelta: Double
+
+        public init(patience: Int, minDelta: Double) {
+            self.patience = patience
+            self.minDelta = minDelta
+        }
+    }
 
     /// The steps the training runs: `steps`, or `epochs` passes of `stepsPerEpoch` steps.
     public func totalSteps(stepsPerEpoch: Int) -> Int { steps ?? epochs * stepsPerEpoch }
@@ -384,7 +415,14 @@ public struct FusionSpec: Equatable, Sendable {
     /// windows).
     public enum Prior: String, CaseIterable, Sendable { case uniform, validation }
     public var prior: Prior = .validation
+    /// `fusion.source`: which model of each branch expert is fused (and, with `layerwise`, which
+    /// stacked model is fine-tuned).
+    public var source: ModelSource = .final
 }
+
+/// Which model of a training task the next task reads: the one at the end of training
+/// (`/model`) or the best one by `eval.metric` (`/best`).
+public enum ModelSource: String, CaseIterable, Sendable { case final, best }
 
 // MARK: - eval, output, sweep
 
@@ -393,6 +431,16 @@ public struct EvalSpec: Equatable, Sendable {
 
     public var batchSize: Int
     public var splits: [Split]
+
+    /// `eval.metric`: the validation number that picks a training task's best model (and that
+    /// early stopping watches).
+    public enum Metric: String, CaseIterable, Sendable {
+        case val_loss, val_accuracy
+
+        /// Whether a larger value is better (accuracy) or a smaller one (loss).
+        public var higherIsBetter: Bool { self == .val_accuracy }
+    }
+    public var metric: Metric = .val_loss
 }
 
 public struct OutputSpec: Equatable, Sendable {

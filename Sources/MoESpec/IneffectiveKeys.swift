@@ -25,6 +25,9 @@ enum IneffectiveKeys {
         Rule(keys: ["data.format"], summary: "`data.format` applies to `data.source: file` only.") { s in
             s.data.source.kind == .synthetic ? "applies only with data.source: file" : nil
         },
+        Rule(keys: ["data.seed"], summary: "`data.seed` needs feature data (`data.source: synthetic` or `file`): a text corpus is split without randomness.") { s in
+            s.data.source.kind == .text ? "has no effect with data.source: text (each domain's stream is cut into contiguous blocks; nothing about the data is drawn)" : nil
+        },
         Rule(keys: ["data.features", "data.classes", "data.domains", "data.samples", "data.separation", "data.label_noise"],
              summary: "the synthetic data keys apply to `data.source: synthetic` only.") { s in
             s.data.source.kind == .file ? "applies only with data.source: synthetic (a data file brings its own)" : nil
@@ -76,6 +79,18 @@ enum IneffectiveKeys {
             case .expert_choice: return "has no effect with router.type: expert_choice (each expert picks its most probable tokens)"
             default: return nil
             }
+        },
+        Rule(keys: ["split.source"], summary: "`split.source` needs a pre-training task (`split.pretrain_epochs` or `split.pretrain_steps`).") { s in
+            s.split.pretrains && s.split.strategy != .none ? nil : "applies only when the run pre-trains a dense model (split.pretrain_epochs or split.pretrain_steps)"
+        },
+        Rule(keys: ["fusion.source"], summary: "`fusion.source` applies to the experts of `branch` with a `fusion.method`, and to the stacked model of `layerwise` with `fusion.finetune`.") { s in
+            let fuses = s.split.strategy == .branch && s.fusion.method != .none
+            let stacks = s.split.strategy == .layerwise && s.fusion.finetune != nil
+            return fuses || stacks ? nil : "applies only to branch experts that are fused, or to a layerwise stacked model that is fine-tuned"
+        },
+        Rule(keys: ["train.early_stopping"], summary: "`train.early_stopping` needs more than one validation: with `train.steps`, a `train.eval_every` above 0.") { s in
+            s.train.earlyStopping != nil && s.train.steps != nil && s.train.evalEvery == 0
+                ? "has no effect with train.steps and train.eval_every: 0 (one validation, at the end of training)" : nil
         },
         Rule(keys: ["split.method"], summary: "`split.method` applies to `neurons` only.") { s in
             s.split.strategy == .neurons ? nil : "applies only with split.strategy: neurons"

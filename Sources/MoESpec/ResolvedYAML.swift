@@ -57,6 +57,7 @@ extension ExperimentSpec {
                                    entry("test", .number(data.split.test))])
         // Text has no features to standardise (the key is an error there).
         return entries + [entry("split", split)] + (data.source.isFeatureData ? [entry("standardize", .bool(data.standardize))] : [])
+            + [entry("seed", data.seed.map(SpecValue.int) ?? .null)]
     }
 
     private func modelEntries() -> [SpecValue.Entry] {
@@ -95,7 +96,7 @@ extension ExperimentSpec {
                 entry("pretrain_epochs", .int(split.pretrainEpochs)),
                 entry("pretrain_steps", .int(split.pretrainSteps)), entry("method", .word(split.method.rawValue)),
                 entry("shard_by", .word(split.shardBy.rawValue)), entry("seed_model", .word(split.seedModel.rawValue)),
-                entry("overrides", overrides)]
+                entry("overrides", overrides), entry("source", .word(split.source.rawValue))]
     }
 
     private func routerEntries() -> [SpecValue.Entry] {
@@ -127,7 +128,10 @@ extension ExperimentSpec {
             entry("schedule", .word(train.schedule.rawValue)), entry("warmup_steps", .int(train.warmupSteps)),
             entry("min_lr", .number(train.minLR)), entry("log_every", .int(train.logEvery)),
             entry("eval_every", .int(train.evalEvery)), entry("checkpoint_every", .int(train.checkpointEvery)),
-            entry("local", .bool(train.local)),
+            entry("local", .bool(train.local)), entry("init_from", train.initFrom.map(SpecValue.string) ?? .null),
+            entry("early_stopping", train.earlyStopping.map {
+                .map([entry("patience", .int($0.patience)), entry("min_delta", .number($0.minDelta))])
+            } ?? .null),
         ]
     }
 
@@ -145,11 +149,13 @@ extension ExperimentSpec {
                 entry("density", .number(fusion.density)), entry("rescale", .bool(fusion.rescale)),
                 entry("t", .number(fusion.t)), entry("normalize", .bool(fusion.normalize)),
                 entry("epsilon", .number(fusion.epsilon)), entry("fisher_samples", .int(fusion.fisherSamples)),
-                entry("prior", .word(fusion.prior.rawValue)), entry("finetune", finetune)]
+                entry("prior", .word(fusion.prior.rawValue)), entry("finetune", finetune),
+                entry("source", .word(fusion.source.rawValue))]
     }
 
     private func evalEntries() -> [SpecValue.Entry] {
-        [entry("batch_size", .int(eval.batchSize)), entry("splits", .list(eval.splits.map { .word($0.rawValue) }))]
+        [entry("batch_size", .int(eval.batchSize)), entry("splits", .list(eval.splits.map { .word($0.rawValue) })),
+         entry("metric", .word(eval.metric.rawValue))]
     }
 
     private func outputEntries() -> [SpecValue.Entry] {

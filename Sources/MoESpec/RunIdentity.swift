@@ -20,10 +20,12 @@ extension ExperimentSpec {
 
     /// Keys added after scheme 1 (issue 13). A spec an older moe-run ran holds their defaults,
     /// and the scheme-1 id (`RunLayout.legacyRunID`) hashes its resolved YAML without them.
-    public static let keysNewerThanScheme1: Set<String> = [
-        "model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
-        "router.score", "router.balance", "router.bias_rate", "model.shared_experts", "model.shared_ffn",
-    ]
+    public static let keysNewerThanScheme1: Set<String> = ["model.kind", "train.steps", "parallelism.backend", "fusion.prior", "split.pretrain_steps",
+                                                                  "data.seed", "eval.metric", "train.early_stopping",
+                                                                  "split.source", "fusion.source",
+                                                                  "train.init_from",
+                                                                  "router.score", "router.balance", "router.bias_rate",
+                                                                  "model.shared_experts", "model.shared_ffn"]
 
     /// Keys that cannot change a single bit of the results, so they are not part of the run id:
     /// where results go and how they are written, how often metric rows and checkpoints are
@@ -44,17 +46,25 @@ extension ExperimentSpec {
     /// The text hashed into the run id: `# moe-run run identity, scheme N`, then the resolved
     /// spec's entries in schema order without result-neutral keys and without keys equal to
     /// their default (recursively, inside sections).
-    public func identityYAML() -> String {
-        "# moe-run run identity, scheme \(Self.identityScheme)\n" + significantYAML()
+    ///
+    /// `initFromDigest`: the SHA-256 of the `train.init_from` checkpoint file, which replaces its
+    /// path (the content is the input that changes results; the same file elsewhere is the
+    /// same run, another file at the same path another run). `RunLayout.runID` passes it.
+    public func identityYAML(initFromDigest: String? = nil) -> String {
+        "# moe-run run identity, scheme \(Self.identityScheme)\n" + significantYAML(initFromDigest: initFromDigest)
     }
 
     /// The entries of `identityYAML` (without its first line), also without the key paths (or
     /// whole sections) in `leftOut`: a task's slice of the spec (`TaskIdentity` in MoERuntime).
-    public func significantYAML(leavingOut leftOut: Set<String> = []) -> String {
+    public func significantYAML(leavingOut leftOut: Set<String> = [], initFromDigest: String? = nil) -> String {
         var neutral = Set(Self.resultNeutralKeys).union(leftOut)
         if workersAreResultNeutral { neutral.insert("parallelism.workers") }
+        // `data.seed` equal to `seed` is the default's meaning: the same draws, the same id.
+        var spec = self
+        if spec.data.seed == spec.seed { spec.data.seed = nil }
+        if spec.train.initFrom != nil, let digest = initFromDigest { spec.train.initFrom = "sha256:" + digest }
         var out = ""
-        for entry in Self.significant(resolvedEntries().map { SpecValue.Entry(key: $0.0, value: $0.1) },
+        for entry in Self.significant(spec.resolvedEntries().map { SpecValue.Entry(key: $0.0, value: $0.1) },
                                       fields: SpecSchema.root, prefix: "", neutral: neutral) {
             out += "\(YAMLText.key(entry.key)): \(YAMLText.inline(entry.value))\n"
         }

@@ -2,6 +2,10 @@
 extension SpecDecoder {
     func decodeTrain(_ r: MappingReader) throws -> TrainSpec {
         typealias S = SpecSchema.Train
+        let initFrom = try r.optionalString(S.initFrom)
+        let resolvedInitFrom = try initFrom.map {
+            try PathResolver.existingCheckpoint($0, base: context.baseDirectory, at: context.locations["train.init_from"]!, keyPath: "train.init_from")
+        }
         return TrainSpec(epochs: try r.int(S.epochs), batchSize: try r.int(S.batchSize),
                          optimizer: try r.choice(S.optimizer, as: TrainSpec.Optimizer.self), lr: try r.number(S.lr),
                          weightDecay: try r.number(S.weightDecay), momentum: try r.number(S.momentum),
@@ -11,7 +15,16 @@ extension SpecDecoder {
                          warmupSteps: try r.int(S.warmupSteps), minLR: try r.number(S.minLR),
                          logEvery: try r.int(S.logEvery), evalEvery: try r.int(S.evalEvery),
                          checkpointEvery: try r.int(S.checkpointEvery), local: try r.bool(S.local),
-                         steps: try r.optionalInt(S.steps))
+                         steps: try r.optionalInt(S.steps), initFrom: initFrom, resolvedInitFrom: resolvedInitFrom,
+                         earlyStopping: try decodeEarlyStopping(r))
+    }
+
+    private func decodeEarlyStopping(_ r: MappingReader) throws -> TrainSpec.EarlyStopping? {
+        typealias S = SpecSchema.Train
+        guard let node = r.node(S.earlyStopping), !node.isNull else { return nil }
+        let m = try r.section(S.earlyStopping)
+        guard m.has(S.EarlyStopping.patience) else { throw m.missing(S.EarlyStopping.patience) }
+        return TrainSpec.EarlyStopping(patience: try m.int(S.EarlyStopping.patience), minDelta: try m.number(S.EarlyStopping.minDelta))
     }
 
     /// `[b1, b2]`, each in [0, 1).
@@ -41,7 +54,8 @@ extension SpecDecoder {
                           lambda: try r.number(S.lambda), density: try r.number(S.density), rescale: try r.bool(S.rescale),
                           t: try r.number(S.t), normalize: try r.bool(S.normalize), epsilon: try r.number(S.epsilon),
                           fisherSamples: try r.int(S.fisherSamples), finetune: finetune,
-                          prior: try r.choice(S.prior, as: FusionSpec.Prior.self))
+                          prior: try r.choice(S.prior, as: FusionSpec.Prior.self),
+                          source: try r.choice(S.source, as: ModelSource.self))
     }
 
     /// A keyword or a list of non-negative numbers.
@@ -76,7 +90,7 @@ extension SpecDecoder {
         let batchSize = try r.int(S.batchSize)
         guard let node = r.node(S.splits) else {
             let defaults = (S.splits.defaultValue?.texts ?? []).compactMap(EvalSpec.Split.init(rawValue:))
-            return EvalSpec(batchSize: batchSize, splits: defaults)
+            return EvalSpec(batchSize: batchSize, splits: defaults, metric: try r.choice(S.metric, as: EvalSpec.Metric.self))
         }
         let path = r.child(S.splits.key)
         let items = try Check.list(node, path, S.splits.type.expectation)
@@ -88,7 +102,7 @@ extension SpecDecoder {
             guard !splits.contains(split) else { throw SpecError(item.location, "\(path)[\(i)]", "\(quoted(word)) is listed twice") }
             splits.append(split)
         }
-        return EvalSpec(batchSize: batchSize, splits: splits)
+        return EvalSpec(batchSize: batchSize, splits: splits, metric: try r.choice(S.metric, as: EvalSpec.Metric.self))
     }
 
     func decodeOutput(_ r: MappingReader) throws -> OutputSpec {

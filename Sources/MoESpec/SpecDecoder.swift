@@ -97,7 +97,7 @@ struct SpecDecoder {
         let fr = try r.section(S.split)
         let fractions = DataSpec.Fractions(train: try fr.number(S.Fractions.train), val: try fr.number(S.Fractions.val),
                                            test: try fr.number(S.Fractions.test))
-        return DataSpec(source: source, split: fractions, standardize: try r.bool(S.standardize))
+        return DataSpec(source: source, split: fractions, standardize: try r.bool(S.standardize), seed: try r.optionalInt(S.seed))
     }
 
     // MARK: model
@@ -174,7 +174,8 @@ struct SpecDecoder {
                          method: try r.choice(S.method, as: SplitSpec.NeuronMethod.self),
                          shardBy: try r.choice(S.shardBy, as: SplitSpec.ShardBy.self),
                          overrides: try decodeOverrides(r),
-                         seedModel: try r.choice(S.seedModel, as: SplitSpec.SeedModel.self))
+                         seedModel: try r.choice(S.seedModel, as: SplitSpec.SeedModel.self),
+                         source: try r.choice(S.source, as: ModelSource.self))
     }
 
     private func decodeOverrides(_ r: MappingReader) throws -> [SplitSpec.ExpertOverride]? {
@@ -237,6 +238,24 @@ enum PathResolver {
                             hint: "looked for \(resolved)")
         }
         return resolved
+    }
+
+    /// A checkpoint given as a file, a run's `run.h5` or a run directory: the file that holds the
+    /// model (for a run, the task file of its final model: `tasks/finetune.h5`, else
+    /// `tasks/fuse.h5`, else `tasks/train.h5`, as `/models/final` links), or an error at the key.
+    static func existingCheckpoint(_ path: String, base: String, at location: SourceLocation, keyPath: String) throws -> String {
+        guard !path.isEmpty else { throw SpecError(location, keyPath, "must not be empty") }
+        var directory = absolute(path, base: base)
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory)
+        if exists, !isDirectory.boolValue, (directory as NSString).lastPathComponent != "run.h5" { return directory }
+        if exists, !isDirectory.boolValue { directory = (directory as NSString).deletingLastPathComponent }
+        guard exists else { return try existingFile(path, base: base, at: location, keyPath: keyPath) }
+        for task in ["finetune", "fuse", "train"] where FileManager.default.fileExists(atPath: directory + "/tasks/\(task).h5") {
+            return directory + "/tasks/\(task).h5"
+        }
+        throw SpecError(location, keyPath, "\(quoted(path)) is not a finished run: it has no tasks/finetune.h5, tasks/fuse.h5 or tasks/train.h5",
+                        hint: "name a checkpoint or task file, or the directory of a complete run")
     }
 
     /// The absolute path of an existing regular file, or an error at the key's value.

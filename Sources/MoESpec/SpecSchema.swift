@@ -34,7 +34,7 @@ public enum SpecSchema {
         static let name = SchemaField("name", .string, defaultText: "required",
             "Names the results folder (`output.dir/<name>/`): `[A-Za-z0-9][A-Za-z0-9_.-]*`.")
         static let seed = SchemaField("seed", .integer(min: 0, max: nil), default: .int(0),
-            "Seed of every random stream (data, initialisation, shuffling, dropout).")
+            "Seed of every random stream (initialisation, batch order, dropout, router noise, and the data's draws unless `data.seed` is given).")
         static let description = SchemaField("description", .string, nullable: true, default: .null,
             "Free text stored with the run.")
         static let experts = SchemaField("experts", .integer(min: 1, max: 1024), default: .int(1),
@@ -61,7 +61,9 @@ public enum SpecSchema {
             "Fractions for train, val and test; each in (0, 1), summing to 1. Feature data: of the samples (seeded shuffle). Text: of each domain's token stream, cut in contiguous blocks in that order (no window crosses a split or a domain).")
         static let standardize = SchemaField("standardize", .boolean, default: .bool(true),
             "Standardise features with the training split's mean and standard deviation (feature data only).")
-        static let all = [source, path, format, features, classes, domains, samples, separation, labelNoise, split, standardize]
+        static let seed = SchemaField("seed", .integer(min: 0, max: nil), nullable: true, default: .null, defaultText: "`seed`",
+            "Seed of the data's random draws only: the shuffle before the train/val/test split of feature data, the synthetic generator, and `split.shard_by: random`. The top-level `seed` keeps initialisation, batch order, dropout and router noise, so a study can vary one with the other fixed. Null = `seed` (run ids and results of specs without it stay). Every split's source rows are stored as `/data/<split>/index` in `tasks/data.h5` (docs/formats.md). A text corpus is split without randomness, so with `source: text` it has no effect.")
+        static let all = [source, path, format, features, classes, domains, samples, separation, labelNoise, split, standardize, seed]
         /// Keys that only apply to `source: synthetic` / `source: file`.
         static let syntheticOnly = [features, classes, domains, samples, separation, labelNoise]
         static let fileOnly = [path, format]
@@ -130,7 +132,9 @@ public enum SpecSchema {
         static let overrides = SchemaField("overrides",
             .custom("a list of mappings, one per expert, with keys `lr`, `seed`, `epochs`, `steps`, `batch_size`, `weight_decay`"),
             nullable: true, default: .null, "Per-expert training settings (branch only); missing keys keep the `train` value.")
-        static let all = [strategy, upcycleFrom, pretrainEpochs, pretrainSteps, method, shardBy, seedModel, overrides]
+        static let source = SchemaField("source", SchemaField.choice(ModelSource.self), default: .string("final"),
+            "Which model of the `pretrain` task is upcycled (`replicate`), moefied (`neurons`) or branched (`branch`): `final`, the model at the end of pre-training, or `best`, its best model by `eval.metric` (`/best` of `tasks/pretrain.h5`).")
+        static let all = [strategy, upcycleFrom, pretrainEpochs, pretrainSteps, method, shardBy, seedModel, overrides, source]
         /// Keys of one `overrides` entry (typed and ranged like their `train`/top-level namesakes).
         static let overrideFields = [Train.lr, Root.seed, Train.epochs, Train.steps, Train.batchSize, Train.weightDecay]
     }
@@ -206,11 +210,23 @@ public enum SpecSchema {
         static let evalEvery = SchemaField("eval_every", .integer(min: 0, max: nil), default: .int(0),
             "Steps between validations; 0 = at the end of each epoch.")
         static let checkpointEvery = SchemaField("checkpoint_every", .integer(min: 0, max: nil), default: .int(0),
-            "Steps between checkpoints; 0 = at the end of each epoch.")
+            "Steps between checkpoints, each written to a file; 0 = a checkpoint at the end of each epoch, written to a file once 10 s have passed since the last one (none for the last epoch: the task file follows). `--resume` goes on from the newest file; the task file keeps the newest `output.keep_checkpoints` either way.")
         static let local = SchemaField("local", .boolean, default: .bool(false),
             "Stage-local training with auxiliary heads (layerwise only; not with pipeline mode).")
+        static let initFrom = SchemaField("init_from", .string, nullable: true, default: .null,
+            "A checkpoint the run's first trained model starts from instead of its random initialisation (continued training or fine-tuning): the `pretrain` model when the run pre-trains, else the `train` model (`none`, `replicate`), or the shared seed model of `branch` experts. A checkpoint file, a task file (`tasks/<id>.h5`, its `/model`), a run's `run.h5` or its directory (the task file of its final model); relative to the spec file's directory; it must exist. Every tensor of the model must be in it with the same shape (dense or MoE, mlp or transformer; the error names the tensor); the optimizer starts fresh. The run id holds the SHA-256 of the checkpoint file's bytes, not its path.")
+        static let earlyStopping = SchemaField("early_stopping", .section(EarlyStopping.all), nullable: true, default: .null,
+            "Stops training when `patience` validations in a row have not improved `eval.metric` by more than `min_delta` on the best value so far (Prechelt 1998; Keras `EarlyStopping`). Validations come every `eval_every` steps (or every epoch), so patience is counted in them. The decision depends only on the logged validation values: a resumed run stops at the same step. The learning-rate schedule keeps the planned length; the task file stores `stopped_early` and `/best`.")
         static let all = [epochs, steps, batchSize, optimizer, lr, weightDecay, momentum, nesterov, betas, eps, gradClip, schedule,
-                          warmupSteps, minLR, logEvery, evalEvery, checkpointEvery, local]
+                          warmupSteps, minLR, logEvery, evalEvery, checkpointEvery, local, initFrom, earlyStopping]
+
+        enum EarlyStopping {
+            static let patience = SchemaField("patience", .integer(min: 1, max: nil), defaultText: "required",
+                "Validations without improvement before training stops.")
+            static let minDelta = SchemaField("min_delta", .number(.nonNegative), default: .number(0.0),
+                "The least change of `eval.metric` that counts as an improvement.")
+            static let all = [patience, minDelta]
+        }
     }
 
     enum Fusion {
@@ -232,7 +248,9 @@ public enum SpecSchema {
             "Fine-tuning after fusion; null = none.")
         static let prior = SchemaField("prior", SchemaField.choice(FusionSpec.Prior.self), default: .string("validation"),
             "Prior of the BTM ensemble of transformer LMs: `uniform`, or `validation` (the experts' mean posterior over the validation windows, BTM's cached prior).")
-        static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, prior, finetune]
+        static let source = SchemaField("source", SchemaField.choice(ModelSource.self), default: .string("final"),
+            "Which model of each branch expert is fused (and with `split.strategy: layerwise`, which stacked model is fine-tuned): `final`, the model at the end of its training, or `best`, its best model by `eval.metric` (`/best` of its task file).")
+        static let all = [method, weights, temperature, lambda, density, rescale, t, normalize, epsilon, fisherSamples, prior, finetune, source]
 
         enum Finetune {
             static let epochs = SchemaField("epochs", .integer(min: 1, max: nil), default: .int(1), "Fine-tuning epochs (without `steps`).")
@@ -247,7 +265,9 @@ public enum SpecSchema {
         static let batchSize = SchemaField("batch_size", .integer(min: 1, max: nil), default: .int(1024), "Samples per evaluation batch.")
         static let splits = SchemaField("splits", .custom("a non-empty list of `train`, `val`, `test` without repeats"),
             default: .list([.string("val"), .string("test")]), "Splits the final model is evaluated on.")
-        static let all = [batchSize, splits]
+        static let metric = SchemaField("metric", SchemaField.choice(EvalSpec.Metric.self), default: .string("val_loss"),
+            "The validation number that picks every training task's best model (`/best` of its task file, `/models/best` of the run; ties keep the earlier step) and that `train.early_stopping` watches: `val_loss` (lower is better) or `val_accuracy` (higher is better; for a language model the top-1 next-token accuracy).")
+        static let all = [batchSize, splits, metric]
     }
 
     enum Output {

@@ -12,6 +12,9 @@ import MoENN
 //                                                 the transformer LM training-step comparison alone (moe-run vs PyTorch);
 //                                                 with --markdown, replaces only that section of FILE
 //   moe-bench --lm-child dense|moe [--lm-seconds S]  one LM's training step in this process, as JSON (lm comparison's child)
+//   moe-bench --checkpoints-only [--rounds N] [--markdown FILE]
+//                                                 wall time of digits-dense, moe-topk and lm-dense with default checkpoints
+//                                                 against none; with --markdown, replaces only the "## Checkpoints" section
 //   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
 //                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
 //                                                 and the data-parallel step's communication share (2 and 4 ranks: shm,
@@ -35,6 +38,7 @@ struct Options {
     var parallelOnly = false
     var attentionOnly = false
     var lmOnly = false
+    var checkpointsOnly = false
     var commOnly = false
     var lmCommOnly = false
     var commChild = false
@@ -66,6 +70,7 @@ func parseOptions() -> Options {
         case "--parallel-only": o.parallelOnly = true
         case "--attention-only": o.attentionOnly = true
         case "--lm-only": o.lmOnly = true
+        case "--checkpoints-only": o.checkpointsOnly = true
         case "--comm-only": o.commOnly = true
         case "--lm-comm-only": o.lmCommOnly = true
         case "--comm-child": o.commChild = true
@@ -127,6 +132,16 @@ if options.lmOnly {
         let section = (["## Transformer language models", "", "Measured alone (`moe-bench --lm-only`) on \(ISO8601DateFormatter().string(from: Date())).", ""] + lines)
         do { try Bench.replaceSection("## Transformer language models", in: path, with: section.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
         print("wrote the transformer LM section of \(path)")
+    }
+    exit(0)
+}
+
+if options.checkpointsOnly {
+    let lines = Bench.checkpointSection(Bench.checkpointCosts(rounds: options.rounds), rounds: options.rounds)
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceSection(Bench.checkpointHeading, in: path, with: lines.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the checkpoints section of \(path)")
     }
     exit(0)
 }
@@ -295,6 +310,8 @@ print(fusionLine)
 print(moeLines.joined(separator: "\n"))
 print(attentionLines.joined(separator: "\n"))
 print(lmLines.joined(separator: "\n"))
+let checkpointLines = Bench.checkpointSection(Bench.checkpointCosts(rounds: options.rounds), rounds: options.rounds)
+print(checkpointLines.joined(separator: "\n"))
 
 if let path = options.markdown {
     var cpu = "unknown CPU"
@@ -348,6 +365,9 @@ if let path = options.markdown {
     \(lmLines.joined(separator: "\n"))
 
     """
-    do { try md.write(toFile: path, atomically: true, encoding: .utf8) } catch { fail("cannot write \(path): \(error)") }
+    do {
+        try md.write(toFile: path, atomically: true, encoding: .utf8)
+        try Bench.replaceSection(Bench.checkpointHeading, in: path, with: checkpointLines.joined(separator: "\n"))
+    } catch { fail("cannot write \(path): \(error)") }
     print("wrote \(path)")
 }

@@ -11,11 +11,17 @@ struct CLI {
         var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
     }
 
-    /// The `moe-run` next to the test bundle (`MOE_RUN_BIN` overrides).
+    /// The `moe-run` next to the test bundle (`MOE_RUN_BIN` overrides). Every moe-run a test
+    /// starts (they all name this) writes a checkpoint file at every epoch, as the tests that kill
+    /// a run right after its first checkpoint need: `MOE_RUN_CHECKPOINT_SECONDS=0` unless the
+    /// environment sets it (`TrainingLoop.checkpointSeconds`).
     static var binary: String {
+        _ = everyEpochCheckpoints
         if let b = ProcessInfo.processInfo.environment["MOE_RUN_BIN"] { return b }
         return Bundle.main.bundleURL.appendingPathComponent("moe-run").path
     }
+
+    private static let everyEpochCheckpoints: Void = { setenv("MOE_RUN_CHECKPOINT_SECONDS", "0", 0) }()
 
     static var repositoryRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -119,6 +125,11 @@ extension CLI {
     /// Every parameter of the model at `/models/<model>` of a run file, as float32 bit patterns
     /// (for "the same bits" assertions), by its path inside the checkpoint group.
     static func modelBits(_ run: H5File, _ model: String) throws -> [String: [UInt32]] {
+        try groupBits(run, "models/" + model)
+    }
+
+    /// `modelBits` of any checkpoint group `path` of `file` (a task file's `/model` or `/best`).
+    static func groupBits(_ file: H5File, _ path: String) throws -> [String: [UInt32]] {
         var out: [String: [UInt32]] = [:]
         func walk(_ group: H5Group, _ prefix: String) throws {
             for name in try group.children() {
@@ -127,7 +138,7 @@ extension CLI {
                 else { out[path] = try group.read(name, as: Float.self).values.map(\.bitPattern) }
             }
         }
-        try walk(try run.openGroup("models/" + model), "")
+        try walk(try file.openGroup(path), "")
         return out
     }
 

@@ -33,6 +33,15 @@ final class FusionEndToEndTests: XCTestCase {
         return (dir, runDir, try H5File.open(runDir + "/run.h5"), r.stdout)
     }
 
+    /// check_run.py passes on `runDir` and its output names `models` and contains `needles`.
+    static func assertCheckRun(_ runDir: String, models: [String], _ needles: [String] = [],
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        try CLI.assertNumpyReproduces(runDir, models: models, file: file, line: line)
+        let python = ProcessInfo.processInfo.environment["MOE_RUN_PYTHON"] ?? (NSHomeDirectory() + "/.cache/moe-run/venv/bin/python")
+        let py = try CLI.tool(python, [CLI.repositoryRoot.appendingPathComponent("Tests/python/check_run.py").path, runDir])
+        for needle in needles { XCTAssertTrue(py.stdout.contains(needle), "\(needle): \(py.stdout)", file: file, line: line) }
+    }
+
     /// Every parameter of `/models/<model>` as float32 values, by checkpoint path.
     private func model(_ run: H5File, _ name: String) throws -> [String: [Float]] {
         try CLI.modelBits(run, name).filter { !$0.key.hasPrefix("input/") }.mapValues { $0.map(Float.init(bitPattern:)) }
@@ -158,7 +167,7 @@ final class FusionEndToEndTests: XCTestCase {
     func testGreedySoupOfExpertsOnAllTheData() throws {
         let yaml = fusionSpec(split: "  pretrain_epochs: 1\n  overrides: [{lr: 0.001}, {lr: 0.003, seed: 1}, {lr: 0.01, seed: 2}]",
                               fusion: "  method: greedy_soup").replacingOccurrences(of: "shard_by: domain", with: "shard_by: none")
-        let (dir, _, run, _) = try run(yaml)
+        let (dir, runDir, run, _) = try run(yaml)
         let n = Int64(try run.openDataset("data/train/y").shape[0])
         for i in 0..<3 { XCTAssertEqual(try run.openGroup("tasks/expert-\(i)").attribute("train_samples", as: Int64.self), n) }
         let fusion = try run.openGroup("tasks/fuse/fusion")
@@ -167,6 +176,7 @@ final class FusionEndToEndTests: XCTestCase {
         let c = try fusion.read("coefficients", as: Double.self).values
         XCTAssertEqual(c.reduce(0, +), 1, accuracy: 1e-9)
         XCTAssertFalse(try fusion.stringAttribute("soup_chosen").isEmpty)
+        try Self.assertCheckRun(runDir, models: ["fused"], ["fused by greedy_soup (", "tensors recomputed from the experts"])
         CLI.assertNoProcesses(in: dir)
     }
 
@@ -203,5 +213,24 @@ final class FusionEndToEndTests: XCTestCase {
         XCTAssertEqual(try run.read("models/final/head/weight", as: Float.self).values, try run.read("tasks/finetune/model/head/weight", as: Float.self).values)
         XCTAssertTrue(run.exists("summary/fused/test_accuracy") && run.exists("summary/final/test_accuracy"))
         CLI.assertNoProcesses(in: dir)
+    }
+
+    /// TIES, DARE, DARE-TIES, Fisher merging (3 experts from a pre-trained seed) and SLERP (2
+    /// experts) of MLP experts: check_run.py recomputes every fused tensor from /models/seed and the
+    /// experts with numpy (fusion_recompute.py: DARE's masks from moe-run's Philox RNG re-implemented
+    /// and keyed by the recorded seed; Fisher merging from the Fisher diagonals in fuse.h5).
+    func testEveryWeightSpaceMethodIsRecomputedByNumpy() throws {
+        let cases = [("ties", "  method: ties\n  density: 0.3"), ("dare", "  method: dare\n  density: 0.4\n  lambda: 0.9"),
+                     ("dare_ties", "  method: dare_ties\n  density: 0.5"), ("fisher", "  method: fisher"),
+                     ("slerp", "  method: slerp\n  t: 0.3")]
+        for (method, fusion) in cases {
+            var yaml = fusionSpec(fusion: fusion)
+            if method == "slerp" { yaml = yaml.replacingOccurrences(of: "experts: 3", with: "experts: 2") }
+            let (dir, runDir, run, _) = try run(yaml)
+            XCTAssertEqual(try run.openGroup("tasks/fuse/fusion").stringAttribute("method"), method)
+            try Self.assertCheckRun(runDir, models: ["final", "fused", "expert-0"],
+                                                    ["fused by \(method) (", "tensors recomputed from the experts"])
+            CLI.assertNoProcesses(in: dir)
+        }
     }
 }

@@ -28,6 +28,13 @@ extension CLI {
         return dir
     }
 
+    /// Replaces `text` by `replacement` in `dir/spec.yaml` (to add keys to `lmWorkspace`'s spec).
+    static func editSpec(in dir: String, replacing text: String, with replacement: String) throws {
+        let spec = try String(contentsOfFile: dir + "/spec.yaml", encoding: .utf8)
+        XCTAssertTrue(spec.contains(text), "spec.yaml has no \(text)")
+        try spec.replacingOccurrences(of: text, with: replacement).write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+    }
+
     /// Every dataset below `group` of `file` as 64-bit patterns (float64 series bit for bit,
     /// int64 steps as they are), by path; `except` names datasets left out (wall-clock series).
     static func seriesBits(_ file: H5File, _ group: String, except: Set<String> = []) throws -> [String: [UInt64]] {

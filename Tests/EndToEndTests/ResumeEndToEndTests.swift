@@ -70,4 +70,45 @@ final class ResumeEndToEndTests: XCTestCase {
         XCTAssertEqual(try H5File.open(dir + "/" + resumed.lastLine + "/run.h5").stringAttribute("status"), "complete")
         CLI.assertNoProcesses(in: dir)
     }
+
+    /// The default cadence (`checkpoint_every: 0`) keeps every epoch's checkpoint but writes a file
+    /// only every `MOE_RUN_CHECKPOINT_SECONDS` (here 0.05 s, a few epochs; the e2e default is a file per epoch),
+    /// each file holding the kept checkpoints that have no file of their own. Killed with SIGKILL
+    /// after its first file and resumed, the run ends with the final weights and the kept
+    /// checkpoints (`tasks/train.h5:/checkpoints`, 3 kept) of an uninterrupted run, bit for bit.
+    func testDefaultCadenceKilledRunResumesToTheSameWeightsAndKeptCheckpoints() throws {
+        setenv("MOE_RUN_CHECKPOINT_SECONDS", "0.05", 1)
+        defer { setenv("MOE_RUN_CHECKPOINT_SECONDS", "0", 1) }
+        let yaml = tinySpec(name: "cadence", epochs: 150).replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+            .replacingOccurrences(of: "dir: out", with: "dir: out\n  keep_checkpoints: 3")
+        func kept(_ runDir: String) throws -> [String: [UInt32]] {
+            let task = try H5File.open(runDir + "/tasks/train.h5")
+            var out: [String: [UInt32]] = [:]
+            for step in try task.openGroup("checkpoints").children() {
+                out[step] = try task.read("checkpoints/\(step)/model/head/weight", as: Float.self).values.map(\.bitPattern)
+            }
+            return out
+        }
+        let reference = try CLI.workspace(yaml)
+        let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try CLI.finalModelBits(reference + "/" + r.lastLine)
+        let expectedKept = try kept(reference + "/" + r.lastLine)
+        XCTAssertEqual(expectedKept.count, 3)
+
+        let dir = try CLI.workspace(yaml)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no checkpoint file appeared before the run ended")
+        usleep(150_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+        CLI.assertNoProcesses(in: dir)
+
+        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
+        XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
+        XCTAssertEqual(try kept(dir + "/" + resumed.lastLine), expectedKept)
+    }
 }

@@ -52,6 +52,10 @@ final class RunIDEndToEndTests: XCTestCase {
             .replacingOccurrences(of: "\n  pretrain_steps: 0\n", with: "\n")
             .replacingOccurrences(of: "\n  shared_experts: 0\n", with: "\n").replacingOccurrences(of: "\n  shared_ffn: null\n", with: "\n")
             .replacingOccurrences(of: "\n  score: softmax\n  balance: aux_loss\n  bias_rate: 0.001\n", with: "\n")
+        // ... and issue 17's (data.seed, eval.metric, train.early_stopping, split.source, fusion.source, train.init_from).
+            .replacingOccurrences(of: "\n  seed: null\n", with: "\n").replacingOccurrences(of: "\n  metric: val_loss\n", with: "\n")
+            .replacingOccurrences(of: "\n  early_stopping: null\n", with: "\n").replacingOccurrences(of: "\n  source: final\n", with: "\n")
+            .replacingOccurrences(of: "\n  init_from: null\n", with: "\n")
         XCTAssertNotEqual(old, yaml)
         let legacyID = String(SHA256.hex(old.replacingOccurrences(of: "\n  dir: out\n", with: "\n  dir: \"\"\n")).prefix(12))
         XCTAssertNotEqual(legacyID, (reference as NSString).lastPathComponent)

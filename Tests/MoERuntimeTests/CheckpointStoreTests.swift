@@ -23,12 +23,13 @@ final class CheckpointStoreTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: layout.directory) }
 
-    /// Sets parameters and optimizer to values that identify `step`, then saves a checkpoint.
-    private func save(_ store: inout CheckpointStore, step: Int, omit: String? = nil) throws {
+    /// Sets parameters and optimizer to values that identify `step`, then saves a checkpoint and
+    /// waits until its file is on the disk (the store writes files on a thread of its own).
+    private func save(_ store: inout CheckpointStore, step: Int, omit: String? = nil, toDisk: Bool = true) throws {
         for (i, p) in parameters.enumerated() { for j in 0..<p.value.count { p.value.data[j] = Float(step * 100 + i * 10 + j) } }
         for (_, t) in optimizer.state { for j in 0..<t.count { t.data[j] = Float(-step) } }
         optimizer.stepCount = step
-        try store.save(parameters, optimizer, epoch: step / 10, batch: step % 10, writeState: { file in
+        try store.save(parameters, optimizer, epoch: step / 10, batch: step % 10, toDisk: toDisk, writeState: { file in
             if omit != "window" { try file.createDataset("metrics/window", [Double(step)]) }
         }, writeEntry: { file, path in
             let model = try file.createGroup(path + "/model")
@@ -37,6 +38,7 @@ final class CheckpointStoreTests: XCTestCase {
             }
             if omit != "optimizer" { try Checkpoint.writeOptimizer(self.optimizer, kind: .sgd, to: file, at: path + "/optimizer") }
         })
+        try store.finishWriting()
     }
 
     private func restore(_ store: inout CheckpointStore) throws -> (position: (epoch: Int, batch: Int)?, warnings: [String]) {
@@ -183,5 +185,46 @@ final class CheckpointStoreTests: XCTestCase {
         var s = store()
         XCTAssertFalse(s.exists)
         XCTAssertNil(try restore(&s).position)
+    }
+
+    /// A file the writer thread fails to write (here its directory vanished after the bytes were
+    /// built) fails the task at the next checkpoint or at the end, naming the file, and leaves no
+    /// tmp file; the checkpoints already on the disk stay.
+    func testAFailedBackgroundWriteIsThrownNamingTheFile() throws {
+        var s = store()
+        try save(&s, step: 10)
+        let directory = layout.tasksDirectory + "/train.checkpoints"
+        let moved = directory + ".moved"
+        optimizer.stepCount = 20
+        try s.save(parameters, optimizer, epoch: 2, batch: 0, writeState: { _ in
+            try FileManager.default.moveItem(atPath: directory, toPath: moved)
+        }, writeEntry: { file, path in try file.createGroup(path + "/model").close() })
+        XCTAssertThrowsError(try s.finishWriting()) { error in
+            XCTAssertEqual("\(error)", "no such file or directory while writing \(directory)/20.h5")
+        }
+        XCTAssertThrowsError(try s.finishWriting(), "the failure stays: the task must not go on as if it were saved")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: moved), ["10.h5"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory))
+    }
+
+    /// Checkpoints kept in memory only (the default cadence between files) go into the next file
+    /// written, so `--resume` from it has the same kept checkpoints as the run had; files of
+    /// checkpoints no longer kept are removed once it is on the disk.
+    func testCheckpointsKeptInMemoryGoIntoTheNextFile() throws {
+        var s = store(keep: 3)
+        try save(&s, step: 10)
+        for step in [20, 30] { try save(&s, step: step, toDisk: false) }
+        XCTAssertEqual(s.steps, [10], "kept in memory only: no file")
+        try save(&s, step: 40)
+        XCTAssertEqual(s.steps, [40], "10 is no longer kept")
+        XCTAssertEqual(try H5File.open(path(40)).openGroup("checkpoints").children().sorted(), ["20", "30", "40"])
+        var again = store(keep: 3)
+        let r = try restore(&again)
+        XCTAssertEqual(r.warnings, [])
+        XCTAssertEqual(r.position?.epoch, 4)
+        assertLoaded(step: 40)
+        XCTAssertEqual(again.entries.map(\.step), [20, 30, 40])
+        XCTAssertEqual(again.entries[0].params[1].data[2], Float(20 * 100 + 12))
+        XCTAssertEqual(again.entries[1].state[0].data[0], Float(-30))
     }
 }

@@ -111,14 +111,14 @@ final class LMFuseTaskTests: XCTestCase {
         }
         // Barriers on the LM val loss: expert 0–1 on both shards' domains, fused–expert i on domain i.
         let pair = try file.openGroup("fusion/barrier/expert-0--expert-1")
-        XCTAssertEqual(try pair.stringAttribute("data"), "val, domains 0, 1")
+        XCTAssertEqual(try pair.stringAttribute("data"), "val, domains 0, 1 (the first 256 windows of each domain)")
         let pairLoss = try file.read("fusion/barrier/expert-0--expert-1/val_loss", as: Double.self).values
         XCTAssertEqual(pairLoss.count, 11)
         XCTAssertEqual(pairLoss.first, score(experts[0], .val).overall.meanLoss)
         XCTAssertEqual(pairLoss.last, score(experts[1], .val).overall.meanLoss)
         for i in 0..<2 {
             let path = "fusion/barrier/fused--expert-\(i)"
-            XCTAssertEqual(try file.openGroup(path).stringAttribute("data"), "val, domain \(i)")
+            XCTAssertEqual(try file.openGroup(path).stringAttribute("data"), "val, domain \(i) (the first 256 windows of each domain)")
             let losses = try file.read(path + "/val_loss", as: Double.self).values
             let accuracies = try file.read(path + "/val_accuracy", as: Double.self).values
             let own = score(experts[i], .val).domains[i].sums
@@ -132,6 +132,25 @@ final class LMFuseTaskTests: XCTestCase {
         // The collapse threshold is half the loss of a uniform guess over the 256 byte tokens.
         XCTAssertEqual(try file.openGroup("fusion").attribute("barrier_threshold", as: Double.self), 0.5 * log(256), accuracy: 1e-12)
         XCTAssertEqual(try file.read("fusion/coefficients", as: Double.self).values, [0.5, 0.5])
+    }
+
+    /// A curve point of LM experts is measured on the first `curveWindows` validation windows of
+    /// each domain (the shipped corpus would otherwise forward ~33M tokens for the curves of 4
+    /// experts): the same sums as the §5.4 protocol cut to those windows, not the whole split.
+    func testCurvePointsScoreTheFirstWindowsOfEachDomain() throws {
+        let experts = try writeExperts()
+        let probe = LMFusionProbe(config: config, corpus: corpus, batchSize: 5, curveWindows: 2)
+        let point = probe.curvePoint(tensors(experts[0]), domains: [1])
+        let cut = LMScores.score(experts[0], corpus, split: .val, batchSize: 5, only: [1], windowsPerDomain: 2).overall
+        XCTAssertEqual(cut.scored, 2 * config.context, "two windows of domain 1")
+        XCTAssertEqual(point.loss, cut.meanLoss)
+        XCTAssertEqual(point.accuracy, cut.accuracy)
+        let whole = LMScores.score(experts[0], corpus, split: .val, batchSize: 5, only: [1]).overall
+        XCTAssertGreaterThan(whole.scored, cut.scored)
+        XCTAssertNotEqual(point.loss, whole.meanLoss)
+        XCTAssertEqual(probe.curveSubset, "the first 2 windows of each domain")
+        // Both domains: each contributes its first two windows.
+        XCTAssertEqual(LMScores.score(experts[0], corpus, split: .val, batchSize: 5, windowsPerDomain: 2).overall.scored, 4 * config.context)
     }
 
     /// Every other weight-space method fuses LM experts into a transformer checkpoint; the

@@ -108,6 +108,7 @@ final class RunIDTests: XCTestCase {
         data.split.val: 0.1
         data.split.test: 0.1
         data.standardize: true
+        data.seed: null
         model.kind: mlp
         model.context: 64
         model.hidden: 128
@@ -130,6 +131,7 @@ final class RunIDTests: XCTestCase {
         split.shard_by: domain
         split.seed_model: shared
         split.overrides: null
+        split.source: final
         router.type: topk
         router.capacity_factor: null
         router.min_capacity: 4
@@ -162,6 +164,9 @@ final class RunIDTests: XCTestCase {
         train.min_lr: 0.0
         train.eval_every: 0
         train.local: false
+        train.init_from: null
+        train.early_stopping: null
+        train.early_stopping.min_delta: 0.0
         fusion.method: none
         fusion.weights: uniform
         fusion.temperature: 1.0
@@ -176,8 +181,10 @@ final class RunIDTests: XCTestCase {
         fusion.finetune: null
         fusion.finetune.epochs: 1
         fusion.finetune.steps: null
+        fusion.source: final
         eval.batch_size: 1024
         eval.splits: [val, test]
+        eval.metric: val_loss
         sweep.method: grid
         sweep.seed: 0
         """

@@ -53,6 +53,7 @@ final class TrainingLoopTests: XCTestCase {
         }
         func beforeCheckpoint() throws { checkpoints.append(step) }
         func writeResult(to file: H5File) throws { try file.createDataset("model/w", [parameter.value.data[0]]) }
+        func writeModel(to file: H5File, at path: String) throws { try file.createDataset(path + "/w", [parameter.value.data[0]]) }
     }
 
     private var layout: RunLayout!

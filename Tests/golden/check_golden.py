@@ -11,11 +11,15 @@ below through `moe-run sweep SPEC --grid ...` (seed 0, the cases whose code path
 whole grid (60+ trials).
 
 The language models (lm-dense, lm-moe, lm-data-parallel, lm-expert-parallel, lm-upcycle,
-lm-moefication) train for 2000 steps and evaluate about 1.8M tokens, several minutes each; this runs
-them with the overrides in SHORTENED below (100 steps, and 0.25 % val and test splits for the
-end-of-training evaluation, which does not touch the weights; the upcycled and moefied LMs 50
-pre-training steps and 50 steps after the split): every layer of the
-transformer and of its MoE blocks, the text data path and the optimizer still run, in seconds.
+lm-moefication, lm-switch, lm-btm, lm-btm-average, lm-btx, lm-seed-recipe, and the trials of
+sweep-lm-fusion) train for 2000 steps and evaluate about 1.8M tokens, several minutes each; this runs
+them with the overrides in SHORTENED below (100 steps or fewer, and 0.25 % val and test splits for
+the end-of-training evaluation, which does not touch the weights; the upcycled and moefied LMs 50
+pre-training steps and 50 steps after the split; the branch LMs 20 pre-training steps, 20 steps per
+expert and 20 fine-tuning steps, and 0.05 % val and test splits, as their fuse task evaluates the
+interpolation curves between the 4 experts on validation, 110 evaluations): every layer of the transformer and of its MoE blocks, the text
+data path, the optimizer and every fusion method still run, in seconds. (Sweeps get their
+SHORTENED overrides as `--set` of `moe-run sweep`.)
 
     python check_golden.py --moe-run .build/release/moe-run            # compare; exit 1 if a tensor moved
     python check_golden.py --moe-run ... --update                      # rewrite the golden list
@@ -53,6 +57,8 @@ SWEEP_TRIALS = {
     "sweep-router": [["experts=2,16", "router.k=1,2", "seed=0"]],
     "sweep-capacity": [["router.capacity_factor=0.5,null", "seed=0"]],
     "sweep-fusion": [["fusion.method=average,greedy_soup,task_arithmetic,ties,dare,dare_ties,fisher", "seed=0"]],
+    # Every method the spec sweeps: each trial reruns the (shortened) pretrain and expert tasks.
+    "sweep-lm-fusion": [["fusion.method=average,greedy_soup,task_arithmetic,ties,dare,dare_ties,fisher,ensemble", "seed=0"]],
 }
 
 # `--set` overrides of specs too long to rerun in full. The golden rows are those of the shortened
@@ -65,6 +71,14 @@ SHORTENED = {
     "lm-upcycle": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-moefication": ["split.pretrain_steps=50", "train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "lm-pipeline": ["train.steps=100", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-switch": ["train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-btm": ["split.pretrain_steps=20", "train.steps=20", "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
+    "lm-btm-average": ["split.pretrain_steps=20", "train.steps=20", "fusion.finetune.steps=20",
+                       "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
+    "lm-btx": ["split.pretrain_steps=20", "train.steps=20", "fusion.finetune.steps=20",
+               "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
+    "lm-seed-recipe": ["train.steps=40", "fusion.finetune.steps=20", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "sweep-lm-fusion": ["split.pretrain_steps=20", "train.steps=20", "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
 }
 
 
@@ -104,8 +118,9 @@ def run_sweep(moe_run, spec, name, out, log):
     if name not in SWEEP_TRIALS:
         fail(f"{spec} is a sweep without an entry in SWEEP_TRIALS of {os.path.relpath(__file__, REPO)}: choose its trials there")
     runs = []
+    sets = [a for s in SHORTENED.get(name, []) for a in ("--set", s)]
     for grid in SWEEP_TRIALS[name]:
-        args = [a for g in grid for a in ("--grid", g)]
+        args = sets + [a for g in grid for a in ("--grid", g)]
         listing = run([moe_run, "sweep", spec, *args, "--out", out, "--dry-run"], log)
         trials = re.findall(r"^trial \d+/\d+  (.*?)  → (\S+)", listing, re.M)
         if not trials:
@@ -127,12 +142,16 @@ def walk(group, prefix=""):
 
 
 def tensor_rows(experiment, run_dir):
-    """One row per dataset of every model linked under /models of run.h5."""
+    """One row per dataset of every model linked under /models of run.h5, except `best`: the
+    parameters of the same training at its best validation (issue 17 item 5), a copy of a state
+    the final model's bits already pin; listing it would only double the list."""
     rows = []
     with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
         if "models" not in f or len(f["models"]) == 0:
             fail(f"{run_dir}/run.h5 links no model under /models")
         for model in sorted(f["models"].keys()):
+            if model == "best":
+                continue
             for path, ds in walk(f["models"][model]):
                 data = np.ascontiguousarray(ds[()])
                 dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype

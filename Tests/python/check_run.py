@@ -29,7 +29,8 @@
 4. Every model checkpoint the run links under /models (final, and for branch and fusion runs also
    seed, expert-<i>, fused; moe for expert merging) whose /summary/<model>/test_loss exists is
    re-computed the same way. Ensemble checkpoints (kind "ensemble") are checked by
-   ensemble_reference.py instead.
+   ensemble_reference.py instead. A weight-space fusion (average, task_arithmetic, ties, dare,
+   dare_ties, slerp, fisher, greedy_soup) is recomputed from the experts by fusion_recompute.py.
 
 5. A transformer language model (data.source: text, ARCHITECTURE §5.4): /data/<split>/tokens
    (uint16) and /domain (int64, ascending), /data/domains; every domain's stream of val and test
@@ -56,6 +57,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fusion_recompute  # noqa: E402
 import lm_ensemble_reference  # noqa: E402
 import lm_fusion_check  # noqa: E402
 import transformer_forward  # noqa: E402
@@ -292,6 +294,9 @@ def main(run_dir):
             kind = "dense" if model_moe is None else f"MoE {model_moe['router']} k={model_moe['k']}, {model_moe['experts']} experts in blocks {model_moe['blocks']}"
             checked.append(f"{name} ({kind}): numpy test loss {loss:.6f} = moe-run {reported:.6f} (relative {rel:.1e}), accuracy {accuracy:.4f}")
         check("final" in [c.split(" ")[0] for c in checked] or f["models/final"].attrs["kind"] == "ensemble", "the final model was not checked")
+        fusion = fusion_recompute.check(f, fail)
+        if fusion:
+            checked.append(fusion)
     print("interop: ok: " + "; ".join(checked))
 
 

@@ -40,6 +40,8 @@ import sys
 
 import numpy as np
 
+from fusion_recompute import task_merge
+
 
 def tensors(spec, values):
     return {t["name"]: np.asarray(values[t["name"]], dtype=np.float32).astype(np.float64).reshape(t["shape"])
@@ -69,25 +71,9 @@ def magnitude_trim(tau, density):
 
 
 def merge_task_vectors(base, taus, w, lam, normalize, consensus):
-    """taus: {name: [τ̂_i]} already sparsified; returns θ₀ + λ · merged."""
-    out = {}
-    for name, b in base.items():
-        stacked = np.stack(taus[name])                     # [M, ...]
-        wb = w.reshape((-1,) + (1,) * b.ndim)
-        weighted = stacked * wb
-        if consensus:
-            elected = np.where(weighted.sum(axis=0) >= 0, 1.0, -1.0)
-            agree = np.sign(weighted) == elected
-            merged = (weighted * agree).sum(axis=0)
-            divisor = (wb * agree).sum(axis=0)
-            divisor[divisor == 0] = 1.0
-        else:
-            merged = weighted.sum(axis=0)
-            divisor = w.sum()
-        if normalize:
-            merged = merged / divisor
-        out[name] = b + lam * merged
-    return out
+    """taus: {name: [τ̂_i]} already sparsified; returns θ₀ + λ · merged, tensor by tensor as
+    fusion_recompute.task_merge computes it (in float64)."""
+    return {name: task_merge(b, np.stack(taus[name]), w, lam, normalize, consensus) for name, b in base.items()}
 
 
 def task_vectors(base, models):
