@@ -187,39 +187,18 @@ def router_load(run_dir, windows_per_domain=32):
     P, cfg = tf.load(g)
     f.close()
     moe = cfg["moe"]
-    k = 1 if moe["router"] == "switch" else moe["k"]
     T = cfg["context"]
     with h5py.File(os.path.join(run_dir, "tasks", "data.h5"), "r") as d:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in d["data/domains"][()]]
         tokens, domain = d["data/val/tokens"][()], d["data/val/domain"][()]
-    loads = np.zeros((cfg["blocks"], len(names), moe["experts"]))
-    act = tf.ACTIVATIONS[cfg["activation"]]
+    loads = np.zeros((len(moe["blocks"]), len(names), moe["experts"]))
     for di in range(len(names)):
         stream = tokens[domain == di].astype(np.int64)
         starts = np.linspace(0, len(stream) - T - 1, windows_per_domain).astype(int)
-        x_tok = np.stack([stream[s:s + T] for s in starts])
-        x = P["embed/weight"][x_tok] + P["pos/weight"][:T]
-        for i in range(cfg["blocks"]):
-            b = f"blocks/{i}/"
-            x = x + tf.attention(tf.layer_norm(x, P[b + "attn/norm/weight"], P[b + "attn/norm/bias"], cfg["norm_eps"]), P, b + "attn/", cfg["heads"])
-            u = tf.layer_norm(x, P[b + "norm/weight"], P[b + "norm/bias"], cfg["norm_eps"])
-            if i in moe["blocks"]:
-                flat = u.reshape(-1, u.shape[-1])
-                p = tf.softmax(flat @ P[b + "moe/router/weight"].T)
-                chosen = np.argsort(-p, axis=1, kind="stable")[:, :k]
-                gates = np.take_along_axis(p, chosen, 1)
-                if moe["normalize_topk"] and k > 1:
-                    gates = gates / gates.sum(1, keepdims=True)
-                y = np.zeros_like(flat)
-                for e in range(moe["experts"]):
-                    rows, slot = np.nonzero(chosen == e)
-                    loads[i, di, e] += len(rows)
-                    if len(rows):
-                        h = act(flat[rows] @ P[b + "moe/experts/w1"][e].T + P[b + "moe/experts/b1"][e])
-                        y[rows] += gates[rows, slot][:, None] * (h @ P[b + "moe/experts/w2"][e].T + P[b + "moe/experts/b2"][e])
-                x = x + y.reshape(u.shape)
-            else:
-                x = x + act(u @ P[b + "ffn/w1"].T + P[b + "ffn/b1"]) @ P[b + "ffn/w2"].T + P[b + "ffn/b2"]
+        routing = {}
+        tf.logits_of(P, cfg, np.stack([stream[s:s + T] for s in starts]), routing)
+        for row, i in enumerate(sorted(moe["blocks"])):
+            loads[row, di] = routing[i]
     return names, loads / loads.sum(2, keepdims=True)
 
 

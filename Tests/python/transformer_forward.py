@@ -67,7 +67,8 @@ def attention(u, P, prefix, heads):
     return out @ P[prefix + "out/weight"].T + P[prefix + "out/bias"]
 
 
-def moe(u, P, prefix, m, act):
+def moe(u, P, prefix, m, act, counts=None):
+    """The MoE FFN; `counts` [E], when given, accumulates each expert's top-k selections."""
     if m["router"] not in ("topk", "switch") or m["capacity_factor"] is not None:
         sys.exit(f"transformer_forward.py: router {m['router']} with capacity {m['capacity_factor']} is not implemented here")
     k = 1 if m["router"] == "switch" else m["k"]
@@ -81,6 +82,8 @@ def moe(u, P, prefix, m, act):
     for t in range(x.shape[0]):
         chosen = sorted(range(p.shape[1]), key=lambda e: (-(p[t, e] + b[e]), e))[:k]
         gates = p[t, chosen]
+        if counts is not None:
+            counts[chosen] += 1
         if m["normalize_topk"] and k > 1:
             gates = gates / gates.sum()
         for e, g in zip(chosen, gates):
@@ -102,8 +105,9 @@ def load(group):
     return P, cfg
 
 
-def logits_of(P, cfg, inputs):
-    """Logits [B, T, vocab] of token windows `inputs` [B, T] (the forward pass above)."""
+def logits_of(P, cfg, inputs, routing=None):
+    """Logits [B, T, vocab] of token windows `inputs` [B, T] (the forward pass above); `routing`,
+    a dict when given, receives per MoE block i the selections per expert `routing[i]` [E]."""
     eps, act = cfg["norm_eps"], ACTIVATIONS[cfg["activation"]]
     T = inputs.shape[1]
     x = P["embed/weight"][inputs] + P["pos/weight"][:T]
@@ -113,7 +117,8 @@ def logits_of(P, cfg, inputs):
         x = x + attention(layer_norm(x, P[b + "attn/norm/weight"], P[b + "attn/norm/bias"], eps), P, b + "attn/", cfg["heads"])
         u = layer_norm(x, P[b + "norm/weight"], P[b + "norm/bias"], eps)
         if i in moe_blocks:
-            x = x + moe(u, P, b + "moe/", cfg["moe"], act)
+            counts = None if routing is None else routing.setdefault(i, np.zeros(cfg["moe"]["experts"]))
+            x = x + moe(u, P, b + "moe/", cfg["moe"], act, counts)
         else:
             x = x + act(u @ P[b + "ffn/w1"].T + P[b + "ffn/b1"]) @ P[b + "ffn/w2"].T + P[b + "ffn/b2"]
     x = layer_norm(x, P["norm/weight"], P["norm/bias"], eps)
