@@ -1,3 +1,4 @@
+import Foundation
 import MoEData
 import MoEHDF5
 import MoENN
@@ -19,14 +20,21 @@ enum LMEvaluateTask {
         let corpus = try TextDataTask.load(layout: layout)
         var results: [(String, Double)] = []
         var context = 0
+        var scored: [(source: String, model: any TokenWindowScorer, scores: [TextSplit: LMScores])] = []
         for (name, task) in models {
             let file = try H5File.open(layout.taskFile(task))
             if name == "best", !file.exists("best") { continue }   // the task never validated
             let model = try loadScorer(from: file, at: EvaluateTask.group(of: name), file: layout.taskFile(task))
             context = model.config.context
+            // A model already scored (`final` = `fused`: the same checkpoint; `best` taken at the
+            // last step: the same bits) gets that model's scores: the protocol is deterministic.
+            let source = task + "/" + EvaluateTask.group(of: name)
+            let earlier = scored.first { $0.source == source || sameWeights($0.model, model) }?.scores
+            var scoresBySplit: [TextSplit: LMScores] = [:]
             var perDomain: [String] = []
             for split in splits {
-                let scores = LMScores.score(model, corpus, split: split, batchSize: batchSize)
+                let scores = earlier?[split] ?? LMScores.score(model, corpus, split: split, batchSize: batchSize)
+                scoresBySplit[split] = scores
                 guard scores.overall.scored > 0 else { continue }
                 results += LMScores.values(scores.overall, split: split.rawValue).map { ("\(name)/" + $0.0, $0.1) }
                 for (domain, sums) in scores.domains where sums.scored > 0 {
@@ -34,6 +42,7 @@ enum LMEvaluateTask {
                     if split == .val { perDomain.append(String(format: "%@ %.3f", domain, LMScores.bitsPerByte(sums.meanLoss))) }
                 }
             }
+            if earlier == nil { scored.append((source, model, scoresBySplit)) }
             let prefix = models.filter({ $0.name != "best" }).count == 1 && name != "best" ? "" : "\(name): "
             let overall = results.filter { $0.0.hasPrefix(name + "/") && !$0.0.contains("/domains/") }
                 .map { "\($0.0.dropFirst(name.count + 1)) \(formatMetric($0.1))" }
@@ -45,6 +54,18 @@ enum LMEvaluateTask {
             try file.setAttribute("batch_size", Int64(batchSize))
             try file.setAttribute("context", Int64(context))
             for (name, value) in results { try file.createScalar("summary/" + name, value) }
+        }
+    }
+
+    /// Whether `a` and `b` score every window alike: the same object, or two transformer LMs of
+    /// one configuration whose parameters and buffers hold the same bits.
+    static func sameWeights(_ a: any TokenWindowScorer, _ b: any TokenWindowScorer) -> Bool {
+        if a === b { return true }
+        guard let a = a as? TransformerLM, let b = b as? TransformerLM, a.config == b.config else { return false }
+        let x = a.parameters + a.buffers, y = b.parameters + b.buffers
+        return x.count == y.count && zip(x, y).allSatisfy { p, q in
+            p.name == q.name && p.value.shape == q.value.shape
+                && memcmp(p.value.data, q.value.data, p.value.count * MemoryLayout<Float>.size) == 0
         }
     }
 

@@ -107,6 +107,27 @@ final class LMTrainTaskTests: XCTestCase {
         XCTAssertTrue(table.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("prose ") }, table)
     }
 
+    /// The evaluate task scores a model once: a second name for the same weights (`final` =
+    /// `fused`, `best` at the last step) reuses the scores only when every bit matches.
+    func testSameWeightsNeedsEveryBitOfParametersAndBuffers() throws {
+        let config = TransformerConfig(context: 8, hidden: 16, heads: 2, blocks: 1, ffn: 32)
+        let a = TransformerLM(config: config, seed: 1), b = TransformerLM(config: config, seed: 1)
+        XCTAssertTrue(LMEvaluateTask.sameWeights(a, b))
+        XCTAssertFalse(LMEvaluateTask.sameWeights(a, TransformerLM(config: config, seed: 2)))
+        b.parameters.last!.value.data[0] = b.parameters.last!.value.data[0].nextUp
+        XCTAssertFalse(LMEvaluateTask.sameWeights(a, b))
+        var wider = config
+        wider.ffn = 48
+        XCTAssertFalse(LMEvaluateTask.sameWeights(a, TransformerLM(config: wider, seed: 1)))
+        let moe = MoEConfig(experts: 2, blocks: [0], router: .topk, k: 1, balance: .bias)
+        let c = TransformerLM(config: TransformerConfig(context: 8, hidden: 16, heads: 2, blocks: 1, ffn: 32, moe: moe), seed: 1)
+        let d = TransformerLM(config: c.config, seed: 1)
+        XCTAssertTrue(LMEvaluateTask.sameWeights(c, d))
+        let bias = try XCTUnwrap(d.buffers.first)
+        bias.value.data[0] += 0.5
+        XCTAssertFalse(LMEvaluateTask.sameWeights(c, d), "the routing bias changes the scores")
+    }
+
     func testEvalCommandScoresATransformerCheckpointOnText() throws {
         _ = try writeCorpus()
         try LMTrainTask(spec: try spec(), setup: setup(), layout: layout, log: RunLog(path: nil, quiet: true)).run()
