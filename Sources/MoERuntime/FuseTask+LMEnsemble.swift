@@ -25,11 +25,9 @@ extension FuseTask {
         let priorKind: LMEnsembleCheckpoint.Prior = spec.fusion.prior == .uniform ? .uniform : .validation
         let prior = priorKind == .uniform ? nil : LMEnsembleCheckpoint.validationPrior(experts: experts, corpus: corpus, batchSize: batch)
         let ensemble = TransformerEnsemble(experts: experts, prior: prior)
-        let expertMetrics = loaded.tensors.map(probe.metrics)
-        let v = LMScores.score(ensemble, corpus, split: .val, batchSize: batch).overall
-        let t = LMScores.score(ensemble, corpus, split: .test, batchSize: batch).overall
-        let fusedMetrics = Metrics(valLoss: v.meanLoss, valAccuracy: v.accuracy,
-                                   testLoss: t.scored > 0 ? t.meanLoss : .nan, testAccuracy: t.scored > 0 ? t.accuracy : .nan)
+        let expertMetrics = zip(loaded.tensors, loaded.sources).map { probe.metrics($0).of($1) }
+        let fusedMetrics = Metrics(val: LMScores.score(ensemble, corpus, split: .val, batchSize: batch),
+                                   test: LMScores.score(ensemble, corpus, split: .test, batchSize: batch)).of("fuse/model")
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
             try file.setTaskAttributes("fuse")
             try LMEnsembleCheckpoint.write(ensemble, prior: priorKind, to: file, at: "model")
@@ -37,8 +35,8 @@ extension FuseTask {
                                     prior: ensemble.prior, experts: expertMetrics, fused: fusedMetrics)
         }
         log.info("fuse: ensemble (BTM, posterior on the window's prefix, \(priorKind.rawValue) prior ["
-                 + ensemble.prior.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "]): val loss \(formatMetric(v.meanLoss)) "
-                 + "(\(formatMetric(LMScores.bitsPerByte(v.meanLoss))) bits per byte); experts val loss "
+                 + ensemble.prior.map { String(format: "%.3f", $0) }.joined(separator: ", ") + "]): val loss \(formatMetric(fusedMetrics.valLoss)) "
+                 + "(\(formatMetric(LMScores.bitsPerByte(fusedMetrics.valLoss))) bits per byte); experts val loss "
                  + expertMetrics.map { formatMetric($0.valLoss) }.joined(separator: ", "))
     }
 }

@@ -69,9 +69,9 @@ final class LMFusionProbe: FusionProbe {
     var curveSubset: String? { "the first \(curveWindows) windows of each domain" }
 
     func metrics(_ tensors: NamedTensors) -> FuseTask.Metrics {
-        let v = scores(tensors, split: .val), t = scores(tensors, split: .test)
-        return FuseTask.Metrics(valLoss: v.meanLoss, valAccuracy: v.accuracy,
-                                testLoss: t.scored > 0 ? t.meanLoss : .nan, testAccuracy: t.scored > 0 ? t.accuracy : .nan)
+        load(tensors)
+        return FuseTask.Metrics(val: LMScores.score(model, corpus, split: .val, batchSize: batchSize),
+                                test: LMScores.score(model, corpus, split: .test, batchSize: batchSize))
     }
 
     func fisher(_ tensors: NamedTensors, batches: Int, rows: Int) throws -> (fisher: NamedTensors, batches: Int) {
@@ -105,5 +105,15 @@ final class LMFusionProbe: FusionProbe {
             start += count
         }
         return (acc.fisher(), acc.batches)
+    }
+}
+
+extension FuseTask.Metrics {
+    /// The metrics of an LM's §5.4 scores on val and test (test NaN when the split has no window),
+    /// keeping the sums.
+    init(val v: LMScores, test t: LMScores) {
+        self.init(valLoss: v.overall.meanLoss, valAccuracy: v.overall.accuracy,
+                  testLoss: t.overall.scored > 0 ? t.overall.meanLoss : .nan, testAccuracy: t.overall.scored > 0 ? t.overall.accuracy : .nan,
+                  lmScores: [.val: v, .test: t])
     }
 }

@@ -49,7 +49,7 @@ extension FuseTask {
         let (base, baseStored) = try loadBase(architecture)
         try checkArchitectures(experts, base: base)
         let probe = try makeProbe(architecture)
-        let expertMetrics = experts.map(probe.metrics)
+        let expertMetrics = zip(experts, loaded.sources).map { probe.metrics($0).of($1) }
         let f = spec.fusion
         guard let w = try fixedWeights(expertMetrics, samples: loaded.samples) else {
             throw RuntimeError.usage("fusion.weights: optimized does not apply to fusion.method: mix")
@@ -63,7 +63,7 @@ extension FuseTask {
         } catch let error as FusionError {
             throw Self.architectureError(error, layout: layout, basePath: layout.taskFile("pretrain"))
         }
-        let fusedMetrics = try mixMetrics(model, probe: probe)
+        let fusedMetrics = try mixMetrics(model, probe: probe).of("fuse/model")
         let norm = architecture.normalization
 
         try H5File.createAtomically(layout.taskFile("fuse")) { file in
@@ -101,10 +101,8 @@ extension FuseTask {
         guard let lm = model as? TransformerLM, let probe = probe as? LMFusionProbe else {
             preconditionFailure("the mixed model and the probe are of different kinds")
         }
-        let v = LMScores.score(lm, probe.corpus, split: .val, batchSize: spec.eval.batchSize).overall
-        let t = LMScores.score(lm, probe.corpus, split: .test, batchSize: spec.eval.batchSize).overall
-        return Metrics(valLoss: v.meanLoss, valAccuracy: v.accuracy,
-                       testLoss: t.scored > 0 ? t.meanLoss : .nan, testAccuracy: t.scored > 0 ? t.accuracy : .nan)
+        return Metrics(val: LMScores.score(lm, probe.corpus, split: .val, batchSize: spec.eval.batchSize),
+                       test: LMScores.score(lm, probe.corpus, split: .test, batchSize: spec.eval.batchSize))
     }
 
     /// The BTX MoE model (see the extension's documentation) written into `model`, a fresh model
@@ -159,11 +157,21 @@ extension FuseTask {
         return Metrics(valLoss: v.loss, valAccuracy: v.accuracy, testLoss: t.loss, testAccuracy: t.accuracy)
     }
 
-    /// `/fusion/metrics/<model>/{val_loss, val_accuracy, test_loss, test_accuracy}` (float64 scalars).
+    /// `/fusion/metrics/<model>/{val_loss, val_accuracy, test_loss, test_accuracy}` (float64 scalars);
+    /// for an LM model whose checkpoint is known also `/fusion/metrics/<model>/sums/{val,test}`
+    /// `[domains, 3]` (per domain in id order: Σ loss in nats, correct, scored tokens), attribute
+    /// `model` = `<task>/<group>` of that checkpoint (`LMEvaluateTask.fuseScores` reuses them).
     static func writeMetrics<S: Sequence>(_ models: S, to g: H5Group) throws where S.Element == (String, Metrics) {
         for (name, m) in models {
             for (k, x) in [("val_loss", m.valLoss), ("val_accuracy", m.valAccuracy), ("test_loss", m.testLoss), ("test_accuracy", m.testAccuracy)] {
                 try g.createScalar("metrics/\(name)/\(k)", x)
+            }
+            guard let model = m.model, !m.lmScores.isEmpty else { continue }
+            let sums = try g.createGroup("metrics/\(name)/sums")
+            try sums.setAttribute("model", model)
+            for (split, scores) in m.lmScores.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                try sums.createDataset(split.rawValue, scores.domains.flatMap { [$0.sums.lossSum, Double($0.sums.correct), Double($0.sums.scored)] },
+                                       shape: [scores.domains.count, 3])
             }
         }
     }

@@ -210,18 +210,22 @@ extension FuseTask {
         var architecture: ExpertArchitecture
         /// n_i of `fusion.weights: data_size`: the expert's `train_samples` (mlp) or `train_tokens` (LM).
         var samples: [Int]
+        /// The checkpoint of each expert, `expert-<i>/<group>` (`model`, or `best` by `fusion.source`).
+        var sources: [String]
     }
 
     /// The experts' checkpoints (`tasks/expert-<i>.h5:/model`), of any one model kind, as named
     /// tensors, with their architecture (and an mlp's input normalisation, from expert 0) and
     /// their training-set sizes (the task file's `train_samples`, or `train_tokens` for an LM).
     func loadExperts() throws -> Experts {
-        var experts: [NamedTensors] = [], samples: [Int] = []
+        var experts: [NamedTensors] = [], samples: [Int] = [], sources: [String] = []
         var architecture: ExpertArchitecture?
         for i in 0..<spec.experts {
             let path = layout.taskFile("expert-\(i)")
             let file = try H5File.open(path)
-            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: spec.handoffGroup(path, layout: layout) ?? "model")
+            let group = spec.handoffGroup(path, layout: layout) ?? "model"
+            sources.append("expert-\(i)/" + group)
+            let (model, norm) = try Checkpoint.loadAnyModel(from: file, at: group)
             if let first = architecture, first.kind != model.checkpointKind {
                 throw RuntimeError.io(path: path + ":/model", message: "cannot fuse a \(model.checkpointKind) model with expert 0's \(first.kind) model")
             }
@@ -230,7 +234,7 @@ extension FuseTask {
             let sizeAttribute = file.hasAttribute("train_samples") ? "train_samples" : "train_tokens"
             samples.append(Int(try file.attribute(sizeAttribute, as: Int64.self)))
         }
-        return Experts(tensors: experts, architecture: architecture!, samples: samples)
+        return Experts(tensors: experts, architecture: architecture!, samples: samples, sources: sources)
     }
 
     /// The branch base θ₀ of the task-vector methods (`/models/seed`): the `pretrain` task's model,

@@ -54,6 +54,17 @@ import MoEStore
 final class FuseTask {
     struct Metrics {
         var valLoss: Double, valAccuracy: Double, testLoss: Double, testAccuracy: Double
+        /// A transformer LM's §5.4 sums of val and test (`LMScores`), and the checkpoint they
+        /// measure (`<task>/<group>`): written as `sums/<split>` for the evaluate task to reuse.
+        var lmScores: [TextSplit: LMScores] = [:]
+        var model: String? = nil
+
+        /// These metrics, recorded as those of the checkpoint `model` (`<task>/<group>`).
+        func of(_ model: String) -> Metrics {
+            var m = self
+            m.model = model
+            return m
+        }
     }
 
     /// Fusions `weights: optimized` may evaluate (each a validation pass).
@@ -92,7 +103,7 @@ final class FuseTask {
         let (base, baseStored) = try loadBase(architecture)
         try checkArchitectures(experts, base: base)
         let probe = try makeProbe(architecture)
-        let expertMetrics = experts.map(probe.metrics)
+        let expertMetrics = zip(experts, loaded.sources).map { probe.metrics($0).of($1) }
         let f = spec.fusion
 
         var fisherBatches = 0
@@ -161,7 +172,7 @@ final class FuseTask {
         } catch let error as FusionError {
             throw Self.architectureError(error, layout: layout, basePath: layout.taskFile("pretrain"))
         }
-        let fusedMetrics = probe.metrics(fused)
+        let fusedMetrics = probe.metrics(fused).of("fuse/model")
 
         // Evidence: interpolation curves and barriers.
         var paths: [(String, String, NamedTensors, NamedTensors, [Int])] = []
@@ -218,11 +229,7 @@ final class FuseTask {
             try g.setAttribute("max_expert_error_barrier", expertErrorBarrier)
             try g.setAttribute("barrier_threshold", threshold)
             try g.createDataset("coefficients", coefficients)
-            for (name, m) in zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]) {
-                for (k, v) in [("val_loss", m.valLoss), ("val_accuracy", m.valAccuracy), ("test_loss", m.testLoss), ("test_accuracy", m.testAccuracy)] {
-                    try g.createScalar("metrics/\(name)/\(k)", v)
-                }
-            }
+            try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]), to: g)
             for c in curves {
                 try g.createDataset("barrier/\(c.a)--\(c.b)/alpha", Self.alphas)
                 try g.createDataset("barrier/\(c.a)--\(c.b)/val_loss", c.losses)

@@ -27,9 +27,11 @@ enum LMEvaluateTask {
             let model = try loadScorer(from: file, at: EvaluateTask.group(of: name), file: layout.taskFile(task))
             context = model.config.context
             // A model already scored (`final` = `fused`: the same checkpoint; `best` taken at the
-            // last step: the same bits) gets that model's scores: the protocol is deterministic.
+            // last step: the same bits), or one the fuse task scored, gets those scores: the
+            // protocol is deterministic.
             let source = task + "/" + EvaluateTask.group(of: name)
-            let earlier = scored.first { $0.source == source || sameWeights($0.model, model) }?.scores
+            let known = scored.first { $0.source == source || sameWeights($0.model, model) }?.scores
+            let earlier = try known ?? fuseScores(of: source, splits: splits, corpus: corpus, layout: layout)
             var scoresBySplit: [TextSplit: LMScores] = [:]
             var perDomain: [String] = []
             for split in splits {
@@ -42,7 +44,7 @@ enum LMEvaluateTask {
                     if split == .val { perDomain.append(String(format: "%@ %.3f", domain, LMScores.bitsPerByte(sums.meanLoss))) }
                 }
             }
-            if earlier == nil { scored.append((source, model, scoresBySplit)) }
+            if known == nil { scored.append((source, model, scoresBySplit)) }
             let prefix = models.filter({ $0.name != "best" }).count == 1 && name != "best" ? "" : "\(name): "
             let overall = results.filter { $0.0.hasPrefix(name + "/") && !$0.0.contains("/domains/") }
                 .map { "\($0.0.dropFirst(name.count + 1)) \(formatMetric($0.1))" }
@@ -55,6 +57,38 @@ enum LMEvaluateTask {
             try file.setAttribute("context", Int64(context))
             for (name, value) in results { try file.createScalar("summary/" + name, value) }
         }
+    }
+
+    /// The §5.4 sums the fuse task measured on the checkpoint `source` (`<task>/<group>`), read
+    /// from `tasks/fuse.h5:/fusion/metrics/<model>/sums/<split>` (`[domains, 3]`: Σ loss, correct,
+    /// scored per domain, `FuseTask.writeMetrics`) when it holds every split of `splits`; nil
+    /// otherwise. The fuse task scores with this task's protocol and `eval.batch_size`, and the
+    /// overall sums are the domains' added in domain order as `LMScores.score` adds them, so these
+    /// are the scores this task would compute, bit for bit.
+    static func fuseScores(of source: String, splits: [TextSplit], corpus: TextCorpus, layout: RunLayout) throws -> [TextSplit: LMScores]? {
+        let path = layout.taskFile("fuse")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let file = try H5File.open(path)
+        guard file.exists("fusion/metrics") else { return nil }
+        for name in try file.children(of: "fusion/metrics") where file.exists("fusion/metrics/\(name)/sums") {
+            let group = try file.openGroup("fusion/metrics/\(name)/sums")
+            guard try group.stringAttribute("model") == source else { continue }
+            var result: [TextSplit: LMScores] = [:]
+            for split in splits {
+                guard group.exists(split.rawValue) else { return nil }
+                let (values, shape) = try group.read(split.rawValue, as: Double.self)
+                guard shape == [corpus.domains.count, 3] else { return nil }
+                var scores = LMScores()
+                for (d, domain) in corpus.domains.enumerated() {
+                    let sums = ObjectiveSums(lossSum: values[3 * d], correct: Int(values[3 * d + 1]), scored: Int(values[3 * d + 2]))
+                    scores.overall += sums
+                    scores.domains.append((domain, sums))
+                }
+                result[split] = scores
+            }
+            return result
+        }
+        return nil
     }
 
     /// Whether `a` and `b` score every window alike: the same object, or two transformer LMs of

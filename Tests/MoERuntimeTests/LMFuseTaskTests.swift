@@ -296,4 +296,47 @@ final class LMFuseTaskTests: XCTestCase {
         XCTAssertEqual(try file.read("fusion/metrics/fused/val_loss", as: Double.self).values, [v.meanLoss])
         XCTAssertEqual(try file.openGroup("fusion").stringAttribute("method"), "mix")
     }
+
+    /// The evaluate task reuses the fuse task's §5.4 sums of the checkpoints the fuse task
+    /// measured (each expert's `/model`, the fused `/model`), and they are the figures scoring
+    /// those checkpoints afresh gives, bit for bit; changed sums in fuse.h5 show in evaluate.h5,
+    /// so the figures are read, not recomputed.
+    func testEvaluateReusesTheFuseTasksScoresOfTheSameCheckpoints() throws {
+        let experts = try writeExperts()
+        var fuse = try runFuse("{method: average}")
+        XCTAssertEqual(try fuse.openGroup("fusion/metrics/expert-1/sums").stringAttribute("model"), "expert-1/model")
+        XCTAssertEqual(try fuse.openGroup("fusion/metrics/fused/sums").stringAttribute("model"), "fuse/model")
+        XCTAssertEqual(try fuse.read("fusion/metrics/expert-0/sums/test", as: Double.self).shape, [2, 3])
+        let fused = try fusedLM(fuse)
+        fuse.close()
+        let models = [("expert-0", "expert-0"), ("expert-1", "expert-1"), ("fused", "fuse"), ("final", "fuse")]
+        let evaluate = { try LMEvaluateTask.run(splits: [.val, .test], batchSize: 5, models: models, layout: self.layout,
+                                                log: RunLog(path: nil, quiet: true)) }
+        try evaluate()
+        var eval = try H5File.open(layout.taskFile("evaluate"))
+        for (name, model) in [("expert-0", experts[0]), ("expert-1", experts[1]), ("fused", fused), ("final", fused)] {
+            for split in [TextSplit.val, .test] {
+                let fresh = LMScores.score(model, corpus, split: split, batchSize: 5)
+                XCTAssertEqual(try eval.readScalar("summary/\(name)/\(split.rawValue)_loss", as: Double.self), fresh.overall.meanLoss, name)
+                for (domain, sums) in fresh.domains {
+                    let base = "summary/\(name)/domains/\(domain)/\(split.rawValue)"
+                    XCTAssertEqual(try eval.readScalar(base + "_loss", as: Double.self), sums.meanLoss, base)
+                    XCTAssertEqual(try eval.readScalar(base + "_accuracy", as: Double.self), sums.accuracy, base)
+                }
+            }
+        }
+        eval.close()
+        fuse = try H5File.open(layout.taskFile("fuse"), mode: .readWrite)
+        var (values, shape) = try fuse.read("fusion/metrics/expert-0/sums/val", as: Double.self)
+        values[0] *= 2   // Σ loss of domain 0
+        try fuse.deleteLink("fusion/metrics/expert-0/sums/val")
+        try fuse.createDataset("fusion/metrics/expert-0/sums/val", values, shape: shape)
+        fuse.close()
+        try evaluate()
+        eval = try H5File.open(layout.taskFile("evaluate"))
+        let domain0 = LMScores.score(experts[0], corpus, split: .val, batchSize: 5).domains[0]
+        XCTAssertEqual(try eval.readScalar("summary/expert-0/domains/\(domain0.name)/val_loss", as: Double.self), 2 * domain0.sums.meanLoss)
+        XCTAssertEqual(try eval.readScalar("summary/expert-1/val_loss", as: Double.self),
+                       LMScores.score(experts[1], corpus, split: .val, batchSize: 5).overall.meanLoss)
+    }
 }
