@@ -12,7 +12,7 @@ whole grid (60+ trials).
 
 The language models (lm-dense, lm-moe, lm-data-parallel, lm-expert-parallel, lm-upcycle,
 lm-moefication, lm-switch, lm-btm, lm-btm-average, lm-btx, lm-seed-recipe, and the trials of
-sweep-lm-fusion) train for 2000 steps and evaluate about 1.8M tokens, several minutes each; this runs
+sweep-lm-fusion, lm-router-balance and lm-router-shared) train for 2000 steps and evaluate about 1.8M tokens, several minutes each; this runs
 them with the overrides in SHORTENED below (100 steps or fewer, and 0.25 % val and test splits for
 the end-of-training evaluation, which does not touch the weights; the upcycled and moefied LMs 50
 pre-training steps and 50 steps after the split; the branch LMs 20 pre-training steps, 20 steps per
@@ -57,6 +57,9 @@ SWEEP_TRIALS = {
     "sweep-router": [["experts=2,16", "router.k=1,2", "seed=0"]],
     "sweep-capacity": [["router.capacity_factor=0.5,null", "seed=0"]],
     "sweep-fusion": [["fusion.method=average,greedy_soup,task_arithmetic,ties,dare,dare_ties,fisher", "seed=0"]],
+    # Every score × balance cell (issue 16's router study), and the shared-expert variant.
+    "lm-router-balance": [["router.score=softmax,sigmoid", "router.balance=aux_loss,bias", "seed=0"]],
+    "lm-router-shared": [["seed=0"]],
     # Every method the spec sweeps: each trial reruns the (shortened) pretrain and expert tasks.
     "sweep-lm-fusion": [["fusion.method=average,greedy_soup,task_arithmetic,ties,dare,dare_ties,fisher,ensemble", "seed=0"]],
 }
@@ -78,6 +81,8 @@ SHORTENED = {
     "lm-btx": ["split.pretrain_steps=20", "train.steps=20", "fusion.finetune.steps=20",
                "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
     "lm-seed-recipe": ["train.steps=40", "fusion.finetune.steps=20", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-router-balance": ["train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
+    "lm-router-shared": ["train.steps=50", "data.split={train: 0.995, val: 0.0025, test: 0.0025}"],
     "sweep-lm-fusion": ["split.pretrain_steps=20", "train.steps=20", "data.split={train: 0.999, val: 0.0005, test: 0.0005}"],
 }
 
