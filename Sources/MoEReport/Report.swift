@@ -6,6 +6,8 @@ import MoEHDF5
 /// `DIR/report/`:
 /// - `loss.svg` (a run: training loss and validation loss, dashed, per training task) or
 ///   `train_loss.svg` and `val_loss.svg` (a sweep: one line per trial, labelled by its values);
+/// - `router-violation.svg` (a run) or `max_violation.svg` (a sweep: one line per trial): the
+///   maximal violation of the expert load over training (`violationCurve`), for MoE runs;
 /// - `router-<task|trial-N>-<block>.svg`: the share of samples each expert received at each log
 ///   step, per MoE layer (a heat map, experts × steps);
 /// - `fusion-barrier.svg` (a sweep: `fusion-barrier-trial-N.svg`) when a file of the run has
@@ -154,6 +156,7 @@ public struct Report {
         var series: [ChartSeries] = []
         var barrier: [ChartSeries] = [], barrierData: Set<String> = []
         var heatmaps: [(String, String)] = []
+        var violation: [ChartSeries] = []
         let tasks = Self.taskFiles(runDirectory)
         let training = tasks.filter { path in (try? H5File.open(path))?.exists("metrics/train_loss") ?? false }
         let axis = StageAxis(runDirectory: runDirectory, taskFiles: training)
@@ -168,6 +171,8 @@ public struct Report {
             if !train.isEmpty { series.append(ChartSeries(label: prefix + "train_loss", points: train)) }
             let val = axis.shifted(Self.curve(file, "metrics/eval", "val_loss"), task: task)
             if !val.isEmpty { series.append(ChartSeries(label: prefix + "val_loss", points: val, dashed: true)) }
+            let m = axis.shifted(Self.violationCurve(file), task: task)
+            if !m.isEmpty { violation.append(ChartSeries(label: task, points: m)) }
             if let shard = try? file.attribute("shard", as: Int64.self) {
                 shards.append("\(task): shard \(shard)" + ((try? file.stringAttribute("shard_by")).map { " by \($0)" } ?? ""))
             }
@@ -195,6 +200,12 @@ public struct Report {
                                   xLabel: stepLabel, yLabel: "cross-entropy loss", series: series, note: note)
             chart.markers = axis.boundaries
             out.append(("loss.svg", chart.svg()))
+        }
+        if !violation.isEmpty {
+            var chart = LineChart(title: "Maximal violation of the expert load — " + (runDirectory as NSString).lastPathComponent,
+                                  xLabel: stepLabel, yLabel: "max violation", series: violation, note: [Self.violationNote])
+            chart.markers = axis.boundaries
+            out.append(("router-violation.svg", chart.svg()))
         }
         out += heatmaps
         if !barrier.isEmpty {
@@ -235,6 +246,20 @@ public struct Report {
     }
 
     /// The heat map of `/router/<block>/load` ([steps, experts]) as shares of each step's total.
+    /// The maximal violation over training of a task file (Wang et al. 2024, "Auxiliary-Loss-Free
+    /// Load Balancing", MaxVio = max_e c_e / mean(c) − 1, c = selections before capacity): per log
+    /// row, the mean over the MoE blocks of `/router/<i>/max_violation`; empty without router series.
+    static func violationCurve(_ file: H5File) -> [(x: Double, y: Double)] {
+        guard file.exists("router"), let blocks = try? file.openGroup("router").children() else { return [] }
+        let curves = blocks.sorted().map { curve(file, "router/\($0)", "max_violation") }.filter { !$0.isEmpty }
+        guard let first = curves.first, curves.allSatisfy({ $0.count == first.count }) else { return [] }
+        return first.indices.map { r in (x: first[r].x, y: curves.reduce(0) { $0 + $1[r].y } / Double(curves.count)) }
+            .filter { $0.y.isFinite }
+    }
+
+    static let violationNote = "max_e c_e / mean(c) − 1 per log window of training batches (c = each expert's selections "
+        + "before capacity), mean over the MoE blocks; 0 = perfectly even"
+
     static func routerHeatMap(_ file: H5File, block: String, title: String, shift: Double = 0, xLabel: String = "training step") -> String? {
         guard let load = numbers(file, "router/\(block)/load"), load.shape.count == 2,
               let steps = numbers(file, "router/\(block)/step")?.values else { return nil }
@@ -285,7 +310,7 @@ public struct Report {
         let si = table.columns.firstIndex(of: "status")!
         let rows = table.rows.filter { $0[si] == "complete" }.sorted { (Int($0[ti]) ?? 0) < (Int($1[ti]) ?? 0) }
         var out: [(String, String)] = []
-        var train: [ChartSeries] = [], val: [ChartSeries] = []
+        var train: [ChartSeries] = [], val: [ChartSeries] = [], violation: [ChartSeries] = []
         var heatmaps: [(String, String)] = []
         let firstReplicate = Dictionary(uniqueKeysWithValues: (chartGroups?.pooledKeys ?? []).map { key in
             (key, rows.first.map { $0[table.columns.firstIndex(of: key)!] } ?? "")
@@ -303,6 +328,8 @@ public struct Report {
             if !t.isEmpty { train.append(ChartSeries(label: name, points: t)) }
             let v = Self.curve(file, "metrics/eval", "val_loss")
             if !v.isEmpty { val.append(ChartSeries(label: name, points: v)) }
+            let m = Self.violationCurve(file)
+            if !m.isEmpty { violation.append(ChartSeries(label: name, points: m)) }
             if mapRouter {
                 let barrier = files.compactMap { try? H5File.open($0) }.flatMap(Self.barrierSeries)
                 if !barrier.isEmpty {
@@ -329,20 +356,19 @@ public struct Report {
                 if !settings.contains(setting) { settings.append(setting) }
             }
             let patterns = [nil, "7 4", "2 3", "10 3 2 3"]
-            for i in train.indices + val.indices.map({ $0 + train.count }) {
-                let name = i < train.count ? train[i].label : val[i - train.count].label
-                guard let row = rows.first(where: { label($0, keys: keys) == name }) else { continue }
-                let color = settings.firstIndex(of: label(row, keys: settingKeys)) ?? 0
-                let replicate = rows.filter { label($0, keys: settingKeys) == label(row, keys: settingKeys) }
-                    .firstIndex { label($0, keys: keys) == name } ?? 0
-                if i < train.count {
-                    train[i].colorIndex = color
-                    train[i].dashPattern = patterns[replicate % patterns.count]
-                } else {
-                    val[i - train.count].colorIndex = color
-                    val[i - train.count].dashPattern = patterns[replicate % patterns.count]
+            let style = { (series: inout [ChartSeries]) in
+                for i in series.indices {
+                    guard let row = rows.first(where: { self.label($0, keys: keys) == series[i].label }) else { continue }
+                    let setting = self.label(row, keys: settingKeys)
+                    let replicate = rows.filter { self.label($0, keys: settingKeys) == setting }
+                        .firstIndex { self.label($0, keys: keys) == series[i].label } ?? 0
+                    series[i].colorIndex = settings.firstIndex(of: setting) ?? 0
+                    series[i].dashPattern = patterns[replicate % patterns.count]
                 }
             }
+            style(&train)
+            style(&val)
+            style(&violation)
         }
         if !train.isEmpty {
             out.append(("train_loss.svg", LineChart(title: "Training loss per trial", xLabel: "training step",
@@ -353,6 +379,11 @@ public struct Report {
             out.append(("val_loss.svg", LineChart(title: "Validation loss per trial", xLabel: "training step",
                                                   yLabel: "validation loss", series: val,
                                                   note: ["each trial's training task (train.h5, else its first training task) on the whole validation split"]).svg()))
+        }
+        if !violation.isEmpty {
+            out.append(("max_violation.svg", LineChart(title: "Maximal violation of the expert load per trial", xLabel: "training step",
+                                                       yLabel: "max violation", series: violation,
+                                                       note: [Self.violationNote]).svg()))
         }
         out += metricCharts()
         return out + heatmaps

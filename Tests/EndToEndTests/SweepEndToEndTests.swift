@@ -160,7 +160,7 @@ final class SweepEndToEndTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: report).sorted()
         let svgs = files.filter { $0.hasSuffix(".svg") }
         for name in ["train_loss.svg", "val_loss.svg", "test_accuracy-vs-router.k.svg", "test_accuracy-vs-experts.svg",
-                     "router-trial-1-1.svg", "router-trial-4-1.svg"] {
+                     "router-trial-1-1.svg", "router-trial-4-1.svg", "max_violation.svg"] {
             XCTAssertTrue(svgs.contains(name), "\(name) in \(svgs)")
         }
         let labels = ["router.k=1 experts=2", "router.k=1 experts=4", "router.k=2 experts=2", "router.k=2 experts=4"]
@@ -168,6 +168,9 @@ final class SweepEndToEndTests: XCTestCase {
         XCTAssertEqual(train.components(separatedBy: "<polyline class=\"series\"").count - 1, 4)
         for label in labels { XCTAssertTrue(train.contains("data-series=\"\(label)\""), label) }
         XCTAssertTrue(train.contains(">training step</text>") && train.contains(">training loss</text>"), "axis labels")
+        let violation = try String(contentsOfFile: report + "/max_violation.svg", encoding: .utf8)
+        for label in labels { XCTAssertTrue(violation.contains("data-series=\"\(label)\""), label) }
+        XCTAssertTrue(violation.contains(">max violation</text>"), "axis label")
         let versus = try String(contentsOfFile: report + "/test_accuracy-vs-router.k.svg", encoding: .utf8)
         XCTAssertTrue(versus.contains("data-series=\"experts=2\"") && versus.contains("data-series=\"experts=4\""))
         XCTAssertTrue(versus.contains(">router.k</text>") && versus.contains(">test_accuracy</text>"))
@@ -239,6 +242,8 @@ final class SweepEndToEndTests: XCTestCase {
         let loss = try String(contentsOfFile: runDir + "/report/loss.svg", encoding: .utf8)
         XCTAssertTrue(loss.contains("data-series=\"train_loss\"") && loss.contains("data-series=\"val_loss\""), "training and validation curves")
         XCTAssertTrue(FileManager.default.fileExists(atPath: runDir + "/report/router-train-1.svg"))
+        let violation = try String(contentsOfFile: runDir + "/report/router-violation.svg", encoding: .utf8)
+        XCTAssertTrue(violation.contains("data-series=\"train\""), violation)
 
         let missing = try CLI.run(["report", g.workspace], in: g.workspace)
         XCTAssertEqual(missing.status, 2)
