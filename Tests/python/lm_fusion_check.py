@@ -6,19 +6,21 @@
   /models/seed                 θ₀ (the pre-trained seed, or the spec seed's initialisation)
   /models/fused                the fused checkpoint
 
-  average           θ = Σ w_i θ_i (the coefficients are already normalised when `normalize`)
-  task_arithmetic   θ = θ₀ + λ Σ w_i (θ_i − θ₀) / (Σ w_i when normalize)
+  average, task_arithmetic, ties, dare, dare_ties, slerp, fisher, greedy_soup
+                    every tensor recomputed by fusion_recompute.weight_space, as for an MLP run
   mix (BTX)         for every MoE block b: experts/<t>[i] = expert i's blocks/b/ffn/<t> exactly;
                     every other tensor but the routers Σ w_i θ_i; router/weight [E, hidden] the fresh
                     N(0, 0.02²) initialisation times 0.01 (checked: |w| < 0.01 · 0.02 · 6)
-Each recomputed tensor must match to 1e-6 relative (‖a − b‖ / max(‖b‖, 1e-12)). Other methods are
-covered by fusion_reference.py on the same tensors; here their fused model is only forward-checked.
+Each mix tensor must match to 1e-6 relative (‖a − b‖ / max(‖b‖, 1e-12)), a weight-space one to
+fusion_recompute's 1e-5.
 The probe's /fusion/metrics/<model>/{val,test}_loss must equal the evaluate task's /summary/<model>/…
 (both are the §5.4 protocol in batches of eval.batch_size) to 1e-9 relative.
 """
 import json
 
 import numpy as np
+
+import fusion_recompute
 
 
 def tensors(group):
@@ -43,29 +45,25 @@ def check_fusion(f, fail):
     fused = tensors(f["models/fused"])
     config = json.loads(f["models/fused"].attrs["config"])
     recomputed = 0
-    if method in ("average", "task_arithmetic", "mix"):
+    if method in fusion_recompute.METHODS:
+        # Every weight-space method, as for an MLP branch run (float32 tensors, as stored).
+        as32 = lambda t: {n: v.astype(np.float32) for n, v in t.items()}  # noqa: E731 (float64 → float32 is exact)
+        recomputed = fusion_recompute.weight_space(f, g, method, w, [as32(e) for e in experts], as32(fused), fail)
+    elif method == "mix":
         for name, value in fused.items():
             parts = name.split("/")
-            if method == "mix" and len(parts) == 5 and parts[2] == "moe" and parts[3] == "experts":
+            if len(parts) == 5 and parts[2] == "moe" and parts[3] == "experts":
                 for i, e in enumerate(experts):
                     source = f"blocks/{parts[1]}/ffn/{parts[4]}"
                     if not np.array_equal(value[i], e[source]):
                         fail(f"mix: {name}[{i}] is not expert {i}'s {source}")
-            elif method == "mix" and len(parts) == 5 and parts[2] == "moe" and parts[3] == "router":
+            elif len(parts) == 5 and parts[2] == "moe" and parts[3] == "router":
                 if parts[4] == "weight" and (value.shape != (len(w), config["hidden"]) or np.abs(value).max() >= 0.01 * 0.02 * 6):
                     fail(f"mix: {name} is not a fresh router x 0.01 (shape {value.shape}, max {np.abs(value).max()})")
             else:
-                if method == "task_arithmetic":
-                    base = tensors(f["models/seed"])[name]
-                    tau = sum(wi * (e[name] - base) for wi, e in zip(w, experts))
-                    if g.attrs["normalize"]:
-                        tau = tau / w.sum()
-                    want = base + float(g.attrs["lambda"]) * tau
-                else:
-                    want = sum(wi * e[name] for wi, e in zip(w, experts))
-                rel = relative(value, want)
+                rel = relative(value, sum(wi * e[name] for wi, e in zip(w, experts)))
                 if rel > 1e-6:
-                    fail(f"{method}: numpy {name} differs from /models/fused by {rel:.1e} relative")
+                    fail(f"mix: numpy {name} differs from /models/fused by {rel:.1e} relative")
             recomputed += 1
     for model in [f"expert-{i}" for i in range(len(w))] + ["fused"]:
         for split in ["val", "test"]:
@@ -76,5 +74,5 @@ def check_fusion(f, fail):
             reported = float(f[key][()])
             if abs(probe - reported) > 1e-9 * abs(reported):
                 fail(f"/fusion/metrics/{model}/{split}_loss {probe!r} differs from /{key} {reported!r}")
-    what = f"{recomputed} tensors recomputed from the experts" if recomputed else "tensors not recomputed here (fusion_reference.py)"
+    what = f"{recomputed} tensors recomputed from the experts" if recomputed else "an ensemble: no fused tensors"
     return f"fused by {method} ({what}; fusion metrics = evaluate's)"
