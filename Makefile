@@ -227,6 +227,18 @@ lm-study: build venv
 	$(PY) Tests/python/lm_study.py results --seeds $(shell echo $(SEEDS) | tr ' ' ',') --images docs/images
 	for f in lm-study-bpb lm-btx-router-load; do rsvg-convert docs/images/$$f.svg -o docs/images/$$f.png && rm docs/images/$$f.svg; done
 
+## router-study: README's "Router balance on real text" (issue 16): the sweeps
+##   experiments/lm-router-balance.yaml (softmax|sigmoid x aux_loss|bias, 3 seeds) and
+##   lm-router-shared.yaml (loss-free + shared expert + fine-grained experts, 3 seeds), 15 runs of
+##   lm-moe's size, 2 at a time, complete trials reused (--resume); then the table (printed) and
+##   docs/images/router-balance-violation.png (Tests/python/router_study.py, h5py + numpy).
+.PHONY: router-study
+router-study: build venv
+	for spec in lm-router-balance lm-router-shared; do \
+	  $(BIN)/moe-run sweep experiments/$$spec.yaml --jobs 2 --resume --quiet || exit 1; done
+	$(PY) Tests/python/router_study.py results --images docs/images
+	rsvg-convert docs/images/router-balance-violation.svg -o docs/images/router-balance-violation.png && rm docs/images/router-balance-violation.svg
+
 ## corpus: rebuild experiments/data/text-domains.h5 from pinned Debian packages (downloads them;
 ##   refuses a version or text sha256 that differs from the pins). Not part of `make test`.
 .PHONY: corpus

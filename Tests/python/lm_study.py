@@ -14,7 +14,7 @@ RESULTS_DIR holds results/<name>/<run id>/ as `moe-run experiments/<name>.yaml -
 writes them (`make lm-study`). Nothing here is needed to run an experiment: it is a reader of
 finished runs, as h5py users would write one.
 
-Parameters: total = every float tensor of the final model (BTM ensemble: of its experts);
+Parameters: total = every float parameter tensor of the final model (not the expert_bias buffers) (BTM ensemble: of its experts);
 active per token = total minus, per MoE block, the experts a token is not routed to
 ((E − k) · expert size). Inference FLOPs per token (forward only, as nanoGPT's estimate_mfu
 without the backward: 2·N + 4·L·hidden·T, N = active parameters without the position
@@ -74,8 +74,11 @@ def summary(run_dir, model):
 
 
 def tensors(group):
+    """{name: shape} of the float parameters of a checkpoint group (buffers such as the routers'
+    expert_bias are state, not parameters)."""
     out = {}
-    group.visititems(lambda n, o: out.__setitem__(n, o.shape) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    group.visititems(lambda n, o: out.__setitem__(n, o.shape)
+                     if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" and not n.endswith("expert_bias") else None)
     return out
 
 
