@@ -15,6 +15,16 @@ import Darwin
 public enum BLASEnvironment {
     /// Environment variable set on the re-exec'd process so it never re-execs twice.
     public static let marker = "MOE_RUN_BLAS_CONFIGURED"
+    /// Set to 1 by the first moe-run process when `OPENBLAS_NUM_THREADS` came from the user, so
+    /// its schedulers and sweeps keep that value instead of dividing the cores themselves.
+    public static let userThreadsVariable = "MOE_RUN_USER_BLAS_THREADS"
+
+    /// The `OPENBLAS_NUM_THREADS` of a process that shares this one's cores with `share − 1`
+    /// others (a scheduler's workers): cores / share (at least 1), or nil when the user set the
+    /// variable (`userThreadsVariable` in `environment`): then every process keeps the user's value.
+    public static func threadsValue(environment: [String: String], cores: Int, share: Int) -> String? {
+        environment[userThreadsVariable] == "1" ? nil : String(max(1, cores / max(1, share)))
+    }
 
     /// The OpenBLAS core type for a CPU with these `/proc/cpuinfo` flags:
     /// AVX-512 (F, BW, VL, DQ) → `SkylakeX`, AVX2 + FMA → `Haswell`, otherwise nil (let OpenBLAS decide).
@@ -73,6 +83,7 @@ public enum BLASEnvironment {
     public static func prepareProcess() {
         let env = currentEnvironment()
         if env[marker] != nil { return }
+        if env["OPENBLAS_NUM_THREADS"] != nil { setenv(userThreadsVariable, "1", 1) }
         let missing = missingVariables(environment: env, cpuFlags: cpuFlags(), cores: cores,
                                        concurrentProcesses: ranksOnThisHost(environment: env))
         for (k, v) in missing { setenv(k, v, 1) }

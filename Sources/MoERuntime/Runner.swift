@@ -138,11 +138,14 @@ public enum Runner {
     }
 
     /// The scheduler for `plan`: each task runs as `/proc/self/exe worker --run-dir DIR --task ID`
-    /// with this process's environment plus `OPENBLAS_NUM_THREADS` = cores / workers (at least 1),
+    /// with this process's environment plus `OPENBLAS_NUM_THREADS` = cores / workers (at least 1;
+    /// the user's value when they set it, `BLASEnvironment.threadsValue`),
     /// the OpenBLAS core type already chosen (`BLASEnvironment`), and this process's pid.
     static func scheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog) -> Scheduler {
         var environment = BLASEnvironment.currentEnvironment()
-        environment["OPENBLAS_NUM_THREADS"] = String(max(1, BLASEnvironment.cores / max(1, spec.parallelism.workers)))
+        if let threads = BLASEnvironment.threadsValue(environment: environment, cores: BLASEnvironment.cores, share: spec.parallelism.workers) {
+            environment["OPENBLAS_NUM_THREADS"] = threads
+        }
         environment[BLASEnvironment.marker] = "1"
         environment[Worker.parentVariable] = String(getpid())
         // Workers hand their progress lines to the scheduler, which draws them on a TTY.

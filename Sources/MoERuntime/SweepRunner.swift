@@ -66,7 +66,7 @@ public enum SweepRunner {
         // parallelism.workers for OPENBLAS_NUM_THREADS.
         var environment = BLASEnvironment.currentEnvironment()
         environment[BLASEnvironment.coresVariable] = String(max(1, BLASEnvironment.cores / jobs))
-        environment["OPENBLAS_NUM_THREADS"] = nil
+        if environment[BLASEnvironment.userThreadsVariable] != "1" { environment["OPENBLAS_NUM_THREADS"] = nil }
         environment[RunLog.progressVariable] = nil
         edit(&environment)
 

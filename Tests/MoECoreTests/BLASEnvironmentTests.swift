@@ -158,4 +158,14 @@ final class BLASInfoTests: XCTestCase {
             XCTAssertEqual(BLASInfo.coreName.lowercased(), "skylakex")
         }
     }
+
+    /// A scheduler divides the cores between its workers unless the user set OPENBLAS_NUM_THREADS
+    /// (README, "BLAS speed": moe-run never changes a value you set).
+    func testWorkersKeepTheUsersThreadCount() {
+        XCTAssertEqual(BLASEnvironment.threadsValue(environment: ["OPENBLAS_NUM_THREADS": "2"], cores: 2, share: 2), "1")
+        XCTAssertEqual(BLASEnvironment.threadsValue(environment: [:], cores: 8, share: 3), "2")
+        XCTAssertEqual(BLASEnvironment.threadsValue(environment: [:], cores: 2, share: 4), "1")
+        XCTAssertNil(BLASEnvironment.threadsValue(environment: ["OPENBLAS_NUM_THREADS": "1", BLASEnvironment.userThreadsVariable: "1"],
+                                                  cores: 2, share: 1))
+    }
 }
