@@ -119,6 +119,32 @@ final class LMParallelEndToEndTests: XCTestCase {
         try CLI.assertNumpyReproduces(runDir, models: ["final"])
     }
 
+    /// DeepSeek-V3's routing (sigmoid scores, loss-free expert bias) with a shared expert,
+    /// data-parallel: each bias update takes the sign of the global load's deviation (summed over
+    /// the ranks), so both workers hold the bias one process computes, bit for bit, and the
+    /// weights agree as above.
+    func testDataParallelLossFreeSharedExpertLMKeepsOneProcesssBias() throws {
+        let sets = ["router.score=sigmoid", "router.balance=bias", "router.bias_rate=0.01", "model.shared_experts=1", "model.shared_ffn=16"]
+        func run(_ dir: String) throws -> String {
+            let r = try CLI.run(["spec.yaml", "--quiet"] + sets.flatMap { ["--set", $0] }, in: dir)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            CLI.assertNoProcesses(in: dir)
+            return dir + "/" + r.lastLine
+        }
+        let single = try run(try workspace(moe: true, parallelism: nil))
+        let parallel = try run(try workspace(moe: true, parallelism: "{mode: data, workers: 2}"))
+        let a = try H5File.open(single + "/tasks/train.h5"), b = try H5File.open(parallel + "/tasks/train.h5")
+        let bias = try a.read("model/blocks/1/moe/router/expert_bias", as: Float.self).values
+        XCTAssertTrue(bias.contains { $0 != 0 }, "the bias moved: \(bias)")
+        XCTAssertEqual(try b.read("model/blocks/1/moe/router/expert_bias", as: Float.self).values.map(\.bitPattern), bias.map(\.bitPattern))
+        XCTAssertEqual(try b.read("router/1/expert_bias", as: Double.self).values, try a.read("router/1/expert_bias", as: Double.self).values)
+        assertClose(try CLI.trainSeries(parallel, "train_loss"), try CLI.trainSeries(single, "train_loss"), 1e-6, "train_loss")
+        let d = maxDifference(try weights(parallel), try weights(single))
+        XCTAssertLessThan(d.weights, 1e-5, "final weights")
+        XCTAssertTrue(try weights(parallel).keys.contains("blocks/1/moe/shared/w1"))
+        try CLI.assertNumpyReproduces(parallel, models: ["final"])
+    }
+
     /// Measured after 100 steps: the final train loss 2.14 uncompressed; top-k keeping 10 % of
     /// the gradient (with error feedback) 2.39, 5 % 2.56, 1 % 2.95: on this LM top-k slows
     /// learning far more than on the MLP, so the test keeps 10 % (a message of 20 % of the bytes).
