@@ -55,10 +55,9 @@ final class TransformerGradientTests: XCTestCase {
 
     /// The whole model's loss (mean next-token cross-entropy + MoE auxiliary losses) with
     /// respect to every element of every parameter.
-    private func checkModel(_ config: TransformerConfig, withDomains: Bool = false, file: StaticString = #filePath, line: UInt = #line) {
-        let model = TransformerLM(config: config, seed: 3)
-        TinyTransformer.randomize(model.parameters, seed: 9)
-        for layer in model.moeLayers { layer.router.weight.value.scale(by: 4) }
+    private func checkModel(_ config: TransformerConfig, withDomains: Bool = false, prepare: (TransformerLM) -> Void = { _ in },
+                            file: StaticString = #filePath, line: UInt = #line) {
+        let model = Self.model(config, prepare: prepare)
         let (batch, length) = (3, config.context + 1)
         let tokens = TinyTransformer.tokens(batch: batch, length: length, vocab: config.vocab, seed: 5)
         let domains = [2, 0, 1]
@@ -86,6 +85,26 @@ final class TransformerGradientTests: XCTestCase {
         }
     }
 
+    /// The model `checkModel` differentiates: seed 3, randomised, routers scaled by 4, then `prepare`.
+    private static func model(_ config: TransformerConfig, prepare: (TransformerLM) -> Void) -> TransformerLM {
+        let model = TransformerLM(config: config, seed: 3)
+        TinyTransformer.randomize(model.parameters, seed: 9)
+        for layer in model.moeLayers { layer.router.weight.value.scale(by: 4) }
+        prepare(model)
+        return model
+    }
+
+    /// The experts each token of `checkModel`'s batch is routed to.
+    private func routing(_ config: TransformerConfig, prepare: (TransformerLM) -> Void) -> [[Int]] {
+        let model = Self.model(config, prepare: prepare)
+        let tokens = TinyTransformer.tokens(batch: 3, length: config.context + 1, vocab: config.vocab, seed: 5)
+        return tokens.withUnsafeBufferPointer { tb in
+            _ = model.forward(TokenWindows(tokens: tb.baseAddress!, batch: 3, length: config.context + 1),
+                              context: ForwardContext(training: true, step: 2, seed: 11))
+            return TinyTransformer.routing(model)
+        }
+    }
+
     func testDenseModelEveryParameter() { checkModel(TinyTransformer.config()) }
     func testTiedDenseModelWithDropoutEveryParameter() { checkModel(TinyTransformer.config(tie: true, dropout: 0.2)) }
     func testMoEModelTopKEveryParameter() {
@@ -94,6 +113,18 @@ final class TransformerGradientTests: XCTestCase {
     /// Two shared experts (DeepSeekMoE, `blocks/1/moe/shared/*`) beside the routed ones.
     func testMoEModelWithSharedExpertsEveryParameter() {
         checkModel(TinyTransformer.config(moe: MoEConfig(experts: 3, blocks: [1], router: .topk, k: 2, sharedExperts: 2, sharedFFN: 6)))
+    }
+    /// DeepSeek-V3's routing in the whole model: sigmoid scores, the expert bias in selection
+    /// (set away from 0, so it changes which experts are chosen) and a shared expert.
+    func testMoEModelSigmoidBiasAndSharedExpertEveryParameter() {
+        let config = TinyTransformer.config(moe: MoEConfig(experts: 3, blocks: [1], router: .topk, k: 2, sharedExperts: 1, sharedFFN: 6,
+                                                           score: .sigmoid, balance: .bias))
+        let setBias = { (model: TransformerLM) in
+            let bias = model.buffers[0].value
+            for e in 0..<bias.count { bias.data[e] = [0.3, -0.2, 0.05][e] }
+        }
+        XCTAssertNotEqual(routing(config, prepare: { _ in }), routing(config, prepare: setBias), "the bias changes the selection")
+        checkModel(config, prepare: setBias)
     }
     func testMoEModelHashRouterEveryParameter() {
         checkModel(TinyTransformer.config(tie: true, moe: MoEConfig(experts: 3, blocks: [0, 1], router: .hash, k: 1)))
