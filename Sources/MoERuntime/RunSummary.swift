@@ -62,6 +62,7 @@ public struct RunSummary {
         if file.exists("models") {
             let models = try file.openGroup("models").children()
             lines.append("  models: " + models.joined(separator: ", "))
+            if models.contains("best"), let line = Self.bestLine(try file.openGroup("models/best")) { lines.append(line) }
             lines += Self.costLines(file, models: models)
             lines += DomainBreakdown.lines(runFile: file, runDirectory: (path as NSString).deletingLastPathComponent)
             let experts = models.filter { $0.hasPrefix("expert-") }
@@ -76,6 +77,13 @@ public struct RunSummary {
             lines.append("  reused: " + reused.joined(separator: ", "))
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// "  best: step S of N by val_loss V" from a `/best` group's attributes (BestModel).
+    static func bestLine(_ best: H5Group) -> String? {
+        guard let step = try? best.attribute("step", as: Int64.self), let metric = try? best.stringAttribute("metric"),
+              let value = try? best.attribute("value", as: Double.self) else { return nil }
+        return "  best: the model at step \(step), \(metric) \(formatMetric(value)) (the best validation of its training task)"
     }
 
     private func taskText(_ file: H5File) throws -> String {

@@ -32,6 +32,7 @@ final class BestModelEndToEndTests: XCTestCase {
         let show = try CLI.run(["show", run], in: run)
         XCTAssertTrue(show.stdout.contains("  models: best, final"), show.stdout)
         XCTAssertTrue(show.stdout.contains("  summary/best: "), show.stdout)
+        XCTAssertTrue(show.stdout.contains("  best: the model at step \(steps[index]), val_loss \(String(format: "%.4f", losses[index]))"), show.stdout)
     }
 
     /// `eval.metric: val_accuracy` keeps the first validation with the highest accuracy.
