@@ -24,15 +24,6 @@ final class LMStudyEndToEndTests: XCTestCase {
         return r.lastLine
     }
 
-    /// check_run.py passes on `runDir` and its output names `models` and contains `needles`.
-    static func assertCheckRun(_ runDir: String, models: [String], _ needles: [String] = [],
-                               file: StaticString = #filePath, line: UInt = #line) throws {
-        try CLI.assertNumpyReproduces(runDir, models: models, file: file, line: line)
-        let python = ProcessInfo.processInfo.environment["MOE_RUN_PYTHON"] ?? (NSHomeDirectory() + "/.cache/moe-run/venv/bin/python")
-        let py = try CLI.tool(python, [CLI.repositoryRoot.appendingPathComponent("Tests/python/check_run.py").path, runDir])
-        for needle in needles { XCTAssertTrue(py.stdout.contains(needle), "\(needle): \(py.stdout)", file: file, line: line) }
-    }
-
     /// Each branch expert trained `steps` steps on its own domain's train tokens only.
     private func assertDomainExperts(_ runDir: String, steps: Int64, file: StaticString = #filePath, line: UInt = #line) throws {
         let data = try H5File.open(runDir + "/tasks/data.h5")
@@ -70,7 +61,7 @@ final class LMStudyEndToEndTests: XCTestCase {
         for domain in Self.domains {
             XCTAssertTrue(try run.readScalar("summary/final/domains/\(domain)/test_bits_per_byte", as: Double.self).isFinite, domain)
         }
-        try Self.assertCheckRun(runDir, models: ["final", "expert-0", "expert-3"])
+        try FusionEndToEndTests.assertCheckRun(runDir, models: ["final", "expert-0", "expert-3"])
     }
 
     /// BTM averaging: the uniform average of the 4 experts (fused, evaluated before fine-tuning),
@@ -85,7 +76,7 @@ final class LMStudyEndToEndTests: XCTestCase {
         XCTAssertEqual(try finetune.read("metrics/step", as: Int64.self).values.last, 5)
         XCTAssertNotEqual(try CLI.modelBits(run, "fused"), try CLI.modelBits(run, "final"), "fine-tuning moved the fused model")
         for model in ["fused", "final"] { XCTAssertTrue(run.exists("summary/\(model)/val_bits_per_byte"), model) }
-        try Self.assertCheckRun(runDir, models: ["fused", "final", "expert-1"], ["fused by average (", "tensors recomputed from the experts"])
+        try FusionEndToEndTests.assertCheckRun(runDir, models: ["fused", "final", "expert-1"], ["fused by average (", "tensors recomputed from the experts"])
     }
 
     /// BTX: the experts' FFNs become the 4 experts of every block's MoE (top-2), the router is
@@ -108,7 +99,7 @@ final class LMStudyEndToEndTests: XCTestCase {
         XCTAssertEqual(try finetune.attribute("steps", as: Int64.self), 5)
         let rows = try finetune.read("metrics/step", as: Int64.self).values.count
         XCTAssertEqual(try finetune.openDataset("router/0/load").shape, [rows, 4])
-        try Self.assertCheckRun(runDir, models: ["fused", "final"], ["fused by mix ("])
+        try FusionEndToEndTests.assertCheckRun(runDir, models: ["fused", "final"], ["fused by mix ("])
     }
 
     /// The Switch LM: 8 experts of width 512 per block, top-1.
@@ -121,7 +112,7 @@ final class LMStudyEndToEndTests: XCTestCase {
         let train = try H5File.open(runDir + "/tasks/train.h5")
         XCTAssertEqual(try train.attribute("steps", as: Int64.self), 6)
         XCTAssertEqual(try train.openDataset("router/3/load").shape[1], 8)
-        try Self.assertCheckRun(runDir, models: ["final"], ["MoE switch k=1, 8 experts"])
+        try FusionEndToEndTests.assertCheckRun(runDir, models: ["final"], ["MoE switch k=1, 8 experts"])
     }
 
     /// The seed recipe: 4 layer-wise stages trained locally, stacked, fine-tuned for its steps.
@@ -136,7 +127,7 @@ final class LMStudyEndToEndTests: XCTestCase {
         let run = try H5File.open(runDir + "/run.h5")
         XCTAssertNotEqual(try CLI.modelBits(run, "fused"), try CLI.modelBits(run, "final"), "fine-tuning moved the stacked model")
         XCTAssertTrue(run.exists("models/final/head/weight"), "untied head")
-        try Self.assertCheckRun(runDir, models: ["final"])
+        try FusionEndToEndTests.assertCheckRun(runDir, models: ["final"])
     }
 
     /// sweep-lm-fusion over 2 methods by --grid (each trial its own run of the same shortened
@@ -156,7 +147,7 @@ final class LMStudyEndToEndTests: XCTestCase {
             if method == "fisher" {
                 XCTAssertEqual(try run.openDataset("tasks/fuse/fusion/fisher/expert-3/blocks/0/ffn/w1").shape, [512, 128])
             }
-            try Self.assertCheckRun(runDir, models: ["fused", "expert-0"], ["fused by \(method) (", "tensors recomputed from the experts"])
+            try FusionEndToEndTests.assertCheckRun(runDir, models: ["fused", "expert-0"], ["fused by \(method) (", "tensors recomputed from the experts"])
         }
         XCTAssertEqual(experts[0], experts[1], "every trial trains the same experts")
     }
@@ -166,7 +157,7 @@ final class LMStudyEndToEndTests: XCTestCase {
     func testShippedLMFusionSweepOtherMethodsAreRecomputed() throws {
         for runDir in try sweep(["fusion.method=ties,dare,greedy_soup"]) + sweep(["fusion.method=slerp"], sets: ["experts=2"]) {
             let method = try H5File.open(runDir + "/run.h5").openGroup("tasks/fuse/fusion").stringAttribute("method")
-            try Self.assertCheckRun(runDir, models: ["fused"], ["fused by \(method) (", "tensors recomputed from the experts"])
+            try FusionEndToEndTests.assertCheckRun(runDir, models: ["fused"], ["fused by \(method) (", "tensors recomputed from the experts"])
         }
     }
 
