@@ -207,7 +207,7 @@ public struct RunSummary {
     static func routerTable(_ router: H5Group) throws -> [String] {
         let blocks = try router.children().compactMap(Int.init).sorted()
         guard !blocks.isEmpty else { return [] }
-        var lines: [String] = []
+        var lines: [String] = [], biasLines: [String] = []
         for block in blocks {
             let g = try router.openGroup(String(block))
             let steps: [Int64] = try g.read("step").values
@@ -218,15 +218,29 @@ public struct RunSummary {
             let total = last.reduce(0, +)
             let dropped: [Double] = try g.read("dropped_fraction").values
             let cv: [Double] = try g.read("load_cv").values
+            let violation: [Double] = g.exists("max_violation") ? try g.read("max_violation").values : []
             if lines.isEmpty {
                 lines.append("  router load at step \(step), share of routed tokens per expert (%):")
-                lines.append("    block" + (0..<e).map { pad("e\($0)", 6) }.joined() + pad("dropped", 9) + pad("cv", 7))
+                lines.append("    block" + (0..<e).map { pad("e\($0)", 6) }.joined() + pad("dropped", 9) + pad("cv", 7)
+                             + (violation.isEmpty ? "" : pad("maxvio", 8)))
             }
             let shares = last.map { pad(String(format: "%.1f", total > 0 ? 100 * $0 / total : 0), 6) }.joined()
             lines.append("    " + pad(String(block), 5) + shares + pad(String(format: "%.1f%%", 100 * (dropped.last ?? 0)), 9)
-                         + pad(String(format: "%.3f", cv.last ?? .nan), 7))
+                         + pad(String(format: "%.3f", cv.last ?? .nan), 7)
+                         + (violation.isEmpty ? "" : pad(String(format: "%.3f", violation.last ?? .nan), 8)))
+            if g.exists("expert_bias") {
+                // router.balance: bias: the selection-only bias after the last logged step.
+                let (bias, biasShape) = try g.read("expert_bias", as: Double.self)
+                if biasShape.count == 2, biasShape[0] > 0, biasShape[1] == e {
+                    if biasLines.isEmpty {
+                        biasLines.append("  expert bias at step \(step) (added to the scores to choose experts, never to the gates):")
+                    }
+                    biasLines.append("    " + pad(String(block), 5)
+                                     + bias[(biasShape[0] - 1) * e ..< biasShape[0] * e].map { pad(String(format: "%+.3f", $0), 8) }.joined())
+                }
+            }
         }
-        return lines
+        return lines + biasLines
     }
 }
 

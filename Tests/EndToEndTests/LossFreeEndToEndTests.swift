@@ -29,6 +29,12 @@ final class LossFreeEndToEndTests: XCTestCase {
         XCTAssertEqual(violation.count, rows, file: file, line: line)
         XCTAssertTrue(violation.allSatisfy { $0 >= 0 }, "max_i c_i / mean c − 1 ≥ 0: \(violation)", file: file, line: line)
         XCTAssertFalse(train.exists("optimizer/blocks/\(block)/moe/router/expert_bias"), "a buffer has no optimizer state", file: file, line: line)
+        let show = try CLI.run(["show", runDir], in: runDir)
+        let row = "    " + String(repeating: " ", count: 5 - String(block).count) + String(block)
+            + bias.values.map { String(format: "%+.3f", Double($0)).leftPadded(to: 8) }.joined()
+        XCTAssertTrue(show.stdout.contains("expert bias at step \(try train.read("router/\(block)/step", as: Int64.self).values.last!)"), show.stdout,
+                      file: file, line: line)
+        XCTAssertTrue(show.stdout.contains(row), "\(row) in \(show.stdout)", file: file, line: line)
     }
 
     func testSigmoidLossFreeMLPIsRecomputedByNumpy() throws {
@@ -71,4 +77,8 @@ final class LossFreeEndToEndTests: XCTestCase {
                            try b.read("router/1/" + name, as: Double.self).values.map(\.bitPattern), name)
         }
     }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }

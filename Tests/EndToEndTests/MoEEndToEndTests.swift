@@ -80,7 +80,7 @@ final class MoEEndToEndTests: XCTestCase {
             let show = try CLI.run(["show", target], in: target.hasPrefix("tasks") ? runDir : (runDir as NSString).deletingLastPathComponent)
             XCTAssertEqual(show.status, 0, show.stderr)
             XCTAssertTrue(show.stdout.contains("router load at step 45, share of routed tokens per expert (%):"), show.stdout)
-            XCTAssertTrue(show.stdout.contains("    block    e0    e1    e2    e3  dropped     cv"), show.stdout)
+            XCTAssertTrue(show.stdout.contains("    block    e0    e1    e2    e3  dropped     cv  maxvio"), show.stdout)
             XCTAssertTrue(show.stdout.contains("\n        1 "), show.stdout)
         }
         let plan = try CLI.run(["plan", "spec.yaml"], in: dir)
