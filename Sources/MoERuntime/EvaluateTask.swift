@@ -9,7 +9,8 @@ import MoEStore
 /// `tasks/evaluate.h5` with `/summary/<model>/{<split>_loss, <split>_accuracy}` (float64
 /// scalars) and the attribute `batch_size` (`eval.batch_size`: MoE capacity is counted per batch,
 /// so an independent re-computation must batch the same way). The models: `final` (the `train`
-/// task's), or with `split.strategy: branch` every `expert-<i>` and, when pre-trained, `seed`;
+/// task's; with a `pretrain` task also `dense`, the model upcycled or moefied), or with
+/// `split.strategy: branch` every `expert-<i>` and, when pre-trained, `seed`;
 /// when the delivered model comes from a training task, also `best`, that task's best model by
 /// `eval.metric` (`/best`, `BestModel`).
 enum EvaluateTask {
@@ -30,7 +31,12 @@ enum EvaluateTask {
         if spec.split.strategy == .replicate, spec.fusion.method == .average {
             return [("moe", "train"), ("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
         }
-        guard spec.split.strategy == .branch else { return finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")] }
+        guard spec.split.strategy == .branch else {
+            // Upcycled or moefied from a pre-trained dense model: that model too (`dense`), the
+            // baseline the MoE should beat.
+            let dense = spec.split.pretrains ? [("dense", "pretrain")] : []
+            return dense + (finetuned ? [("fused", "train"), ("final", "finetune")] : [("final", "train")])
+        }
         let experts = (0..<spec.experts).map { (Planner.expertID($0), Planner.expertID($0)) }
         let fusion = spec.fusion.method == .none ? [] : [("fused", "fuse"), ("final", finetuned ? "finetune" : "fuse")]
         return (spec.split.pretrains ? [("seed", "pretrain")] : []) + experts + fusion

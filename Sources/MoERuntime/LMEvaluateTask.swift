@@ -5,8 +5,9 @@ import MoENN
 import MoEStore
 
 /// The `evaluate` task of a language model: each model the run delivers (`EvaluateTask.models`:
-/// `final`, the `train` task's; with `split.strategy: branch` every `expert-<i>`, the `seed` when
-/// pre-trained, and with fusion `fused` and `final`) on each split of `eval.splits` by the §5.4
+/// `final`, the `train` task's, and `dense`, the `pretrain` task's, when upcycled or moefied;
+/// with `split.strategy: branch` every `expert-<i>`, the `seed` when pre-trained, and with
+/// fusion `fused` and `final`) on each split of `eval.splits` by the §5.4
 /// protocol (`LMScores`); writes `tasks/evaluate.h5` with
 ///
 ///     /summary/<model>/<split>_{loss, accuracy, bits_per_byte}                  (float64 scalars)
