@@ -40,6 +40,8 @@ ROWS = [
     ("lm-moe", "MoE, 8 experts × 256, top-2", "final"),
     ("lm-switch", "MoE, 8 experts × 512, Switch (top-1)", "final"),
     ("lm-upcycle", "sparse upcycling: dense (FFN 256) 1000 steps → 8 × 256 top-2 MoE 1000 steps", "final"),
+    ("lm-upcycle", "… the dense GPT it was upcycled from (FFN 256, 1000 steps)", "dense"),
+    ("lm-btm", "… BTM's shared seed: the dense GPT after 400 steps", "seed"),
     ("lm-btm", "BTM ensemble of 4 domain experts (400 + 4 × 400 steps)", "final"),
     ("lm-btm-average", "BTM average of 4 domain experts, before fine-tuning", "fused"),
     ("lm-btm-average", "BTM average, after 200 fine-tuning steps (400 + 4 × 350 + 200)", "final"),
@@ -132,20 +134,20 @@ def table(results, seeds):
             per["mean"].append(statistics.mean(s[d] for d in DOMAINS))
             per["test"].append(statistics.mean(s["test"][d] for d in DOMAINS))
             per["wall"].append(wall_seconds(run_dir))
-        f, g = model_group(sorted(runs.values())[0], "final" if model == "final" else model)
+        f, g = model_group(sorted(runs.values())[0], model)
         total, active, flops = counts(g)
         f.close()
         rows[(name, model)] = per
         lines.append(f"| `{name}` | {label} | {len(runs)} | {total:,} / {active:,} | {flops / 1e6:.2f} M | "
                      + " | ".join(fmt(per[d]) for d in DOMAINS) + f" | **{fmt(per['mean'])}** | {fmt(per['test'])} | "
-                     + f"{statistics.mean(per['wall']):.0f} |")
+                     + (f"{statistics.mean(per['wall']):.0f} |" if model not in ("dense", "seed") else "(the run above) |"))
     return "\n".join(lines), rows
 
 
 def bar_chart(rows, path):
     """Grouped bars: val bits per byte per domain (mean over seeds, ± sd), one colour per recipe."""
     keys = [(n, m) for n, _, m in ROWS if (n, m) in rows]
-    colours = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
+    colours = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#1f3b57"]
     groups = DOMAINS + ["mean"]
     W, H, left, top, bottom = 960, 420, 60, 30, 150
     lo, hi = 2.0, max(max(rows[k][g]) for k in keys for g in groups) + 0.1
@@ -173,7 +175,7 @@ def bar_chart(rows, path):
                 out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(m - sd):.1f}" y2="{y(m + sd):.1f}" stroke="black"/>')
     for ki, k in enumerate(keys):
         lx, ly = left + (ki % 3) * 300, H - bottom + 40 + (ki // 3) * 20
-        label = k[0] + (" (before fine-tuning)" if k[1] == "fused" else "")
+        label = k[0] + {"fused": " (before fine-tuning)", "dense": " (its dense start)", "seed": " (its seed)"}.get(k[1], "")
         out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{colours[ki % len(colours)]}"/>'
                    f'<text x="{lx + 18}" y="{ly}">{label}</text>')
     out.append(f'<text x="{left}" y="{H - 8}" fill="#555">y axis starts at {lo}; bars: mean over seeds; whiskers: ± 1 sd; data: each domain\'s val split (10 % of its text)</text>')
