@@ -58,17 +58,7 @@ final class LossFreeEndToEndTests: XCTestCase {
     }
 
     func testKilledLossFreeRunResumesToTheSameBias() throws {
-        let yaml = tinyMoESpec(name: "lossfreeresume", epochs: 40, router: "{type: topk, k: 2, score: sigmoid, balance: bias, bias_rate: 0.002}")
-            .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 42")
-            .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-            .replacingOccurrences(of: "hidden: 16\n  ffn: 16", with: "hidden: 32\n  ffn: 64")
-        let reference = try run(yaml)
-        let dir = try CLI.workspace(yaml)
-        try CLI.startAndKillAfterFirstCheckpoint(in: dir)
-        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
-        let a = try H5File.open(reference + "/tasks/train.h5"), b = try H5File.open(dir + "/" + resumed.lastLine + "/tasks/train.h5")
+        let (a, b) = try killedAndResumedMoERun(name: "lossfreeresume", router: "{type: topk, k: 2, score: sigmoid, balance: bias, bias_rate: 0.002}")
         for name in ["model/blocks/1/moe/router/expert_bias", "model/blocks/1/moe/router/weight", "model/head/weight"] {
             XCTAssertEqual(try a.read(name, as: Float.self).values.map(\.bitPattern), try b.read(name, as: Float.self).values.map(\.bitPattern), name)
         }

@@ -3,6 +3,24 @@ import MoEHDF5
 import XCTest
 
 /// A tiny Mixture-of-Experts experiment (`split.strategy: replicate`): 4 experts in block 1 of 2.
+/// `tinyMoESpec` grown to about 3,000 steps (40 epochs of 3,000 samples, hidden 32, ffn 64) with a
+/// checkpoint every 42 steps, run to the end once, and once killed after its first checkpoint and
+/// resumed (`--resume` must say so): the two runs' `tasks/train.h5`, to compare bit for bit.
+func killedAndResumedMoERun(name: String, router: String, file: StaticString = #filePath, line: UInt = #line) throws
+    -> (reference: H5File, resumed: H5File) {
+    let yaml = tinyMoESpec(name: name, epochs: 40, router: router)
+        .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 42")
+        .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+        .replacingOccurrences(of: "hidden: 16\n  ffn: 16", with: "hidden: 32\n  ffn: 64")
+    let reference = try CLI.completeRun(yaml, file: file, line: line)
+    let dir = try CLI.workspace(yaml)
+    try CLI.startAndKillAfterFirstCheckpoint(in: dir, file: file, line: line)
+    let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
+    XCTAssertEqual(resumed.status, 0, resumed.stderr, file: file, line: line)
+    XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout, file: file, line: line)
+    return (try H5File.open(reference + "/tasks/train.h5"), try H5File.open(dir + "/" + resumed.lastLine + "/tasks/train.h5"))
+}
+
 func tinyMoESpec(name: String = "tinymoe", epochs: Int = 3, router: String = "{type: topk, k: 2}", extra: String = "") -> String {
     """
     name: \(name)
@@ -125,17 +143,7 @@ final class MoEEndToEndTests: XCTestCase {
     func testKilledMoERunResumesToBitIdenticalWeightsAndRouterSeries() throws {
         // About 3,000 steps (a second or so), a checkpoint every 42: not a multiple of log_every, so
         // the run is killed and resumed in the middle of a log window (kept in the checkpoint).
-        let yaml = tinyMoESpec(name: "moeresume", epochs: 40, router: "{type: topk, k: 2, capacity_factor: 1.0, jitter: 0.05}")
-            .replacingOccurrences(of: "log_every: 5", with: "log_every: 5\n  checkpoint_every: 42")
-            .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
-            .replacingOccurrences(of: "hidden: 16\n  ffn: 16", with: "hidden: 32\n  ffn: 64")
-        let (_, reference) = try run(yaml)
-        let dir = try CLI.workspace(yaml)
-        try CLI.startAndKillAfterFirstCheckpoint(in: dir)
-        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step"), resumed.stdout)
-        let a = try H5File.open(reference + "/tasks/train.h5"), b = try H5File.open(dir + "/" + resumed.lastLine + "/tasks/train.h5")
+        let (a, b) = try killedAndResumedMoERun(name: "moeresume", router: "{type: topk, k: 2, capacity_factor: 1.0, jitter: 0.05}")
         let model = try a.openGroup("model")
         for name in ["blocks/1/moe/router/weight", "blocks/1/moe/experts/w1", "blocks/1/moe/experts/b2", "head/weight"] {
             XCTAssertEqual(try model.read(name, as: Float.self).values.map(\.bitPattern),
