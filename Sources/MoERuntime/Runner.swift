@@ -100,8 +100,11 @@ public enum Runner {
                 var scheduler = scheduler(spec, plan: plan, layout: layout, log: log)
                 if let cache {
                     scheduler.reuse = { cache.reuse($0) }
+                    scheduler.claim = { cache.claim($0) }
+                    scheduler.settled = { cache.release($0) }
                     // run.h5 records the reused tasks before any task starts (a killed run still knows on resume).
                     scheduler.afterReuse = {
+                        cache.syncLinks()
                         try? RunFile.write(spec: spec, plan: plan, layout: layout, specDirectory: specDirectory, warnings: options.warnings,
                                            reused: cache.reused, header: .init(status: "running", started: startedAt))
                     }

@@ -9,7 +9,8 @@ import Glibc
 /// complete is started, at most `workers` at a time, each in its own freshly exec'd process.
 ///
 /// - A task whose output file exists is complete and never started (resume). A task whose
-///   dependencies are complete is first offered to `reuse` (the task cache across runs).
+///   dependencies are complete is first offered to `reuse` (the task cache across runs); just
+///   before its first start, `claim` may hold it back while another run computes the same task.
 /// - A child that dies (a non-zero exit other than 130 and `Failure.permanentExitStatus`, or a
 ///   signal) has failed *transiently* and is started again, up to `retries` times; training
 ///   tasks resume from their newest intact checkpoint. After the last retry the task has failed: tasks that
@@ -53,6 +54,20 @@ public struct Scheduler {
     public var reuse: ((PlanTask) -> String?)?
     /// Called after a pass of `reuse` over the ready tasks that reused any, before tasks start.
     public var afterReuse: (() -> Void)?
+    /// What `claim` says of a task about to start for the first time.
+    public enum Claim: Equatable {
+        /// This run computes it.
+        case claimed
+        /// The run `holder` is computing a task of the same identity now: wait for it.
+        case busy(holder: String)
+        /// That run has finished it since; its file is now this run's (by the id of its run).
+        case reused(String)
+    }
+    /// The task cache's claim (`TaskCache.claim`): asked just before a task's first attempt
+    /// would start, so two runs side by side compute a shared task once.
+    public var claim: ((PlanTask) -> Claim)?
+    /// Called once a task is complete or has failed for good (the cache gives up its claim).
+    public var settled: ((String) -> Void)?
     public var command: (PlanTask) -> Command
     public var log: RunLog
     /// The log file named in failure messages.
@@ -131,6 +146,8 @@ public struct Scheduler {
         var forwarded = false
         var forwardedAt = Date.distantFuture
         var killed = false
+        /// Tasks whose wait for another run (`claim`) was logged.
+        var announced: Set<String> = []
         Self.removeStaleGroupFiles(log: log)
         for task in tasks {
             if isComplete(task.id) {
@@ -159,6 +176,8 @@ public struct Scheduler {
                     r.child.signal(SIGKILL)
                 }
             }
+            // Tasks held back because another run is computing the same task (`claim`).
+            var waiting = false
             if !stopping {
                 // The task cache first (in plan order, so a chain of reusable tasks goes at once),
                 // recorded before any task starts.
@@ -176,6 +195,22 @@ public struct Scheduler {
                 for task in tasks where state[task.id] == .pending && task.dependsOn.allSatisfy({ state[$0] == .complete }) {
                     let size = min(max(1, task.workers), workers)
                     guard running.count + size <= workers else { continue }
+                    if attempts[task.id] == nil, let claim {
+                        switch claim(task) {
+                        case .claimed: break
+                        case .busy(let holder):
+                            waiting = true
+                            if announced.insert(task.id).inserted {
+                                log.info("\(task.id): \(holder.isEmpty ? "another run" : "run " + holder) is computing the same task (same task identity); waiting to reuse it")
+                            }
+                            continue
+                        case .reused(let source):
+                            state[task.id] = .complete
+                            log.info("\(task.id): reused from run \(source) (same task identity)")
+                            afterReuse?()
+                            continue
+                        }
+                    }
                     attempts[task.id, default: 0] += 1
                     let attempt = attempts[task.id]!
                     var record = Attempt(task: task, group: nil, remaining: size)
@@ -199,7 +234,11 @@ public struct Scheduler {
                     }
                 }
             }
-            if running.isEmpty { break }
+            if running.isEmpty {
+                guard waiting && !stopping else { break }
+                usleep(50_000)  // the other run's task is not done yet; look again
+                continue
+            }
             wait(for: running.map(\.child))
             var i = 0
             while i < running.count {
@@ -229,8 +268,10 @@ public struct Scheduler {
                 let interrupted = a.interrupted || Interrupts.requested || !interruptedTasks.isEmpty
                 if a.allExitedZero && isComplete(id) {
                     state[id] = .complete
+                    settled?(id)
                 } else if a.permanent, let failure = a.failure {
                     state[id] = .failed
+                    settled?(id)
                     let reason = failure.error ?? "\(failure.label): the worker failed with \(failure.status)"
                     log.record("\(id): failed permanently, not retried; stopping the run: \(reason)")
                     if permanentFailure == nil { permanentFailure = RuntimeError.taskFailedPermanently(task: id, reason: reason) }
@@ -244,6 +285,7 @@ public struct Scheduler {
                     state[id] = .pending
                 } else {
                     state[id] = .failed
+                    settled?(id)
                     let status = a.failure?.status ?? .exited(0)
                     let reason = a.failure == nil ? "exited 0 without writing \(id).h5" : a.failure!.error
                     let who = a.failure.map { $0.label == id ? "" : " (\($0.label))" } ?? ""
@@ -280,7 +322,7 @@ public struct Scheduler {
     /// Blocks until a child writes output or 50 ms pass (children that exit without output are
     /// noticed by the next `waitpid` poll; a signal to this process ends the wait early).
     private func wait(for children: [ChildProcess]) {
-        var fds = children.flatMap { c in c.fds.filter { $0 >= 0 }.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+        var fds = children.flatMap { c in c.waitFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
         _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), 50) }
     }
 

@@ -12,6 +12,11 @@ import Glibc
 /// run as `tasks/<id>.h5`. The run layout is unchanged; run.h5 lists the reused tasks under
 /// `/reused/<task>` (the source run's id), and `moe-run show` prints them.
 ///
+/// Runs side by side (a sweep's `--jobs`) do not compute a shared task twice: a task that is
+/// about to start claims its identity (`TaskClaim`); a run that finds it claimed waits until the
+/// claimer has finished it, then reuses its file (or, if the claimer failed or died, claims and
+/// computes it itself).
+///
 /// Why a hard link is safe: a task file is only ever written whole to `<id>.h5.tmp` and renamed
 /// over `<id>.h5` (`H5File.createAtomically`); nothing opens a task file for writing, and a
 /// rename or delete in either run replaces or drops only that run's directory entry, never the
@@ -35,6 +40,40 @@ final class TaskCache {
         self.reused = reused
     }
 
+    /// The claims this run holds on the tasks it computes (`TaskClaim`), by task id.
+    private var claims: [String: TaskClaim] = [:]
+
+    /// The experiment folder: the runs of one spec name (`<output>/<name>`).
+    private var folder: String {
+        URL(fileURLWithPath: layout.directory).standardizedFileURL.deletingLastPathComponent().path
+    }
+
+    /// Called just before `task` would start (its dependencies complete, nothing to reuse yet):
+    /// claims its identity for this run, or reports the run computing it now (`TaskClaim`), or
+    /// reuses the file that run finished since the last look.
+    func claim(_ task: PlanTask) -> Scheduler.Claim {
+        if let run = reuse(task) { return .reused(run) }
+        guard let identity = identities[task.id] else { return .claimed }
+        let own = URL(fileURLWithPath: layout.directory).lastPathComponent
+        switch TaskClaim.attempt(folder: folder, identity: identity, holder: own) {
+        case nil: return .claimed
+        case .busy(let holder)?: return .busy(holder: holder)
+        case .claimed(let claim)?:
+            // Finished between the first look and the claim: reuse it after all.
+            if let run = reuse(task) {
+                claim.release()
+                return .reused(run)
+            }
+            claims[task.id] = claim
+            return .claimed
+        }
+    }
+
+    /// Gives up this run's claim on `task` (it is complete, or failed): runs waiting on it go on.
+    func release(_ task: String) {
+        claims.removeValue(forKey: task)?.release()
+    }
+
     /// Hard-links `task`'s file from another run of the folder that holds a finished task of the
     /// same identity; returns that run's id, or nil (the task must run).
     func reuse(_ task: PlanTask) -> String? {
@@ -42,17 +81,16 @@ final class TaskCache {
         let target = layout.taskFile(task.id)
         let fm = FileManager.default
         guard !fm.fileExists(atPath: target) else { return nil }
-        let directory = URL(fileURLWithPath: layout.directory).standardizedFileURL
-        let folder = directory.deletingLastPathComponent().path
-        let own = directory.lastPathComponent
-        for run in ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted() where run != own {
+        let own = URL(fileURLWithPath: layout.directory).standardizedFileURL.lastPathComponent
+        let folder = self.folder
+        for run in ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted() where run != own && !run.hasPrefix(".") {
             let source = folder + "/" + run + "/" + layout.relativeTaskFile(task.id)
             guard Self.holds(source, task: task.id, identity: identity), link(source, target) == 0 else { continue }
             guard Self.holds(target, task: task.id, identity: identity) else {
                 unlink(target)
                 continue
             }
-            Self.syncDirectory(layout.tasksDirectory)
+            unsynced = true
             // This run's own unfinished state of the task, as the task itself removes it once done.
             try? fm.removeItem(atPath: layout.checkpointDirectory(task.id))
             try? fm.removeItem(atPath: layout.partialFile(task.id))
@@ -62,8 +100,19 @@ final class TaskCache {
         return nil
     }
 
-    /// fsync(2) of a directory, so that a new link survives a crash (best effort: the link is
-    /// only a shortcut, a lost one means the task runs again).
+    /// Whether links were made since the last `syncLinks`.
+    private var unsynced = false
+
+    /// Makes the links made so far durable: one fsync(2) of the tasks directory for all of them
+    /// (called before run.h5 records them; best effort: a link is only a shortcut, a lost one
+    /// means the task runs again).
+    func syncLinks() {
+        guard unsynced else { return }
+        Self.syncDirectory(layout.tasksDirectory)
+        unsynced = false
+    }
+
+    /// fsync(2) of a directory.
     private static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY)
         guard fd >= 0 else { return }

@@ -184,4 +184,37 @@ final class TaskCacheEndToEndTests: XCTestCase {
         XCTAssertEqual(try checksums(otherDir), otherSums, "no linked file was written")
         CLI.assertNoProcesses(in: dir)
     }
+    /// Two runs started together that share upstream tasks (a sweep's `--jobs 2`, two terminals)
+    /// compute each shared task once: the first to claim it computes it, the other waits and
+    /// hard-links it; both end with the bits of a run alone.
+    func testRunsSideBySideComputeEachSharedTaskOnce() throws {
+        let dir = try CLI.workspace(branchSpec(long: true))
+        let pipes = (0..<2).map { _ in Pipe() }
+        let runs = try [["spec.yaml", "--quiet"], ["spec.yaml", "--quiet", "--set", "fusion.method=ties"]].enumerated().map {
+            try CLI.start($0.element, in: dir, stdout: pipes[$0.offset])
+        }
+        for p in runs { p.waitUntilExit() }
+        XCTAssertEqual(runs.map(\.terminationStatus), [0, 0])
+        let dirs = pipes.map { pipe in
+            dir + "/" + String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                .split(separator: "\n").last.map(String.init)!
+        }
+        let records = try dirs.map(reused)
+        for task in upstream {
+            let computedBy = dirs.indices.filter { records[$0][task] == nil }
+            XCTAssertEqual(computedBy.count, 1, "\(task) is computed by exactly one run: \(records)")
+            guard let owner = computedBy.first else { continue }
+            XCTAssertEqual(records[1 - owner][task], runID(dirs[owner]))
+            XCTAssertEqual(inode(dirs[0] + "/tasks/\(task).h5"), inode(dirs[1] + "/tasks/\(task).h5"), "\(task) is one file")
+        }
+        let logs = try dirs.map { try String(contentsOfFile: $0 + "/log.txt", encoding: .utf8) }
+        XCTAssertTrue(logs.contains { $0.contains("is computing the same task (same task identity); waiting to reuse it") }, logs.joined())
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/cache/.claims"), [], "every claim is given up")
+
+        let alone = try CLI.workspace(branchSpec(long: true))
+        let r = try CLI.run(["spec.yaml", "--quiet", "--no-cache"], in: alone)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try CLI.finalModelBits(dirs[0]), try CLI.finalModelBits(alone + "/" + r.lastLine))
+        CLI.assertNoProcesses(in: dir)
+    }
 }
