@@ -6,6 +6,10 @@
 #include <sys/prctl.h>
 #endif
 #include <signal.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /// Asks the kernel to send `sig` to this process when its parent dies (Linux; returns -1
 /// elsewhere). A worker uses it so that no worker outlives a killed scheduler.
@@ -14,6 +18,17 @@ static inline int moe_run_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
 #else
     (void)sig;
+    return -1;
+#endif
+}
+
+/// A descriptor that becomes readable when process `pid` (a child) ends (Linux >= 5.3,
+/// close-on-exec); -1 where pidfd_open(2) does not exist.
+static inline int moe_run_pidfd_open(int pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
     return -1;
 #endif
 }

@@ -1,3 +1,4 @@
+import CProcess
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -30,6 +31,8 @@ final class ChildProcess {
     let pid: pid_t
     /// Read ends of the child's stdout (index 0) and stderr (index 1); -1 once closed.
     private(set) var fds: [Int32]
+    /// A pidfd of the child (readable once it has ended); -1 once reaped or where there is none.
+    private var exitFD: Int32 = -1
     private var partial: [[UInt8]] = [[], []]
 
     /// Starts `executable` with `arguments` (argv[0] included) and exactly `environment`, passing
@@ -78,9 +81,18 @@ final class ChildProcess {
         pid = child
         fds = [out[0], err[0]]
         for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        exitFD = moe_run_pidfd_open(child)
     }
 
-    deinit { for fd in fds where fd >= 0 { close(fd) } }
+    deinit { for fd in fds + [exitFD] where fd >= 0 { close(fd) } }
+
+    /// What to `poll(2)` for this child's next event: its open pipes; once both are drained, its
+    /// pidfd (the pipes close during exit a moment before the child can be reaped, and a poll
+    /// with nothing to watch would sleep the whole time-out; with the pidfd the parent wakes the
+    /// moment the child ends).
+    var waitFDs: [Int32] {
+        drained ? (exitFD >= 0 ? [exitFD] : []) : fds.filter { $0 >= 0 }
+    }
 
     /// Whether both pipes reached end of file (the child and any of its children closed them).
     var drained: Bool { fds.allSatisfy { $0 < 0 } }
@@ -122,7 +134,11 @@ final class ChildProcess {
         var status: Int32 = 0
         while true {
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { return ExitStatus(waitStatus: status) }
+            if r == pid {
+                if exitFD >= 0 { close(exitFD) }
+                exitFD = -1
+                return ExitStatus(waitStatus: status)
+            }
             if r == -1 && errno == EINTR { continue }
             return nil
         }

@@ -115,7 +115,7 @@ public enum SweepRunner {
                 running.append(Running(trial: trial, child: child, log: log, started: Date()))
             }
             // Wait for output or an exit (a signal to this process ends the wait early).
-            var fds = running.flatMap { r in r.child.fds.filter { $0 >= 0 }.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+            var fds = running.flatMap { r in r.child.waitFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
             _ = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), 100) }
             var i = 0
             while i < running.count {
