@@ -69,13 +69,21 @@ struct CheckpointStore {
     /// checkpoints older than this one that have no file of their own go into this file too, so
     /// `--resume` finds the same kept checkpoints as the run had (`readOlder`). Does nothing when
     /// this step is already kept.
+    ///
+    /// With `kept: false` the file is a *resume point* only: it lets `--resume` go on from this
+    /// step, but the checkpoint is not one of the kept ones (attribute `resume_only` = 1), so what
+    /// the finished task file lists never depends on when the files happened to be written (the
+    /// time-based cadence of step-budget runs, `TrainingLoop`).
     mutating func save(_ parameters: [Parameter], _ optimizer: Optimizer, epoch: Int, batch: Int, toDisk: Bool = true,
+                       kept: Bool = true,
                        writeState: (H5File) throws -> Void, writeEntry: (H5File, String) throws -> Void) throws {
         let step = optimizer.stepCount
         if entries.last?.step == step { return }
-        entries.append(Entry(step: step, epoch: epoch, batch: batch,
-                             params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
-        if entries.count > keep { entries.removeFirst(entries.count - keep) }
+        if kept {
+            entries.append(Entry(step: step, epoch: epoch, batch: batch,
+                                 params: parameters.map { $0.value.copy() }, state: optimizer.state.map { $0.tensor.copy() }))
+            if entries.count > keep { entries.removeFirst(entries.count - keep) }
+        }
         guard toDisk else { return }
         // errno as for any write, so a full disk here is a permanent failure too (Failure).
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
@@ -83,7 +91,7 @@ struct CheckpointStore {
         }
         try writer.finish()  // the previous file is on the disk: `steps` lists what is there
         let onDisk = steps
-        let withoutFile = Set(entries.dropLast().map(\.step)).subtracting(onDisk)
+        let withoutFile = Set((kept ? entries.dropLast() : entries[...]).map(\.step)).subtracting(onDisk)
         let path = file(step)
         let bytes = try H5Storage.uncompressed {  // the file lives only while the task runs
             try H5File.image(of: path) { file in
@@ -93,6 +101,7 @@ struct CheckpointStore {
                 let path = "checkpoints/\(step)"
                 try writeEntry(file, path)  // the live state is the newest checkpoint
                 try Self.setPosition(of: file, path, step: step, epoch: epoch, batch: batch)
+                if !kept { try file.openGroup(path).setAttribute(Self.resumeOnly, Int64(1)) }
             }
         }
         let kept = Set(entries.map(\.step))
@@ -141,7 +150,10 @@ struct CheckpointStore {
             guard isLead else { return (entry.epoch, entry.batch) }
             for bad in corrupt { warn("warning: \(bad.name) is corrupt (\(bad.reason)); resuming from step \(c.step)") }
             for newer in candidates[..<index] { unlink(newer.path) }
-            entries = readOlder(than: c.step, in: c.path, parameters, optimizer, warn: warn, loadEntry) + [entry]
+            // A resume point is not a kept checkpoint: the older ones are all kept.
+            let resumeOnly = Self.isResumeOnly(c.path, step: c.step)
+            entries = readOlder(than: c.step, in: c.path, count: resumeOnly ? keep : keep - 1, parameters, optimizer, warn: warn, loadEntry)
+                + (resumeOnly ? [] : [entry])
             load(entry, into: parameters, optimizer)
             return (entry.epoch, entry.batch)
         }
@@ -152,13 +164,13 @@ struct CheckpointStore {
     /// `optimizer` (the caller loads the newest back): from the file resumed from when it holds
     /// them (those kept in memory only when it was written, or the legacy file that holds them
     /// all), else from their own files. A corrupt one is said and left out.
-    private func readOlder(than step: Int, in path: String, _ parameters: [Parameter], _ optimizer: Optimizer,
+    private func readOlder(than step: Int, in path: String, count: Int, _ parameters: [Parameter], _ optimizer: Optimizer,
                            warn: (String) -> Void, _ loadEntry: (H5File, String) throws -> Void) -> [Entry] {
         let legacy = path == legacyFile
         let inFile = Set(Self.steps(in: path).filter { $0 < step })
         let older = (legacy ? inFile : inFile.union(steps.filter { $0 < step })).sorted()
         var out: [Entry] = []
-        for s in older.suffix(keep - 1) {
+        for s in older.suffix(count) {
             let source = inFile.contains(s) ? path : file(s)
             do {
                 out.append(try Self.read(try H5File.open(source), step: s, parameters, optimizer, loadEntry))
@@ -194,6 +206,15 @@ struct CheckpointStore {
         writer.settle()
         try? FileManager.default.removeItem(atPath: directory)
         unlink(legacyFile)
+    }
+
+    /// The attribute of `checkpoints/<step>` that marks a resume point (`save(kept: false)`).
+    static let resumeOnly = "resume_only"
+
+    /// Whether checkpoint `step` of the file at `path` is a resume point only.
+    private static func isResumeOnly(_ path: String, step: Int) -> Bool {
+        guard let file = try? H5File.open(path), let group = try? file.openGroup("checkpoints/\(step)") else { return false }
+        return (try? group.attribute(resumeOnly, as: Int64.self)) == 1
     }
 
     private static func setPosition(of file: H5File, _ path: String, step: Int, epoch: Int, batch: Int) throws {

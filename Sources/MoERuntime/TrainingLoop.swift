@@ -207,6 +207,7 @@ final class TrainingLoop {
                 if step % train.logEvery == 0 || step == totalSteps { logRow(step: step, r) }
                 if train.evalEvery > 0 && step % train.evalEvery == 0, try evaluate(step: step) { break training }
                 if train.checkpointEvery > 0 && step % train.checkpointEvery == 0 { try checkpoint() }
+                else if step < totalSteps, try resumePointDue { try checkpoint(kept: false) }
                 if r.stop {
                     try checkpoint()
                     try store.finishWriting()
@@ -307,15 +308,30 @@ final class TrainingLoop {
     /// When the last checkpoint file was written (or training started).
     private var lastFile = Date()
 
+    /// Whether the default cadence (`checkpoint_every: 0`) of a step-budget run (`train.steps`,
+    /// every LM run) writes a resume point after this step: its only epoch-end checkpoint is at
+    /// the end of training, so without one a kill -9 after 10 minutes of training would lose all
+    /// of it. A resume point is written when `checkpointSeconds` (> 0) have passed since the last
+    /// file, and is not a kept checkpoint (`CheckpointStore.save(kept: false)`), so the finished
+    /// task file does not depend on the timing. Every rank decides alike: rank 0's clock, shared.
+    private var resumePointDue: Bool {
+        get throws {
+            guard spec.train.checkpointEvery == 0, stepsGiven, Self.checkpointSeconds > 0 else { return false }
+            var due: UInt8 = Date().timeIntervalSince(lastFile) >= Self.checkpointSeconds ? 1 : 0
+            if let group = hooks.stopCommunicator, group.worldSize > 1 { try group.broadcast(&due, bytes: 1, root: 0) }
+            return due == 1
+        }
+    }
+
     /// Saves the current state as the newest checkpoint, with `toDisk` in a file of its own
     /// (rank 0, after the hooks' collectives on every rank).
-    private func checkpoint(toDisk: Bool = true) throws {
+    private func checkpoint(toDisk: Bool = true, kept: Bool = true) throws {
         let start = Date()
         defer { paused += Date().timeIntervalSince(start) }
         try hooks.beforeCheckpoint()
         guard isLead else { return }
         if toDisk { lastFile = Date() }
-        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, toDisk: toDisk,
+        try store.save(hooks.checkpointParameters, hooks.checkpointOptimizer, epoch: epoch, batch: batchInEpoch, toDisk: toDisk, kept: kept,
                        writeState: { file in
             try metrics.write(to: file)
             try window.write(to: file)

@@ -111,4 +111,44 @@ final class ResumeEndToEndTests: XCTestCase {
         XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
         XCTAssertEqual(try kept(dir + "/" + resumed.lastLine), expectedKept)
     }
+    /// A step-budget run (`train.steps`: every language model) has one epoch-end checkpoint, at
+    /// the end; its default cadence also writes a resume point every `MOE_RUN_CHECKPOINT_SECONDS`
+    /// (10 s; here 0.05 s). Killed with SIGKILL mid-training, it resumes from the newest resume
+    /// point (not from step 0) and ends with an uninterrupted run's weights *and* kept
+    /// checkpoints, bit for bit: resume points are never among the kept checkpoints.
+    func testStepBudgetRunWritesResumePointsThatAreNotKeptCheckpoints() throws {
+        setenv("MOE_RUN_CHECKPOINT_SECONDS", "0.05", 1)
+        defer { setenv("MOE_RUN_CHECKPOINT_SECONDS", "0", 1) }
+        let yaml = tinySpec(name: "points").replacingOccurrences(of: "epochs: 3", with: "steps: 4000")
+            .replacingOccurrences(of: "samples: 600", with: "samples: 3000")
+        func kept(_ runDir: String) throws -> [String] {
+            try H5File.open(runDir + "/tasks/train.h5").openGroup("checkpoints").children().sorted()
+        }
+        let reference = try CLI.workspace(yaml)
+        let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try CLI.finalModelBits(reference + "/" + r.lastLine)
+        XCTAssertEqual(try kept(reference + "/" + r.lastLine), ["4000"], "one kept checkpoint: the end of training")
+
+        let dir = try CLI.workspace(yaml)
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no resume point appeared before the run ended")
+        usleep(150_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
+        CLI.assertNoProcesses(in: dir)
+        let point = try XCTUnwrap(CLI.files(under: dir + "/out").first { $0.contains("train.checkpoints/") && $0.hasSuffix(".h5") })
+        let step = try XCTUnwrap(Int(((point as NSString).lastPathComponent as NSString).deletingPathExtension))
+        XCTAssertGreaterThan(step, 0)
+        XCTAssertLessThan(step, 4000)
+        XCTAssertEqual(try H5File.open(point).openGroup("checkpoints/\(step)").attribute("resume_only", as: Int64.self), 1)
+
+        let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resuming from the checkpoint at step "), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("resuming from the checkpoint at step 0 "), resumed.stdout)
+        XCTAssertEqual(try CLI.finalModelBits(dir + "/" + resumed.lastLine), expected)
+        XCTAssertEqual(try kept(dir + "/" + resumed.lastLine), ["4000"], "the resume point is not kept")
+    }
 }
