@@ -8,8 +8,10 @@ import MoEStore
 /// fine-tuning on other data. The optimizer starts fresh (its state belongs to another run).
 ///
 /// **Which task.** The `pretrain` task when the run pre-trains; else the `train` task (`none`,
-/// `replicate` without `upcycle_from`); with `branch` and no pre-training, every expert (the
-/// shared seed model). `CrossFieldRules` refuses it where nothing would read it.
+/// `replicate` without `upcycle_from`, and `layerwise`, whose stacked dense model starts from
+/// the checkpoint: every stage gets its blocks, the first the embedding, the last the head; the
+/// auxiliary heads of stage-local training start fresh); with `branch` and no pre-training,
+/// every expert (the shared seed model). `CrossFieldRules` refuses it where nothing would read it.
 ///
 /// **Compatibility.** The checkpoint's model kind must be the task's, and its tensors must be
 /// exactly the model's: every parameter present with the same shape, and no other tensor
@@ -61,6 +63,13 @@ enum InitFrom {
             throw RuntimeError.io(path: path, message: "train.init_from: " + problem)
         }
         log.info("\(id): initialised from the model in \(path) (train.init_from)")
+    }
+
+    /// The `train` task of `split.strategy: layerwise` (local or GPipe): its dense `model`, whose
+    /// stages are views of its parameters, starts from `train.init_from` when the spec names one.
+    static func startStaged<Model: StagedModel>(_ model: Model, spec: ExperimentSpec, log: RunLog, id: String) throws {
+        guard let path = spec.train.resolvedInitFrom else { return }
+        try start(model.parameters, kind: Model.checkpointKind, from: path, log: log, id: id)
     }
 
     /// Pre-flight: a dry run into a freshly built model, as a spec error at the key.

@@ -55,7 +55,7 @@ final class LayerwiseTrainTask<Model: StagedModel> {
                                 stages: e, items: setup.items, legacy: .layerwise(stages: e))
         let trainer = LayerwiseTrainer(network: network, config: spec.optimizerConfig, totalSteps: loop.totalSteps, seed: spec.seed64)
         optimizer = trainer.optimizer
-        _ = try loop.restore()
+        if !(try loop.restore()) { try InitFrom.startStaged(network.model, spec: spec, log: log, id: id) }
         let blocks = network.stages.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
         log.info("\(id): layer-wise local training of \(e) stages (blocks \(blocks.joined(separator: ", "))), \(network.parameters.scalarCount) parameters (\(network.auxParameters.scalarCount) in auxiliary heads), \(loop.budget)")
         try loop.run(trainer, setup.batches)

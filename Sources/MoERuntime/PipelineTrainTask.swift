@@ -60,7 +60,8 @@ final class PipelineTrainTask<Model: StagedModel> {
         trainer = PipelineTrainer(model: model, stages: spec.experts, communicator: communicator, config: spec.optimizerConfig,
                                   totalSteps: loop.totalSteps, seed: spec.seed64, microbatches: spec.parallelism.microbatches)
         full = spec.optimizerConfig.makeOptimizer(model.parameters)
-        _ = try loop.restore()
+        // The stages are views of `model`'s parameters: loading into it starts every stage.
+        if !(try loop.restore()) { try InitFrom.startStaged(model, spec: spec, log: log, id: id) }
         let blocks = trainer.ranges.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound - 1)" }
         let placement = isGroup ? "one stage per worker over \(communicator.worldSize) pipeline-parallel workers" : "all stages in one process"
         log.info("\(id): GPipe training of \(trainer.stageCount) stages (blocks \(blocks.joined(separator: ", "))), \(model.parameters.scalarCount) parameters, "

@@ -51,9 +51,10 @@ public enum Preflight {
         try InitFrom.check(spec, ResidualMLP(config: config, seed: spec.seed64).parameters, kind: ResidualMLP.checkpointKind)
     }
 
-    /// Whether `train.init_from` starts a dense model: the `pretrain` task's, or the branch experts'.
+    /// Whether `train.init_from` starts a dense model: the `pretrain` task's, the branch experts',
+    /// or the stacked model of a layer-wise run.
     static func initFromTrainsDense(_ spec: ExperimentSpec) -> Bool {
-        spec.split.pretrains || spec.split.strategy == .branch
+        spec.split.pretrains || spec.split.strategy == .branch || spec.split.strategy == .layerwise
     }
 
     /// The mode's limit on `parallelism.workers`.

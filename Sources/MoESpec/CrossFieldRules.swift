@@ -91,7 +91,7 @@ enum CrossFieldRules {
             return c.error("experts", "must be at most data.domains (\(d.domains)) with split.shard_by: domain (one or more whole domains per expert), got \(s.experts)",
                            hint: "raise data.domains, or shard by index or random")
         },
-        CrossFieldRule(summary: "`train.init_from` excludes `split.upcycle_from`, `split.seed_model: independent` and `split.strategy: layerwise`.") { s, c in
+        CrossFieldRule(summary: "`train.init_from` excludes `split.upcycle_from` and `split.seed_model: independent`.") { s, c in
             guard s.train.initFrom != nil else { return nil }
             if s.split.upcycleFrom != nil {
                 return c.error("train.init_from", "and split.upcycle_from exclude each other: the experts are upcycled from the given dense checkpoint, so nothing starts from train.init_from",
@@ -100,9 +100,6 @@ enum CrossFieldRules {
             if s.split.strategy == .branch, s.split.seedModel == .independent, !s.split.pretrains {
                 return c.error("train.init_from", "does not apply with split.seed_model: independent (each expert starts from its own random initialisation)",
                                hint: "use split.seed_model: shared to branch every expert from the checkpoint")
-            }
-            if s.split.strategy == .layerwise {
-                return c.error("train.init_from", "is not supported with split.strategy: layerwise (its stages are built from the spec's blocks)")
             }
             return nil
         },

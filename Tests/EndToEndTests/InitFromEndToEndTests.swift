@@ -87,6 +87,36 @@ final class InitFromEndToEndTests: XCTestCase {
         XCTAssertEqual(try CLI.finalModelBits(second + "/" + c.lastLine), try CLI.finalModelBits(source))
     }
 
+    /// Layer-wise runs (stage-local and GPipe over 2 workers) start their stacked dense model
+    /// from a dense checkpoint: every stage gets its blocks, so with the frozen learning rate
+    /// the stacked model ends with the checkpoint's bits; a checkpoint of another depth is
+    /// refused before the run, naming the tensor.
+    func testLayerwiseRunsStartTheirStackedModelFromADenseCheckpoint() throws {
+        let source = try CLI.completeRun(tinySpec(name: "src", epochs: 2))
+        let expected = try CLI.finalModelBits(source)
+        let layerwise = "experts: 2\nsplit: {strategy: layerwise}"
+        let local = Self.continued(source + "/tasks/train.h5", name: "lwlocal", extra: layerwise)
+            .replacingOccurrences(of: "  init_from:", with: "  local: true\n  init_from:")
+        let gpipe = Self.continued(source + "/tasks/train.h5", name: "lwgpipe", extra: layerwise + "\nparallelism: {mode: pipeline, workers: 2}")
+        for yaml in [local, gpipe] {
+            let run = try CLI.completeRun(yaml)
+            XCTAssertEqual(try CLI.finalModelBits(run), expected, yaml)
+            let log = try String(contentsOfFile: run + "/log.txt", encoding: .utf8)
+            XCTAssertTrue(log.contains("train: initialised from the model in \(source)/tasks/train.h5 (train.init_from)"), log)
+        }
+        // Without init_from the same layer-wise run ends elsewhere (the test could not fail otherwise).
+        let fresh = try CLI.completeRun(local.replacingOccurrences(of: "  init_from: \(source)/tasks/train.h5\n", with: ""))
+        XCTAssertNotEqual(try CLI.finalModelBits(fresh), expected)
+
+        let deep = try CLI.completeRun(tinySpec(name: "deep", epochs: 1).replacingOccurrences(of: "blocks: 2", with: "blocks: 3"))
+        let dir = try CLI.workspace(Self.continued(deep + "/tasks/train.h5", extra: layerwise))
+        let r = try CLI.run(["spec.yaml"], in: dir)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").first.map(String.init),
+                       "moe-run: error: spec.yaml:18:14: train.init_from: \(deep)/tasks/train.h5: /model/blocks/2/ffn/b1: not a tensor of this run's model (the checkpoint's architecture differs)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "nothing is written")
+    }
+
     func testInitFromExcludesUpcycleFrom() throws {
         let source = try CLI.completeRun(tinySpec(name: "src", epochs: 1))
         let dir = try CLI.workspace(Self.continued(source, extra: "experts: 2\nsplit: {strategy: replicate, upcycle_from: \(source)/tasks/train.h5}"))
