@@ -1,3 +1,4 @@
+import Foundation
 import MoEData
 import MoEHDF5
 import MoEPlan
@@ -44,28 +45,35 @@ enum EvaluateTask {
 
     static func run(spec: ExperimentSpec, layout: RunLayout, log: RunLog) throws {
         var results: [(String, Double)] = []
+        let splits = try spec.eval.splits.compactMap { split -> (name: String, data: Dataset)? in
+            let (data, _) = try DataTask.load(split.rawValue, layout: layout)
+            return data.count > 0 ? (split.rawValue, data) : nil
+        }
+        let measured = try fuseMetrics(layout)
         for (name, task) in models(spec) {
             let file = try H5File.open(layout.taskFile(task))
             if name == "best", !file.exists("best") { continue }   // the task never validated
             if EnsembleModel.isEnsemble(file, at: "model") {
                 let (ensemble, _) = try EnsembleModel.load(from: file, at: "model")
-                for split in spec.eval.splits {
-                    let (data, _) = try DataTask.load(split.rawValue, layout: layout)
-                    guard data.count > 0 else { continue }
+                for (split, data) in splits {
                     let r = ensemble.evaluate(x: data.x, labels: data.y, batchSize: spec.eval.batchSize)
-                    results.append(("\(name)/\(split.rawValue)_loss", r.loss))
-                    results.append(("\(name)/\(split.rawValue)_accuracy", r.accuracy))
+                    results.append(("\(name)/\(split)_loss", r.loss))
+                    results.append(("\(name)/\(split)_accuracy", r.accuracy))
                 }
                 continue
             }
-            let (model, _) = try Checkpoint.loadModel(from: file, at: group(of: name), for: "evaluation on feature data")
-            for split in spec.eval.splits {
-                let (data, _) = try DataTask.load(split.rawValue, layout: layout)
-                guard data.count > 0 else { continue }
-                try TrainTask.checkDomains(model.config, data)
-                let r = model.evaluate(x: data.x, labels: data.y, domains: data.domain, batchSize: spec.eval.batchSize)
-                results.append(("\(name)/\(split.rawValue)_loss", r.loss))
-                results.append(("\(name)/\(split.rawValue)_accuracy", r.accuracy))
+            let known = measured["\(task)/\(group(of: name))"] ?? [:]
+            var model: ResidualMLP?
+            for (split, data) in splits {
+                if let loss = known["\(split)_loss"], let accuracy = known["\(split)_accuracy"] {
+                    results += [("\(name)/\(split)_loss", loss), ("\(name)/\(split)_accuracy", accuracy)]
+                    continue
+                }
+                if model == nil { model = try Checkpoint.loadModel(from: file, at: group(of: name), for: "evaluation on feature data").0 }
+                try TrainTask.checkDomains(model!.config, data)
+                let r = model!.evaluate(x: data.x, labels: data.y, domains: data.domain, batchSize: spec.eval.batchSize)
+                results.append(("\(name)/\(split)_loss", r.loss))
+                results.append(("\(name)/\(split)_accuracy", r.accuracy))
             }
         }
         try H5File.createAtomically(layout.taskFile("evaluate")) { file in
@@ -79,6 +87,31 @@ enum EvaluateTask {
         if single { results = results.map { (String($0.0.dropFirst("final/".count)), $0.1) } }
         log.info("evaluate: " + results.map { "\($0.0) \(formatMetric($0.1))" }.joined(separator: ", "))
         if !best.isEmpty { log.info("evaluate: " + best.map { "\($0.0) \(formatMetric($0.1))" }.joined(separator: ", ")) }
+    }
+}
+
+extension EvaluateTask {
+    /// What the fuse task already measured (`/fusion/metrics/<name>/{val,test}_{loss,accuracy}`),
+    /// by the checkpoint it measured (the group's `model` attribute, `<task>/<group>`): the same
+    /// model on the same split in the same batches (`eval.batch_size`) gives the same bits, so
+    /// the experts and the fused model are not forwarded a second time. Empty without a fuse
+    /// task, or for a fuse.h5 written before the attribute existed.
+    static func fuseMetrics(_ layout: RunLayout) throws -> [String: [String: Double]] {
+        let path = layout.taskFile("fuse")
+        guard FileManager.default.fileExists(atPath: path) else { return [:] }
+        let file = try H5File.open(path)
+        guard file.exists("fusion/metrics") else { return [:] }
+        var out: [String: [String: Double]] = [:]
+        for name in try file.children(of: "fusion/metrics") {
+            let group = try file.openGroup("fusion/metrics/\(name)")
+            guard group.hasAttribute("model") else { continue }
+            var values: [String: Double] = [:]
+            for key in try group.children() where group.kind(of: key) != .group {
+                values[key] = try group.readScalar(key, as: Double.self)
+            }
+            out[try group.stringAttribute("model")] = values
+        }
+        return out
     }
 }
 

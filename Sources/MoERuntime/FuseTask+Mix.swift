@@ -166,7 +166,10 @@ extension FuseTask {
             for (k, x) in [("val_loss", m.valLoss), ("val_accuracy", m.valAccuracy), ("test_loss", m.testLoss), ("test_accuracy", m.testAccuracy)] {
                 try g.createScalar("metrics/\(name)/\(k)", x)
             }
-            guard let model = m.model, !m.lmScores.isEmpty else { continue }
+            guard let model = m.model else { continue }
+            // The checkpoint measured (`<task>/<group>`): the evaluate task reuses these numbers.
+            try g.openGroup("metrics/\(name)").setAttribute("model", model)
+            guard !m.lmScores.isEmpty else { continue }
             let sums = try g.createGroup("metrics/\(name)/sums")
             try sums.setAttribute("model", model)
             for (split, scores) in m.lmScores.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {

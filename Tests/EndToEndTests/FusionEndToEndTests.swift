@@ -112,6 +112,34 @@ final class FusionEndToEndTests: XCTestCase {
 
     /// Task arithmetic from the seed initialisation (no pre-training): θ₀ is stored as /models/seed
     /// and θ = θ₀ + λ Σ w_i (θ_i − θ₀).
+    /// The evaluate task takes the experts' and the fused model's numbers from fuse.h5 (each
+    /// recorded with the checkpoint it measured, attribute `model`) instead of forwarding them a
+    /// second time: the numbers are equal to a fresh evaluation (numpy recomputes them from the
+    /// HDF5 in check_run), and a doctored fuse.h5 value shows up in evaluate.h5, so it is read;
+    /// the seed model, which the fuse task does not measure, is still evaluated.
+    func testEvaluateTakesTheFuseTasksMetricsOfTheSameCheckpoints() throws {
+        let (dir, runDir, run, _) = try run(fusionSpec(fusion: "  method: average"))
+        run.close()
+        var fuse = try H5File.open(runDir + "/tasks/fuse.h5")
+        XCTAssertEqual(try fuse.openGroup("fusion/metrics/expert-1").stringAttribute("model"), "expert-1/model")
+        XCTAssertEqual(try fuse.openGroup("fusion/metrics/fused").stringAttribute("model"), "fuse/model")
+        let seedLoss = try H5File.open(runDir + "/tasks/evaluate.h5").readScalar("summary/seed/val_loss", as: Double.self)
+        fuse.close()
+        try Self.assertCheckRun(runDir, models: ["final", "fused", "expert-0"])
+
+        fuse = try H5File.open(runDir + "/tasks/fuse.h5", mode: .readWrite)
+        let loss = try fuse.readScalar("fusion/metrics/expert-0/val_loss", as: Double.self)
+        try fuse.deleteLink("fusion/metrics/expert-0/val_loss")
+        _ = try fuse.createScalar("fusion/metrics/expert-0/val_loss", 2 * loss)
+        fuse.close()
+        try FileManager.default.removeItem(atPath: runDir + "/tasks/evaluate.h5")
+        let r = try CLI.run(["worker", "--run-dir", runDir, "--task", "evaluate"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let evaluate = try H5File.open(runDir + "/tasks/evaluate.h5")
+        XCTAssertEqual(try evaluate.readScalar("summary/expert-0/val_loss", as: Double.self), 2 * loss, "read from fuse.h5")
+        XCTAssertEqual(try evaluate.readScalar("summary/seed/val_loss", as: Double.self), seedLoss, "the seed is evaluated")
+    }
+
     func testTaskArithmeticStartsFromTheStoredSeed() throws {
         let (dir, _, run, _) = try run(fusionSpec(split: "", fusion: "  method: task_arithmetic\n  lambda: 0.7\n  weights: [2, 1, 1]"))
         let base = try model(run, "seed"), experts = try (0..<3).map { try model(run, "expert-\($0)") }
