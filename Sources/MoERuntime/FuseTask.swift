@@ -103,7 +103,11 @@ final class FuseTask {
         let (base, baseStored) = try loadBase(architecture)
         try checkArchitectures(experts, base: base)
         let probe = try makeProbe(architecture)
-        let expertMetrics = zip(experts, loaded.sources).map { probe.metrics($0).of($1) }
+        // The experts' metrics and curves, measured by another fuse task of the same experts (`ExpertEvidence`).
+        let evidenceKey = evidenceKey(sources: loaded.sources)
+        let donor = evidenceKey.flatMap { donorEvidence(key: $0, experts: experts.count, probe: probe) }
+        if let donor { log.info("fuse: the experts' metrics and curves reused from run \(donor.donor) (same experts)") }
+        let expertMetrics = donor?.metrics ?? zip(experts, loaded.sources).map { probe.metrics($0).of($1) }
         let f = spec.fusion
 
         var fisherBatches = 0
@@ -180,6 +184,7 @@ final class FuseTask {
         for (a, b) in pairs { paths.append(("expert-\(a)", "expert-\(b)", experts[a], experts[b], [a, b])) }
         for (i, e) in experts.enumerated() { paths.append(("fused", "expert-\(i)", fused, e, [i])) }
         let curves = try paths.map { (a, b, x, y, members) in
+            if let known = donor?.curves["\(a)--\(b)"] { return known }
             let (domains, description) = barrierDomains(experts: members, present: probe.validationDomains)
             var c = try Self.interpolation(a, b, x, y, on: domains, probe: probe)
             c.data = description + (probe.curveSubset.map { " (\($0))" } ?? "")
@@ -228,6 +233,8 @@ final class FuseTask {
             try g.setAttribute("max_expert_barrier", expertBarrier)
             try g.setAttribute("max_expert_error_barrier", expertErrorBarrier)
             try g.setAttribute("barrier_threshold", threshold)
+            if let evidenceKey { try g.setAttribute(Self.evidenceAttribute, evidenceKey) }
+            if let donor { try g.setAttribute(Self.evidenceSourceAttribute, donor.donor) }
             try g.createDataset("coefficients", coefficients)
             try Self.writeMetrics(zip((0..<experts.count).map { "expert-\($0)" } + ["fused"], expertMetrics + [fusedMetrics]), to: g)
             for c in curves {

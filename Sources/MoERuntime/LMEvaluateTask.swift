@@ -76,20 +76,28 @@ enum LMEvaluateTask {
             guard try group.stringAttribute("model") == source else { continue }
             var result: [TextSplit: LMScores] = [:]
             for split in splits {
-                guard group.exists(split.rawValue) else { return nil }
-                let (values, shape) = try group.read(split.rawValue, as: Double.self)
-                guard shape == [corpus.domains.count, 3] else { return nil }
-                var scores = LMScores()
-                for (d, domain) in corpus.domains.enumerated() {
-                    let sums = ObjectiveSums(lossSum: values[3 * d], correct: Int(values[3 * d + 1]), scored: Int(values[3 * d + 2]))
-                    scores.overall += sums
-                    scores.domains.append((domain, sums))
-                }
+                guard let scores = try readSums(group, split: split, domains: corpus.domains) else { return nil }
                 result[split] = scores
             }
             return result
         }
         return nil
+    }
+
+    /// `LMScores` from a `sums` group's `<split>` dataset (`[domains, 3]`, `FuseTask.writeMetrics`),
+    /// the overall sums added in domain order as `LMScores.score` adds them; nil when it is
+    /// missing or of another shape.
+    static func readSums(_ group: H5Group, split: TextSplit, domains: [String]) throws -> LMScores? {
+        guard group.exists(split.rawValue) else { return nil }
+        let (values, shape) = try group.read(split.rawValue, as: Double.self)
+        guard shape == [domains.count, 3] else { return nil }
+        var scores = LMScores()
+        for (d, domain) in domains.enumerated() {
+            let sums = ObjectiveSums(lossSum: values[3 * d], correct: Int(values[3 * d + 1]), scored: Int(values[3 * d + 2]))
+            scores.overall += sums
+            scores.domains.append((domain, sums))
+        }
+        return scores
     }
 
     /// Whether `a` and `b` score every window alike: the same object, or two transformer LMs of

@@ -97,7 +97,7 @@ public enum Runner {
             if let cluster, let watch {
                 try mpiScheduler(spec, plan: plan, layout: layout, log: log, quiet: options.quiet, cluster: cluster, watch: watch).run()
             } else {
-                var scheduler = scheduler(spec, plan: plan, layout: layout, log: log)
+                var scheduler = scheduler(spec, plan: plan, layout: layout, log: log, evidenceCache: cache != nil)
                 if let cache {
                     scheduler.reuse = { cache.reuse($0) }
                     scheduler.claim = { cache.claim($0) }
@@ -144,8 +144,11 @@ public enum Runner {
     /// with this process's environment plus `OPENBLAS_NUM_THREADS` = cores / workers (at least 1;
     /// the user's value when they set it, `BLASEnvironment.threadsValue`),
     /// the OpenBLAS core type already chosen (`BLASEnvironment`), and this process's pid.
-    static func scheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog) -> Scheduler {
+    /// With `evidenceCache` (the run uses the task cache) fuse tasks may reuse the experts'
+    /// evidence of another run (`FuseTask.ExpertEvidence`).
+    static func scheduler(_ spec: ExperimentSpec, plan: Plan, layout: RunLayout, log: RunLog, evidenceCache: Bool = false) -> Scheduler {
         var environment = BLASEnvironment.currentEnvironment()
+        environment[FuseTask.evidenceVariable] = evidenceCache ? "1" : nil
         if let threads = BLASEnvironment.threadsValue(environment: environment, cores: BLASEnvironment.cores, share: spec.parallelism.workers) {
             environment["OPENBLAS_NUM_THREADS"] = threads
         }

@@ -67,6 +67,29 @@ final class LMFusionEndToEndTests: XCTestCase {
         try assertFusionRecomputed(runDir, "fused by task_arithmetic (")
     }
 
+    /// A second fusion method on the same LM experts (the task cache links them) takes the
+    /// experts' metrics, §5.4 sums and curves from the first run's fuse.h5 instead of scoring the
+    /// experts again, and its evaluate task still gets the experts' scores bit for bit (numpy
+    /// recomputes them from the HDF5).
+    func testAnotherMethodOnTheSameLMExpertsReusesTheirEvidence() throws {
+        let (dir, first) = try fusionRun("{method: average, weights: uniform}")
+        let r = try CLI.run(["spec.yaml", "--set", "fusion.method=task_arithmetic"], in: dir)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let second = dir + "/" + r.lastLine
+        let firstID = (first as NSString).lastPathComponent
+        XCTAssertTrue(r.stdout.contains("fuse: the experts' metrics and curves reused from run \(firstID) (same experts)"), r.stdout)
+        let a = try H5File.open(first + "/tasks/fuse.h5"), b = try H5File.open(second + "/tasks/fuse.h5")
+        XCTAssertEqual(try b.openGroup("fusion").stringAttribute("expert_evidence_from"), firstID)
+        for name in ["metrics/expert-1/sums/val", "metrics/expert-1/sums/test", "metrics/expert-0/val_loss",
+                     "barrier/expert-0--expert-1/val_loss", "barrier/expert-0--expert-1/val_accuracy"] {
+            XCTAssertEqual(try b.read("fusion/" + name, as: Double.self).values.map(\.bitPattern),
+                           try a.read("fusion/" + name, as: Double.self).values.map(\.bitPattern), name)
+        }
+        let ea = try H5File.open(first + "/tasks/evaluate.h5"), eb = try H5File.open(second + "/tasks/evaluate.h5")
+        XCTAssertEqual(try eb.readScalar("summary/expert-1/val_loss", as: Double.self), try ea.readScalar("summary/expert-1/val_loss", as: Double.self))
+        try CLI.assertNumpyReproduces(second, models: ["expert-0", "expert-1", "final"])
+    }
+
     /// BTX: fuse.h5 holds the MoE transformer (each expert's FFNs in the MoE blocks, the rest
     /// averaged, router fresh), the finetune task trains it with its router, and numpy recomputes
     /// both MoE LMs' losses and the mixed tensors.

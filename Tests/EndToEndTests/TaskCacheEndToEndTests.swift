@@ -57,6 +57,20 @@ final class TaskCacheEndToEndTests: XCTestCase {
 
     private func runID(_ runDir: String) -> String { (runDir as NSString).lastPathComponent }
 
+    /// fuse.h5's expert evidence: its key, the run it was reused from (nil: measured), and the
+    /// bits of every expert metric and expert–expert curve dataset.
+    private func expertEvidence(_ runDir: String) throws -> (key: String, from: String?, values: [String: [UInt64]]) {
+        let fusion = try H5File.open(runDir + "/tasks/fuse.h5").openGroup("fusion")
+        var values: [String: [UInt64]] = [:]
+        for name in ["metrics/expert-0", "metrics/expert-1", "barrier/expert-0--expert-1"] {
+            for key in try fusion.openGroup(name).children() {
+                values[name + "/" + key] = try fusion.read(name + "/" + key, as: Double.self).values.map(\.bitPattern)
+            }
+        }
+        let from = fusion.hasAttribute("expert_evidence_from") ? try fusion.stringAttribute("expert_evidence_from") : nil
+        return (try fusion.stringAttribute("expert_evidence"), from, values)
+    }
+
     func testAnotherFusionMethodReusesTheUpstreamTasksAndNoCacheRecomputesThem() throws {
         let dir = try CLI.workspace(branchSpec())
         let a = try CLI.run(["spec.yaml", "--quiet"], in: dir)
@@ -82,6 +96,11 @@ final class TaskCacheEndToEndTests: XCTestCase {
         XCTAssertTrue(show.stdout.contains("  reused: data (run \(runID(first))), expert-0 (run \(runID(first))), expert-1 (run \(runID(first))), pretrain (run \(runID(first)))"), show.stdout)
         let cached = try CLI.finalModelBits(second)
 
+        // The fuse task took the experts' metrics and curves from the first run's fuse.h5.
+        XCTAssertTrue(b.stdout.contains("fuse: the experts' metrics and curves reused from run \(runID(first)) (same experts)"), b.stdout)
+        let evidence = try expertEvidence(second)
+        XCTAssertEqual(evidence.from, runID(first))
+
         // --no-cache (after --force: the links go, the first run's files stay as they were).
         let c = try CLI.run(["spec.yaml", "--set", "fusion.method=ties", "--no-cache", "--force"], in: dir)
         XCTAssertEqual(c.status, 0, c.stderr)
@@ -92,6 +111,11 @@ final class TaskCacheEndToEndTests: XCTestCase {
             XCTAssertNotEqual(inode(second + "/tasks/\(task).h5"), inode(first + "/tasks/\(task).h5"), "\(task) recomputed")
         }
         XCTAssertEqual(try CLI.finalModelBits(second), cached, "the reused tasks give the bits of the recomputed ones")
+        let measured = try expertEvidence(second)
+        XCTAssertNil(measured.from, "--no-cache measures the experts again")
+        XCTAssertEqual(measured.key, evidence.key)
+        XCTAssertEqual(measured.values, evidence.values, "reused evidence has the bits of measured evidence")
+        XCTAssertEqual(measured.values.keys.filter { $0.contains("barrier/expert-0--expert-1/") }.count, 5)
         XCTAssertEqual(try checksums(first), before, "the first run's files are untouched")
 
         // A sweep passes --no-cache on to its trials.
