@@ -5,6 +5,7 @@
 #   make bench   sgemm and training-step throughput against numpy, written to docs/benchmarks.md
 #   make bench-checkpoints   wall time with default checkpoints against none, only that section of docs/benchmarks.md
 #   make bench-attention   causal self-attention against PyTorch SDPA, only that section of docs/benchmarks.md
+#   make bench-cache  the task cache's sweep timing (BASELINE= an older moe-run binary), only that section of docs/benchmarks.md
 #   make bench-comm   all-reduce latency/bandwidth: shm backend, Open MPI vader and TCP, only that section of docs/benchmarks.md
 #   make scaling      docs/scaling.md: the alpha-beta scaling model from the figures in docs/benchmarks.md
 #   make sweep   a parameter sweep and its report (SPEC=, GRID="key=a,b key2=c,d", JOBS=)
@@ -50,7 +51,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-checkpoints bench-attention bench-comm scaling run clean sweep install uninstall check-golden
+.PHONY: all setup venv build test bench bench-checkpoints bench-cache bench-attention bench-comm scaling run clean sweep install uninstall check-golden
 
 all: build
 
@@ -136,6 +137,12 @@ bench-attention: build
 ## (also part of `make bench`), rewriting only the "## Checkpoints" section of docs/benchmarks.md.
 bench-checkpoints: build
 	$(BIN)/moe-bench --checkpoints-only --rounds 3 --markdown docs/benchmarks.md
+
+## bench-cache: only the task cache's sweep timing (experiments/sweep-fusion.yaml with the cache, with --no-cache and,
+## given BASELINE=path/to/an/older/moe-run, with that binary; --jobs 1 and 2; a few minutes), rewriting only the
+## "## Task cache (sweep-fusion)" section of docs/benchmarks.md.
+bench-cache: build
+	$(BIN)/moe-bench --cache-only --rounds 3 $(if $(BASELINE),--baseline "$(BASELINE)" $(if $(BASELINE_LABEL),--baseline-label "$(BASELINE_LABEL)")) --markdown docs/benchmarks.md
 
 ## bench-comm: only the all-reduce comparison (2 ranks, 4 KiB to 64 MiB: our shm backend, MPICommunicator under
 ## mpirun over vader and TCP loopback, Open MPI's MPI_Allreduce as the yardstick) and its α–β fits, rewriting only

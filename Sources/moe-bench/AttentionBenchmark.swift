@@ -103,6 +103,18 @@ extension Bench {
         """
     }
 
+    /// The section of the markdown file at `path` that starts with the heading line `heading`
+    /// (up to the next `## ` heading), or nil.
+    static func section(_ heading: String, in path: String) -> (heading: String, text: String)? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let lines = text.components(separatedBy: "\n")
+        guard let start = lines.firstIndex(of: heading) else { return nil }
+        let end = lines[(start + 1)...].firstIndex { $0.hasPrefix("## ") } ?? lines.endIndex
+        var body = Array(lines[start..<end])
+        while body.last == "" { body.removeLast() }
+        return (heading, body.joined(separator: "\n"))
+    }
+
     /// Replaces the section of the markdown file at `path` that starts with the heading line
     /// `heading` (up to the next `## ` heading) by `section`, or appends it when the file has none.
     static func replaceSection(_ heading: String, in path: String, with section: String) throws {

@@ -15,6 +15,10 @@ import MoENN
 //   moe-bench --checkpoints-only [--rounds N] [--markdown FILE]
 //                                                 wall time of digits-dense, moe-topk and lm-dense with default checkpoints
 //                                                 against none; with --markdown, replaces only the "## Checkpoints" section
+//   moe-bench --cache-only [--baseline MOE_RUN_BINARY [--baseline-label TEXT]] [--rounds N] [--markdown FILE]
+//                                                 experiments/sweep-fusion.yaml swept with the task cache, with --no-cache and
+//                                                 (given) by another moe-run binary, --jobs 1 and 2; with --markdown, replaces
+//                                                 only the "## Task cache (sweep-fusion)" section
 //   moe-bench --comm-only [--markdown FILE]       all-reduce latency/bandwidth: shm backend, MPI over vader and TCP (2 ranks,
 //                                                 mpirun); with --markdown, replaces only the "## Collectives" section of FILE
 //                                                 and the data-parallel step's communication share (2 and 4 ranks: shm,
@@ -39,6 +43,9 @@ struct Options {
     var attentionOnly = false
     var lmOnly = false
     var checkpointsOnly = false
+    var cacheOnly = false
+    var baseline: String?
+    var baselineLabel: String?
     var commOnly = false
     var lmCommOnly = false
     var commChild = false
@@ -71,6 +78,9 @@ func parseOptions() -> Options {
         case "--attention-only": o.attentionOnly = true
         case "--lm-only": o.lmOnly = true
         case "--checkpoints-only": o.checkpointsOnly = true
+        case "--cache-only": o.cacheOnly = true
+        case "--baseline": o.baseline = value(a)
+        case "--baseline-label": o.baselineLabel = value(a)
         case "--comm-only": o.commOnly = true
         case "--lm-comm-only": o.lmCommOnly = true
         case "--comm-child": o.commChild = true
@@ -142,6 +152,17 @@ if options.checkpointsOnly {
     if let path = options.markdown {
         do { try Bench.replaceSection(Bench.checkpointHeading, in: path, with: lines.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
         print("wrote the checkpoints section of \(path)")
+    }
+    exit(0)
+}
+
+if options.cacheOnly {
+    let lines = Bench.cacheSection(Bench.cacheTimings(rounds: options.rounds, baseline: options.baseline), rounds: options.rounds,
+                                   baseline: options.baseline.map { options.baselineLabel ?? $0 })
+    print(lines.joined(separator: "\n"))
+    if let path = options.markdown {
+        do { try Bench.replaceSection(Bench.cacheHeading, in: path, with: lines.joined(separator: "\n")) } catch { fail("cannot write \(path): \(error)") }
+        print("wrote the task cache section of \(path)")
     }
     exit(0)
 }
@@ -365,9 +386,12 @@ if let path = options.markdown {
     \(lmLines.joined(separator: "\n"))
 
     """
+    // Sections this run does not measure (their own targets: bench-comm, bench-cache) are kept as they were.
+    let kept = [Bench.lmStepHeading, Bench.cacheHeading].compactMap { Bench.section($0, in: path) }
     do {
         try md.write(toFile: path, atomically: true, encoding: .utf8)
         try Bench.replaceSection(Bench.checkpointHeading, in: path, with: checkpointLines.joined(separator: "\n"))
+        for section in kept { try Bench.replaceSection(section.heading, in: path, with: section.text) }
     } catch { fail("cannot write \(path): \(error)") }
     print("wrote \(path)")
 }
