@@ -63,10 +63,12 @@ public enum SweepRunner {
         func name(_ t: SweepTrial) -> String { "trial \(t.number)/\(count) (\(t.label))" }
 
         // Every child gets its share of the cores: cores / jobs, which its scheduler divides by
-        // parallelism.workers for OPENBLAS_NUM_THREADS.
+        // parallelism.workers for its workers' OPENBLAS_NUM_THREADS. The trial process itself only
+        // schedules: one BLAS thread (OpenBLAS's other threads would spin on a core for ~0.1 s
+        // after it loads, taking it from the trial's first worker).
         var environment = BLASEnvironment.currentEnvironment()
         environment[BLASEnvironment.coresVariable] = String(max(1, BLASEnvironment.cores / jobs))
-        if environment[BLASEnvironment.userThreadsVariable] != "1" { environment["OPENBLAS_NUM_THREADS"] = nil }
+        if environment[BLASEnvironment.userThreadsVariable] != "1" { environment["OPENBLAS_NUM_THREADS"] = "1" }
         environment[RunLog.progressVariable] = nil
         edit(&environment)
 
