@@ -43,6 +43,9 @@ extension RunSummary {
             }
             lines.append("    barriers, loss / error (val, 11 points): " + parts.joined(separator: ", "))
         }
+        if let donor = try? g.stringAttribute("expert_evidence_from") {
+            lines.append("    the experts' metrics and expert-expert curves: reused from run \(donor) (same experts)")
+        }
         if try g.attribute("collapsed", as: Int64.self) == 1 {
             lines.append("  warning: " + (try g.stringAttribute("collapse_reason")))
         }

@@ -21,6 +21,18 @@ final class ResumeEndToEndTests: XCTestCase {
         return false
     }
 
+    /// Starts `spec.yaml` in `dir`, waits for its first checkpoint file, lets it train 0.15 s
+    /// more and kills it with SIGKILL (asserting it was still running).
+    private func killAfterACheckpointFile(in dir: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no checkpoint file appeared before the run ended", file: file, line: line)
+        usleep(150_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer", file: file, line: line)
+        CLI.assertNoProcesses(in: dir)
+    }
+
     func testKilledRunResumesToBitIdenticalWeights() throws {
         let reference = try CLI.workspace(spec)
         let r = try CLI.run(["spec.yaml", "--quiet"], in: reference)
@@ -97,13 +109,7 @@ final class ResumeEndToEndTests: XCTestCase {
         XCTAssertEqual(expectedKept.count, 3)
 
         let dir = try CLI.workspace(yaml)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no checkpoint file appeared before the run ended")
-        usleep(150_000)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
-        CLI.assertNoProcesses(in: dir)
+        try killAfterACheckpointFile(in: dir)
 
         let resumed = try CLI.run(["spec.yaml", "--resume"], in: dir)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
@@ -131,13 +137,7 @@ final class ResumeEndToEndTests: XCTestCase {
         XCTAssertEqual(try kept(reference + "/" + r.lastLine), ["4000"], "one kept checkpoint: the end of training")
 
         let dir = try CLI.workspace(yaml)
-        let p = try CLI.start(["spec.yaml", "--quiet"], in: dir)
-        XCTAssertTrue(try waitForCheckpoint(dir, process: p), "no resume point appeared before the run ended")
-        usleep(150_000)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "the run finished before it could be killed; make the spec longer")
-        CLI.assertNoProcesses(in: dir)
+        try killAfterACheckpointFile(in: dir)
         let point = try XCTUnwrap(CLI.files(under: dir + "/out").first { $0.contains("train.checkpoints/") && $0.hasSuffix(".h5") })
         let step = try XCTUnwrap(Int(((point as NSString).lastPathComponent as NSString).deletingPathExtension))
         XCTAssertGreaterThan(step, 0)

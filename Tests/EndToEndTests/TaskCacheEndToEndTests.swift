@@ -100,6 +100,8 @@ final class TaskCacheEndToEndTests: XCTestCase {
         XCTAssertTrue(b.stdout.contains("fuse: the experts' metrics and curves reused from run \(runID(first)) (same experts)"), b.stdout)
         let evidence = try expertEvidence(second)
         XCTAssertEqual(evidence.from, runID(first))
+        let shown = try CLI.run(["show", second], in: dir)
+        XCTAssertTrue(shown.stdout.contains("the experts' metrics and expert-expert curves: reused from run \(runID(first)) (same experts)"), shown.stdout)
 
         // --no-cache (after --force: the links go, the first run's files stay as they were).
         let c = try CLI.run(["spec.yaml", "--set", "fusion.method=ties", "--no-cache", "--force"], in: dir)
