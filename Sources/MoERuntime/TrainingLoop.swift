@@ -366,7 +366,11 @@ final class TrainingLoop {
             try file.setAttribute("train_seconds", seconds)
             try metrics.write(to: file)
             try hooks.writeSeries(to: file)
-            try store.write(hooks.checkpointParameters, optimizer, to: file) { path in try hooks.writeEntry(to: file, at: path) }
+            // The kept checkpoints without gzip (like the checkpoint files): float weights and
+            // optimizer moments shrink by ~15 % at a cost of ~5 % of a small run's wall time.
+            try H5Storage.uncompressed {
+                try store.write(hooks.checkpointParameters, optimizer, to: file) { path in try hooks.writeEntry(to: file, at: path) }
+            }
             try hooks.writeResult(to: file)
             try writeBest(to: file)
         }
