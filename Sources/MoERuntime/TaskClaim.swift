@@ -8,7 +8,8 @@ import Glibc
 /// compute it once: the first to claim it computes it, the others wait and then reuse its file
 /// through the task cache (`TaskCache`).
 ///
-/// A claim is an exclusive `flock(2)` on `<folder>/.claims/<identity>`, taken without blocking.
+/// A claim is an exclusive `flock(2)` on `<folder>/.claims/<identity>`, taken without blocking
+/// (the `.claims` folder exists only while some task is claimed).
 /// The kernel drops the lock when the process that holds it ends, however it ends (kill -9
 /// included), so a claim can never outlive its run: a waiting run then claims the task itself
 /// and computes it. The file holds the claiming run's id (for the waiting run's log line) and is
@@ -41,10 +42,11 @@ final class TaskClaim {
     /// would be without claims.
     static func attempt(folder: String, identity: String, holder: String) -> Attempt? {
         let directory = directory(folder: folder)
-        mkdir(directory, 0o755)
         let path = directory + "/" + identity
         for _ in 0..<8 {
+            mkdir(directory, 0o755)
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            if fd < 0 && errno == ENOENT { continue }  // another run removed the empty folder just now
             guard fd >= 0 else { return nil }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 let holder = Self.read(fd)
@@ -67,12 +69,14 @@ final class TaskClaim {
     }
 
     /// Gives the claim up: removes the file, then unlocks it (in that order, so a waiting run
-    /// never locks a file that is about to vanish without noticing). Idempotent.
+    /// never locks a file that is about to vanish without noticing), and removes the claims
+    /// folder when it is empty (so the experiment folder holds only runs). Idempotent.
     func release() {
         guard fd >= 0 else { return }
         unlink(path)
         close(fd)
         fd = -1
+        rmdir((path as NSString).deletingLastPathComponent)  // fails, harmlessly, while other claims exist
     }
 
     /// The text of a claim file (the holder's run id), at most 256 bytes.

@@ -23,10 +23,15 @@ final class TaskClaimTests: XCTestCase {
             return XCTFail("a held claim must be busy for everybody else")
         }
         XCTAssertEqual(holder, "run-a")
-        XCTAssertNotNil(claimed(TaskClaim.attempt(folder: f, identity: "other", holder: "run-b")), "another identity is free")
+        let other = try XCTUnwrap(claimed(TaskClaim.attempt(folder: f, identity: "other", holder: "run-b")), "another identity is free")
         first.release()
         XCTAssertFalse(FileManager.default.fileExists(atPath: f + "/.claims/abc"), "a released claim leaves no file")
-        XCTAssertNotNil(claimed(TaskClaim.attempt(folder: f, identity: "abc", holder: "run-b")))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: f + "/.claims"), "the folder stays while 'other' is claimed")
+        let again = try XCTUnwrap(claimed(TaskClaim.attempt(folder: f, identity: "abc", holder: "run-b")))
+        again.release()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: f + "/.claims"))
+        other.release()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: f + "/.claims"), "the last release removes the folder")
     }
 
     func testAClaimDiesWithItsProcess() throws {
