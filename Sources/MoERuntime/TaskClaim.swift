@@ -1,4 +1,5 @@
 import Foundation
+import MoECore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,13 +9,14 @@ import Glibc
 /// compute it once: the first to claim it computes it, the others wait and then reuse its file
 /// through the task cache (`TaskCache`).
 ///
-/// A claim is an exclusive `flock(2)` on `<folder>/.claims/<identity>`, taken without blocking
-/// (the `.claims` folder exists only while some task is claimed).
-/// The kernel drops the lock when the process that holds it ends, however it ends (kill -9
-/// included), so a claim can never outlive its run: a waiting run then claims the task itself
-/// and computes it. The file holds the claiming run's id (for the waiting run's log line) and is
-/// removed on release; a claimer that locked a file another process removed in between (the
-/// classic unlink race) sees a different inode at the path and tries again.
+/// A claim is an exclusive `flock(2)`, taken without blocking, on a file outside the results
+/// (`$TMPDIR/moe-run-claims-<uid>/<SHA-256 of the folder's path and the identity>`), so a results
+/// folder only ever holds runs, even after a kill -9. The kernel drops the lock when the process
+/// that holds it ends, however it ends, so a claim can never outlive its run: a waiting run then
+/// claims the task itself and computes it. The file holds the claiming run's id (for the waiting
+/// run's log line) and is removed on release (a kill -9 leaves an empty, unlocked file, which the
+/// next claim of that identity reuses); a claimer that locked a file another process removed in
+/// between (the classic unlink race) sees a different inode at the path and tries again.
 final class TaskClaim {
     /// What trying to claim gave.
     enum Attempt {
@@ -24,8 +26,16 @@ final class TaskClaim {
         case busy(holder: String)
     }
 
-    /// The folder of the claim files of an experiment folder.
-    static func directory(folder: String) -> String { folder + "/.claims" }
+    /// The folder of the claim files of this user.
+    static var directory: String {
+        (NSTemporaryDirectory() as NSString).appendingPathComponent("moe-run-claims-\(getuid())")
+    }
+
+    /// The claim file of `identity` in the experiment folder `folder`.
+    static func path(folder: String, identity: String) -> String {
+        let folder = URL(fileURLWithPath: folder).resolvingSymlinksInPath().standardizedFileURL.path
+        return directory + "/" + SHA256.hex(folder + "\n" + identity)
+    }
 
     let path: String
     private var fd: Int32
@@ -41,12 +51,10 @@ final class TaskClaim {
     /// claim (a read-only folder) count as claimed by nobody else: the task is computed as it
     /// would be without claims.
     static func attempt(folder: String, identity: String, holder: String) -> Attempt? {
-        let directory = directory(folder: folder)
-        let path = directory + "/" + identity
+        let path = path(folder: folder, identity: identity)
+        mkdir(directory, 0o700)
         for _ in 0..<8 {
-            mkdir(directory, 0o755)
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            if fd < 0 && errno == ENOENT { continue }  // another run removed the empty folder just now
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { return nil }
             if flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 let holder = Self.read(fd)
@@ -69,14 +77,12 @@ final class TaskClaim {
     }
 
     /// Gives the claim up: removes the file, then unlocks it (in that order, so a waiting run
-    /// never locks a file that is about to vanish without noticing), and removes the claims
-    /// folder when it is empty (so the experiment folder holds only runs). Idempotent.
+    /// never locks a file that is about to vanish without noticing). Idempotent.
     func release() {
         guard fd >= 0 else { return }
         unlink(path)
         close(fd)
         fd = -1
-        rmdir((path as NSString).deletingLastPathComponent)  // fails, harmlessly, while other claims exist
     }
 
     /// The text of a claim file (the holder's run id), at most 256 bytes.

@@ -24,20 +24,21 @@ final class TaskClaimTests: XCTestCase {
         }
         XCTAssertEqual(holder, "run-a")
         let other = try XCTUnwrap(claimed(TaskClaim.attempt(folder: f, identity: "other", holder: "run-b")), "another identity is free")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: TaskClaim.path(folder: f, identity: "abc")))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: f), [], "nothing in the results folder")
         first.release()
-        XCTAssertFalse(FileManager.default.fileExists(atPath: f + "/.claims/abc"), "a released claim leaves no file")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: f + "/.claims"), "the folder stays while 'other' is claimed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: TaskClaim.path(folder: f, identity: "abc")), "a released claim leaves no file")
         let again = try XCTUnwrap(claimed(TaskClaim.attempt(folder: f, identity: "abc", holder: "run-b")))
         again.release()
-        XCTAssertTrue(FileManager.default.fileExists(atPath: f + "/.claims"))
         other.release()
-        XCTAssertFalse(FileManager.default.fileExists(atPath: f + "/.claims"), "the last release removes the folder")
+        XCTAssertNotEqual(TaskClaim.path(folder: f, identity: "abc"), TaskClaim.path(folder: f + "/x", identity: "abc"),
+                          "the same identity in another results folder is another claim")
     }
 
     func testAClaimDiesWithItsProcess() throws {
         let f = try folder()
-        let path = f + "/.claims/abc"
-        try FileManager.default.createDirectory(atPath: f + "/.claims", withIntermediateDirectories: true)
+        let path = TaskClaim.path(folder: f, identity: "abc")
+        try FileManager.default.createDirectory(atPath: TaskClaim.directory, withIntermediateDirectories: true)
         // A shell locks the file with flock(1) on its own descriptor and becomes `sleep` (one
         // process holds the lock, as a moe-run process does), then is killed.
         let holder = Process()
