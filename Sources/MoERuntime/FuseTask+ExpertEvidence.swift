@@ -54,13 +54,9 @@ extension FuseTask {
     /// cache is off.
     func donorEvidence(key: String, experts: Int, probe: any FusionProbe) -> ExpertEvidence? {
         guard ProcessInfo.processInfo.environment[Self.evidenceVariable] == "1" else { return nil }
-        let directory = URL(fileURLWithPath: layout.directory).standardizedFileURL
-        let folder = directory.deletingLastPathComponent().path
-        let own = directory.lastPathComponent
         let domains = (probe as? LMFusionProbe)?.corpus.domains
-        for run in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted() where run != own && !run.hasPrefix(".") {
-            let path = folder + "/" + run + "/" + layout.relativeTaskFile("fuse")
-            guard FileManager.default.fileExists(atPath: path), let file = try? H5File.open(path),
+        for (run, path) in layout.sameTaskInOtherRuns("fuse") {
+            guard let file = try? H5File.open(path),
                   (try? file.stringAttribute("kind")) == "task", file.exists("fusion"), let g = try? file.openGroup("fusion"),
                   (try? g.stringAttribute(Self.evidenceAttribute)) == key,
                   let evidence = try? Self.readEvidence(g, experts: experts, domains: domains) else { continue }

@@ -82,6 +82,18 @@ public struct RunLayout: Sendable {
     /// A task file's path relative to the run directory (for external links).
     public func relativeTaskFile(_ id: String) -> String { "tasks/\(id).h5" }
 
+    /// Task `id`'s file in every other run of this run's experiment folder (`<output>/<name>/*`),
+    /// by run id in name order: where the task cache and the fuse task's evidence look for work
+    /// already done. Files that do not exist are left out; names starting with "." are no runs.
+    func sameTaskInOtherRuns(_ id: String) -> [(run: String, path: String)] {
+        let me = URL(fileURLWithPath: directory).standardizedFileURL
+        let folder = me.deletingLastPathComponent().path
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+            .filter { $0 != me.lastPathComponent && !$0.hasPrefix(".") }
+            .map { (run: $0, path: folder + "/" + $0 + "/" + relativeTaskFile(id)) }
+            .filter { FileManager.default.fileExists(atPath: $0.path) }
+    }
+
     /// Whether the directory holds anything of a run: anything but its lock file.
     func holdsRun() -> Bool {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

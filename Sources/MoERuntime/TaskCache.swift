@@ -52,7 +52,7 @@ final class TaskCache {
     /// claims its identity for this run, or reports the run computing it now (`TaskClaim`), or
     /// reuses the file that run finished since the last look.
     func claim(_ task: PlanTask) -> Scheduler.Claim {
-        if let run = reuse(task) { return .reused(run) }
+        // The scheduler's reuse pass has just looked for a finished file.
         guard let identity = identities[task.id] else { return .claimed }
         let own = URL(fileURLWithPath: layout.directory).lastPathComponent
         switch TaskClaim.attempt(folder: folder, identity: identity, holder: own) {
@@ -81,10 +81,7 @@ final class TaskCache {
         let target = layout.taskFile(task.id)
         let fm = FileManager.default
         guard !fm.fileExists(atPath: target) else { return nil }
-        let own = URL(fileURLWithPath: layout.directory).standardizedFileURL.lastPathComponent
-        let folder = self.folder
-        for run in ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted() where run != own && !run.hasPrefix(".") {
-            let source = folder + "/" + run + "/" + layout.relativeTaskFile(task.id)
+        for (run, source) in layout.sameTaskInOtherRuns(task.id) {
             guard Self.holds(source, task: task.id, identity: identity), link(source, target) == 0 else { continue }
             guard Self.holds(target, task: task.id, identity: identity) else {
                 unlink(target)

@@ -152,14 +152,18 @@ enum Bench {
         ]
     }
 
+    /// The `moe-run` built next to this `moe-bench`.
+    static var moeRunBinary: String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("moe-run").path
+    }
+
     /// A temporary directory holding `spec.yaml`, run by the `moe-run` binary next to this one,
     /// exactly as a user would; removed when the workspace is released.
     final class RunWorkspace {
         let binary: String, directory: String
 
         init?(name: String, spec: String) {
-            binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-                .appendingPathComponent("moe-run").path
+            binary = Bench.moeRunBinary
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-\(name)-\(getpid())").path
             guard FileManager.default.isExecutableFile(atPath: binary),
                   (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)) != nil,

@@ -22,8 +22,7 @@ extension Bench {
     /// The sweep timed under each variant, at `--jobs` 1 (the command as written) and 2.
     static func cacheTimings(rounds: Int, baseline: String?) -> [SweepTiming] {
         let root = FileManager.default.currentDirectoryPath
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("moe-run").path
+        let binary = moeRunBinary
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-cache-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         var variants: [(label: String, binary: String, flags: [String])] = []

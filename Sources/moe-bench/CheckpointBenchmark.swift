@@ -33,8 +33,7 @@ extension Bench {
 
     static func checkpointCosts(rounds: Int) -> [CheckpointCost] {
         let root = FileManager.default.currentDirectoryPath
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("moe-run").path
+        let binary = moeRunBinary
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bench-checkpoints-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         return checkpointExperiments.map { experiment in
