@@ -33,6 +33,7 @@ static inline hid_t moe_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t moe_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t moe_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
 static inline hid_t moe_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t moe_H5P_DATASET_XFER(void) { return H5P_DATASET_XFER; }
 static inline hid_t moe_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 
 // Object-type masks for H5Fget_obj_count (H5F_OBJ_LOCAL is a multi-line macro Swift cannot import).

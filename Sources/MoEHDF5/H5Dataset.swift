@@ -156,7 +156,7 @@ public final class H5Dataset: H5Object {
                   file: filePath, object: path, "select rows to append")
         let memSpace = H5Screate_simple(Int32(block.count), &block, nil)
         defer { H5Sclose(memSpace) }
-        try check(H5Dwrite(hid, T.h5DType.nativeType!, memSpace, fileSpace, moe_H5P_DEFAULT(), base),
+        try check(H5Dwrite(hid, T.h5DType.nativeType!, memSpace, fileSpace, H5Transfer.list, base),
                   file: filePath, object: path, "append \(rows) rows")
     }
 }

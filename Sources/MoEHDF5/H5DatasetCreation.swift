@@ -101,7 +101,7 @@ extension H5Location {
         defer { H5Sclose(space) }
         return try makeDataset(path, type: dtype.fileType!, space: space, dcpl: dcpl) { id in
             guard let base = values.baseAddress, values.count > 0 else { return 0 }
-            return H5Dwrite(id, dtype.nativeType!, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), base)
+            return H5Dwrite(id, dtype.nativeType!, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, base)
         }
     }
 
@@ -123,7 +123,7 @@ extension H5Location {
         return try makeDataset(path, type: type, space: space, dcpl: dcpl) { id in
             value.withCString { chars in
                 var pointer: UnsafePointer<CChar>? = chars
-                return H5Dwrite(id, type, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), &pointer)
+                return H5Dwrite(id, type, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, &pointer)
             }
         }
     }

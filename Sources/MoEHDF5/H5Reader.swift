@@ -40,7 +40,7 @@ struct H5Reader {
     /// Reads every element with memory type `memType` into `buffer`.
     private func rawRead(_ memType: hid_t, _ buffer: UnsafeMutableRawPointer) -> herr_t {
         switch kind {
-        case .dataset: return H5Dread(hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), buffer)
+        case .dataset: return H5Dread(hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, buffer)
         case .attribute: return H5Aread(hid, memType, buffer)
         }
     }

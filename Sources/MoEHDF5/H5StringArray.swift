@@ -23,7 +23,7 @@ extension H5Location {
         let copies = values.map { strdup($0) }
         defer { copies.forEach { free($0) } }
         var pointers: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
-        try check(H5Dwrite(id, type, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), &pointers),
+        try check(H5Dwrite(id, type, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, &pointers),
                   file: filePath, object: object, "write dataset")
     }
 
@@ -45,7 +45,7 @@ extension H5Location {
         defer { H5Tclose(memType) }
         if H5Tis_variable_str(fileType) > 0 {
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
-            try check(H5Dread(dataset.hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), &pointers),
+            try check(H5Dread(dataset.hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, &pointers),
                       file: filePath, object: object, "read dataset")
             defer { pointers.forEach { if let p = $0 { H5free_memory(p) } } }
             return pointers.map { $0.map { String(cString: $0) } ?? "" }
@@ -53,7 +53,7 @@ extension H5Location {
         let size = H5Tget_size(fileType)
         var bytes = [UInt8](repeating: 0, count: size * count)
         try bytes.withUnsafeMutableBytes { raw in
-            try check(H5Dread(dataset.hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), moe_H5P_DEFAULT(), raw.baseAddress!),
+            try check(H5Dread(dataset.hid, memType, moe_H5S_ALL(), moe_H5S_ALL(), H5Transfer.list, raw.baseAddress!),
                       file: filePath, object: object, "read dataset")
         }
         let spacePadded = H5Tget_strpad(fileType) == H5T_STR_SPACEPAD

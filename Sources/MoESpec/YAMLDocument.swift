@@ -191,7 +191,10 @@ struct YAMLDocument {
         while true {
             let source = renamed.isEmpty ? text : String(String.UnicodeScalarView(scratch))
             do {
-                let parser = try Parser(yaml: source, encoding: .utf8)
+                // `.basic`: plain scalars keep an empty tag and `SpecNode` resolves them itself
+                // (`ScalarResolver`), so Yams' default resolver would only compile its seven ICU
+                // regular expressions, ~2 ms in every process that reads a spec (each worker does).
+                let parser = try Parser(yaml: source, resolver: .basic, encoding: .utf8)
                 let root = try parser.singleRoot()
                 if let duplicate {
                     throw secondOccurrence(of: duplicate.key, after: duplicate.first, in: root, renamed: renamed)

@@ -153,8 +153,13 @@ enum Bench {
     }
 
     /// The `moe-run` built next to this `moe-bench`.
+    /// The `moe-run` the benches time: `MOE_BENCH_MOE_RUN` (the Makefile passes the static build
+    /// users run, `.build/static/release/moe-run`), else the one next to this binary.
     static var moeRunBinary: String {
-        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("moe-run").path
+        if let path = ProcessInfo.processInfo.environment["MOE_BENCH_MOE_RUN"], !path.isEmpty {
+            return URL(fileURLWithPath: path).standardizedFileURL.path
+        }
+        return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("moe-run").path
     }
 
     /// A temporary directory holding `spec.yaml`, run by the `moe-run` binary next to this one,

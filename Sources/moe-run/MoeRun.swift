@@ -19,7 +19,15 @@ struct MoeRun: ParsableCommand {
     static func main() {
         // Lines reach a pipe as they are printed (progress of runs and sweeps read by scripts).
         setvbuf(stdout, nil, _IOLBF, 0)
-        if let message = unknownCommand(Array(CommandLine.arguments.dropFirst())) {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        // The scheduler starts every task's process as `moe-run worker --run-dir DIR --task ID`:
+        // that exact form skips the argument parser (its type lookups cost ~2 ms of each worker's
+        // start, and a sweep starts dozens of workers).
+        if arguments.count == 5, arguments[0] == "worker",
+           arguments[1] == "--run-dir", arguments[3] == "--task" {
+            Foundation.exit(execute { try WorkerCommand.perform(runDir: arguments[2], task: arguments[4]) })
+        }
+        if let message = unknownCommand(arguments) {
             FileHandle.standardError.write(Data(("moe-run: error: " + message + "\n").utf8))
             Foundation.exit(2)
         }
@@ -34,9 +42,14 @@ struct MoeRun: ParsableCommand {
             FileHandle.standardError.write(Data(("moe-run: error: " + message(for: error) + "\n").utf8))
             Foundation.exit(2)
         }
+        Foundation.exit(execute { try command.run() })
+    }
+
+    /// Runs `body` and maps what it throws to the contract's exit code and error line.
+    static func execute(_ body: () throws -> Void) -> Int32 {
         let code: Int32
         do {
-            try command.run()
+            try body()
             code = 0
         } catch let error as SpecError {
             code = report(error.description, hint: error.hint, exitCode: 2)
@@ -59,7 +72,7 @@ struct MoeRun: ParsableCommand {
                 code = report("\(error)", hint: nil, exitCode: 1)
             }
         }
-        Foundation.exit(code)
+        return code
     }
 
     /// `run` is the default command, so a first argument that is no subcommand is a spec path; a
@@ -171,7 +184,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The run directory (holding run.h5).") var runDir: String
     @Option(help: "The task id.") var task: String
 
-    func run() throws {
+    func run() throws { try Self.perform(runDir: runDir, task: task) }
+
+    static func perform(runDir: String, task: String) throws {
         do {
             try Worker.run(runDirectory: runDir, taskID: task)
         } catch let error as RuntimeError where error.exitCode == 130 {

@@ -13,7 +13,7 @@ final class InstallEndToEndTests: XCTestCase {
     func testMakeInstallPutsAWorkingMoeRunOnPath() throws {
         let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("moe-run-prefix-\(UUID().uuidString)").path
         let buildDirectory = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().path
-        let make = ["-C", CLI.repositoryRoot.path, "--no-print-directory", "-o", "build", "PREFIX=" + prefix, "BIN=" + buildDirectory]
+        let make = ["-C", CLI.repositoryRoot.path, "--no-print-directory", "-o", "build", "PREFIX=" + prefix, "APP=" + buildDirectory]
         let install = try CLI.tool("/usr/bin/make", make + ["install"])
         XCTAssertEqual(install.status, 0, install.stdout + install.stderr)
         let installed = prefix + "/bin/moe-run"
