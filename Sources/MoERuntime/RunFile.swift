@@ -114,5 +114,5 @@ enum RunFile {
         return Header(status: status, started: (try? file.stringAttribute("started")) ?? now(), finished: nil)
     }
 
-    static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
+    static func now() -> String { RunLog.timestamp() }
 }

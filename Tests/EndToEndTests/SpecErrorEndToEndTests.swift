@@ -54,4 +54,19 @@ final class SpecErrorEndToEndTests: XCTestCase {
         XCTAssertEqual(version.status, 0)
         XCTAssertEqual(version.stdout, "0.1.0\n")
     }
+
+    /// The scheduler's exact `worker --run-dir D --task T` skips the argument parser; it fails
+    /// as the parsed form does: the same line on stderr, the same exit status.
+    func testTheWorkersFastPathFailsAsTheParsedCommandDoes() throws {
+        let dir = NSTemporaryDirectory()
+        let missing = dir + "/no-such-run-\(UUID().uuidString)"
+        let fast = try CLI.run(["worker", "--run-dir", missing, "--task", "train"], in: dir)
+        let parsed = try CLI.run(["worker", "--task", "train", "--run-dir", missing], in: dir)
+        XCTAssertEqual(fast.status, 1, fast.stderr)
+        XCTAssertEqual(parsed.status, fast.status)
+        XCTAssertEqual(parsed.stderr, fast.stderr)
+        XCTAssertTrue(fast.stderr.hasPrefix("moe-run: error: "), fast.stderr)
+        XCTAssertTrue(fast.stderr.contains(missing), fast.stderr)
+        XCTAssertEqual(fast.stderr.split(separator: "\n").count, 1, fast.stderr)
+    }
 }
