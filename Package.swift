@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "MoEFusionTests", dependencies: ["MoEFusion"]),
         .testTarget(name: "MoEReportTests", dependencies: ["MoEReport"]),
         .testTarget(name: "MoERuntimeTests", dependencies: ["MoERuntime", "MoEPlan", "MoEFusion"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore", "MoENN", "MoEStore"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["MoEHDF5", "MoECore", "MoENN", "MoEStore", "CProcess"]),
         .testTarget(name: "TorchReferenceTests", dependencies: ["MoENN", "MoEHDF5", "MoECore", "MoEStore"]),
     ],
     swiftLanguageModes: [.v5]

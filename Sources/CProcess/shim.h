@@ -5,9 +5,11 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
+#include <errno.h>
 #include <signal.h>
 #ifdef __linux__
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #endif
 
@@ -29,6 +31,29 @@ static inline int moe_run_pidfd_open(int pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
     (void)pid;
+    return -1;
+#endif
+}
+
+/// getxattr(2) and setxattr(2) (<sys/xattr.h> is not in Swift's Glibc module): the value of the
+/// extended attribute `name` of `path` into `value` (its length, or -1 with errno), and setting
+/// it (0, or -1 with errno). -1 with ENOTSUP where there are none.
+static inline long moe_run_getxattr(const char *path, const char *name, void *value, unsigned long size) {
+#ifdef __linux__
+    return (long)getxattr(path, name, value, size);
+#else
+    (void)path; (void)name; (void)value; (void)size;
+    errno = ENOTSUP;
+    return -1;
+#endif
+}
+
+static inline int moe_run_setxattr(const char *path, const char *name, const void *value, unsigned long size) {
+#ifdef __linux__
+    return setxattr(path, name, value, size, 0);
+#else
+    (void)path; (void)name; (void)value; (void)size;
+    errno = ENOTSUP;
     return -1;
 #endif
 }

@@ -51,6 +51,13 @@ extension Bench {
 
     /// The "## Task cache (sweep-fusion)" section: one row per variant and `--jobs`, with the
     /// speed-up of the task cache over each other variant at the same `--jobs`.
+    /// `path` relative to the current directory when it lies below it (the repository's paths
+    /// in docs/benchmarks.md), else as it is.
+    static func displayPath(_ path: String) -> String {
+        let here = FileManager.default.currentDirectoryPath + "/"
+        return path.hasPrefix(here) ? String(path.dropFirst(here.count)) : path
+    }
+
     static func cacheSection(_ timings: [SweepTiming], rounds: Int, baseline: String?) -> [String] {
         var lines = [cacheHeading, "",
                      "`moe-run sweep \(cacheSpec)` (21 trials: 7 fusion methods × 3 seeds; each trial a shared pre-trained seed model, "
@@ -59,6 +66,8 @@ extension Bench {
                      + "\(BLASEnvironment.cores) cores). CPU is user + system time of the sweep and every process it started. "
                      + "With the task cache one trial per seed trains the data, seed model and experts; the others link them, wait "
                      + "for a trial computing them (`--jobs 2`), and take the experts' metrics and curves from an earlier fuse task. "
+                     + "\"task cache\" and \"--no-cache\" run `\(displayPath(moeRunBinary))` (`make build`'s moe-run: the Swift runtime "
+                     + "and Foundation linked in, `--static-swift-stdlib`). "
                      + (baseline.map { "\"before\" is the binary `\($0)` (`make bench-cache BASELINE=… BASELINE_LABEL=…`): "
                         + "moe-run before issue 17's work, no task cache and a checkpoint file at every epoch. " }
                         ?? "No baseline binary was given (`make bench-cache BASELINE=path/to/moe-run BASELINE_LABEL=…`). ")

@@ -1,3 +1,4 @@
+import CProcess
 import Foundation
 import MoEHDF5
 import XCTest
@@ -242,5 +243,64 @@ final class TaskCacheEndToEndTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try CLI.finalModelBits(dirs[0]), try CLI.finalModelBits(alone + "/" + r.lastLine))
         CLI.assertNoProcesses(in: dir)
+    }
+
+    /// The extended attribute `user.moe-run.task-identity` a scan leaves on each task file it read
+    /// (`IdentityMark`): it lets later scans skip files of another identity without opening them,
+    /// and never decides a reuse on its own: a mark that lies about a file cannot make a run reuse
+    /// it, and a mark that hides a match only makes the task run again.
+    func testIdentityMarksSkipOtherIdentitiesButNeverDecideAReuse() throws {
+        func mark(_ path: String) -> String? {
+            var buffer = [UInt8](repeating: 0, count: 128)
+            let n = moe_run_getxattr(path, "user.moe-run.task-identity", &buffer, UInt(buffer.count))
+            return n < 0 ? nil : String(decoding: buffer[..<Int(n)], as: UTF8.self)
+        }
+        func setMark(_ path: String, _ value: String) throws {
+            let bytes = Array(value.utf8)
+            guard moe_run_setxattr(path, "user.moe-run.task-identity", bytes, UInt(bytes.count)) == 0 else {
+                throw XCTSkip("this file system keeps no user extended attributes")
+            }
+        }
+        func identity(_ path: String) throws -> String { try H5File.open(path).stringAttribute("task_identity") }
+
+        // The identity a dare run's fuse task has (identities do not depend on the folder).
+        let other = try CLI.workspace(branchSpec())
+        let d = try CLI.run(["spec.yaml", "--quiet", "--set", "fusion.method=dare"], in: other)
+        XCTAssertEqual(d.status, 0, d.stderr)
+        let dareFuse = try identity(other + "/" + d.lastLine + "/tasks/fuse.h5")
+
+        let dir = try CLI.workspace(branchSpec())
+        let a = try CLI.run(["spec.yaml", "--quiet"], in: dir)
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let first = dir + "/" + a.lastLine
+        let b = try CLI.run(["spec.yaml", "--quiet", "--set", "fusion.method=ties"], in: dir)
+        XCTAssertEqual(b.status, 0, b.stderr)
+        // The second run's scan marked what it read: the reused files and the first fuse.h5.
+        for task in upstream + ["fuse"] {
+            let file = first + "/tasks/\(task).h5"
+            guard let found = mark(file) else { throw XCTSkip("this file system keeps no user extended attributes") }
+            XCTAssertEqual(found, try identity(file), task)
+        }
+
+        // A lying mark: the first run's fuse.h5 claims the identity of a dare fuse task. A dare
+        // run checks the file itself and computes its own fuse task.
+        let truth = try identity(first + "/tasks/fuse.h5")
+        XCTAssertNotEqual(truth, dareFuse)
+        try setMark(first + "/tasks/fuse.h5", dareFuse)
+        // A hiding mark: expert-0 (one inode in both runs) claims another identity, so it is
+        // skipped unread and computed again; expert-1 is reused as before.
+        try setMark(first + "/tasks/expert-0.h5", String(repeating: "0", count: 64))
+        let c = try CLI.run(["spec.yaml", "--set", "fusion.method=dare"], in: dir)
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let third = dir + "/" + c.lastLine
+        XCTAssertFalse(c.stdout.contains("fuse: reused"), c.stdout)
+        XCTAssertNotEqual(inode(third + "/tasks/fuse.h5"), inode(first + "/tasks/fuse.h5"))
+        XCTAssertEqual(try identity(third + "/tasks/fuse.h5"), dareFuse)
+        XCTAssertEqual(mark(first + "/tasks/fuse.h5"), truth, "reading the file set its mark right")
+        XCTAssertFalse(c.stdout.contains("expert-0: reused"), c.stdout)
+        XCTAssertNotEqual(inode(third + "/tasks/expert-0.h5"), inode(first + "/tasks/expert-0.h5"))
+        XCTAssertTrue(c.stdout.contains("expert-1: reused from run"), c.stdout)
+        XCTAssertEqual(try CLI.finalModelBits(third), try CLI.finalModelBits(other + "/" + d.lastLine),
+                       "the same bits as the dare run alone")
     }
 }
