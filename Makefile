@@ -57,7 +57,7 @@ ifneq ($(CORETYPE),)
 export OPENBLAS_CORETYPE ?= $(CORETYPE)
 endif
 
-.PHONY: all setup venv build test bench bench-checkpoints bench-cache bench-attention bench-comm scaling run clean sweep install uninstall check-golden
+.PHONY: all setup venv build app test bench bench-checkpoints bench-cache bench-attention bench-comm scaling run clean sweep install uninstall check-golden
 
 all: build
 
@@ -83,8 +83,11 @@ venv:
 	  "$(VENV)/bin/pip" install -q --disable-pip-version-check $(PY_PACKAGES); \
 	fi
 
-build: setup
+build: setup app
 	swift build $(SWIFT_FLAGS)
+
+## app: only the moe-run users run ($(APP)/moe-run, Swift runtime linked in).
+app: setup
 	swift build $(SWIFT_FLAGS) --static-swift-stdlib --scratch-path .build/static --product moe-run
 
 test: setup venv
@@ -178,7 +181,7 @@ clean:
 	rm -rf .build
 
 ## run: the quickstart experiment (rerunning reuses the complete run: --resume).
-run: build
+run: app
 	$(APP)/moe-run experiments/quickstart.yaml --resume
 
 ## sweep: a parameter sweep, then its report (tables + SVG plots in <sweep dir>/report/index.html).
@@ -191,18 +194,18 @@ SPEC ?= experiments/sweep-router.yaml
 GRID ?=
 JOBS ?= $(NPROC)
 SWEEP_ARGS ?=
-sweep: build
+sweep: app
 	@dir=$$($(APP)/moe-run sweep $(SPEC) $(foreach g,$(GRID),--grid $(g)) --jobs $(JOBS) $(SWEEP_ARGS) | tee /dev/stderr | tail -n 1); \
 	$(APP)/moe-run report "$$dir"
 
-## install: build, then copy the moe-run binary to $(DESTDIR)$(PREFIX)/bin, so `moe-run …` works from
+## install: build the static moe-run (make app), then copy it to $(DESTDIR)$(PREFIX)/bin, so `moe-run …` works from
 ## any directory. The binary is self-contained on this machine: its workers are re-execs of
 ## /proc/self/exe (no sibling files), the Swift runtime and Foundation are linked into it
 ## (--static-swift-stdlib), and HDF5/OpenBLAS/libyaml/Open MPI are the system libraries `make setup` installs.
-## `make -o build install` installs the binary already built without rebuilding it (the tests do).
+## `make -o app install` installs the binary already built without rebuilding it (the tests do, with APP=.build/release).
 PREFIX ?= /usr/local
 DESTDIR ?=
-install: build
+install: app
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 755 "$(APP)/moe-run" "$(DESTDIR)$(PREFIX)/bin/moe-run"
 	@echo "install: $(DESTDIR)$(PREFIX)/bin/moe-run"
@@ -223,7 +226,7 @@ uninstall:
 ONLY ?=
 UPDATE ?=
 KEEP ?=
-check-golden: build venv
+check-golden: app venv
 	MOE_RUN_TARGET_CPU=$(TARGET_CPU) $(PY) Tests/golden/check_golden.py --moe-run $(APP)/moe-run \
 	  $(if $(ONLY),--only $(ONLY)) $(if $(filter 1 yes true,$(UPDATE)),--update) $(if $(KEEP),--keep $(KEEP))
 
@@ -235,7 +238,7 @@ check-golden: build venv
 LM_STUDY := lm-dense lm-moe lm-switch lm-upcycle lm-btm lm-btm-average lm-btx lm-seed-recipe
 SEEDS ?= 0 1 2
 .PHONY: lm-study
-lm-study: build venv
+lm-study: app venv
 	for seed in $(SEEDS); do for spec in $(LM_STUDY); do \
 	  $(APP)/moe-run experiments/$$spec.yaml --set seed=$$seed --resume --quiet; done; done
 	$(PY) Tests/python/lm_study.py results --seeds $(shell echo $(SEEDS) | tr ' ' ',') --images docs/images
@@ -247,7 +250,7 @@ lm-study: build venv
 ##   lm-moe's size, 2 at a time, complete trials reused (--resume); then the table (printed) and
 ##   docs/images/router-balance-violation.png (Tests/python/router_study.py, h5py + numpy).
 .PHONY: router-study
-router-study: build venv
+router-study: app venv
 	for spec in lm-router-balance lm-router-shared; do \
 	  $(APP)/moe-run sweep experiments/$$spec.yaml --jobs 2 --resume --quiet || exit 1; done
 	$(PY) Tests/python/router_study.py results --images docs/images

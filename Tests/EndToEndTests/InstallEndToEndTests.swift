@@ -6,14 +6,14 @@ import XCTest
 /// directory, with nothing of the build tree next to it.
 final class InstallEndToEndTests: XCTestCase {
     /// Installs the built binary into a temporary PREFIX with the Makefile's own `install` target
-    /// (`-o build`: the binary of this test run, not rebuilt), then runs `validate` and a short
+    /// (`-o app`: the binary of this test run, not rebuilt), then runs `validate` and a short
     /// run by the name `moe-run` on PATH from an unrelated directory, without OPENBLAS_CORETYPE
     /// (so the binary re-executes itself through /proc/self/exe from its installed place, and its
     /// workers are that installed binary too); then `make uninstall` removes it.
     func testMakeInstallPutsAWorkingMoeRunOnPath() throws {
         let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("moe-run-prefix-\(UUID().uuidString)").path
         let buildDirectory = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().path
-        let make = ["-C", CLI.repositoryRoot.path, "--no-print-directory", "-o", "build", "PREFIX=" + prefix, "APP=" + buildDirectory]
+        let make = ["-C", CLI.repositoryRoot.path, "--no-print-directory", "-o", "app", "-o", "setup", "PREFIX=" + prefix, "APP=" + buildDirectory]
         let install = try CLI.tool("/usr/bin/make", make + ["install"])
         XCTAssertEqual(install.status, 0, install.stdout + install.stderr)
         let installed = prefix + "/bin/moe-run"
