@@ -62,14 +62,7 @@ public enum SweepRunner {
         let count = plan.trials.count
         func name(_ t: SweepTrial) -> String { "trial \(t.number)/\(count) (\(t.label))" }
 
-        // Every child gets its share of the cores: cores / jobs, which its scheduler divides by
-        // parallelism.workers for its workers' OPENBLAS_NUM_THREADS. The trial process itself only
-        // schedules: one BLAS thread (OpenBLAS's other threads would spin on a core for ~0.1 s
-        // after it loads, taking it from the trial's first worker).
-        var environment = BLASEnvironment.currentEnvironment()
-        environment[BLASEnvironment.coresVariable] = String(max(1, BLASEnvironment.cores / jobs))
-        if environment[BLASEnvironment.userThreadsVariable] != "1" { environment["OPENBLAS_NUM_THREADS"] = "1" }
-        environment[RunLog.progressVariable] = nil
+        var environment = trialEnvironment(BLASEnvironment.currentEnvironment(), cores: BLASEnvironment.cores, jobs: jobs)
         edit(&environment)
 
         var queue: [SweepTrial] = []
@@ -153,6 +146,20 @@ public enum SweepRunner {
             if stopping { queue.removeAll() }
         }
         return TrialsRun(results: results, failures: failures)
+    }
+
+    /// The environment of every trial process, from this process's: each gets its share of the
+    /// cores, `MOE_RUN_CORES` = cores / jobs, which its scheduler divides by parallelism.workers
+    /// for its workers' OPENBLAS_NUM_THREADS. The trial process itself only schedules: one BLAS
+    /// thread (OpenBLAS's other threads would spin on a core for ~0.1 s after it loads, taking it
+    /// from the trial's first worker), unless the user set OPENBLAS_NUM_THREADS (README: a user's
+    /// value always wins). No progress bars (the trial's output goes to its log).
+    static func trialEnvironment(_ current: [String: String], cores: Int, jobs: Int) -> [String: String] {
+        var environment = current
+        environment[BLASEnvironment.coresVariable] = String(max(1, cores / max(1, jobs)))
+        if environment[BLASEnvironment.userThreadsVariable] != "1" { environment["OPENBLAS_NUM_THREADS"] = "1" }
+        environment[RunLog.progressVariable] = nil
+        return environment
     }
 
     /// Writes `summary.csv` and `summary.h5` from the trials' `run` and says how the sweep ended.

@@ -122,7 +122,10 @@ extension Bench {
         var lines = text.components(separatedBy: "\n")
         if let start = lines.firstIndex(of: heading) {
             let end = lines[(start + 1)...].firstIndex { $0.hasPrefix("## ") } ?? lines.endIndex
-            lines.replaceSubrange(start..<end, with: section.components(separatedBy: "\n"))
+            var replacement = section.components(separatedBy: "\n")
+            while replacement.last == "" { replacement.removeLast() }
+            if end < lines.endIndex { replacement.append("") }  // a blank line before the next heading
+            lines.replaceSubrange(start..<end, with: replacement)
         } else {
             if lines.last == "" { lines.removeLast() }
             lines += [""] + section.components(separatedBy: "\n")

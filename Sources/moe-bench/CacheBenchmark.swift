@@ -66,7 +66,7 @@ extension Bench {
                      + "\(BLASEnvironment.cores) cores). CPU is user + system time of the sweep and every process it started. "
                      + "With the task cache one trial per seed trains the data, seed model and experts; the others link them, wait "
                      + "for a trial computing them (`--jobs 2`), and take the experts' metrics and curves from an earlier fuse task. "
-                     + "\"task cache\" and \"--no-cache\" run `\(displayPath(moeRunBinary))` (`make build`'s moe-run: the Swift runtime "
+                     + "\"task cache\" and \"--no-cache\" run `\(displayPath(moeRunBinary))` (`make app`'s moe-run: the Swift runtime "
                      + "and Foundation linked in, `--static-swift-stdlib`). "
                      + (baseline.map { "\"before\" is the binary `\($0)` (`make bench-cache BASELINE=… BASELINE_LABEL=…`): "
                         + "moe-run before issue 17's work, no task cache and a checkpoint file at every epoch. " }
