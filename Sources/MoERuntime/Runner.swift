@@ -162,7 +162,7 @@ public enum Runner {
                          isComplete: { FileManager.default.fileExists(atPath: layout.taskFile($0)) },
                          command: { task in
                              Scheduler.Command(executable: "/proc/self/exe",
-                                               arguments: ["moe-run", "worker", "--run-dir", directory, "--task", task.id],
+                                               arguments: ["moe-run"] + Worker.arguments(runDirectory: directory, taskID: task.id),
                                                environment: environment)
                          })
     }

@@ -168,9 +168,11 @@ enum IdentityMark {
         return String(decoding: buffer[..<Int(count)], as: UTF8.self)
     }
 
-    /// Marks `path` with `identity` (best effort: a read-only folder or a file system without
-    /// user extended attributes keeps no mark).
+    /// Marks `path` with `identity` unless it has that mark already (a write dirties the inode;
+    /// best effort: a read-only folder or a file system without user extended attributes keeps
+    /// no mark).
     static func write(_ path: String, _ identity: String) {
+        guard read(path) != identity else { return }
         let bytes = Array(identity.utf8)
         _ = moe_run_setxattr(path, name, bytes, UInt(bytes.count))
     }

@@ -21,6 +21,18 @@ public enum Worker {
     /// another process (the scheduler died before the worker started) stops at once.
     public static let parentVariable = "MOE_RUN_SCHEDULER_PID"
 
+    /// The arguments (after argv[0]) the scheduler starts a task's process with.
+    public static func arguments(runDirectory: String, taskID: String) -> [String] {
+        ["worker", "--run-dir", runDirectory, "--task", taskID]
+    }
+
+    /// (run directory, task id) when `arguments` are exactly `arguments(runDirectory:taskID:)`'s
+    /// form (the CLI then skips its argument parser), else nil.
+    public static func parse(_ arguments: [String]) -> (runDirectory: String, taskID: String)? {
+        guard arguments.count == 5, arguments == Self.arguments(runDirectory: arguments[2], taskID: arguments[4]) else { return nil }
+        return (arguments[2], arguments[4])
+    }
+
     /// Runs task `taskID` of the run in `runDirectory`. Throws what the task throws
     /// (`RuntimeError.interrupted` after SIGINT/SIGTERM, with the task's state saved).
     public static func run(runDirectory: String, taskID: String) throws {

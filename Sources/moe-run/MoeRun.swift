@@ -20,12 +20,10 @@ struct MoeRun: ParsableCommand {
         // Lines reach a pipe as they are printed (progress of runs and sweeps read by scripts).
         setvbuf(stdout, nil, _IOLBF, 0)
         let arguments = Array(CommandLine.arguments.dropFirst())
-        // The scheduler starts every task's process as `moe-run worker --run-dir DIR --task ID`:
-        // that exact form skips the argument parser (its type lookups cost ~2 ms of each worker's
-        // start, and a sweep starts dozens of workers).
-        if arguments.count == 5, arguments[0] == "worker",
-           arguments[1] == "--run-dir", arguments[3] == "--task" {
-            Foundation.exit(execute { try WorkerCommand.perform(runDir: arguments[2], task: arguments[4]) })
+        // The scheduler's own form of `moe-run worker` skips the argument parser (its type lookups
+        // cost ~2 ms of each worker's start, and a sweep starts dozens of workers).
+        if let worker = Worker.parse(arguments) {
+            Foundation.exit(execute { try WorkerCommand.perform(runDir: worker.runDirectory, task: worker.taskID) })
         }
         if let message = unknownCommand(arguments) {
             FileHandle.standardError.write(Data(("moe-run: error: " + message + "\n").utf8))
